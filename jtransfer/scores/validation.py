@@ -1,0 +1,77 @@
+"""Eager input checks, run on concrete arrays before any jitted score kernel.
+
+Each check raises a `ValueError` that names the problem, so a bad probe never turns into a
+silent NaN deep inside a kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_features(features, *, name: str = "features", batched: bool = False) -> np.ndarray:
+  """Features must be a finite float array [N, D] (or [M, N, D] when `batched`) with N ≥ 1."""
+  arr = np.asarray(features)
+  want = 3 if batched else 2
+  if arr.ndim != want:
+    shape = "[M, N, D]" if batched else "[N, D]"
+    raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+  if arr.shape[-2] == 0 or arr.shape[-1] == 0:
+    raise ValueError(f"{name} is empty (shape {arr.shape})")
+  if not np.issubdtype(arr.dtype, np.floating):
+    arr = arr.astype(np.float32)
+  bad = ~np.isfinite(arr)
+  if bad.any():
+    rows = np.unique(np.nonzero(bad)[-2])
+    kind = "NaN" if np.isnan(arr).any() else "Inf"
+    raise ValueError(
+      f"{name} contain {kind} values ({int(bad.sum())} entries, in samples {rows[:10].tolist()}"
+      f"{' ...' if rows.size > 10 else ''})"
+    )
+  return arr
+
+
+def check_labels(labels, num_samples: int, num_classes: int) -> np.ndarray:
+  """Labels must be integers [N] in [0, num_classes)."""
+  if num_classes is None or int(num_classes) < 1:
+    raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+  arr = np.asarray(labels)
+  if arr.ndim != 1 or arr.shape[0] != num_samples:
+    raise ValueError(f"labels must have shape [{num_samples}], got {arr.shape}")
+  if arr.size and not (np.issubdtype(arr.dtype, np.integer) or np.all(arr == np.round(arr))):
+    raise ValueError("labels must be integers")
+  arr = arr.astype(np.int32)
+  if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+    raise ValueError(
+      f"labels out of range: found [{arr.min()}, {arr.max()}], expected [0, {num_classes - 1}]"
+      f" for num_classes={num_classes}"
+    )
+  return arr
+
+
+def check_min_per_class(labels: np.ndarray, num_classes: int, min_count: int, score: str) -> None:
+  """Every class that is present needs `min_count` samples; at least 2 classes present."""
+  counts = np.bincount(labels, minlength=num_classes)
+  present = counts > 0
+  if present.sum() < 2:
+    raise ValueError(f"{score} needs at least 2 classes with samples, got {int(present.sum())}")
+  small = np.nonzero(present & (counts < min_count))[0]
+  if small.size:
+    raise ValueError(
+      f"{score} needs at least {min_count} samples per class; classes {small.tolist()} have "
+      f"{counts[small].tolist()}"
+    )
+
+
+def check_source_probs(source_probs, num_samples: int, *, batched: bool = False) -> np.ndarray:
+  """Source-model softmax outputs [N, C_s] (or [M, N, C_s]): finite, ≥ 0, rows sum to 1."""
+  arr = check_features(source_probs, name="source_probs", batched=batched)
+  if arr.shape[-2] != num_samples:
+    raise ValueError(f"source_probs has {arr.shape[-2]} rows but there are {num_samples} labels")
+  if (arr < 0).any():
+    raise ValueError("source_probs has negative entries: pass softmax probabilities, not logits")
+  sums = arr.sum(axis=-1)
+  if not np.allclose(sums, 1.0, atol=1e-3):
+    worst = float(np.abs(sums - 1).max())
+    raise ValueError(f"source_probs rows must sum to 1 (softmax); max deviation {worst:.3g}")
+  return arr
