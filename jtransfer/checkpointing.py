@@ -1,0 +1,327 @@
+"""Checkpoints: the only module that talks to orbax.
+
+A checkpoint is one directory holding a parameter tree and a small JSON metadata record:
+
+  <path>/params/   orbax PyTree (OCDBT)  {"backbone": {...}, "head": {...}} (pure nested dicts)
+  <path>/meta/     JSON                  whatever `extra` was (step, epoch, metrics, ...)
+
+  checkpointing.save(path, params, extra={"step": 300, "epoch": 0.32, "test_acc": 0.97})
+  params = checkpointing.restore(path)               # nested dict of NumPy arrays
+  backbone = checkpointing.restore_backbone(path)    # only params["backbone"], read partially
+  stacked = checkpointing.restore_stacked(paths)     # leaves [len(paths), ...] for jax.vmap
+
+Atomic: orbax writes into `<path>.orbax-checkpoint-tmp-*` and renames it to `<path>` only once
+params and metadata are both on disk, so `exists(path)` is true exactly for complete
+checkpoints; a save killed half-way leaves only a tmp directory, removed by the next `save` to
+the same path.
+
+Restores return host NumPy arrays (bf16 as `ml_dtypes.bfloat16`), bit-exact, whatever devices
+wrote them; placing them on a mesh is the caller's job (`jax.device_put(tree, sharding)`).
+Saves take NumPy or JAX arrays; fully addressable JAX arrays are copied to the host first.
+
+Multi-host (tested with two CPU processes under `jax.distributed`):
+- Restores are process-local: any process reads any checkpoint on its own, no barrier.
+- A save is collective by default: every process calls it with the same path; host (NumPy)
+  leaves are written by process 0, arrays sharded over processes by their owners.
+- `process_local=True` saves without involving the other processes. orbax 0.12 writes host
+  arrays only from process 0, so on any other process this raises `NotImplementedError`
+  rather than writing a checkpoint without data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pathlib
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+_PARAMS = "params"
+_META = "meta"
+
+_checkpointers: dict[Any, ocp.Checkpointer] = {}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+  """Silences orbax's per-save INFO logging (thousands of tiny checkpoints) for one call."""
+  logger = logging.getLogger("absl")
+  previous = logger.level
+  if previous < logging.WARNING:
+    logger.setLevel(logging.WARNING)
+  try:
+    yield
+  finally:
+    logger.setLevel(previous)
+
+
+def _checkpointer(process_local: bool) -> ocp.Checkpointer:
+  if process_local and jax.process_count() > 1:
+    index = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(
+      primary_host=index, active_processes={index}, barrier_sync_key_prefix=f"local{index}"
+    )
+    cache_key = ("local", index)
+  else:
+    options = ocp.options.MultiprocessingOptions()
+    cache_key = "global"
+  if cache_key not in _checkpointers:
+    # Every layer gets the options: item handlers left to the registry default to process 0 as
+    # the primary host, and would skip writing metadata on any other process.
+    _checkpointers[cache_key] = ocp.Checkpointer(
+      ocp.CompositeCheckpointHandler(
+        composite_options=ocp.CompositeOptions(multiprocessing_options=options),
+        **{
+          _PARAMS: ocp.PyTreeCheckpointHandler(multiprocessing_options=options),
+          _META: ocp.JsonCheckpointHandler(multiprocessing_options=options),
+        },
+      ),
+      multiprocessing_options=options,
+    )
+  return _checkpointers[cache_key]
+
+
+def _check_tree(tree: Any, where: str = "params") -> None:
+  """Params must be pure nested dicts with string keys and array leaves."""
+  if isinstance(tree, Mapping):
+    if not tree:
+      raise ValueError(f"{where} is an empty dict; orbax cannot save empty subtrees")
+    for k, v in tree.items():
+      if not isinstance(k, str):
+        raise ValueError(f"{where} has a non-string key {k!r}; save pure dicts")
+      _check_tree(v, f"{where}[{k!r}]")
+  elif not isinstance(tree, np.ndarray | jax.Array | np.generic):
+    raise ValueError(
+      f"{where} is a {type(tree).__name__}, not an array or dict; save a pure dict "
+      "(e.g. nnx.state(model, nnx.Param).to_pure_dict())"
+    )
+
+
+def _to_host(x: Any) -> Any:
+  if isinstance(x, jax.Array):
+    if x.is_fully_addressable:
+      return np.asarray(x)
+    if x.is_fully_replicated:
+      return np.asarray(x.addressable_data(0))
+    return x  # sharded over hosts: orbax writes it collectively
+  return np.asarray(x)
+
+
+def _tmp_dirs(path: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(path.parent.glob(f"{path.name}{ocp.utils.TMP_DIR_SUFFIX}*"))
+
+
+def exists(path: str | os.PathLike) -> bool:
+  """True when `path` holds a complete checkpoint written by `save`."""
+  path = pathlib.Path(path)
+  return (
+    path.is_dir()
+    and not ocp.utils.is_tmp_checkpoint(path)
+    and (path / _PARAMS / "_METADATA").is_file()
+    and (path / _META / "metadata").is_file()
+  )
+
+
+def save(
+  path: str | os.PathLike,
+  params: Mapping[str, Any],
+  *,
+  extra: Mapping[str, Any] | None = None,
+  overwrite: bool = False,
+  process_local: bool = False,
+) -> pathlib.Path:
+  """Atomically writes `params` (a pure nested dict of arrays) and the JSON record `extra`.
+
+  An existing complete checkpoint at `path` is a `FileExistsError` unless `overwrite=True`.
+  """
+  path = pathlib.Path(path).absolute()
+  _check_tree(params)
+  extra = dict(extra or {})
+  if path.exists():
+    if not overwrite:
+      kind = "checkpoint" if exists(path) else "incomplete/foreign directory"
+      raise FileExistsError(f"{kind} already at {path}; pass overwrite=True to replace it")
+    shutil.rmtree(path)
+  for tmp in _tmp_dirs(path):  # left by a save that was killed half-way
+    shutil.rmtree(tmp, ignore_errors=True)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if process_local and jax.process_count() > 1 and jax.process_index() != 0:
+    # orbax 0.12 writes host (NumPy) leaves from process 0 only and refuses process-local
+    # jax.Arrays when there are several processes: on any other process it would write the
+    # metadata and no data. Fail here instead of leaving checkpoints that cannot be restored.
+    raise NotImplementedError(
+      f"process-local checkpoint save to {path} from process {jax.process_index()}: orbax "
+      "0.12 only writes host arrays from process 0. Save collectively (every process calls "
+      "save with the same path and params), or save from process 0."
+    )
+  host_params = jax.tree.map(_to_host, dict(params))
+  with _quiet():
+    _checkpointer(process_local).save(
+      path,
+      args=ocp.args.Composite(
+        **{_PARAMS: ocp.args.PyTreeSave(host_params), _META: ocp.args.JsonSave(_json_safe(extra))}
+      ),
+    )
+  return path
+
+
+def _json_safe(value: Any) -> Any:
+  if isinstance(value, np.generic | np.ndarray | jax.Array):
+    return np.asarray(value).tolist()
+  if isinstance(value, Mapping):
+    return {str(k): _json_safe(v) for k, v in value.items()}
+  if isinstance(value, list | tuple):
+    return [_json_safe(v) for v in value]
+  if isinstance(value, os.PathLike):
+    return os.fspath(value)
+  return value
+
+
+def _require(path: str | os.PathLike) -> pathlib.Path:
+  path = pathlib.Path(path).absolute()
+  if not path.exists():
+    raise FileNotFoundError(f"no checkpoint at {path}")
+  if not exists(path):
+    tmp = " (a save to it was interrupted)" if _tmp_dirs(path) else ""
+    raise ValueError(f"incomplete or corrupt checkpoint at {path}{tmp}: missing params/meta")
+  return path
+
+
+def metadata(path: str | os.PathLike) -> dict[str, Any]:
+  """Shapes and dtypes of the saved params: nested dict of `jax.ShapeDtypeStruct`."""
+  path = _require(path)
+  try:
+    with _quiet():
+      tree = _checkpointer(True).metadata(path).item_metadata[_PARAMS].tree
+  except Exception as e:  # orbax/tensorstore raise many types; name the path once
+    raise ValueError(f"corrupt checkpoint at {path}: cannot read its metadata ({e})") from e
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), tree)
+
+
+def read_extra(path: str | os.PathLike) -> dict[str, Any]:
+  """The JSON record saved as `extra`."""
+  path = _require(path)
+  try:
+    with _quiet():
+      out = _checkpointer(True).restore(
+        path, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()})
+      )
+  except Exception as e:
+    raise ValueError(f"corrupt checkpoint at {path}: cannot read its metadata ({e})") from e
+  return dict(out[_META] or {})
+
+
+def restore(path: str | os.PathLike, *, subtrees: Sequence[str] | None = None) -> dict[str, Any]:
+  """The saved params as NumPy arrays; `subtrees=("backbone",)` reads only those top-level keys."""
+  path = _require(path)
+  if subtrees is None:
+    params = _restore_plain(path)
+    if params is not None:
+      return params
+  shapes = metadata(path)
+  if subtrees is not None:
+    missing = [k for k in subtrees if k not in shapes]
+    if missing:
+      raise ValueError(f"checkpoint at {path} has no subtree(s) {missing}; has {sorted(shapes)}")
+    shapes = {k: shapes[k] for k in subtrees}
+  item = jax.tree.map(lambda s: np.empty(s.shape, s.dtype), shapes)
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), shapes)
+  try:
+    with _quiet():
+      out = _checkpointer(True).restore(
+        path,
+        args=ocp.args.Composite(
+          **{
+            _PARAMS: ocp.args.PyTreeRestore(
+              item=item, restore_args=restore_args, partial_restore=subtrees is not None
+            )
+          }
+        ),
+      )
+  except Exception as e:
+    raise ValueError(f"corrupt checkpoint at {path}: cannot read its params ({e})") from e
+  params = out[_PARAMS]
+  # A truncated data file can come back short instead of raising; never hand that on.
+  bad = [
+    jax.tree_util.keystr(kp)
+    for kp, (got, want) in _leaf_pairs(params, shapes)
+    if got.shape != want.shape or got.dtype != want.dtype
+  ]
+  if bad:
+    raise ValueError(f"corrupt checkpoint at {path}: leaves {bad} differ from the saved shapes")
+  return params
+
+
+def _restore_plain(path: pathlib.Path) -> dict[str, Any] | None:
+  """Fast path (no separate metadata read): the params when every leaf comes back as NumPy.
+
+  Single-process saves always store host arrays, which orbax restores as NumPy by default.
+  Anything else (arrays saved sharded over hosts, or an error) -> None: take the checked path.
+  """
+  try:
+    with _quiet():
+      out = _checkpointer(True).restore(
+        path, args=ocp.args.Composite(**{_PARAMS: ocp.args.PyTreeRestore()})
+      )
+  except Exception:  # the checked path names the problem
+    return None
+  params = out[_PARAMS]
+  if not all(isinstance(x, np.ndarray) for x in jax.tree.leaves(params)):
+    return None
+  return params
+
+
+def _leaf_pairs(got: Any, want: Any) -> list:
+  got_leaves = jax.tree_util.tree_leaves_with_path(got)
+  want_leaves = jax.tree.leaves(want)
+  if len(got_leaves) != len(want_leaves):
+    raise ValueError("restored tree structure differs from the saved one")
+  return [(kp, (g, w)) for (kp, g), w in zip(got_leaves, want_leaves, strict=True)]
+
+
+def restore_backbone(path: str | os.PathLike) -> dict[str, Any]:
+  """Only `params["backbone"]` (partial restore: the head is not read)."""
+  return restore(path, subtrees=("backbone",))["backbone"]
+
+
+def stack(trees: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """Stacks same-structured param trees on a new leading axis (NumPy), e.g. for `jax.vmap`."""
+  if not trees:
+    raise ValueError("stack needs at least one param tree")
+  ref = jax.tree.structure(trees[0])
+  ref_shapes = [(np.shape(x), np.asarray(x).dtype) for x in jax.tree.leaves(trees[0])]
+  for i, tree in enumerate(trees[1:], start=1):
+    if jax.tree.structure(tree) != ref:
+      raise ValueError(f"param tree {i} has a different structure from tree 0")
+    shapes = [(np.shape(x), np.asarray(x).dtype) for x in jax.tree.leaves(tree)]
+    if shapes != ref_shapes:
+      raise ValueError(f"param tree {i} has different leaf shapes/dtypes from tree 0")
+  return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def restore_stacked(
+  paths: Sequence[str | os.PathLike], *, subtrees: Sequence[str] | None = None
+) -> dict[str, Any]:
+  """`stack([restore(p) for p in paths])`: leaves shaped `[len(paths), ...]`."""
+  return stack([restore(p, subtrees=subtrees) for p in paths])
+
+
+def checkpoint_path(workdir: str | os.PathLike, source: str, seed: int, step: int) -> pathlib.Path:
+  """The zoo layout: `<workdir>/zoo/<source>/seed_<seed>/<step>`."""
+  if not source or "/" in source:
+    raise ValueError(f"source must be a non-empty name without '/', got {source!r}")
+  return pathlib.Path(workdir) / "zoo" / source / f"seed_{int(seed)}" / str(int(step))
+
+
+def complete_steps(directory: str | os.PathLike) -> list[int]:
+  """Sorted steps `s` with a complete checkpoint at `<directory>/<s>` (e.g. a seed's folder)."""
+  directory = pathlib.Path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and exists(p))

@@ -1,0 +1,1 @@
+"""Training: the pre-train and fine-tune loops, their shared step builder and schedule helpers."""

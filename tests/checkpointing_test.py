@@ -1,0 +1,254 @@
+"""Checkpoints: bit-exact round trips, partial (backbone) restore, stacking, corruption errors."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+
+from jtransfer import checkpointing as ckpt
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _params(seed: int) -> dict:
+  rng = np.random.default_rng(seed)
+  special = np.array([np.nan, -0.0, np.inf, -np.inf, 1e-45, 3.4e38], np.float32)  # denormal too
+  return {
+    "backbone": {
+      "conv1": {"kernel": rng.standard_normal((3, 3, 1, 4), np.float32), "bias": special},
+      "fc1": {
+        "kernel": rng.standard_normal((16, 8), np.float32).astype(ml_dtypes.bfloat16),
+        "count": np.arange(5, dtype=np.int32),
+        "scalar": np.int32(7),  # 0-d leaves (optimiser step counts)
+      },
+    },
+    "head": {"logits": {"kernel": jnp.asarray(rng.standard_normal((8, 3), np.float32))}},
+  }
+
+
+def _bits(x) -> np.ndarray:
+  x = np.atleast_1d(np.asarray(x))
+  return x.view(np.dtype(f"u{x.dtype.itemsize}"))
+
+
+def _assert_bit_equal(got, want):
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    assert isinstance(g, np.ndarray)
+    assert g.dtype == np.asarray(w).dtype and g.shape == np.shape(w)
+    np.testing.assert_array_equal(_bits(g), _bits(w))
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+  params = _params(0)
+  path = ckpt.save(tmp_path / "c", params, extra={"step": 3, "epoch": 0.25, "acc": np.float32(1)})
+  assert ckpt.exists(path)
+  _assert_bit_equal(ckpt.restore(path), params)
+  assert ckpt.read_extra(path) == {"step": 3, "epoch": 0.25, "acc": 1.0}
+  shapes = ckpt.metadata(path)
+  assert shapes["backbone"]["fc1"]["kernel"] == jax.ShapeDtypeStruct((16, 8), jnp.bfloat16)
+
+
+def test_restore_backbone_is_exactly_the_saved_backbone(tmp_path):
+  params = _params(1)
+  ckpt.save(tmp_path / "c", params)
+  backbone = ckpt.restore_backbone(tmp_path / "c")
+  _assert_bit_equal(backbone, params["backbone"])
+  head_only = ckpt.restore(tmp_path / "c", subtrees=("head",))
+  _assert_bit_equal(head_only, {"head": params["head"]})
+  with pytest.raises(ValueError, match="no subtree"):
+    ckpt.restore(tmp_path / "c", subtrees=("neck",))
+
+
+def test_stack_and_restore_stacked(tmp_path):
+  trees = [_params(s) for s in range(3)]
+  paths = [ckpt.save(tmp_path / str(s), t) for s, t in enumerate(trees)]
+  stacked = ckpt.restore_stacked(paths)
+  for i, tree in enumerate(trees):
+    _assert_bit_equal(jax.tree.map(lambda x, i=i: x[i, ...], stacked), tree)
+  assert stacked["backbone"]["fc1"]["kernel"].shape == (3, 16, 8)
+  bb = ckpt.restore_stacked(paths, subtrees=("backbone",))
+  assert set(bb) == {"backbone"}
+  with pytest.raises(ValueError, match="different structure"):
+    ckpt.stack([trees[0], {"backbone": trees[0]["backbone"]}])
+  other = _params(0)
+  other["head"]["logits"]["kernel"] = np.zeros((8, 4), np.float32)
+  with pytest.raises(ValueError, match="shapes"):
+    ckpt.stack([trees[0], other])
+  with pytest.raises(ValueError, match="at least one"):
+    ckpt.stack([])
+
+
+def test_exists_overwrite_and_bad_params(tmp_path):
+  path = tmp_path / "zoo" / "c"
+  assert not ckpt.exists(path)
+  ckpt.save(path, _params(0))
+  with pytest.raises(FileExistsError, match=str(path)):
+    ckpt.save(path, _params(1))
+  ckpt.save(path, _params(1), overwrite=True)
+  _assert_bit_equal(ckpt.restore(path), _params(1))
+  with pytest.raises(ValueError, match="pure dict"):
+    ckpt.save(tmp_path / "d", {"backbone": [np.zeros(3)]})
+  with pytest.raises(ValueError, match="empty"):
+    ckpt.save(tmp_path / "e", {"backbone": {}, "head": {"w": np.zeros(2)}})
+
+
+def test_missing_and_corrupt_checkpoints_name_the_path(tmp_path):
+  with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
+    ckpt.restore(tmp_path / "nope")
+  # A directory that is not a complete checkpoint.
+  (tmp_path / "empty").mkdir()
+  assert not ckpt.exists(tmp_path / "empty")
+  with pytest.raises(ValueError, match=str(tmp_path / "empty")):
+    ckpt.restore(tmp_path / "empty")
+  # Missing parameter metadata.
+  ckpt.save(tmp_path / "a", _params(0))
+  (tmp_path / "a" / "params" / "_METADATA").unlink()
+  assert not ckpt.exists(tmp_path / "a")
+  with pytest.raises(ValueError, match=str(tmp_path / "a")):
+    ckpt.restore(tmp_path / "a")
+  # Truncated data: cut the largest file of the checkpoint (the array data) in half.
+  ckpt.save(tmp_path / "b", _params(0))
+  biggest = max((p for p in (tmp_path / "b").rglob("*") if p.is_file()), key=os.path.getsize)
+  with open(biggest, "r+b") as f:
+    f.truncate(os.path.getsize(biggest) // 2)
+  with pytest.raises(ValueError, match=f"corrupt checkpoint at {tmp_path / 'b'}"):
+    ckpt.restore(tmp_path / "b")
+  # Garbled parameter metadata.
+  ckpt.save(tmp_path / "c", _params(0))
+  (tmp_path / "c" / "params" / "_METADATA").write_text("{not json")
+  with pytest.raises(ValueError, match=str(tmp_path / "c")):
+    ckpt.restore_backbone(tmp_path / "c")
+
+
+def test_interrupted_save_leaves_no_checkpoint_and_is_cleaned_up(tmp_path):
+  path = tmp_path / "c"
+  tmp = tmp_path / "c.orbax-checkpoint-tmp-1234"
+  (tmp / "params").mkdir(parents=True)
+  assert not ckpt.exists(path) and not ckpt.exists(tmp)
+  with pytest.raises(FileNotFoundError):
+    ckpt.restore(path)
+  ckpt.save(path, _params(0))
+  assert not tmp.exists()
+  _assert_bit_equal(ckpt.restore(path), _params(0))
+
+
+_SAVER = textwrap.dedent(
+  """
+  import sys, numpy as np
+  from jtransfer import checkpointing as ckpt
+  root = sys.argv[1]
+  for step in range(1000):
+    rng = np.random.default_rng(step)
+    params = {"backbone": {"w": rng.standard_normal((256, 256), np.float32)},
+              "head": {"b": np.full((10,), step, np.float32)}}
+    ckpt.save(f"{root}/{step}", params, extra={"step": step})
+    print("SAVED", step, flush=True)
+  """
+)
+
+
+def test_kill_during_saves_leaves_only_complete_checkpoints(tmp_path):
+  script = tmp_path / "saver.py"
+  script.write_text(_SAVER)
+  root = tmp_path / "zoo"
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(
+    [sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True, env=env
+  )
+  for line in proc.stdout:
+    if line.startswith("SAVED 3"):
+      os.kill(proc.pid, signal.SIGKILL)
+      break
+  proc.wait(timeout=60)
+  steps = ckpt.complete_steps(root)
+  assert steps[:4] == [0, 1, 2, 3] and steps == list(range(len(steps)))
+  for step in steps:
+    params = ckpt.restore(root / str(step))
+    want = np.random.default_rng(step).standard_normal((256, 256), np.float32)
+    np.testing.assert_array_equal(params["backbone"]["w"], want)
+    assert np.all(params["head"]["b"] == step)
+    assert ckpt.read_extra(root / str(step)) == {"step": step}
+  # Whatever the kill interrupted is not a checkpoint; saving it again works.
+  nxt = len(steps)
+  assert not ckpt.exists(root / str(nxt))
+  ckpt.save(root / str(nxt), {"backbone": {"w": np.ones(2, np.float32)}}, overwrite=True)
+  assert ckpt.complete_steps(root) == list(range(nxt + 1))
+
+
+def test_checkpoint_path_layout(tmp_path):
+  assert ckpt.checkpoint_path(tmp_path, "mnist_cnn", 2, 938) == (
+    tmp_path / "zoo" / "mnist_cnn" / "seed_2" / "938"
+  )
+  with pytest.raises(ValueError, match="source"):
+    ckpt.checkpoint_path(tmp_path, "a/b", 0, 0)
+
+
+def test_extra_is_plain_json(tmp_path):
+  ckpt.save(tmp_path / "c", _params(0), extra={"metrics": {"acc": np.float64(0.5)}, "p": tmp_path})
+  raw = json.loads((tmp_path / "c" / "meta" / "metadata").read_text())
+  assert raw == {"metrics": {"acc": 0.5}, "p": str(tmp_path)}
+
+
+_MULTI = textwrap.dedent(
+  """
+  import sys
+  import numpy as np
+  from jtransfer import checkpointing as ckpt, sharding
+  pid, port, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+  assert sharding.maybe_initialize_distributed(f"localhost:{port}", 2, pid)
+  # each process restores on its own
+  assert np.all(ckpt.restore_backbone(f"{root}/single")["w"] == 5)
+  if pid == 0:
+    ckpt.save(f"{root}/p0", {"backbone": {"w": np.full(3, 7.0, np.float32)}}, process_local=True)
+  else:
+    try:
+      ckpt.save(f"{root}/p1", {"backbone": {"w": np.zeros(3, np.float32)}}, process_local=True)
+      raise SystemExit("process-local save on process 1 should refuse")
+    except NotImplementedError:
+      pass
+  # collective: identical host params plus a global array with one row per process
+  g = sharding.shard_batch(np.full((1, 3), pid, np.float32), sharding.make_mesh())
+  ckpt.save(f"{root}/both", {"backbone": {"w": np.arange(3, dtype=np.float32)}, "head": {"g": g}})
+  r = ckpt.restore(f"{root}/both")
+  print("RESULT", pid, r["backbone"]["w"].tolist(), r["head"]["g"].tolist(), flush=True)
+  """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_restore_locally_and_save_collectively(tmp_path):
+  import socket
+
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  ckpt.save(tmp_path / "single", {"backbone": {"w": np.full(3, 5.0, np.float32)}})
+  script = tmp_path / "multi.py"
+  script.write_text(_MULTI)
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  procs = [
+    subprocess.Popen(
+      [sys.executable, str(script), str(pid), str(port), str(tmp_path)],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      env=env,
+    )
+    for pid in range(2)
+  ]
+  outs = [p.communicate(timeout=180)[0] for p in procs]
+  for pid, (p, out) in enumerate(zip(procs, outs, strict=True)):
+    assert p.returncode == 0, out[-3000:]
+    assert f"RESULT {pid} [0.0, 1.0, 2.0] [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]" in out
+  np.testing.assert_array_equal(ckpt.restore(tmp_path / "p0")["backbone"]["w"], np.full(3, 7.0))
+  assert not (tmp_path / "p1").exists()
