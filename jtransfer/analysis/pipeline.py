@@ -1,0 +1,305 @@
+"""Store → tables, figures and report: `analyse` works on DataFrames, `run` reads a workdir."""
+
+import dataclasses
+import pathlib
+import sqlite3
+
+import pandas as pd
+
+from jtransfer.analysis import breakdown, figures, penalty, selection, stability, tables
+from jtransfer.analysis import transfer_matrix as tm
+
+TABLES = ("checkpoints", "scores", "finetune")
+
+
+@dataclasses.dataclass
+class Analysis:
+  """Everything the report shows; every DataFrame is also written as CSV."""
+
+  keep_seeds: bool
+  n_boot: int
+  param_penalty: float
+  setting: str
+  probe: str
+  focus_layer: str
+  layers: list
+  targets: list
+  settings: list
+  probes: list
+  model_keys: list
+  overrides: dict
+  checkpoints: pd.DataFrame
+  scores: pd.DataFrame
+  ground_truth: pd.DataFrame
+  curves: pd.DataFrame
+  joint: pd.DataFrame
+  correlations: pd.DataFrame
+  baselines: pd.DataFrame
+  selection: pd.DataFrame
+  selection_baselines: pd.DataFrame
+  stability_models: pd.DataFrame
+  stability_rho: pd.DataFrame
+  stability_winner: pd.DataFrame
+  transfer_matrix: pd.DataFrame
+  asymmetry: pd.DataFrame
+  notes: list = dataclasses.field(default_factory=list)
+  figures: dict = dataclasses.field(default_factory=dict)
+
+
+def load_tables(workdir) -> dict[str, pd.DataFrame]:
+  """The three tables through `jtransfer.results.load` (else straight from results.sqlite)."""
+  workdir = pathlib.Path(workdir)
+  try:
+    from jtransfer.results import load  # noqa: PLC0415 (built by the results-store module)
+  except ImportError:
+    load = None
+  out = {}
+  if load is not None:
+    for name in TABLES:
+      out[name] = load(workdir, name)
+    return out
+  path = workdir / "results.sqlite"
+  if not path.exists():
+    raise ValueError(f"no results store at {path}")
+  with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+    have = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    for name in TABLES:
+      out[name] = (
+        pd.read_sql_query(f"SELECT * FROM {name}", con) if name in have else pd.DataFrame()
+      )
+  return out
+
+
+def _pick(options, preferred, what):
+  options = list(options)
+  if preferred is not None:
+    if preferred not in options:
+      raise ValueError(f"{what} {preferred!r} not in the store; have {options}")
+    return preferred
+  return options[0]
+
+
+def analyse(
+  scores: pd.DataFrame,
+  finetune: pd.DataFrame,
+  checkpoints: pd.DataFrame | None = None,
+  *,
+  keep_seeds: bool = False,
+  n_boot: int = 1000,
+  seed: int = 0,
+  param_penalty: float = 0.0,
+  higher_is_better: dict | None = None,
+  setting: str | None = None,
+  probe: str | None = None,
+  focus_layer: str | None = None,
+  detail_all_settings: bool = False,
+) -> Analysis:
+  """All statistics from the three tables (see the module docs of each step)."""
+  if scores is None or scores.empty:
+    raise ValueError("the scores table is empty: run the score job first")
+  if finetune is None or finetune.empty:
+    raise ValueError("the finetune table is empty: run the fine-tune job first")
+  notes = []
+  overrides = dict(higher_is_better or {})
+  prepared = tables.prepare_scores(scores, overrides=overrides)
+  if prepared.attrs.get("dropped_non_finite"):
+    notes.append(f"{prepared.attrs['dropped_non_finite']} non-finite score values were dropped.")
+  if "checkpoint_index" not in set(scores["score"]):
+    notes.append("checkpoint_index was not stored; derived from the rank of the pre-train step.")
+  if param_penalty:
+    pen = penalty.param_penalised(prepared, param_penalty)
+    if pen.empty:
+      notes.append("parameter-count penalty requested but no param_count rows are stored.")
+    else:
+      overrides.update({name: True for name in set(pen["score"])})
+      prepared = pd.concat([prepared, pen], ignore_index=True)
+
+  gt, cur = tables.ground_truth_tables(finetune)
+  all_gt = tables.gt_lib.ground_truth(finetune)
+  if len(all_gt) > len(gt):
+    notes.append(f"{len(all_gt) - len(gt)} incomplete fine-tune curves were left out.")
+  if gt.empty:
+    raise ValueError("no complete fine-tune curve (>= 2 fine-tune steps) in the finetune table")
+
+  keys = tables.model_keys(keep_seeds)
+  joint = tables.joint(
+    prepared, gt, keep_seeds=keep_seeds, truth_cols=["log_auc", "final_acc", "best_acc"]
+  )
+  if joint.empty:
+    raise ValueError("no model has both scores and fine-tune results (check source/arch/seed/step)")
+  joint_ft = tables.joint(
+    prepared, cur[cur["source"] != "scratch"], keep_seeds=keep_seeds, truth_cols=["test_acc"]
+  )
+
+  settings = sorted(set(joint["setting"]), key=lambda s: (s != "full", s))
+  probes = sorted(set(joint["probe"]), key=lambda p: (p != "train", p))
+  layers = tables.layer_order(prepared["layer"])
+  setting = _pick(settings, setting, "setting")
+  probe = _pick(probes, probe, "probe")
+  if focus_layer is None:
+    focus_layer = "pool2" if "pool2" in layers else layers[-2] if len(layers) > 1 else layers[0]
+  elif focus_layer not in layers:
+    raise ValueError(f"focus layer {focus_layer!r} not in the store; have {layers}")
+
+  corr = breakdown.all_breakdowns(
+    joint,
+    joint_ft,
+    settings_for_detail=None if detail_all_settings else [setting],
+    probes_for_detail=None if detail_all_settings else [probe],
+    n_boot=n_boot,
+    seed=seed,
+    overrides=overrides,
+  )
+  flagged = corr[corr["flag"] != ""]
+  if not flagged.empty:
+    counts = flagged.groupby(["breakdown", "flag"]).size()
+    notes.append(
+      "correlations left undefined (NaN): "
+      + "; ".join(f"{b}: {n} × {f}" for (b, f), n in counts.items())
+    )
+  base = selection.compare_to_baselines(corr, metric="spearman")
+
+  sel = pd.concat(
+    [
+      selection.select(joint, model_keys=keys).assign(breakdown="all"),
+      selection.select(joint[joint["setting"] == setting], model_keys=keys, by="step").assign(
+        breakdown="per_checkpoint"
+      ),
+    ],
+    ignore_index=True,
+  )
+  sel_base = selection.compare_to_baselines(sel, metric="regret", better="lower")
+
+  per_model = prepared.groupby([*keys, "target", "probe", "layer", "score"])["oriented"].mean()
+  corr_all = corr[corr["breakdown"] == "all"]
+  matrix = tm.transfer_matrix(gt)
+  return Analysis(
+    keep_seeds=keep_seeds,
+    n_boot=n_boot,
+    param_penalty=param_penalty,
+    setting=setting,
+    probe=probe,
+    focus_layer=focus_layer,
+    layers=layers,
+    targets=sorted(set(joint["target"])),
+    settings=settings,
+    probes=probes,
+    model_keys=keys,
+    overrides=overrides,
+    checkpoints=checkpoints if checkpoints is not None else pd.DataFrame(),
+    scores=prepared,
+    ground_truth=gt,
+    curves=cur,
+    joint=joint,
+    correlations=corr,
+    baselines=base,
+    selection=sel,
+    selection_baselines=sel_base,
+    stability_models=stability.model_ranking_stability(per_model.reset_index(), model_keys=keys),
+    stability_rho=stability.rho_stability(corr_all),
+    stability_winner=stability.winner_stability(corr_all),
+    transfer_matrix=matrix,
+    asymmetry=tm.asymmetry(matrix),
+    notes=notes,
+  )
+
+
+def make_figures(a: Analysis, out_dir) -> dict[str, list[pathlib.Path]]:
+  out_dir = pathlib.Path(out_dir)
+  figs: dict[str, list] = {}
+  figs["score_vs_layer"] = figures.score_vs_layer(
+    a.scores, out_dir, layers=a.layers, probe=a.probe, overrides=a.overrides
+  )
+  figs["finetune_curves"] = figures.finetune_curves(a.curves, out_dir, setting=a.setting)
+  figs["delta_to_scratch"] = figures.delta_to_scratch(a.curves, out_dir, setting=a.setting)
+  figs["rho_per_layer"] = []
+  for target in a.targets:
+    for name in breakdown.BREAKDOWNS:
+      p = figures.rho_per_layer(
+        a.correlations,
+        out_dir,
+        breakdown=name,
+        target=target,
+        setting=a.setting,
+        probe=a.probe,
+        layers=a.layers,
+      )
+      if p is not None:
+        figs["rho_per_layer"].append(p)
+  figs["scatter"] = [
+    p
+    for target in a.targets
+    if (
+      p := figures.scatter(
+        a.joint,
+        out_dir,
+        target=target,
+        setting=a.setting,
+        probe=a.probe,
+        layer=a.focus_layer,
+        overrides=a.overrides,
+      )
+    )
+    is not None
+  ]
+  heat = figures.transfer_heatmap(a.transfer_matrix, out_dir)
+  figs["transfer_matrix"] = [heat] if heat is not None else []
+  return figs
+
+
+CSV_TABLES = (
+  "ground_truth",
+  "correlations",
+  "baselines",
+  "selection",
+  "selection_baselines",
+  "stability_models",
+  "stability_rho",
+  "stability_winner",
+  "transfer_matrix",
+  "asymmetry",
+)
+
+
+def write_outputs(a: Analysis, workdir, *, with_figures: bool = True) -> pathlib.Path:
+  """CSV tables, figures (PNG + PDF in figures/), report.md and report.html; returns report.md."""
+  from jtransfer.analysis import report  # noqa: PLC0415 (report imports run's Analysis)
+
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  for name in CSV_TABLES:
+    getattr(a, name).to_csv(workdir / f"analysis_{name}.csv", index=False)
+  if with_figures:
+    a.figures = make_figures(a, workdir / "figures")
+  return report.write(a, workdir)
+
+
+def run(
+  workdir,
+  *,
+  keep_seeds: bool = False,
+  n_boot: int = 1000,
+  seed: int = 0,
+  param_penalty: float = 0.0,
+  higher_is_better: dict | None = None,
+  setting: str | None = None,
+  probe: str | None = None,
+  focus_layer: str | None = None,
+  with_figures: bool = True,
+) -> pathlib.Path:
+  """Reads the workdir's results store, writes analysis_*.csv, figures/ and report.md/.html."""
+  t = load_tables(workdir)
+  a = analyse(
+    t["scores"],
+    t["finetune"],
+    t.get("checkpoints"),
+    keep_seeds=keep_seeds,
+    n_boot=n_boot,
+    seed=seed,
+    param_penalty=param_penalty,
+    higher_is_better=higher_is_better,
+    setting=setting,
+    probe=probe,
+    focus_layer=focus_layer,
+  )
+  return write_outputs(a, workdir, with_figures=with_figures)

@@ -1,0 +1,358 @@
+"""report.md and report.html from one list of blocks (heading, text, table, list, image)."""
+
+import html
+import os
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from jtransfer.analysis import published, signs
+
+INTERVALS = (
+  "Three intervals appear and mean different things: the **null band** ±tanh(1.96/√(n−3)) is "
+  "the thesis' 'Fisher 95% interval' around 0 — it depends only on n and says whether ρ is "
+  "significantly different from 0 (marked `*` when |ρ| is outside it); the **Bonett–Wright CI** "
+  "[lo, hi] is a 95% interval around the observed ρ (Fisher z, SE √((1+ρ²/2)/(n−3))); the "
+  "**bootstrap CI** is the 2.5–97.5 percentile of ρ over models resampled with replacement."
+)
+
+
+def _cell(x, digits=3) -> str:
+  if x is None or x is pd.NA:
+    return "–"
+  if isinstance(x, bool | np.bool_):
+    return "✓" if x else "✗"
+  if isinstance(x, float | np.floating):
+    return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
+  return str(x)
+
+
+def _rho_cell(row) -> str:
+  if not np.isfinite(row["spearman"]):
+    return f"– ({row['flag']})" if row.get("flag") else "–"
+  star = "*" if row["significant"] else ""
+  return f"{row['spearman']:.2f}{star} [{row['spearman_ci_lo']:.2f}, {row['spearman_ci_hi']:.2f}]"
+
+
+class Doc:
+  def __init__(self):
+    self.blocks = []
+
+  def h(self, level, text):
+    self.blocks.append(("h", level, text))
+
+  def p(self, text):
+    self.blocks.append(("p", text))
+
+  def ul(self, items):
+    if items:
+      self.blocks.append(("ul", list(items)))
+
+  def table(self, df: pd.DataFrame, digits=3):
+    if df is not None and not df.empty:
+      self.blocks.append(("table", df, digits))
+    else:
+      self.p("(no data)")
+
+  def img(self, path, caption):
+    self.blocks.append(("img", path, caption))
+
+  def markdown(self) -> str:
+    out = []
+    for b in self.blocks:
+      if b[0] == "h":
+        out.append("#" * b[1] + " " + b[2])
+      elif b[0] == "p":
+        out.append(b[1])
+      elif b[0] == "ul":
+        out.append("\n".join(f"- {x}" for x in b[1]))
+      elif b[0] == "table":
+        df, digits = b[1], b[2]
+        head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+        sep = "|" + "|".join("---" for _ in df.columns) + "|"
+        body = [
+          "| " + " | ".join(_cell(v, digits).replace("|", "\\|") for v in row) + " |"
+          for row in df.itertuples(index=False)
+        ]
+        out.append("\n".join([head, sep, *body]))
+      elif b[0] == "img":
+        out.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
+    return "\n\n".join(out) + "\n"
+
+  def html(self, title) -> str:
+    e = html.escape
+    out = [
+      "<!doctype html><html><head><meta charset='utf-8'>",
+      f"<title>{e(title)}</title><style>body{{font-family:sans-serif;max-width:1200px;"
+      "margin:auto}}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+      "padding:2px 6px}img{max-width:100%}</style></head><body>",
+    ]
+    for b in self.blocks:
+      if b[0] == "h":
+        out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+      elif b[0] == "p":
+        out.append(f"<p>{_inline(b[1])}</p>")
+      elif b[0] == "ul":
+        out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b[1]) + "</ul>")
+      elif b[0] == "table":
+        df, digits = b[1], b[2]
+        head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
+        body = "".join(
+          "<tr>" + "".join(f"<td>{e(_cell(v, digits))}</td>" for v in row) + "</tr>"
+          for row in df.itertuples(index=False)
+        )
+        out.append(f"<table><tr>{head}</tr>{body}</table>")
+      elif b[0] == "img":
+        out.append(f"<figure><img src='{e(b[1])}'><figcaption>{e(b[2])}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+  """Escapes text and renders **bold** and `code` (the only inline markup the report uses)."""
+  parts = html.escape(text).split("**")
+  text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+  parts = text.split("`")
+  return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def correlation_grid(a, target) -> pd.DataFrame:
+  """Score × layer grid of "ρ* [BW lo, hi]" for the main setting and probe."""
+  c = a.correlations
+  c = c[
+    (c["breakdown"] == "all")
+    & (c["target"] == target)
+    & (c["setting"] == a.setting)
+    & (c["probe"] == a.probe)
+  ]
+  if c.empty:
+    return pd.DataFrame()
+  c = c.assign(cell=c.apply(_rho_cell, axis=1))
+  wide = c.pivot_table(index="score", columns="layer", values="cell", aggfunc="first")
+  wide = wide[[x for x in a.layers if x in wide.columns]]
+  n = c.groupby("score")["n"].max()
+  wide.insert(0, "n", n.astype(int))
+  wide.insert(
+    0,
+    "dir",
+    [
+      ("↑" if a.overrides.get(s, signs.sign_table(a.overrides).get(s, True)) else "↓")
+      for s in wide.index
+    ],
+  )
+  return wide.reset_index()
+
+
+def _focus(df, a, **extra):
+  m = (df["setting"] == a.setting) & (df["probe"] == a.probe) & (df["layer"] == a.focus_layer)
+  for k, v in extra.items():
+    m &= df[k] == v
+  return df[m]
+
+
+def write(a, workdir) -> pathlib.Path:
+  workdir = pathlib.Path(workdir)
+  d = Doc()
+  d.h(1, "jtransfer evaluation report")
+  d.h(2, "Setup")
+  s = a.scores
+  seeds_note = "kept as separate models" if a.keep_seeds else "averaged first, as the thesis"
+  d.ul(
+    [
+      f"workdir: `{workdir}`",
+      f"sources: {', '.join(sorted(set(s['source'])))}; architectures: "
+      f"{', '.join(sorted(set(s['arch'].astype(str))))}",
+      f"seeds: {s['seed'].nunique()} ({seeds_note}); pre-train checkpoints: {s['step'].nunique()}",
+      f"targets: {', '.join(a.targets)}; transfer settings: {', '.join(a.settings)}; "
+      f"probes: {', '.join(a.probes)}",
+      f"layers: {', '.join(a.layers)}; focus layer: {a.focus_layer}",
+      f"scores: {', '.join(sorted(set(s['score'])))}",
+      f"main tables use setting `{a.setting}` and probe `{a.probe}`",
+      "ground truth: log-AUC = trapezoids of test accuracy over the fine-tune checkpoint index "
+      "divided by K−1 (a mean accuracy over log-spaced steps), fine-tune seeds averaged; also "
+      "final and best accuracy (analysis_ground_truth.csv)",
+      f"bootstrap resamples: {a.n_boot}; parameter-count penalty λ = {a.param_penalty:g}",
+    ]
+  )
+  d.h(2, "Ground truth")
+  gt = a.ground_truth
+  gtm = gt[gt["setting"] == a.setting]
+  gtm = gtm[gtm["step"] == gtm.groupby(["source", "arch"])["step"].transform("max")]
+  summary = gtm.groupby(["target", "source"])[["log_auc", "final_acc", "best_acc"]].mean()
+  d.p(
+    f"Longest pre-training per source (scratch: no pre-training), setting `{a.setting}`, seed mean."
+  )
+  d.table(summary.reset_index())
+
+  d.h(2, "Correlation of scores with log-AUC (all models)")
+  d.p(INTERVALS)
+  d.p(
+    "Cells: Spearman ρ of the oriented score (lower-is-better scores negated, `dir` ↓) with "
+    "log-AUC, `*` = outside the null band, [Bonett–Wright 95% CI]. Bootstrap CIs, Pearson, "
+    "Kendall τ-b and weighted τ for every cell are in analysis_correlations.csv."
+  )
+  for target in a.targets:
+    d.h(3, f"Target {target}")
+    d.table(correlation_grid(a, target))
+    f = _focus(a.correlations, a, breakdown="all", target=target)
+    if len(f):
+      cols = [
+        "score",
+        "n",
+        "spearman",
+        "spearman_ci_lo",
+        "spearman_ci_hi",
+        "bootstrap_ci_lo",
+        "bootstrap_ci_hi",
+        "null_band_hi",
+        "pearson",
+        "kendall",
+        "weighted_tau",
+        "flag",
+      ]
+      d.p(f"All statistics at the focus layer {a.focus_layer} (null band = ±null_band_hi):")
+      d.table(f[cols], digits=3)
+
+  d.h(2, "Breakdowns (thesis section 3.3)")
+  d.p(
+    "Median Spearman ρ over the groups of each breakdown at the focus layer (per source: the "
+    "checkpoints of one source; per checkpoint: the sources at one pre-train step; per ft step: "
+    "accuracy at one fine-tune step instead of log-AUC); full tables in analysis_correlations.csv."
+  )
+  f = _focus(a.correlations, a)
+  if len(f):
+    med = f.pivot_table(
+      index=["target", "score"], columns="breakdown", values="spearman", aggfunc="median"
+    )
+    d.table(med.reset_index(), digits=2)
+
+  d.h(2, "Baselines")
+  d.p(
+    "Each score's ρ beside the baselines' (checkpoint index = pre-training length, kNN accuracy "
+    "on the probe, parameter count); ✓ = the score's ρ is higher, ✗ = not higher (the score "
+    "does not beat that baseline), – = undefined (e.g. constant baseline)."
+  )
+  b = _focus(a.baselines, a, breakdown="all")
+  if len(b):
+    cols = ["target", "score", "spearman"] + [
+      c for bl in signs.BASELINES for c in (f"spearman_{bl}", f"beats_{bl}")
+    ]
+    d.table(b[cols], digits=2)
+    beats_all = b[[f"beats_{bl}" for bl in signs.BASELINES]].fillna(True).all(axis=1)
+    d.p(
+      "Scores that beat every defined baseline at the focus layer: "
+      + (", ".join(sorted(set(b.loc[beats_all, "score"]))) or "none")
+      + "."
+    )
+
+  d.h(2, "Model selection")
+  d.p(
+    "Top-1 pick of each score over all models: regret = best achievable log-AUC − the pick's; "
+    "pick_rank = the pick's rank by log-AUC (1 = best); top3_hit = the best model is in the "
+    "score's top 3. Per-checkpoint: picking a source at a fixed pre-train step (mean over steps)."
+  )
+  sel = _focus(a.selection, a, breakdown="all")
+  if len(sel):
+    d.table(
+      sel[
+        [
+          "target",
+          "score",
+          "n",
+          "n_tied",
+          "pick",
+          "pick_truth",
+          "best",
+          "best_truth",
+          "regret",
+          "pick_rank",
+          "top3_hit",
+        ]
+      ]
+    )
+  pc = _focus(a.selection, a, breakdown="per_checkpoint")
+  if len(pc):
+    agg = pc.groupby(["target", "score"]).agg(
+      mean_regret=("regret", "mean"),
+      top1_rate=("pick_rank", lambda r: float(np.mean(r == 1))),
+      top3_rate=("top3_hit", "mean"),
+    )
+    d.table(agg.reset_index())
+
+  if len(a.probes) > 1:
+    d.h(2, "Training probe vs held-out probe")
+    d.p("The NC paper asks for scores that use held-out data too; ρ (all models) per probe:")
+    f = a.correlations
+    f = f[(f["breakdown"] == "all") & (f["setting"] == a.setting) & (f["layer"] == a.focus_layer)]
+    d.table(
+      f.pivot_table(index=["target", "score"], columns="probe", values="spearman").reset_index(),
+      digits=2,
+    )
+
+  if a.param_penalty:
+    d.h(2, "Parameter-count penalty")
+    pen = [x for x in set(a.scores["score"]) if "-pc" in x]
+    if pen:
+      d.p(
+        f"Penalised score = z(score) − {a.param_penalty:g}·z(log parameter count) over the models "
+        "of a context (NC paper: prefer the smaller model at similar scores). With a single "
+        "architecture the penalty is zero and the rows equal the originals."
+      )
+      f = _focus(a.correlations, a, breakdown="all")
+      d.table(f[f["score"].str.contains("-pc")][["target", "score", "spearman", "n"]], digits=3)
+    else:
+      d.p("No param_count rows in the store: the penalty could not be applied.")
+
+  d.h(2, "Stability across setups (Agostinelli et al.)")
+  d.p(
+    "Model ranking: Kendall τ-b between a score's rankings of the same models in two setups "
+    "that differ only along `axis`, and how often its top-1 pick stays the same."
+  )
+  d.table(a.stability_models, digits=2)
+  d.p("Spread of each score's ρ along each axis (mean and max range of ρ over the other setups):")
+  d.table(a.stability_rho, digits=2)
+  d.p("Which score wins (highest ρ, baselines excluded) and how often the winner flips:")
+  d.table(a.stability_winner, digits=2)
+
+  d.h(2, "Layer-wise transfer matrix (gradual transfer)")
+  if a.transfer_matrix.empty:
+    d.p("No frozen-layer settings stored.")
+  else:
+    m = a.transfer_matrix.assign(
+      pair=lambda x: x["source"] + " → " + x["target"],
+      frozen=lambda x: "frozen " + x["frozen"].astype(int).astype(str),
+    )
+    d.table(m.pivot_table(index="pair", columns="frozen", values="final_acc").reset_index())
+    d.p(
+      "Asymmetry per frozen count: drop(A→B) − drop(B→A) relative to the self-transfers where "
+      "those exist, else the raw difference of final accuracies."
+    )
+    d.table(a.asymmetry)
+
+  d.h(2, "Figures")
+  captions = {
+    "score_vs_layer": "score vs layer per source, longest pre-training, mean ± 2σ over seeds",
+    "finetune_curves": "fine-tune accuracy curves (log x-axis), darker = longer pre-training",
+    "delta_to_scratch": "accuracy minus training from scratch, scratch ± 2σ shaded",
+    "rho_per_layer": "Spearman ρ per layer, null band shaded grey",
+    "scatter": "score vs log-AUC at the focus layer with Pearson r",
+    "transfer_matrix": "final accuracy vs number of frozen layers",
+  }
+  for kind, paths in a.figures.items():
+    for p in paths:
+      d.img(os.path.relpath(p, workdir), f"{captions.get(kind, kind)} ({pathlib.Path(p).stem})")
+
+  d.h(2, "Published numbers (thesis, CNN study)")
+  d.table(published.compare(a))
+  d.p("Differences in setup that explain gaps:")
+  d.ul(published.differences(a))
+
+  if a.notes:
+    d.h(2, "Notes")
+    d.ul(a.notes)
+
+  md = workdir / "report.md"
+  md.write_text(d.markdown(), encoding="utf-8")
+  (workdir / "report.html").write_text(d.html("jtransfer report"), encoding="utf-8")
+  return md
