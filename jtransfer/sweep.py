@@ -1,0 +1,103 @@
+"""One experiment end to end: pre-train → score → fine-tune → evaluate, in one workdir.
+
+Each stage is one of the resumable jobs (`train.pretrain`, `score_job`, `train.finetune`,
+`analysis`), so rerunning the sweep with the same workdir skips every finished unit (a
+checkpoint, a scored checkpoint, a fine-tune curve) and redoes only what was missing. The
+stages receive plain keyword arguments: the config is turned into them at the launch boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STAGES = ("pretrain", "score", "finetune", "evaluate")
+
+
+def _timed(name: str, fn, *args, **kwargs):
+  t0 = time.time()
+  log.info("sweep: stage %s starts", name)
+  print(f"[sweep] {name} ...", flush=True)
+  out = fn(*args, **kwargs)
+  print(f"[sweep] {name} done in {time.time() - t0:.0f} s", flush=True)
+  return out
+
+
+def run(
+  *,
+  workdir: str | pathlib.Path,
+  sources: Sequence[Mapping[str, Any]],
+  pretrain: Mapping[str, Any],
+  score: Mapping[str, Any],
+  finetune: Mapping[str, Any],
+  evaluate: Mapping[str, Any],
+  stages: Sequence[str] = STAGES,
+  data_dir: str | None = None,
+) -> pathlib.Path | None:
+  """Runs the requested stages; returns the report path when `evaluate` ran.
+
+  sources: one mapping per source task: `name` plus per-source overrides of `pretrain`
+    (e.g. `batch_size` 32 for the MNIST splits).
+  pretrain / score / finetune: keyword arguments of the stage's `run`, except `targets` in
+    score and finetune, which lists the target datasets (the stage runs once per target).
+  """
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise ValueError(f"unknown stages {unknown}; valid stages: {STAGES}")
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  report = None
+
+  if "pretrain" in stages:
+    from jtransfer.train import pretrain as pretrain_job
+
+    for src in sources:
+      kwargs = {**pretrain, **{k: v for k, v in src.items() if k != "name"}}
+      _timed(
+        f"pretrain {src['name']}",
+        pretrain_job.run,
+        workdir=workdir,
+        source=src["name"],
+        data_dir=data_dir,
+        **kwargs,
+      )
+
+  if "score" in stages:
+    from jtransfer import score_job
+
+    kwargs = {k: v for k, v in score.items() if k != "targets"}
+    for target in score["targets"]:
+      _timed(
+        f"score on {target}",
+        score_job.run,
+        workdir=workdir,
+        target=target,
+        data_dir=data_dir,
+        **kwargs,
+      )
+
+  if "finetune" in stages:
+    from jtransfer.train import finetune as finetune_job
+
+    kwargs = {k: v for k, v in finetune.items() if k != "targets"}
+    for target in finetune["targets"]:
+      _timed(
+        f"finetune on {target}",
+        finetune_job.run,
+        workdir=workdir,
+        target=target,
+        data_dir=data_dir,
+        **kwargs,
+      )
+
+  if "evaluate" in stages:
+    from jtransfer import analysis
+
+    report = _timed("evaluate", analysis.run, workdir, **evaluate)
+    print(f"[sweep] report: {report}", flush=True)
+  return report

@@ -1,0 +1,39 @@
+"""Runs a whole experiment: pre-train → score → fine-tune → evaluate (each stage resumable).
+
+python launch/sweep.py --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from jtransfer import sweep  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (rerun to resume).")
+_STAGES = flags.DEFINE_list("stages", list(sweep.STAGES), "Stages to run, in order.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  c = _CONFIG.value.to_dict()
+  sweep.run(
+    workdir=_WORKDIR.value,
+    sources=c["sources"],
+    pretrain=c["pretrain"],
+    score=c["score"],
+    finetune=c["finetune"],
+    evaluate=c["evaluate"],
+    stages=_STAGES.value,
+    data_dir=_DATA_DIR.value,
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)
