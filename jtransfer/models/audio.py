@@ -38,7 +38,8 @@ from flax import nnx
 from jtransfer.audio.logmel import LogMelConfig, log_mel
 from jtransfer.models import base
 
-he_uniform = nnx.initializers.variance_scaling(2.0, "fan_in", "uniform")
+# Flat draws (base.variance_scaling): same distribution, much faster XLA:CPU compiles.
+he_uniform = base.variance_scaling(2.0, "fan_in", "uniform")
 
 
 class ConvBlock(nnx.Module):
