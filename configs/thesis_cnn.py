@@ -28,6 +28,11 @@ SOURCES = (
 TARGETS = ("mnist", "fashion_mnist")
 
 
+def _set(section: ml_collections.ConfigDict, **fields) -> None:
+  for name, value in fields.items():
+    section[name] = value
+
+
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   if arg not in ("full", "quick", "tiny"):
     raise ValueError(f"unknown variant {arg!r}; valid: full, quick, tiny")
@@ -59,19 +64,22 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   )
   c.evaluate = dict(keep_seeds=False, n_boot=1000, focus_layer="pool2")
 
+  # Variants replace whole fields: ConfigDict.update would merge nested dicts such as duration.
   if arg == "quick":
-    c.pretrain.update(
+    _set(
+      c.pretrain,
       num_seeds=2,
       duration={"steps": 400},
       train_examples=None,
       eval_train_examples=2_000,
       eval_test_examples=2_000,
     )
-    c.finetune.update(duration={"steps": 100}, eval_examples=1_000)
-    c.evaluate.update(n_boot=200)
+    _set(c.finetune, duration={"steps": 100}, eval_examples=1_000)
+    _set(c.evaluate, n_boot=200)
   elif arg == "tiny":
     c.sources = [{"name": "mnist", "batch_size": 16}, {"name": "mnist_noise", "batch_size": 16}]
-    c.pretrain.update(
+    _set(
+      c.pretrain,
       num_seeds=2,
       duration={"steps": 12},
       batch_size=16,
@@ -79,7 +87,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
       eval_train_examples=256,
       eval_test_examples=256,
     )
-    c.score.update(targets=["mnist"], probe_per_class=5)
-    c.finetune.update(targets=["mnist"], duration={"steps": 10}, batch_size=16, eval_examples=200)
-    c.evaluate.update(n_boot=50)
+    _set(c.score, targets=["mnist"], probe_per_class=5)
+    _set(c.finetune, targets=["mnist"], duration={"steps": 10}, batch_size=16, eval_examples=200)
+    _set(c.evaluate, n_boot=50)
   return c

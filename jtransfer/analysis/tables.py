@@ -10,22 +10,14 @@ from jtransfer.analysis import signs
 from jtransfer.analysis import truth as gt_lib
 
 # Tap orders of the project's models; unknown layers keep their order of first appearance.
+# Input-to-output order of every tap name the registered models use (CNN, VGG, ResNet, audio).
 _KNOWN_LAYER_ORDER = (
   "input",
-  "conv1",
-  "pool1",
-  "conv2",
-  "pool2",
-  "conv3",
-  "pool3",
-  "conv4",
-  "pool4",
-  "conv5",
-  "pool5",
-  "stage1",
-  "stage2",
-  "stage3",
-  "stage4",
+  "stem",
+  *(f"{kind}{i}" for i in range(1, 6) for kind in ("conv", "pool")),
+  *(f"block{i}" for i in range(1, 9)),
+  *(f"stage{i}" for i in range(1, 5)),
+  "pool",
   "gru",
   "embedding",
   "fc1",

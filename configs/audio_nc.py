@@ -1,0 +1,110 @@
+r"""The neural-collapse paper's comparison on FSDD: NC score vs LEEP vs LogME, head-only vs full
+fine-tuning, accuracy and (binary target) AUROC.
+
+  python launch/sweep.py --config configs/audio_nc.py:quick --workdir runs/audio_nc_quick
+  python -c "from configs import audio_nc; audio_nc.report('runs/audio_nc_quick', 'quick')"
+
+The sweep pre-trains six source models of the paper's three architectures (`audio_cnn`,
+`audio_crnn`, `dcase_cnn`: each on its own FSDD source tasks, as the paper's CNN-speech,
+CNN-music, CRNN and DCASE-ASC models each had their own), scores every checkpoint and fine-tunes
+each model's LAST checkpoint on two targets of the unseen speakers 4-5 with a new classifier
+whose init is shared by every model (the paper): `head` (backbone frozen) and `full`. The
+second command computes AUROC of the positive-class probability on the binary target
+`fsdd_zero_vs_rest_spk45` ("zero" vs any other digit, 1:9 like a screening task;
+`jtransfer.analysis.auroc.finetune_auroc`, which re-runs the fine-tuning of that target because
+the fine-tune job stores accuracy only) and writes `nc_comparison.md` / `.csv`: Pearson r of
+NC score (lower is better), LEEP and LogME with final accuracy (both targets) and AUROC (binary
+target), per mode and layer, plus the `embedding` layer (the input of each model's classifier:
+fc1 for audio_cnn/crnn, the global pool for dcase_cnn), the paper's choice.
+
+Paper numbers for comparison (COVID-19 coughs, |r| with AUROC, head / full): LEEP 0.68 / 0.61,
+LogME 0.84 / 0.83, NC 0.86 / 0.85. With six models (seed means) any |r| below about 0.81 is not
+significant at 5%: read the quick variant as a pipeline check.
+
+Quick: slimmed models (conv widths 16/32/64, dcase 8/16/32/64), 2 seeds, 150 pre-train steps,
+60 fine-tune steps, Adam 1e-3. Full: the paper's sizes and settings (Adam 1e-4, batch 32),
+3 fine-tune seeds (the paper: 10), 6,000 pre-train steps (~100 epochs of the 1,800-clip
+sources) and 100 epochs of fine-tuning.
+"""
+
+import ml_collections
+
+from jtransfer.data import audio_tasks  # noqa: F401  (registers the extra FSDD tasks)
+from jtransfer.models import audio  # noqa: F401  (registers the audio models)
+
+SOURCES = (
+  ("fsdd_digit_spk0123", "audio_cnn"),
+  ("fsdd_speaker_spk0123", "audio_cnn"),
+  ("fsdd_digit_0_4_spk0123", "audio_crnn"),
+  ("fsdd_noise", "audio_crnn"),
+  ("fsdd_digit_spk0123_n45", "dcase_cnn"),
+  ("fsdd_digit_spk0123_n10", "dcase_cnn"),
+)
+TARGETS = ("fsdd_digit_spk45", "fsdd_zero_vs_rest_spk45")
+BINARY_TARGETS = ("fsdd_zero_vs_rest_spk45",)
+EMBEDDING = {"audio_cnn": "fc1", "audio_crnn": "fc1", "dcase_cnn": "pool"}
+QUICK_MODELS = {
+  "audio_cnn": {"widths": [16, 32, 64], "fc": 64},
+  "audio_crnn": {"widths": [16, 32, 64], "gru": 32, "fc": 64},
+  "dcase_cnn": {"widths": [8, 16, 32, 64]},
+}
+SCORES = ("nc_score", "nc_score_eq2", "leep", "logme", "knn_accuracy", "param_count")
+
+
+def get_config(arg: str = "full") -> ml_collections.ConfigDict:
+  if arg not in ("full", "quick"):
+    raise ValueError(f"unknown variant {arg!r}; valid: full, quick")
+  quick = arg == "quick"
+  steps = 150 if quick else 6000
+  sources = [
+    {"name": name, "arch": arch, "model_kwargs": dict(QUICK_MODELS[arch]) if quick else {}}
+    for name, arch in SOURCES
+  ]
+  lr = 1e-3 if quick else 1e-4
+  pretrain = dict(
+    num_seeds=2 if quick else 5,
+    batch_size=32,
+    duration={"steps": steps},
+    optimizer="adam",
+    optimizer_kwargs={"learning_rate": lr},
+    eval_train_examples=500,
+    eval_batch_size=500,
+  )
+  score = dict(
+    targets=list(TARGETS),
+    probe_per_class=20 if quick else 50,
+    heldout_probe=not quick,
+    scores=list(SCORES),
+  )
+  finetune = dict(
+    targets=list(TARGETS),
+    modes=["head", "full"],
+    ft_seeds=[0] if quick else [0, 1, 2],
+    steps=[steps],  # the finished models only, as the paper
+    duration={"steps": 60} if quick else {"epochs": 100},
+    batch_size=32,
+    optimizer="adam",
+    optimizer_kwargs={"learning_rate": lr},
+    eval_batch_size=500,
+  )
+  evaluate = dict(keep_seeds=False, n_boot=200 if quick else 1000, focus_layer="block3")
+  c = ml_collections.ConfigDict()
+  c.sources, c.pretrain, c.score, c.finetune, c.evaluate = (
+    sources,
+    pretrain,
+    score,
+    finetune,
+    evaluate,
+  )
+  return c
+
+
+def report(workdir: str, arg: str = "full", *, data_dir: str | None = None):
+  """AUROC of the binary target's fine-tuned models, then `nc_comparison.md`; returns its path."""
+  from jtransfer.analysis import auroc  # noqa: PLC0415
+
+  c = get_config(arg).to_dict()
+  kwargs = {k: v for k, v in c["finetune"].items() if k not in ("targets", "steps")}
+  for target in BINARY_TARGETS:
+    auroc.finetune_auroc(workdir, target, steps=c["finetune"]["steps"], data_dir=data_dir, **kwargs)
+  return auroc.nc_comparison(workdir, auroc_targets=BINARY_TARGETS, embedding=EMBEDDING)

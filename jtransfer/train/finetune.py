@@ -1,0 +1,837 @@
+"""Fine-tuning: the ground-truth transfer curve of every (checkpoint, target, mode, ft_seed).
+
+  run(workdir="/tmp/zoo", target="fashion_mnist", modes=("full", "head"), ft_seeds=(0,),
+      duration={"epochs": 100}, batch_size=64, optimizer="adam",
+      optimizer_kwargs={"learning_rate": 1e-4})
+
+One top-down loop (big_vision `train.py`): data -> units -> for every group: mesh -> model and
+optimizer -> init from the checkpoints -> step fn -> loop with evaluations -> write the curves.
+
+Transfer (thesis 2.3.3). Each checkpoint's backbone is read with a partial restore
+(`checkpointing.restore_backbone`) and gets a NEW head. The head's initialisation depends only on
+`ft_seed` (it is the head of `functional.init(arch, num_classes=<target classes>,
+seed=head_seed(ft_seed))`), so every checkpoint of a run starts from the same head and the
+curves differ only by what was transferred. Batch statistics are not in the checkpoints (they
+hold `params` only), so models with batch norm start from fresh statistics.
+
+Modes (`freezing`): "full", "head", "last_block", "frozen=<l>" / "frozen=all"; frozen layers are
+frozen through `optax.multi_transform` + `optax.set_to_zero()`, and the running statistics of
+frozen batch-norm layers are kept as they were. Rows store `mode` and `frozen_layers` (the
+number of frozen leading layers: 0 for "full"). Two modes that freeze the same layers (e.g.
+"full" and "frozen=0", or "head" and "frozen=2" for the CNN) are trained once and written
+under both names.
+
+Baselines (same table, `baselines=True`), with `seed = ft_seed`, `step = 0`:
+- source "scratch": a whole model initialised from `scratch_seed(ft_seed)` and trained on the
+  target like the others (mode "full").
+- source "random_init": a random backbone (`random_backbone_seed(ft_seed)`) with the shared head,
+  under every requested mode (the thesis' "untrained random initialized model" fine-tuned with
+  the same rules).
+
+Evaluation: test accuracy and loss (and, with `eval_train_examples`, on a fixed train subset)
+at `schedule.log_checkpoint_steps` of the fine-tune run (0, 1, 3, 10, 30, 100, 300 batches,
+1, 3, 10, 30, 100 epochs, truncated to the run's length; plus the final step when
+`eval_final`).
+
+Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
+of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
+pre-training job's step builder and device placement, `pretrain.build_fns`). Every member of a
+group sees the same batches (data order from `data_seed(ft_seed)`) and the same dropout masks
+(`dropout_seed(ft_seed)`), so a member trained in a group equals the member trained alone.
+
+Resume. A unit (checkpoint, target, mode, frozen_layers, ft_seed) is written with its done
+marker (`finetune`, `[source, arch, seed, step, target, mode, frozen_layers, ft_seed]`) in one
+transaction once its whole curve is evaluated; the units of a group are written together at the
+group's end. A rerun skips done units; a group killed mid-way is redone from its start (no
+fine-tune train state is saved, so a crash loses at most the running group's work).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jtransfer import checkpointing, results
+from jtransfer.models import base, functional
+from jtransfer.progress import progress
+from jtransfer.train import batches, freezing, optim, pretrain, schedule
+
+JOB = "finetune"
+SCRATCH, RANDOM_INIT = "scratch", "random_init"
+BASELINE_SOURCES = (SCRATCH, RANDOM_INIT)
+# Independent random streams derived from ft_seed (see `derived_seed`).
+_HEAD_STREAM, _RANDOM_BACKBONE_STREAM, _SCRATCH_STREAM = 0x4EAD, 0xBA5E, 0x5C2A
+_DATA_STREAM, _DROPOUT_STREAM = 0xDA7A, 0xD20B
+_EVAL_SUBSET_SEED = 0
+
+log = logging.getLogger("jtransfer.finetune")
+
+
+def _pretrain(name: str):
+  """A helper of the pre-training job (step builder, eval arrays, data loading), public or not.
+
+  Adapter: these are shared with pre-training rather than written twice; the pre-training
+  module is still settling which of them it exports, so accept either spelling.
+  """
+  fn = getattr(pretrain, name, None) or getattr(pretrain, f"_{name}", None)
+  if fn is None:
+    raise AttributeError(f"jtransfer.train.pretrain has no {name!r} (nor _{name})")
+  return fn
+
+
+# -- seeds and keys -------------------------------------------------------------------------
+
+
+def derived_seed(stream: int, ft_seed: int) -> int:
+  """A 31-bit seed for one random stream of fine-tune seed `ft_seed` (stable everywhere)."""
+  if isinstance(ft_seed, bool) or not isinstance(ft_seed, int | np.integer) or ft_seed < 0:
+    raise ValueError(f"ft_seed must be an int >= 0, got {ft_seed!r}")
+  state = np.random.SeedSequence([stream, int(ft_seed)]).generate_state(1, np.uint32)[0]
+  return int(state >> 1)
+
+
+def head_seed(ft_seed: int) -> int:
+  """The init seed of the new head shared by every checkpoint fine-tuned with `ft_seed`."""
+  return derived_seed(_HEAD_STREAM, ft_seed)
+
+
+def random_backbone_seed(ft_seed: int) -> int:
+  return derived_seed(_RANDOM_BACKBONE_STREAM, ft_seed)
+
+
+def scratch_seed(ft_seed: int) -> int:
+  return derived_seed(_SCRATCH_STREAM, ft_seed)
+
+
+def data_seed(ft_seed: int) -> int:
+  return derived_seed(_DATA_STREAM, ft_seed)
+
+
+def dropout_seed(ft_seed: int) -> int:
+  return derived_seed(_DROPOUT_STREAM, ft_seed)
+
+
+def done_key(
+  source: str,
+  arch: str,
+  seed: int,
+  step: int,
+  target: str,
+  mode: str,
+  frozen_layers: int,
+  ft_seed: int,
+) -> list:
+  return [source, arch, int(seed), int(step), target, mode, int(frozen_layers), int(ft_seed)]
+
+
+# -- units of work --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  """One trajectory: a starting point (checkpoint or baseline) x freezing x ft_seed.
+
+  `modes` are the mode names whose rows it gives (several when they freeze the same layers).
+  """
+
+  source: str
+  arch: str
+  seed: int
+  step: int
+  path: str | None  # the checkpoint, relative to the workdir (None for baselines)
+  frozen_layers: int
+  ft_seed: int
+  modes: tuple[str, ...]
+
+  def unit_keys(self, target: str) -> list[list]:
+    return [
+      done_key(
+        self.source, self.arch, self.seed, self.step, target, m, self.frozen_layers, self.ft_seed
+      )
+      for m in self.modes
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchInfo:
+  arch: str
+  model_kwargs: dict
+  layers: tuple[str, ...]
+  backbone_layers: tuple[str, ...]
+
+
+def arch_info(arch: str, *, num_classes: int, model_kwargs: Mapping[str, Any]) -> ArchInfo:
+  model = nnx.eval_shape(
+    lambda: base.get_model(arch, num_classes=num_classes, rngs=nnx.Rngs(0), **model_kwargs)
+  )
+  return ArchInfo(arch, dict(model_kwargs), tuple(model.layers), tuple(model.backbone_layers))
+
+
+def select_checkpoints(
+  workdir,
+  checkpoints: Sequence[Mapping[str, Any]] | None = None,
+  *,
+  sources: Sequence[str] | None = None,
+  archs: Sequence[str] | None = None,
+  seeds: Sequence[int] | None = None,
+  steps: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+  """Checkpoints as dicts (source, arch, seed, step, path), default every `checkpoints` row.
+
+  `checkpoints`: explicit rows (need source, arch, seed, step; path defaults to the zoo layout).
+  The filters keep only the given sources / architectures / seeds / steps.
+  """
+  if checkpoints is None:
+    if not results.shard_paths(workdir):
+      rows = []
+    else:
+      rows = results.load(workdir, "checkpoints").to_dict("records")
+  else:
+    rows = [dict(r) for r in checkpoints]
+  out = []
+  for r in rows:
+    missing = [k for k in ("source", "arch", "seed", "step") if k not in r]
+    if missing:
+      raise ValueError(f"checkpoint {r!r} lacks {missing}")
+    if r["source"] in BASELINE_SOURCES:
+      raise ValueError(f"{r['source']!r} is a baseline name and cannot be a checkpoint source")
+    path = r.get("path") or checkpointing.checkpoint_path(".", r["source"], r["seed"], r["step"])
+    out.append(
+      dict(
+        source=str(r["source"]),
+        arch=str(r["arch"]),
+        seed=int(r["seed"]),
+        step=int(r["step"]),
+        path=str(path),
+      )
+    )
+  keep = lambda v, allowed: allowed is None or v in set(allowed)
+  out = [
+    r
+    for r in out
+    if keep(r["source"], sources)
+    and keep(r["arch"], archs)
+    and keep(r["seed"], seeds)
+    and keep(r["step"], steps)
+  ]
+  return sorted(out, key=lambda r: (r["arch"], r["source"], r["seed"], r["step"]))
+
+
+def plan_members(
+  ckpts: Sequence[Mapping[str, Any]],
+  *,
+  info: ArchInfo,
+  modes: Sequence[str],
+  ft_seeds: Sequence[int],
+  baselines: bool,
+) -> list[Member]:
+  """Every trajectory of one architecture (modes with equal freezing merged)."""
+  pairs = freezing.parse_modes(modes, layers=info.layers, backbone_layers=info.backbone_layers)
+  by_count: dict[int, tuple[str, ...]] = {}
+  for mode, count in pairs:
+    by_count[count] = by_count.get(count, ()) + (mode,)
+  starts = [(c["source"], c["seed"], c["step"], c["path"]) for c in ckpts]
+  members = []
+  for ft_seed in ft_seeds:
+    for count, names in by_count.items():
+      for source, seed, step, path in starts:
+        members.append(Member(source, info.arch, seed, step, path, count, ft_seed, names))
+      if baselines:
+        members.append(Member(RANDOM_INIT, info.arch, ft_seed, 0, None, count, ft_seed, names))
+    if baselines:
+      members.append(Member(SCRATCH, info.arch, ft_seed, 0, None, 0, ft_seed, ("full",)))
+  return members
+
+
+def group_members(members: Iterable[Member], group_size: int) -> list[list[Member]]:
+  """Members sharing (arch, ft_seed, frozen_layers), in chunks of at most `group_size`."""
+  if group_size < 1:
+    raise ValueError(f"group_size must be >= 1, got {group_size}")
+  buckets: dict[tuple, list[Member]] = {}
+  for m in members:
+    buckets.setdefault((m.arch, m.ft_seed, m.frozen_layers), []).append(m)
+  return [ms[i : i + group_size] for ms in buckets.values() for i in range(0, len(ms), group_size)]
+
+
+# -- initial parameters ---------------------------------------------------------------------
+
+
+def _check_like(tree, template, what: str) -> None:
+  got = jax.tree_util.tree_flatten_with_path(tree)[0]
+  want = jax.tree_util.tree_flatten_with_path(template)[0]
+  got_s = {jax.tree_util.keystr(k): np.shape(v) for k, v in got}
+  want_s = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in want}
+  if got_s != want_s:
+    diff = sorted(set(got_s.items()) ^ set(want_s.items()))[:4]
+    raise ValueError(
+      f"{what} does not fit the model (differences, first few: {diff}); was it trained with "
+      "other model_kwargs (image_size, in_channels, width)?"
+    )
+
+
+def initial_state(
+  members: Sequence[Member],
+  *,
+  workdir,
+  num_classes: int,
+  model_kwargs: Mapping[str, Any] | None = None,
+):
+  """(graphdef, params, rest) of a group, stacked on a leading member axis (NumPy leaves).
+
+  Checkpoint members: their restored backbone + the shared head of `head_seed(ft_seed)`;
+  random_init: backbone of `random_backbone_seed(ft_seed)` + the shared head; scratch: the
+  whole model of `scratch_seed(ft_seed)`. Batch statistics come from the head's model (fresh).
+  """
+  if not members:
+    raise ValueError("empty group")
+  arch, model_kwargs = members[0].arch, dict(model_kwargs or {})
+  if any(m.arch != arch for m in members):
+    raise ValueError("a group holds one architecture")
+  init = lambda seed: functional.init(arch, num_classes=num_classes, seed=seed, **model_kwargs)
+  host = lambda tree: jax.tree.map(np.asarray, tree)
+  cache: dict[int, tuple] = {}
+
+  def model_at(seed):
+    if seed not in cache:
+      graphdef, params, rest = init(seed)
+      cache[seed] = (graphdef, host(params), host(rest))
+    return cache[seed]
+
+  params_list, rest_list = [], []
+  for m in members:
+    graphdef, head_params, head_rest = model_at(head_seed(m.ft_seed))
+    if m.source == SCRATCH:
+      _, params, rest = model_at(scratch_seed(m.ft_seed))
+    elif m.source == RANDOM_INIT:
+      backbone = model_at(random_backbone_seed(m.ft_seed))[1]["backbone"]
+      params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
+    else:
+      backbone = checkpointing.restore_backbone(pathlib.Path(workdir) / m.path)
+      _check_like(backbone, head_params["backbone"], f"the backbone of checkpoint {m.path}")
+      params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
+    params_list.append(params)
+    rest_list.append(rest)
+  stack = lambda trees: jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+  return graphdef, stack(params_list), (stack(rest_list) if rest_list[0] else {})
+
+
+# -- one group ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Target:
+  """The target task's arrays (host) and its step counts."""
+
+  name: str
+  num_classes: int
+  train: tuple[np.ndarray, np.ndarray]
+  test: tuple[np.ndarray, np.ndarray]
+  steps_per_epoch: int
+  total_steps: int
+  eval_steps: list[int]
+
+
+def eval_schedule(
+  num_examples: int, *, batch_size: int, duration: Mapping[str, float], eval_final: bool = True
+) -> tuple[int, int, list[int]]:
+  """(steps per epoch, total steps, evaluation steps) of a fine-tune run.
+
+  The thesis' log-spaced schedule cut at the run's length; `eval_final` adds the last step when
+  it is not on the schedule already.
+  """
+  spe = batches.steps_per_epoch(num_examples, batch_size)
+  total = schedule.to_steps(duration, steps_per_epoch=spe, batch_size=batch_size)
+  return spe, total, schedule.log_checkpoint_steps(spe, total, include_final=eval_final)
+
+
+def load_target(
+  name: str,
+  *,
+  data_dir=None,
+  train_examples: int | None = None,
+  batch_size: int,
+  duration: Mapping[str, float],
+  eval_final: bool = True,
+) -> Target:
+  """The normalised target task (train and test split) and its fine-tune schedule."""
+  num_classes, train, test = _pretrain("load_source")(name, data_dir, train_examples)
+  spe, total, eval_steps = eval_schedule(
+    len(train[0]), batch_size=batch_size, duration=duration, eval_final=eval_final
+  )
+  return Target(name, num_classes, train, test, spe, total, eval_steps)
+
+
+def _keep_frozen(rest, kept, mask):
+  return jax.tree.map(lambda m, r, k: k if m else r, mask, rest, kept)
+
+
+class _Trainer:
+  """Compiled step / eval functions per (freezing, group size), reused across groups."""
+
+  def __init__(
+    self,
+    *,
+    graphdef,
+    layers,
+    optimizer,
+    optimizer_kwargs,
+    batch_size,
+    devices,
+    seed_parallel,
+    steps_per_epoch,
+  ):
+    self.graphdef, self.layers = graphdef, layers
+    self.optimizer, self.optimizer_kwargs = optimizer, dict(optimizer_kwargs)
+    self.batch_size, self.devices, self.seed_parallel = batch_size, devices, seed_parallel
+    self.spe = steps_per_epoch
+    self.backend = jax.default_backend()
+    self._cache: dict[tuple, Any] = {}
+
+  def get(self, frozen_layers: int, group: int):
+    mode = pretrain.resolve_seed_parallel(
+      self.seed_parallel, backend=self.backend, num_seeds=group, num_devices=len(self.devices)
+    )
+    key = (frozen_layers, group, mode)
+    if key not in self._cache:
+      mesh = pretrain.make_mesh(
+        mode, num_seeds=group, batch_size=self.batch_size, devices=self.devices
+      )
+      # The pre-training step builder takes the optimiser as a hashable (name, kwargs) spec;
+      # freezing is the registered "freeze" optimiser wrapping the configured one.
+      spec = freezing.optimizer_spec(
+        self.optimizer,
+        {**self.optimizer_kwargs, "steps_per_epoch": self.spe},
+        frozen_layers=frozen_layers,
+        layers=self.layers,
+      )
+      tx = optim.make_optimizer(spec[0], **dict(spec[1]))
+      train_fn, eval_fn = _pretrain("build_fns")(self.graphdef, spec, mesh, mode, self.backend)
+      self._cache[key] = dict(
+        mode=mode,
+        mesh=mesh,
+        tx=tx,
+        train=train_fn,
+        eval=eval_fn,
+        init=jax.jit(jax.vmap(tx.init)),
+        keep=jax.jit(_keep_frozen_static, static_argnums=2),
+      )
+    return self._cache[key]
+
+
+def _eval_sets(target: Target, *, mode, mesh, eval_examples, eval_train_examples, batch_size):
+  multiple = 1 if mode == "devices" else mesh.shape["data"]
+  sets = {
+    "test": _pretrain("eval_arrays")(
+      *target.test,
+      examples=eval_examples,
+      batch_size=batch_size,
+      subset_seed=None,
+      multiple=multiple,
+    )
+  }
+  if eval_train_examples:
+    sets["train"] = _pretrain("eval_arrays")(
+      *target.train,
+      examples=eval_train_examples,
+      batch_size=batch_size,
+      subset_seed=_EVAL_SUBSET_SEED,
+      multiple=multiple,
+    )
+  # name -> list of (x, y, mask) batches on the devices; the eval step takes one batch.
+  sharding = NamedSharding(mesh, P() if mode == "devices" else P("data"))
+  return {
+    k: [jax.device_put((xs[i], ys[i], m[i]), sharding) for i in range(len(xs))]
+    for k, (xs, ys, m) in sets.items()
+  }
+
+
+def train_group(
+  members: Sequence[Member],
+  *,
+  graphdef,
+  params,
+  rest,
+  target: Target,
+  trainer: _Trainer,
+  eval_examples: int | None,
+  eval_train_examples: int | None,
+  eval_batch_size: int,
+  bar=None,
+) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, Any]]:
+  """Fine-tunes one group; returns ({ft_step: {metric: [G]}}, final host params and rest).
+
+  All members share `ft_seed` and the freezing (`members[0]`).
+  """
+  ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
+  if any(m.ft_seed != ft_seed or m.frozen_layers != frozen for m in members):
+    raise ValueError("a group shares one ft_seed and one frozen_layers")
+  g = len(members)
+  fns = trainer.get(frozen, g)
+  mode, mesh = fns["mode"], fns["mesh"]
+  replicated = NamedSharding(mesh, P())
+  state_sharding = NamedSharding(mesh, P("model")) if mode == "devices" else replicated
+  idx_sharding = NamedSharding(mesh, P("model") if mode == "devices" else P(None, "data"))
+  eval_sets = _eval_sets(
+    target,
+    mode=mode,
+    mesh=mesh,
+    eval_examples=eval_examples,
+    eval_train_examples=eval_train_examples,
+    batch_size=eval_batch_size,
+  )
+  train_x, train_y = (jax.device_put(a, replicated) for a in target.train)
+
+  state = {
+    "params": params,
+    "rest": rest,
+    "opt_state": fns["init"](params),
+    # pretrain's step derives the dropout key from this "seed" and the step: one per ft_seed.
+    "seed": np.full((g,), dropout_seed(ft_seed), np.int32),
+  }
+  state = jax.device_put(state, state_sharding)
+  rest_mask = freezing.frozen_rest_mask(rest, frozen, trainer.layers)
+  keep_rest = bool(rest) and any(jax.tree.leaves(rest_mask))
+  # Its own buffers: the train step donates (deletes) the state it is given.
+  kept_rest = jax.device_put(rest, state_sharding) if keep_rest else None
+  frozen_mask_static = _Static(rest_mask) if keep_rest else None
+
+  curves: dict[int, dict[str, np.ndarray]] = {}
+
+  def evaluate(step):
+    out = {}
+    for name, batch_list in eval_sets.items():
+      parts = jax.device_get([fns["eval"](state, *batch) for batch in batch_list])
+      sums = {k: np.sum([np.asarray(p[k], np.float64) for p in parts], axis=0) for k in parts[0]}
+      out[f"{name}_loss"] = sums["loss_sum"] / sums["count"]
+      out[f"{name}_acc"] = sums["correct"] / sums["count"]
+    curves[step] = out
+
+  eval_steps = set(target.eval_steps)
+  if 0 in eval_steps:
+    evaluate(0)
+  stream = batches.index_stream(
+    [data_seed(ft_seed)], num_examples=len(target.train[0]), batch_size=trainer.batch_size
+  )
+  for step in range(target.total_steps):
+    idx = np.repeat(next(stream), g, axis=0)  # every member sees the same batch
+    state, _ = fns["train"](
+      state, train_x, train_y, jax.device_put(idx, idx_sharding), jnp.int32(step)
+    )
+    if keep_rest:
+      state = {**state, "rest": fns["keep"](state["rest"], kept_rest, frozen_mask_static)}
+    if step + 1 in eval_steps:
+      evaluate(step + 1)
+    if bar is not None:
+      bar.update(1)
+  final = jax.device_get({"params": state["params"], "rest": state["rest"]})
+  return curves, final
+
+
+class _Static:
+  """A hashable wrapper so a (bool) mask tree can be a static jit argument."""
+
+  def __init__(self, tree):
+    self.tree = tree
+    self._key = str(jax.tree_util.tree_flatten_with_path(tree))
+
+  def __hash__(self):
+    return hash(self._key)
+
+  def __eq__(self, other):
+    return isinstance(other, _Static) and other._key == self._key
+
+
+def _keep_frozen_static(rest, kept, mask: _Static):
+  return _keep_frozen(rest, kept, mask.tree)
+
+
+def curve_rows(member: Member, mode: str, target: Target, curves, index: int) -> list[dict]:
+  rows = []
+  for ft_step in sorted(curves):
+    metrics = curves[ft_step]
+    rows.append(
+      dict(
+        source=member.source,
+        arch=member.arch,
+        seed=member.seed,
+        step=member.step,
+        target=target.name,
+        mode=mode,
+        frozen_layers=member.frozen_layers,
+        ft_seed=member.ft_seed,
+        ft_step=ft_step,
+        ft_epoch=ft_step / target.steps_per_epoch,
+        test_acc=float(metrics["test_acc"][index]),
+        test_loss=float(metrics["test_loss"][index]),
+        train_acc=float(metrics["train_acc"][index]) if "train_acc" in metrics else None,
+        train_loss=float(metrics["train_loss"][index]) if "train_loss" in metrics else None,
+      )
+    )
+  return rows
+
+
+# -- the job --------------------------------------------------------------------------------
+
+
+def _file_logging(workdir: pathlib.Path) -> logging.Handler:
+  (workdir / "logs").mkdir(parents=True, exist_ok=True)
+  handler = logging.FileHandler(workdir / "logs" / f"{JOB}.log")
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  return handler
+
+
+def pretrain_model_kwargs(workdir, arch: str) -> dict:
+  """The `model_kwargs` the workdir's pre-training used for `arch` (from config.json), or {}."""
+  import json
+
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.exists():
+    return {}
+  entries = json.loads(path.read_text() or "[]")
+  found = [
+    e["config"].get("model_kwargs") or {}
+    for e in (entries if isinstance(entries, list) else [entries])
+    if e.get("job") == pretrain.JOB and e.get("config", {}).get("arch") == arch
+  ]
+  if any(f != found[-1] for f in found):
+    raise ValueError(
+      f"pre-training runs of {arch!r} in {workdir} used different model_kwargs {found}; "
+      "pass model_kwargs explicitly"
+    )
+  return dict(found[-1]) if found else {}
+
+
+def run(
+  *,
+  workdir: str | os.PathLike,
+  target: str,
+  modes: Sequence[str] = ("full",),
+  ft_seeds: Sequence[int] = (0,),
+  duration: Mapping[str, float] | None = None,
+  batch_size: int = 64,
+  optimizer: str = "adam",
+  optimizer_kwargs: Mapping[str, Any] | None = None,
+  model_kwargs: Mapping[str, Any] | None = None,
+  checkpoints: Sequence[Mapping[str, Any]] | None = None,
+  sources: Sequence[str] | None = None,
+  archs: Sequence[str] | None = None,
+  seeds: Sequence[int] | None = None,
+  steps: Sequence[int] | None = None,
+  baselines: bool = True,
+  baseline_archs: Sequence[str] | None = None,
+  eval_examples: int | None = None,
+  eval_train_examples: int | None = None,
+  eval_batch_size: int = 1000,
+  eval_final: bool = True,
+  train_examples: int | None = None,
+  data_dir: str | os.PathLike | None = None,
+  group_size: int = 16,
+  seed_parallel: str = "auto",
+  num_devices: int | None = None,
+  show_progress: bool = True,
+  store_shard: str | None = None,
+) -> dict[str, Any]:
+  """Fine-tunes the selected checkpoints (and baselines) on `target`; returns a summary.
+
+  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` of the target (default 100
+    epochs, the thesis).
+  optimizer / optimizer_kwargs: `optim.make_optimizer` (thesis CNN: adam 1e-4; VGG: sgd,
+    learning_rate 0.01, momentum 0.9, decay_every_epochs 20).
+  model_kwargs: the architecture's hyperparameters (default: those of the workdir's
+    pre-training, from config.json).
+  checkpoints / sources / archs / seeds / steps: which checkpoints (default every row of the
+    workdir's `checkpoints` table, filtered).
+  baseline_archs: architectures to run baselines for when no checkpoint selects them.
+  eval_examples: test examples evaluated (None = the whole test split);
+  eval_train_examples: also evaluate on a fixed subset of the target's train split (None: no).
+  train_examples: keep only the first n training examples of the target (quick runs, tests).
+  group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
+  seed_parallel / num_devices: how members share devices, as in pre-training.
+  """
+  t_start = time.time()
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  duration = dict(duration or {"epochs": 100})
+  optimizer_kwargs = dict(optimizer_kwargs or {"learning_rate": 1e-4})
+  config = {k: v for k, v in locals().items() if k != "t_start"}
+  config["workdir"] = str(workdir)
+  if isinstance(modes, str):
+    modes = (modes,)
+  ft_seeds = [int(s) for s in ft_seeds]
+  if not ft_seeds or len(set(ft_seeds)) != len(ft_seeds) or min(ft_seeds) < 0:
+    raise ValueError(f"ft_seeds must be distinct ints >= 0, got {ft_seeds}")
+  handler = _file_logging(workdir)
+  try:
+    return _run(config, modes=tuple(modes), ft_seeds=ft_seeds, t_start=t_start)
+  finally:
+    log.removeHandler(handler)
+    handler.close()
+
+
+def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
+  workdir, name = pathlib.Path(c["workdir"]), c["target"]
+  nproc, pid = jax.process_count(), jax.process_index()
+
+  # Data (host side).
+  target = load_target(
+    name,
+    data_dir=c["data_dir"],
+    train_examples=c["train_examples"],
+    batch_size=c["batch_size"],
+    duration=c["duration"],
+    eval_final=c["eval_final"],
+  )
+  num_classes, spe, total, eval_steps = (
+    target.num_classes,
+    target.steps_per_epoch,
+    target.total_steps,
+    target.eval_steps,
+  )
+
+  # Units: every (start, freezing, ft_seed) not done yet, grouped.
+  ckpts = select_checkpoints(
+    workdir,
+    c["checkpoints"],
+    sources=c["sources"],
+    archs=c["archs"],
+    seeds=c["seeds"],
+    steps=c["steps"],
+  )
+  arch_names = sorted({r["arch"] for r in ckpts} | set(c["baseline_archs"] or ()))
+  if not arch_names:
+    raise ValueError(
+      f"no checkpoints selected in {workdir} and no baseline_archs: nothing to fine-tune"
+    )
+  shard = c["store_shard"] or (f"host{pid}" if nproc > 1 else None)
+  store = results.Store(workdir, shard=shard)
+  try:
+    done = store.done_keys(JOB)
+    infos, todo = {}, []
+    for arch in arch_names:
+      kwargs = (
+        pretrain_model_kwargs(workdir, arch) if c["model_kwargs"] is None else c["model_kwargs"]
+      )
+      infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
+      members = plan_members(
+        [r for r in ckpts if r["arch"] == arch],
+        info=infos[arch],
+        modes=modes,
+        ft_seeds=ft_seeds,
+        baselines=c["baselines"],
+      )
+      for m in members:
+        left = tuple(
+          mode
+          for mode, key in zip(m.modes, m.unit_keys(name), strict=True)
+          if results.key_str(key) not in done
+        )
+        if left:
+          todo.append(dataclasses.replace(m, modes=left))
+    groups = group_members(todo, c["group_size"])[pid::nproc]
+    summary = {
+      "target": name,
+      "steps_per_epoch": spe,
+      "total_steps": total,
+      "eval_steps": eval_steps,
+      "groups": len(groups),
+      "members": sum(len(g) for g in groups),
+      "units": sum(len(m.modes) for g in groups for m in g),
+    }
+    if not groups:
+      log.info("finetune on %s: every unit already done", name)
+      return {**summary, "seconds": 0.0, "images_per_second": 0.0}
+    if pid == 0:
+      _pretrain("append_config")(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
+    log.info(
+      "finetune on %s: %d groups, %d members, %d units; %d steps (%d/epoch), evals at %s",
+      name,
+      summary["groups"],
+      summary["members"],
+      summary["units"],
+      total,
+      spe,
+      eval_steps,
+    )
+
+    devices = jax.local_devices()[: c["num_devices"]] if c["num_devices"] else jax.local_devices()
+    trainers: dict[str, _Trainer] = {}
+    bar = (
+      progress(total=len(groups) * total, desc=f"{JOB} {name}", unit="step")
+      if c["show_progress"]
+      else None
+    )
+    t_loop, images = time.time(), 0
+    for gi, group in enumerate(groups):
+      info = infos[group[0].arch]
+      graphdef, params, rest = initial_state(
+        group, workdir=workdir, num_classes=num_classes, model_kwargs=info.model_kwargs
+      )
+      if info.arch not in trainers:
+        trainers[info.arch] = _Trainer(
+          graphdef=graphdef,
+          layers=info.layers,
+          optimizer=c["optimizer"],
+          optimizer_kwargs=c["optimizer_kwargs"],
+          batch_size=c["batch_size"],
+          devices=devices,
+          seed_parallel=c["seed_parallel"],
+          steps_per_epoch=spe,
+        )
+      if bar is not None:
+        bar.set_postfix(group=f"{gi + 1}/{len(groups)}", frozen=group[0].frozen_layers)
+      curves, _ = train_group(
+        group,
+        graphdef=graphdef,
+        params=params,
+        rest=rest,
+        target=target,
+        trainer=trainers[info.arch],
+        eval_examples=c["eval_examples"],
+        eval_train_examples=c["eval_train_examples"],
+        eval_batch_size=c["eval_batch_size"],
+        bar=bar,
+      )
+      images += total * c["batch_size"] * len(group)
+      # The whole group's curves and done markers in one transaction.
+      with store.transaction():
+        for i, m in enumerate(group):
+          for mode, key in zip(m.modes, m.unit_keys(name), strict=True):
+            store.mark_done(JOB, key, {"finetune": curve_rows(m, mode, target, curves, i)})
+      final = curves[max(curves)]["test_acc"]
+      log.info(
+        "group %d/%d (%s, ft_seed %d, frozen %d): final test acc %s",
+        gi + 1,
+        len(groups),
+        info.arch,
+        group[0].ft_seed,
+        group[0].frozen_layers,
+        ", ".join(
+          f"{m.source}/{m.seed}/{m.step}={a:.4f}" for m, a in zip(group, final, strict=True)
+        ),
+      )
+    if bar is not None:
+      bar.close()
+    seconds = time.time() - t_loop
+    summary.update(
+      seconds=seconds,
+      images_per_second=images / seconds if seconds > 0 else 0.0,
+      total_seconds=time.time() - t_start,
+    )
+    log.info("finetune on %s done: %s", name, summary)
+    return summary
+  finally:
+    store.close()

@@ -1,0 +1,404 @@
+"""The fine-tune job on real MNIST (tiny CNN, a fake zoo of 4 checkpoints, 30 steps)."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from jtransfer import checkpointing, results
+from jtransfer.models import base, functional
+from jtransfer.train import finetune
+
+ARCH = "cnn_tiny"
+# 320 training images at batch 32: 10 steps per epoch; 30 steps = 3 epochs.
+KW = dict(
+  target="mnist",
+  batch_size=32,
+  train_examples=320,
+  eval_examples=64,
+  eval_batch_size=64,
+  duration={"steps": 30},
+  optimizer="adam",
+  optimizer_kwargs={"learning_rate": 1e-2},
+  show_progress=False,
+)
+# The thesis schedule (0, 1, 3, 10, 30, 100, 300 batches; 1, 3, ... epochs) cut at 30 steps.
+EVAL_STEPS = [0, 1, 3, 10, 30]
+CKPTS = [(seed, step) for seed in (0, 1) for step in (0, 7)]
+
+
+def _bits(x):
+  return np.asarray(x).view(np.uint32)
+
+
+def _make_zoo(workdir):
+  """Four checkpoints written the way pre-training writes them (params + checkpoints rows)."""
+  store = results.Store(workdir)
+  rng = np.random.default_rng(0)
+  for seed, step in CKPTS:
+    _, params, _ = functional.init(ARCH, num_classes=10, seed=seed)
+    params = jax.tree.map(np.array, params)  # writable copies
+    if step:  # "trained": moved away from the init
+      params = jax.tree.map(lambda a: a + 0.05 * rng.normal(size=a.shape).astype(a.dtype), params)
+    params["backbone"]["conv1"]["bias"][0] = -0.0  # a signed zero for the bit-exact checks
+    path = checkpointing.save(checkpointing.checkpoint_path(workdir, "mnist", seed, step), params)
+    store.add_checkpoint(
+      source="mnist",
+      arch=ARCH,
+      seed=seed,
+      step=step,
+      epoch=step / 10,
+      path=str(path.relative_to(workdir.absolute())),
+    )
+  store.close()
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("ftzoo")
+  _make_zoo(workdir)
+  return workdir
+
+
+MODES = ("full", "head", "last_block", "frozen=1")
+
+
+@pytest.fixture(scope="module")
+def grouped(zoo, data_dir):
+  """Every checkpoint (+ baselines) of one freezing in one vmapped group (3 freezings)."""
+  summary = finetune.run(workdir=zoo, modes=MODES, data_dir=data_dir, **KW)
+  return zoo, summary
+
+
+def _rows(workdir):
+  df = results.load(workdir, "finetune")
+  return df.set_index(list(results.KEYS["finetune"])).sort_index()
+
+
+def test_schedule():
+  assert finetune.eval_schedule(320, batch_size=32, duration={"steps": 30}) == (10, 30, EVAL_STEPS)
+  # A final step off the schedule is evaluated only with eval_final.
+  assert finetune.eval_schedule(320, batch_size=32, duration={"steps": 25})[2] == [0, 1, 3, 10, 25]
+  assert finetune.eval_schedule(320, batch_size=32, duration={"steps": 25}, eval_final=False)[
+    2
+  ] == [0, 1, 3, 10]
+  # Full MNIST at batch 64 (937 full batches per epoch), 100 epochs: the thesis' 12 points.
+  spe, total, steps = finetune.eval_schedule(60000, batch_size=64, duration={"epochs": 100})
+  assert (spe, total) == (937, 93700)
+  assert steps == [0, 1, 3, 10, 30, 100, 300, 937, 2811, 9370, 28110, 93700]
+
+
+def test_starts_from_the_backbone_and_a_head_shared_by_every_checkpoint(zoo):
+  ckpts = finetune.select_checkpoints(zoo)
+  assert [(c["seed"], c["step"]) for c in ckpts] == CKPTS
+  info = finetune.arch_info(ARCH, num_classes=10, model_kwargs={})
+  members = finetune.plan_members(ckpts, info=info, modes=("full",), ft_seeds=(3,), baselines=True)
+  assert [m.source for m in members] == ["mnist"] * 4 + ["random_init", "scratch"]
+  _, params, _ = finetune.initial_state(members, workdir=zoo, num_classes=10)
+  _, want_head, _ = functional.init(ARCH, num_classes=10, seed=finetune.head_seed(3))
+  for i, m in enumerate(members[:5]):
+    got = functional.unstack(params, i)
+    if m.source == "mnist":  # exactly the saved backbone, bit for bit (incl. the -0.0)
+      ref = checkpointing.restore(zoo / m.path)["backbone"]
+      jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(_bits(a), _bits(b)), got["backbone"], ref
+      )
+    jax.tree.map(
+      lambda a, b: np.testing.assert_array_equal(_bits(a), _bits(b)), got["head"], want_head["head"]
+    )
+  # The random-init baseline has its own backbone; scratch is a whole fresh model.
+  _, rnd, _ = functional.init(ARCH, num_classes=10, seed=finetune.random_backbone_seed(3))
+  np.testing.assert_array_equal(
+    params["backbone"]["conv1"]["kernel"][4], rnd["backbone"]["conv1"]["kernel"]
+  )
+  _, scr, _ = functional.init(ARCH, num_classes=10, seed=finetune.scratch_seed(3))
+  np.testing.assert_array_equal(
+    params["head"]["logits"]["kernel"][5], scr["head"]["logits"]["kernel"]
+  )
+  # Another ft_seed, another (shared) head.
+  other = finetune.initial_state(
+    [finetune.Member("mnist", ARCH, 0, 0, members[0].path, 0, 4, ("full",))],
+    workdir=zoo,
+    num_classes=10,
+  )[1]
+  assert not np.allclose(
+    other["head"]["logits"]["kernel"][0], want_head["head"]["logits"]["kernel"]
+  )
+
+
+def test_frozen_layers_keep_every_bit_and_the_rest_train(zoo, data_dir):
+  # The same set-up as the job (`grouped`), so the compiled steps are shared.
+  target = finetune.load_target(
+    "mnist", data_dir=data_dir, train_examples=320, batch_size=32, duration={"steps": 6}
+  )
+  ckpts = finetune.select_checkpoints(zoo)
+  info = finetune.arch_info(ARCH, num_classes=10, model_kwargs={})
+  for spec, frozen in (("head", {"conv1", "conv2"}), ("frozen=1", {"conv1"})):
+    members = finetune.plan_members(ckpts, info=info, modes=(spec,), ft_seeds=(0,), baselines=True)
+    members = [m for m in members if m.source != "scratch"]  # 4 checkpoints + random_init
+    graphdef, params, rest = finetune.initial_state(members, workdir=zoo, num_classes=10)
+    trainer = finetune._Trainer(
+      graphdef=graphdef,
+      layers=info.layers,
+      optimizer=KW["optimizer"],
+      optimizer_kwargs=KW["optimizer_kwargs"],
+      batch_size=32,
+      devices=jax.local_devices(),
+      seed_parallel="auto",
+      steps_per_epoch=10,
+    )
+    _, final = finetune.train_group(
+      members,
+      graphdef=graphdef,
+      params=params,
+      rest=rest,
+      target=target,
+      trainer=trainer,
+      eval_examples=64,
+      eval_train_examples=None,
+      eval_batch_size=64,
+    )
+    assert set(info.layers[: members[0].frozen_layers]) == frozen
+    for part in params:
+      for layer, leaves in params[part].items():
+        for leaf, start in leaves.items():
+          got = final["params"][part][layer][leaf]
+          for i in range(len(members)):
+            if layer in frozen:  # bit for bit, the planted -0.0 included
+              np.testing.assert_array_equal(_bits(got[i]), _bits(start[i]), err_msg=layer)
+            else:
+              assert np.mean(got[i] != start[i]) > 0.5, (spec, layer, leaf)
+
+
+class _Block(nnx.Module):
+  def __init__(self, cin, cout, rngs):
+    self.conv = nnx.Conv(cin, cout, (3, 3), rngs=rngs)
+    self.bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+
+  def __call__(self, x, *, train):
+    return jax.nn.relu(self.bn(self.conv(x), use_running_average=not train))
+
+
+class _TinyBN(base.Model):
+  """Two conv + batch-norm layers and a linear head: the smallest model with statistics."""
+
+  def __init__(self, *, num_classes, rngs):
+    self.backbone = nnx.Dict(a=_Block(3, 4, rngs), b=_Block(4, 4, rngs))
+    self.head = nnx.Dict(logits=nnx.Linear(4, num_classes, rngs=rngs))
+    self.layers = self.taps = ("a", "b", "logits")
+
+  def _forward(self, x, *, train, dropout_key):
+    x = self.backbone["a"](x, train=train)
+    yield "a", x
+    x = self.backbone["b"](x, train=train)
+    yield "b", x
+    yield "logits", self.head["logits"](x.mean(axis=(1, 2)))
+
+
+if "tiny_bn_test" not in base.names():
+  base.register("tiny_bn_test")(_TinyBN)
+
+
+def test_frozen_batch_norm_layers_keep_their_statistics():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(64, 6, 6, 3)).astype(np.float32)
+  y = rng.integers(0, 3, size=64).astype(np.int32)
+  target = finetune.Target("noise", 3, (x, y), (x[:16], y[:16]), 4, 3, [0, 3])
+  info = finetune.arch_info("tiny_bn_test", num_classes=3, model_kwargs={})
+  members = [  # layer "a" frozen
+    finetune.Member("random_init", "tiny_bn_test", 0, 0, None, 1, 0, ("frozen",)),
+    finetune.Member("scratch", "tiny_bn_test", 0, 0, None, 1, 0, ("frozen",)),
+  ]
+  graphdef, params, rest = finetune.initial_state(members, workdir=".", num_classes=3)
+  # Statistics that are not the init's (as a trained checkpoint's would be).
+  rest = jax.tree.map(lambda a: a + rng.uniform(0.5, 1.0, a.shape).astype(a.dtype), rest)
+  trainer = finetune._Trainer(
+    graphdef=graphdef,
+    layers=info.layers,
+    optimizer="adam",
+    optimizer_kwargs={"learning_rate": 1e-2},
+    batch_size=16,
+    devices=jax.local_devices()[:1],
+    seed_parallel="vmap",
+    steps_per_epoch=4,
+  )
+  _, final = finetune.train_group(
+    members,
+    graphdef=graphdef,
+    params=params,
+    rest=rest,
+    target=target,
+    trainer=trainer,
+    eval_examples=None,
+    eval_train_examples=None,
+    eval_batch_size=16,
+  )
+  for layer in ("a", "b"):
+    for stat in ("mean", "var"):
+      got, start = final["rest"]["backbone"][layer]["bn"][stat], rest["backbone"][layer]["bn"][stat]
+      if layer == "a":
+        np.testing.assert_array_equal(_bits(got), _bits(start))
+      else:  # a trained layer moves its running statistics towards the batch's
+        assert np.all(got != start), (layer, stat)
+    for kp, start in jax.tree_util.tree_flatten_with_path(params["backbone"][layer])[0]:
+      got = final["params"]["backbone"][layer]
+      for k in kp:
+        got = got[k.key]
+      assert np.array_equal(_bits(got), _bits(start)) == (layer == "a"), (layer, kp)
+
+
+MODE_ROWS = (("full", 0), ("head", 2), ("last_block", 1), ("frozen", 1))
+
+
+def test_job_rows_cover_every_unit_at_the_schedule(grouped):
+  workdir, summary = grouped
+  assert summary["eval_steps"] == EVAL_STEPS and summary["total_steps"] == 30
+  # One group per freezing (0, 1, 2 layers); last_block and frozen=1 share one trajectory.
+  assert (summary["groups"], summary["members"], summary["units"]) == (3, 16, 21)
+  df = results.load(workdir, "finetune")
+  units = df.groupby(["source", "seed", "step", "mode", "frozen_layers", "ft_seed"])
+  want = {("mnist", s, t, m, f, 0) for s, t in CKPTS for m, f in MODE_ROWS}
+  want |= {("random_init", 0, 0, m, f, 0) for m, f in MODE_ROWS}
+  want |= {("scratch", 0, 0, "full", 0, 0)}
+  assert set(units.groups) == want
+  for _, rows in units:
+    assert rows.ft_step.tolist() == EVAL_STEPS
+    np.testing.assert_allclose(rows.ft_epoch, np.asarray(EVAL_STEPS) / 10)
+  done = results.Store(workdir).done_keys("finetune")
+  keys = [finetune.done_key(s, ARCH, se, st, "mnist", m, f, fs) for s, se, st, m, f, fs in want]
+  assert done == {results.key_str(k) for k in keys}
+  assert (workdir / "logs" / "finetune.log").stat().st_size > 0
+  assert json.loads((workdir / "config.json").read_text())[-1]["job"] == "finetune"
+  rows = _rows(workdir)
+  last = rows.xs(30, level="ft_step")
+  assert last.test_acc.min() > 0.2  # it learned something (chance is 0.1)
+  full = last.xs("full", level="mode").test_loss.to_numpy()
+  # Same trajectory, same numbers; more freezing, less fitting on the whole.
+  frozen1 = last.xs("frozen", level="mode").test_loss.to_numpy()
+  np.testing.assert_array_equal(last.xs("last_block", level="mode").test_loss, frozen1)
+  head = last.xs("head", level="mode").test_loss.to_numpy()
+  assert np.mean(full[:-1] < head) > 0.5  # full also holds the scratch row, last
+
+
+def test_step0_metrics_are_those_of_backbone_plus_shared_head(grouped, data_dir):
+  from jtransfer import data as datasets
+
+  workdir, _ = grouped
+  x, y = datasets.load("mnist", "test", data_dir=data_dir)
+  x, y = datasets.normalize("mnist", x)[:64], y[:64]
+  graphdef, head, _ = functional.init(ARCH, num_classes=10, seed=finetune.head_seed(0))
+  rows = _rows(workdir)
+  for seed, step in CKPTS:
+    path = checkpointing.checkpoint_path(workdir, "mnist", seed, step)
+    params = {"backbone": checkpointing.restore_backbone(path), "head": head["head"]}
+    logits = np.asarray(functional.apply(graphdef, params, {}, x)[0], np.float64)
+    z = logits - logits.max(-1, keepdims=True)
+    nll = -(z - np.log(np.exp(z).sum(-1, keepdims=True)))[np.arange(64), y]
+    for mode, frozen in (("full", 0), ("head", 2)):
+      row = rows.loc[("mnist", ARCH, seed, step, "mnist", mode, frozen, 0, 0)]
+      np.testing.assert_allclose(row.test_loss, nll.mean(), rtol=1e-5)
+      np.testing.assert_allclose(row.test_acc, (logits.argmax(-1) == y).mean())
+
+
+# One checkpoint per group, on one device (as the SIGKILL child below, which shares the compile).
+ONE_BY_ONE = dict(KW, modes=["full"], baselines=False, group_size=1, num_devices=1)
+
+
+def test_vmapped_group_equals_one_by_one(grouped, tmp_path, data_dir):
+  workdir, _ = grouped
+  one = tmp_path / "one"
+  _make_zoo(one)
+  summary = finetune.run(workdir=one, steps=[7], data_dir=data_dir, **ONE_BY_ONE)
+  assert summary["groups"] == 2
+  b = _rows(one)
+  a = _rows(workdir).loc[b.index]
+  assert len(b) == 2 * len(EVAL_STEPS)
+  np.testing.assert_allclose(b.test_loss, a.test_loss, rtol=2e-4, atol=1e-5)
+  assert np.abs(a.test_acc - b.test_acc).max() <= 1 / 64 + 1e-9  # at most one borderline image
+
+
+def test_rerun_skips_finished_units(grouped, data_dir):
+  workdir, _ = grouped
+  before = results.load(workdir, "finetune")
+  again = finetune.run(workdir=workdir, modes=MODES, data_dir=data_dir, **KW)
+  assert again["groups"] == 0 and again["units"] == 0
+  after = results.load(workdir, "finetune")
+  assert after.created_at.tolist() == before.created_at.tolist()
+  # A new mode only runs its new units: frozen=2 (= what "head" freezes) for 4 checkpoints and
+  # random_init, one group; same trajectories as "head", so the same numbers.
+  more = finetune.run(workdir=workdir, modes=("frozen=1", "frozen=2"), data_dir=data_dir, **KW)
+  assert (more["groups"], more["units"]) == (1, 5)
+  rows = _rows(workdir)
+  np.testing.assert_array_equal(
+    rows.xs(("frozen", 2), level=("mode", "frozen_layers")).test_loss.to_numpy(),
+    rows.xs(("head", 2), level=("mode", "frozen_layers")).test_loss.to_numpy(),
+  )
+
+
+_CHILD = """
+import json, sys
+from jtransfer.train import finetune
+finetune.run(**json.loads(sys.argv[1]))
+"""
+
+
+def _done_count(workdir):
+  path = workdir / results.MAIN_FILE
+  if not path.exists():
+    return 0
+  conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+  try:
+    return conn.execute("SELECT COUNT(*) FROM done WHERE job = 'finetune'").fetchone()[0]
+  except sqlite3.OperationalError:  # tables not created yet
+    return 0
+  finally:
+    conn.close()
+
+
+def test_sigkill_leaves_complete_curves_and_a_resume_finishes(grouped, tmp_path, data_dir):
+  workdir = tmp_path / "killed"
+  _make_zoo(workdir)
+  kw = dict(ONE_BY_ONE, data_dir=str(data_dir))  # four groups of one checkpoint
+  env = dict(os.environ, JTRANSFER_QUIET="1", XLA_FLAGS="")  # the child: one CPU device
+  child = subprocess.Popen(
+    [sys.executable, "-c", _CHILD, json.dumps(dict(kw, workdir=str(workdir)))],
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+  )
+  t0 = time.time()
+  while _done_count(workdir) < 1:
+    assert child.poll() is None, child.stderr.read().decode()[-3000:]
+    assert time.time() - t0 < 300, "the child did not finish a group in 300 s"
+    time.sleep(0.01)
+  child.send_signal(signal.SIGKILL)
+  child.wait()
+  child.stderr.close()
+
+  killed = results.load(workdir, "finetune")  # the store opens
+  done = results.Store(workdir).done_keys("finetune")
+  assert 1 <= len(done) < 4, "the kill came after the job had finished"
+  # Only complete curves, each with its done marker.
+  units = killed.groupby(["source", "seed", "step", "mode", "frozen_layers", "ft_seed"])
+  assert len(units) == len(done)
+  for (src, seed, step, mode, fl, fs), rows in units:
+    assert rows.ft_step.tolist() == EVAL_STEPS
+    assert results.key_str(finetune.done_key(src, ARCH, seed, step, "mnist", mode, fl, fs)) in done
+
+  summary = finetune.run(workdir=workdir, **kw)
+  assert summary["groups"] == 4 - len(done)
+  final = _rows(workdir)
+  assert len(final) == 4 * len(EVAL_STEPS)
+  # Rows written before the kill are kept; every curve equals the grouped run's.
+  before = killed.set_index(list(results.KEYS["finetune"]))
+  np.testing.assert_array_equal(final.loc[before.index].created_at, before.created_at)
+  ref = _rows(grouped[0]).loc[final.index]
+  np.testing.assert_allclose(final.test_loss, ref.test_loss, rtol=2e-4, atol=1e-5)

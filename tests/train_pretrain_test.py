@@ -1,0 +1,185 @@
+"""The pre-training job on real MNIST (tiny model, a few hundred images, a few steps)."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jtransfer import checkpointing, results
+from jtransfer import data as datasets
+from jtransfer.models import functional
+from jtransfer.train import pretrain
+
+# 320 training images at batch 32: 10 steps per epoch.
+KW = dict(
+  source="mnist",
+  arch="cnn_tiny",
+  batch_size=32,
+  train_examples=320,
+  eval_batch_size=64,
+  eval_train_examples=64,
+  eval_test_examples=64,
+  optimizer="adam",
+  optimizer_kwargs={"learning_rate": 1e-2},
+  show_progress=False,
+)
+
+
+def _final_params(workdir, seed, step, source="mnist"):
+  return checkpointing.restore(checkpointing.checkpoint_path(workdir, source, seed, step))
+
+
+def _assert_trees_close(a, b, **tol):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb, strict=True):
+    np.testing.assert_allclose(x, y, **tol)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp("zoo")
+  summary = pretrain.run(
+    workdir=workdir, num_seeds=2, duration={"steps": 25}, data_dir=data_dir, **KW
+  )
+  return workdir, summary
+
+
+def test_checkpoints_at_exactly_the_scheduled_steps(zoo):
+  workdir, summary = zoo
+  # Thesis schedule 0, 1, 3, 10, 30, 100, 300 batches and 1, 3, ... epochs (10 steps here),
+  # cut at 25 steps, plus the final step.
+  want = [0, 1, 3, 10, 25]
+  df = results.load(workdir, "checkpoints")
+  for seed in (0, 1):
+    rows = df[df.seed == seed]
+    assert rows.step.tolist() == want
+    np.testing.assert_allclose(rows.epoch, np.asarray(want) / 10)
+    dirs = sorted(int(p.name) for p in (workdir / "zoo" / "mnist" / f"seed_{seed}").iterdir())
+    assert dirs == want
+  done = results.Store(workdir).done_keys("pretrain")
+  assert done == {pretrain.done_key("mnist", "cnn_tiny", s, t) for s in (0, 1) for t in want}
+  config = json.loads((workdir / "config.json").read_text())
+  assert config[-1]["job"] == "pretrain" and config[-1]["config"]["num_seeds"] == 2
+  assert (workdir / "logs" / "pretrain.log").stat().st_size > 0
+
+
+def test_checkpoints_round_trip_and_metrics_match_numpy(zoo, data_dir):
+  workdir, _ = zoo
+  x, y = datasets.load("mnist", "test", data_dir=data_dir)
+  x, y = datasets.normalize("mnist", x)[:64], y[:64]
+  graphdef, _, rest = functional.abstract_init("cnn_tiny", num_classes=10)
+  df = results.load(workdir, "checkpoints")
+  for row in df.itertuples():
+    params = checkpointing.restore(workdir / row.path)
+    logits, _ = functional.apply(graphdef, params, {}, x)
+    logits = np.asarray(logits, np.float64)
+    z = logits - logits.max(-1, keepdims=True)
+    nll = -(z - np.log(np.exp(z).sum(-1, keepdims=True)))[np.arange(64), y]
+    np.testing.assert_allclose(row.test_loss, nll.mean(), rtol=1e-4)
+    np.testing.assert_allclose(row.test_acc, (logits.argmax(-1) == y).mean())
+  assert rest == {}
+
+
+def test_a_few_steps_reduce_the_loss(zoo):
+  df = results.load(zoo[0], "checkpoints")
+  for seed in (0, 1):
+    rows = df[df.seed == seed].set_index("step")
+    # An untrained 10-class net predicts about uniformly: loss near ln 10.
+    assert abs(rows.train_loss[0] - math.log(10)) < 0.2
+    assert rows.train_loss[25] < rows.train_loss[10] < rows.train_loss[0]
+    assert rows.train_loss[25] < 0.75 * rows.train_loss[0]
+    assert rows.test_loss[25] < 0.8 * rows.test_loss[0]
+    assert rows.test_acc[25] > 0.4  # chance is 0.1
+
+
+def test_rerun_does_nothing(zoo, data_dir):
+  workdir, _ = zoo
+  before = results.load(workdir, "checkpoints").created_at.tolist()
+  again = pretrain.run(
+    workdir=workdir, num_seeds=2, duration={"steps": 25}, data_dir=data_dir, **KW
+  )
+  assert again["trained_seeds"] == [] and again["steps_run"] == 0
+  assert results.load(workdir, "checkpoints").created_at.tolist() == before
+
+
+def test_batched_seeds_equal_separate_seeds_and_sharded_equals_single_device(
+  zoo, tmp_path, data_dir
+):
+  # The zoo fixture: seeds 0 and 1 on a "model" mesh axis (one seed per fake CPU device).
+  assert zoo[1]["seed_parallel"] == "devices" and zoo[1]["mesh"] == {"model": 2}
+  kw = dict(KW, duration={"steps": 25}, data_dir=data_dir)
+  alone = pretrain.run(
+    workdir=tmp_path / "alone",
+    num_seeds=1,
+    seed_offset=1,
+    seed_parallel="vmap",
+    num_devices=1,
+    **kw,
+  )
+  assert alone["mesh"] == {"data": 1}
+  # Both seeds vmapped in one step, the batch split over 8 devices.
+  sharded = pretrain.run(workdir=tmp_path / "sharded", num_seeds=2, seed_parallel="vmap", **kw)
+  assert sharded["mesh"] == {"data": 8}
+  tol = dict(rtol=1e-4, atol=1e-5)
+  single = _final_params(tmp_path / "alone", 1, 25)
+  _assert_trees_close(_final_params(zoo[0], 1, 25), single, **tol)  # seed-sharded, batched
+  _assert_trees_close(_final_params(tmp_path / "sharded", 1, 25), single, **tol)  # vmap + data
+  _assert_trees_close(  # seed 0 (never trained alone here): vmap + data = seed-sharded
+    _final_params(tmp_path / "sharded", 0, 25), _final_params(zoo[0], 0, 25), **tol
+  )
+  # The two seeds really are different models.
+  a, b = _final_params(zoo[0], 0, 25), single
+  assert not np.allclose(a["head"]["logits"]["kernel"], b["head"]["logits"]["kernel"], atol=1e-3)
+
+
+_CHILD = """
+import json, sys
+from jtransfer.train import pretrain
+pretrain.run(**json.loads(sys.argv[1]))
+"""
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(zoo, tmp_path, data_dir):
+  # The zoo fixture's run again in a child process (same 8 fake devices, inherited XLA_FLAGS),
+  # also saving the train state every 5 steps; killed with SIGKILL once one is on disk.
+  killed = tmp_path / "killed"
+  kw = dict(KW, num_seeds=2, duration={"steps": 25}, data_dir=str(data_dir), save_every_steps=5)
+  child = subprocess.Popen(
+    [sys.executable, "-c", _CHILD, json.dumps(dict(kw, workdir=str(killed)))],
+    env=dict(os.environ, JTRANSFER_QUIET="1"),
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  state_dir = killed / "train_state" / "mnist" / "seed_1"
+  deadline = time.time() + 600
+  while time.time() < deadline and child.poll() is None:
+    if any(step > 0 for step in checkpointing.complete_steps(state_dir)):
+      break
+    time.sleep(0.01)
+  assert child.poll() is None, "the child finished before it could be killed"
+  child.send_signal(signal.SIGKILL)
+  child.wait()
+
+  resumed = pretrain.run(workdir=killed, **kw)
+  assert 0 < resumed["start_step"] < 25 and resumed["steps_run"] == 25 - resumed["start_step"]
+  want = [0, 1, 3, 10, 25]
+  df = results.load(killed, "checkpoints")
+  for seed in (0, 1):
+    assert df[df.seed == seed].step.tolist() == want
+    seed_dir = killed / "zoo" / "mnist" / f"seed_{seed}"
+    assert sorted(int(p.name) for p in seed_dir.iterdir()) == want  # no leftovers
+    for step in want:
+      _assert_trees_close(
+        _final_params(killed, seed, step), _final_params(zoo[0], seed, step), rtol=1e-6, atol=1e-7
+      )
+  # Metrics of the resumed run equal the uninterrupted run's.
+  ref = results.load(zoo[0], "checkpoints")
+  np.testing.assert_allclose(df.test_loss, ref.test_loss, rtol=1e-5)
