@@ -43,6 +43,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 _PARAMS = "params"
+REST = "rest"  # top-level key of the non-parameter state (batch-norm statistics), if any
 _META = "meta"
 
 _checkpointers: dict[Any, ocp.Checkpointer] = {}
@@ -285,9 +286,31 @@ def _leaf_pairs(got: Any, want: Any) -> list:
   return [(kp, (g, w)) for (kp, g), w in zip(got_leaves, want_leaves, strict=True)]
 
 
+def with_rest(params: Mapping[str, Any], rest: Mapping[str, Any] | None) -> dict[str, Any]:
+  """The tree a model checkpoint stores: params plus, when the model has any, its non-parameter
+  state (batch-norm statistics) under `REST`, so a restored model normalises as it was trained."""
+  tree = dict(params)
+  if rest and jax.tree.leaves(rest):
+    tree[REST] = rest
+  return tree
+
+
+def split_rest(tree: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+  """(params, rest) of a restored checkpoint tree (rest = {} when none was stored)."""
+  params = {k: v for k, v in tree.items() if k != REST}
+  return params, dict(tree.get(REST, {}))
+
+
 def restore_backbone(path: str | os.PathLike) -> dict[str, Any]:
   """Only `params["backbone"]` (partial restore: the head is not read)."""
   return restore(path, subtrees=("backbone",))["backbone"]
+
+
+def restore_backbone_rest(path: str | os.PathLike) -> dict[str, Any]:
+  """The backbone's batch-norm statistics stored with the checkpoint ({} when there are none)."""
+  if REST not in metadata(path):
+    return {}
+  return restore(path, subtrees=(REST,))[REST].get("backbone", {})
 
 
 def stack(trees: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

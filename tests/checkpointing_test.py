@@ -252,3 +252,31 @@ def test_two_processes_restore_locally_and_save_collectively(tmp_path):
     assert f"RESULT {pid} [0.0, 1.0, 2.0] [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]" in out
   np.testing.assert_array_equal(ckpt.restore(tmp_path / "p0")["backbone"]["w"], np.full(3, 7.0))
   assert not (tmp_path / "p1").exists()
+
+
+def test_batch_norm_statistics_travel_with_the_checkpoint(tmp_path):
+  rng = np.random.default_rng(0)
+  params = {
+    "backbone": {"conv1": {"kernel": rng.normal(size=(3, 3, 1, 4)).astype(np.float32)}},
+    "head": {"logits": {"kernel": rng.normal(size=(4, 2)).astype(np.float32)}},
+  }
+  rest = {
+    "backbone": {"bn1": {"mean": rng.normal(size=4).astype(np.float32)}},
+    "head": {"bn2": {"var": rng.random(4).astype(np.float32)}},
+  }
+  with_stats, without = tmp_path / "bn", tmp_path / "plain"
+  ckpt.save(with_stats, ckpt.with_rest(params, rest))
+  ckpt.save(without, ckpt.with_rest(params, {}))
+
+  got_params, got_rest = ckpt.split_rest(ckpt.restore(with_stats))
+  np.testing.assert_array_equal(
+    got_params["head"]["logits"]["kernel"], params["head"]["logits"]["kernel"]
+  )
+  np.testing.assert_array_equal(got_rest["head"]["bn2"]["var"], rest["head"]["bn2"]["var"])
+  np.testing.assert_array_equal(
+    ckpt.restore_backbone_rest(with_stats)["bn1"]["mean"], rest["backbone"]["bn1"]["mean"]
+  )
+  assert set(ckpt.restore_backbone(with_stats)) == {"conv1"}
+  # A model without batch norm stores exactly its params.
+  assert ckpt.split_rest(ckpt.restore(without))[1] == {}
+  assert ckpt.restore_backbone_rest(without) == {}

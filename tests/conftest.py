@@ -13,6 +13,13 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 _DEFAULT_DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Many tests build the same programs through fresh closures (and subprocess tests restart JAX);
+# XLA's persistent cache turns those recompiles into cache reads. Ignored by git.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_REPO / ".pytest_cache" / "jax"))
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 @pytest.fixture

@@ -318,9 +318,14 @@ def initial_state(
       backbone = model_at(random_backbone_seed(m.ft_seed))[1]["backbone"]
       params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
     else:
-      backbone = checkpointing.restore_backbone(pathlib.Path(workdir) / m.path)
+      path = pathlib.Path(workdir) / m.path
+      backbone = checkpointing.restore_backbone(path)
       _check_like(backbone, head_params["backbone"], f"the backbone of checkpoint {m.path}")
       params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
+      # The backbone's batch-norm statistics travel with its weights (fresh ones for the head).
+      backbone_rest = checkpointing.restore_backbone_rest(path)
+      if backbone_rest:
+        rest = {**head_rest, "backbone": backbone_rest}
     params_list.append(params)
     rest_list.append(rest)
   stack = lambda trees: jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)

@@ -476,7 +476,10 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
         )
         if not checkpointing.exists(path):  # a rerun after a crash recomputes the same params
           params_i = jax.tree.map(lambda a, i=i: a[i], host["params"])
-          checkpointing.save(path, params_i, extra=row, process_local=nproc > 1)
+          rest_i = jax.tree.map(lambda a, i=i: a[i], host.get("rest") or {})
+          checkpointing.save(
+            path, checkpointing.with_rest(params_i, rest_i), extra=row, process_local=nproc > 1
+          )
         store.mark_done(JOB, key, {"checkpoints": [row]})
       _save_train_state(workdir, source, seeds, step, host)
       log.info(
