@@ -58,7 +58,6 @@ shard `results.host<k>.sqlite`, as the pre-training job does.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import logging
 import math
@@ -74,6 +73,7 @@ import numpy as np
 from jtransfer import checkpointing, extract, results
 from jtransfer import data as datasets
 from jtransfer import scores as scores_lib
+from jtransfer import workdir as workdir_files
 from jtransfer.models import base as models_base
 from jtransfer.models import functional
 from jtransfer.progress import progress
@@ -348,20 +348,6 @@ def _covers(marker: dict, layers, names, probe: Probe, key) -> bool:
   )
 
 
-def _append_config(workdir: pathlib.Path, config: Mapping[str, Any]) -> None:
-  """Appends `{job, time, config}` to `<workdir>/config.json` (a JSON list), atomically."""
-  path = workdir / "config.json"
-  entries = []
-  if path.exists():
-    loaded = json.loads(path.read_text() or "[]")
-    entries = loaded if isinstance(loaded, list) else [loaded]
-  now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-  entries.append({"job": JOB, "time": now, "config": config})
-  tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(entries, indent=2, default=str))
-  os.replace(tmp, path)
-
-
 def pretrain_model_kwargs(workdir: str | os.PathLike) -> dict[tuple[str, str], dict]:
   """{(source, arch): model_kwargs} from the pre-training entries of `<workdir>/config.json`."""
   path = pathlib.Path(workdir) / "config.json"
@@ -544,7 +530,8 @@ def run(
     return {**summary, "seconds": time.time() - t0}
   store = results.Store(workdir, shard=store_shard or (f"host{pid}" if nproc > 1 else None))
   if pid == 0:
-    _append_config(workdir, {k: v for k, v in locals().items() if k in _CONFIG_KEYS})
+    config = {k: v for k, v in locals().items() if k in _CONFIG_KEYS}
+    workdir_files.append_config(workdir, JOB, config)
   bar = progress(total=pending, desc=f"score {target}", unit="ckpt") if show_progress else None
   try:
     for group, graphdef, abstract_params, abstract_rest, use_layers in plans:

@@ -23,6 +23,15 @@ import jax.numpy as jnp
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
+# Above this many samples the nearest-neighbour search never holds an N×N matrix: it streams
+# row blocks of F Fᵀ (unless a kernel already built the full Gram, e.g. for an eigh).
+FULL_GRAM_MAX_N = 4096
+# Elements of one streamed block of Gram rows / distances ([B, N]).
+BLOCK_ELEMENTS = 1 << 24
+# Extra Gram-ranked candidates re-checked with exact distances, so rounding in
+# ‖a‖² + ‖b‖² − 2a·b (cancellation for close points) cannot change which neighbours win.
+NEIGHBOUR_MARGIN = 8
+
 
 def _dot(a, b):
   return jnp.matmul(a, b, precision=HIGHEST)
@@ -107,3 +116,76 @@ class Shared:
     """Eigendecomposition of Z Zᵀ (σ ascending, clipped ≥ 0; U). PCA, H-score, TransRate."""
     w, u = jnp.linalg.eigh(self.centered_gram)
     return jnp.maximum(w, 0), u
+
+  # -- within-class residuals (SS, NC) -------------------------------------------------------
+  @functools.cached_property
+  def residuals(self) -> jax.Array:
+    """[N, D] f_i − μ_{y_i}, formed directly (no cancellation, O(N·D))."""
+    return self.features - self.class_means[self.labels]
+
+  @functools.cached_property
+  def residual_norms(self) -> jax.Array:
+    """[N] ‖f_i − μ_{y_i}‖."""
+    return jnp.sqrt(jnp.sum(self.residuals**2, axis=1))
+
+  @functools.cached_property
+  def present(self) -> jax.Array:
+    """[C] bool, classes with at least one sample."""
+    return self.counts > 0
+
+  @functools.cached_property
+  def class_mean_distances(self) -> jax.Array:
+    """[C, C] ‖μ_c − μ_c'‖ from direct differences (one class row at a time: C·D memory)."""
+    means = self.class_means - self.mean  # centring keeps float32 differences accurate
+    return jax.lax.map(lambda m: jnp.sqrt(jnp.sum((means - m) ** 2, axis=1)), means)
+
+  # -- nearest neighbours (TWO-NN, kNN) ------------------------------------------------------
+  def neighbours(self, k: int) -> tuple[jax.Array, jax.Array]:
+    """The k nearest other samples of every sample: (distances [N, k], indices [N, k]).
+
+    Candidates are ranked by the Gram form ‖f_j‖² − 2 f_i·f_j (self excluded), then the best
+    k + NEIGHBOUR_MARGIN are re-measured as ‖f_i − f_j‖ from the feature differences: exact
+    duplicates get exactly 0 and the returned distances carry no Gram cancellation error. Sorted
+    by (distance, index), so ties resolve to the lower index. Calls with k ≤ 8 share one search.
+    """
+    if not 1 <= k <= self.n - 1:
+      raise ValueError(f"need 1 ≤ k ≤ N − 1 = {self.n - 1} neighbours, got k={k}")
+    num = min(self.n - 1, max(k + NEIGHBOUR_MARGIN, 2 * NEIGHBOUR_MARGIN))
+    cache = self.__dict__.setdefault("_neighbours", {})
+    if num not in cache:
+      cache[num] = self._search(num)
+    dist, idx = cache[num]
+    return dist[:, :k], idx[:, :k]
+
+  def _search(self, num: int) -> tuple[jax.Array, jax.Array]:
+    n, feats = self.n, self.features
+    sq = jnp.sum(feats**2, axis=1)
+    use_gram = "gram" in self.__dict__ or n <= FULL_GRAM_MAX_N
+    gram = self.gram if use_gram else None
+    size = max(1, min(n, BLOCK_ELEMENTS // n))
+    blocks = -(-n // size)
+
+    def candidates(rows):  # [size] row indices, padded past n with repeats of the last row
+      valid = jnp.minimum(rows, n - 1)
+      g = gram[valid] if use_gram else _dot(feats[valid], feats.T)  # [size, N]
+      key = jnp.where(rows[:, None] == jnp.arange(n)[None, :], jnp.inf, sq[None, :] - 2 * g)
+      return jax.lax.top_k(-key, num)[1]  # ‖f_i‖² is a row constant: left out of the key
+
+    rows = jnp.arange(blocks * size).reshape(blocks, size)
+    cand = candidates(rows[0]) if blocks == 1 else jax.lax.map(candidates, rows)
+    cand = cand.reshape(-1, num)[:n]
+
+    def exact(args):  # one row per step: XLA's CPU gather is far slower on batched [B, K, D]
+      f, c = args
+      dist = jnp.sqrt(jnp.sum((feats.at[c].get(mode="promise_in_bounds") - f) ** 2, axis=-1))
+      order = jnp.lexsort((c, dist))
+      return dist[order], c[order]
+
+    return jax.lax.map(exact, (feats, cand))
+
+  # -- per-sample normalised rows (RSA) ------------------------------------------------------
+  @functools.cached_property
+  def standardized_rows(self) -> jax.Array:
+    """[N, D] (f_i − mean_k f_ik) / ‖·‖: Pearson between samples i, j is their dot product."""
+    z = self.features - self.features.mean(axis=1, keepdims=True)
+    return z / jnp.sqrt(jnp.sum(z**2, axis=1, keepdims=True))

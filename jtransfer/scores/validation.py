@@ -75,3 +75,56 @@ def check_source_probs(source_probs, num_samples: int, *, batched: bool = False)
     worst = float(np.abs(sums - 1).max())
     raise ValueError(f"source_probs rows must sum to 1 (softmax); max deviation {worst:.3g}")
   return arr
+
+
+def check_min_samples(num_samples: int, min_samples: int, score: str) -> None:
+  """A score that needs `min_samples` points (TWO-NN: 3) gets at least that many."""
+  if num_samples < min_samples:
+    raise ValueError(f"{score} needs at least {min_samples} samples, got {num_samples}")
+
+
+def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
+  """Every class in [0, num_classes) has a sample: num_classes must match the labels."""
+  counts = np.bincount(labels, minlength=num_classes)
+  empty = np.nonzero(counts == 0)[0]
+  if empty.size:
+    raise ValueError(
+      f"num_classes={num_classes} does not match the labels: classes {empty[:10].tolist()}"
+      f"{' ...' if empty.size > 10 else ''} have no samples"
+    )
+
+
+def check_nonconstant_rows(features: np.ndarray, score: str) -> None:
+  """Rows (samples) with zero variance across features make a between-sample Pearson undefined."""
+  constant = np.all(features == features[..., :1], axis=-1)
+  if constant.any():
+    where = np.argwhere(constant)
+    raise ValueError(
+      f"{score}: {len(where)} constant feature rows (zero variance, Pearson undefined), e.g. "
+      f"sample{'s' if len(where) > 1 else ''} {where[:5].tolist()} (index as [model, sample] "
+      "when batched)"
+    )
+
+
+def check_finite_result(values, score: str) -> None:
+  """A kernel whose data-dependent preconditions failed (e.g. TWO-NN with < 3 points left after
+  dropping duplicates and ties) returns NaN; surface that as an error, never as a value."""
+  arr = np.asarray(values)
+  if not np.all(np.isfinite(arr)):
+    bad = np.nonzero(~np.isfinite(arr.reshape(-1)))[0]
+    where = f" for models {bad[:10].tolist()}" if arr.ndim else ""
+    hint = {
+      "two_nn": ": fewer than 3 points left after dropping exact duplicates and r1 = r2 ties",
+    }.get(score, "")
+    raise ValueError(f"{score} is not finite{where}{hint}")
+
+
+def check_features_and_labels(
+  features, labels, num_classes: int, min_per_class: int, score: str
+) -> tuple[np.ndarray, np.ndarray]:
+  """The usual set of checks for a labelled score; returns the checked numpy arrays."""
+  feats = check_features(features)
+  labs = check_labels(labels, feats.shape[0], num_classes)
+  check_classes_present(labs, int(num_classes))
+  check_min_per_class(labs, int(num_classes), min_per_class, score)
+  return feats, labs

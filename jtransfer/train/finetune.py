@@ -64,6 +64,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jtransfer import checkpointing, results
+from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
 from jtransfer.progress import progress
 from jtransfer.train import batches, freezing, optim, pretrain, schedule
@@ -590,15 +591,6 @@ def curve_rows(member: Member, mode: str, target: Target, curves, index: int) ->
 # -- the job --------------------------------------------------------------------------------
 
 
-def _file_logging(workdir: pathlib.Path) -> logging.Handler:
-  (workdir / "logs").mkdir(parents=True, exist_ok=True)
-  handler = logging.FileHandler(workdir / "logs" / f"{JOB}.log")
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-  log.addHandler(handler)
-  log.setLevel(logging.INFO)
-  return handler
-
-
 def pretrain_model_kwargs(workdir, arch: str) -> dict:
   """The `model_kwargs` the workdir's pre-training used for `arch` (from config.json), or {}."""
   import json
@@ -679,7 +671,7 @@ def run(
   ft_seeds = [int(s) for s in ft_seeds]
   if not ft_seeds or len(set(ft_seeds)) != len(ft_seeds) or min(ft_seeds) < 0:
     raise ValueError(f"ft_seeds must be distinct ints >= 0, got {ft_seeds}")
-  handler = _file_logging(workdir)
+  handler = workdir_files.file_logging(workdir, JOB, log)
   try:
     return _run(config, modes=tuple(modes), ft_seeds=ft_seeds, t_start=t_start)
   finally:
@@ -760,7 +752,7 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
       log.info("finetune on %s: every unit already done", name)
       return {**summary, "seconds": 0.0, "images_per_second": 0.0}
     if pid == 0:
-      _pretrain("append_config")(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
+      workdir_files.append_config(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
     log.info(
       "finetune on %s: %d groups, %d members, %d units; %d steps (%d/epoch), evals at %s",
       name,

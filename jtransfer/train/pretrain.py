@@ -38,9 +38,7 @@ Seeds whose final checkpoint is done are not trained again.
 
 from __future__ import annotations
 
-import datetime
 import functools
-import json
 import logging
 import math
 import os
@@ -58,6 +56,7 @@ from jax.sharding import PartitionSpec as P
 
 from jtransfer import checkpointing, results, sharding
 from jtransfer import data as datasets
+from jtransfer import workdir as workdir_files
 from jtransfer.models import functional
 from jtransfer.progress import progress
 from jtransfer.train import batches, optim, schedule
@@ -108,29 +107,6 @@ def make_mesh(mode: str, *, num_seeds: int, batch_size: int, devices: Sequence) 
     return sharding.make_mesh(("model",), devices[:m])
   d = _largest_divisor(batch_size, len(devices))
   return sharding.make_mesh(("data",), devices[:d])
-
-
-def _append_config(workdir: pathlib.Path, job: str, config: Mapping[str, Any]) -> None:
-  """Appends `{job, time, config}` to `<workdir>/config.json` (a JSON list), atomically."""
-  path = workdir / "config.json"
-  entries = []
-  if path.exists():
-    loaded = json.loads(path.read_text() or "[]")
-    entries = loaded if isinstance(loaded, list) else [loaded]
-  now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-  entries.append({"job": job, "time": now, "config": config})
-  tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(entries, indent=2, default=str))
-  os.replace(tmp, path)
-
-
-def _file_logging(workdir: pathlib.Path) -> logging.Handler:
-  (workdir / "logs").mkdir(parents=True, exist_ok=True)
-  handler = logging.FileHandler(workdir / "logs" / f"{JOB}.log")
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-  log.addHandler(handler)
-  log.setLevel(logging.INFO)
-  return handler
 
 
 def _load_source(source: str, data_dir, train_examples: int | None):
@@ -336,7 +312,7 @@ def run(
     raise ValueError(f"need num_seeds >= 1 and seed_offset >= 0, got {num_seeds}, {seed_offset}")
   config = {k: v for k, v in locals().items() if k not in ("t_start",)}
   config["workdir"] = str(workdir)
-  handler = _file_logging(workdir)
+  handler = workdir_files.file_logging(workdir, JOB, log)
   try:
     return _run(config, t_start=t_start)
   finally:
@@ -376,7 +352,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
       log.info("%s/%s: all %d seeds already done, nothing to do", source, arch, len(all_seeds))
       return {**summary, "seed_parallel": None, "steps_run": 0, "images_per_second": 0.0}
     if pid == 0:
-      _append_config(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
+      workdir_files.append_config(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
 
     # Mesh.
     backend = jax.default_backend()

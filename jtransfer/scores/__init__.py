@@ -1,0 +1,29 @@
+"""Transferability scores as pure, batched JAX kernels.
+
+Public API: one function per score (`two_nn(features)`, `<name>(features, labels, *,
+num_classes, **options)`, `leep` / `nce(source_probs, labels, *, num_classes)`), the `REGISTRY`
+of score specs, and `compute` / `compute_batched` for many scores (and many models) in one pass.
+
+Several modules share their function's name (`two_nn`, `logme`, ...): the explicit imports
+below bind the package attribute to the function, after the submodule itself was imported.
+"""
+
+from jtransfer.scores.compute import compute, compute_batched
+from jtransfer.scores.gbc import gbc
+from jtransfer.scores.h_score import h_score, h_score_shrinkage
+from jtransfer.scores.knn import knn_accuracy
+from jtransfer.scores.logme import logme
+from jtransfer.scores.neural_collapse import nc_score, nc_score_eq2
+from jtransfer.scores.registry import REGISTRY, ScoreSpec, get
+from jtransfer.scores.rsa import rsa
+from jtransfer.scores.shared import Shared
+from jtransfer.scores.source_probs import leep, nce
+from jtransfer.scores.sum_of_squares import sum_of_squares
+from jtransfer.scores.transrate import transrate
+from jtransfer.scores.two_nn import two_nn
+
+__all__ = [
+  "REGISTRY", "ScoreSpec", "Shared", "compute", "compute_batched", "gbc", "get", "h_score",
+  "h_score_shrinkage", "knn_accuracy", "leep", "logme", "nc_score", "nc_score_eq2", "nce", "rsa",
+  "sum_of_squares", "transrate", "two_nn",
+]  # fmt: skip

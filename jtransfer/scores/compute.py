@@ -1,0 +1,231 @@
+"""Many scores in one jitted pass, sharing every expensive intermediate.
+
+`compute` validates once, then runs ONE jitted function in which a single `Shared` serves all
+requested kernels: one Gram matrix, at most two eigendecompositions (uncentred for LogME,
+centred for H-score / TransRate / GBC), one neighbour search (TWO-NN, kNN), one set of class
+statistics. `compute_batched` runs the same function over a leading model axis: `jax.lax.map`
+with a batch size (vmap inside each chunk, memory bounded) and, with several devices, the model
+axis sharded over a 1-D mesh via `jax.shard_map` (M is padded to a multiple of the device count
+by repeating model 0; the padding is dropped from the result).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from jtransfer.scores import registry, validation
+from jtransfer.scores.shared import Shared
+
+# Rough per-model working set of the batched kernels, in elements: Gram, centred Gram, two sets
+# of eigenvectors and temporaries (≈ 6 N²) plus features and their derived copies (≈ 3 N·D).
+_DEFAULT_BATCH_BYTES = 2 << 30
+
+
+def _select(names, *, features: bool, labels: bool, source_probs: bool) -> list[registry.ScoreSpec]:
+  if names is None:
+    names = registry.names(features=features, labels=labels, source_probs=source_probs)
+    if not names:
+      raise ValueError("no score applies: pass features (and labels) or source_probs")
+  elif isinstance(names, str):
+    names = [names]
+  specs = [registry.get(n) for n in dict.fromkeys(names)]
+  have = {registry.FEATURES: features, registry.LABELS: labels, registry.SOURCE_PROBS: source_probs}
+  for spec in specs:
+    missing = [i for i in spec.inputs if not have[i]]
+    if missing:
+      raise ValueError(f"score {spec.name!r} needs {' and '.join(missing)}, which were not given")
+  return specs
+
+
+def _resolve_options(specs, options: Mapping[str, Mapping[str, Any]] | None):
+  options = dict(options or {})
+  unknown = sorted(set(options) - {s.name for s in specs})
+  if unknown:
+    raise ValueError(f"options given for scores not requested: {unknown}")
+  return tuple(tuple(sorted(s.resolve_options(options.get(s.name)).items())) for s in specs)
+
+
+def _validate(specs, options, features, labels, num_classes, source_probs, *, batched: bool):
+  """Eager checks for every requested score; returns numpy arrays ready for the kernel."""
+  feats = probs = labs = None
+  if features is not None and any(s.needs_features for s in specs):
+    feats = validation.check_features(features, batched=batched)
+  if source_probs is not None and any(s.needs_source_probs for s in specs):
+    n = feats.shape[-2] if feats is not None else np.shape(source_probs)[-2]
+    probs = validation.check_source_probs(source_probs, n, batched=batched)
+    if batched and feats is not None and probs.shape[0] != feats.shape[0]:
+      raise ValueError(
+        f"source_probs has {probs.shape[0]} models but features has {feats.shape[0]}"
+      )
+  n = (feats if feats is not None else probs).shape[-2]
+  if any(s.needs_labels for s in specs):
+    labs = validation.check_labels(labels, n, num_classes)
+    validation.check_classes_present(labs, int(num_classes))
+  for spec, opts in zip(specs, options, strict=True):
+    validation.check_min_samples(n, spec.min_samples, spec.name)
+    if spec.needs_labels:
+      validation.check_min_per_class(labs, int(num_classes), spec.min_per_class, spec.name)
+    if spec.nonconstant_rows:
+      validation.check_nonconstant_rows(feats, spec.name)
+    if spec.name == "knn_accuracy":
+      from jtransfer.scores import knn
+
+      knn.check_k(dict(opts)["k"], n)
+  return feats, labs, probs
+
+
+def _kernels(names: tuple[str, ...], options, num_classes):
+  """The pure function computing all `names` from one Shared: (features, labels, probs) → dict."""
+
+  def fn(features, labels, source_probs):
+    shared = Shared(features, labels, num_classes) if features is not None else None
+    dtype = (features if features is not None else source_probs).dtype
+    out = {}
+    for name, opts in zip(names, options, strict=True):
+      spec = registry.REGISTRY[name]
+      if spec.needs_source_probs:
+        value = spec.kernel(source_probs, labels, num_classes, **dict(opts))
+      else:
+        value = spec.kernel(shared, **dict(opts))
+      out[name] = jnp.asarray(value, dtype)
+    return out
+
+  return fn
+
+
+@functools.lru_cache(maxsize=128)
+def _jitted_single(names, options, num_classes):
+  return jax.jit(_kernels(names, options, num_classes))
+
+
+def compute(
+  features,
+  labels,
+  *,
+  num_classes: int | None,
+  names: Sequence[str] | None = None,
+  source_probs=None,
+  options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, jax.Array]:
+  """Scores of one feature set: {name: scalar array}, all in one jitted pass.
+
+  Args:
+    features: [N, D] (may be None if only source-prediction scores are requested).
+    labels: [N] ints in [0, num_classes) (None if only `two_nn` is requested).
+    num_classes: number of target classes; every class must have samples.
+    names: registry names; default every score the given inputs allow (LEEP / NCE only with
+      `source_probs`, only `two_nn` without labels).
+    source_probs: [N, C_s] the source model's softmax on the same samples.
+    options: per-score option overrides, e.g. {"logme": {"schedule": "thuml"}}.
+  """
+  specs = _select(
+    names, features=features is not None, labels=labels is not None,
+    source_probs=source_probs is not None,
+  )  # fmt: skip
+  opts = _resolve_options(specs, options)
+  feats, labs, probs = _validate(specs, opts, features, labels, num_classes, source_probs,
+                                 batched=False)  # fmt: skip
+  fn = _jitted_single(tuple(s.name for s in specs), opts, _int_or_none(num_classes))
+  out = fn(*(None if a is None else jnp.asarray(a) for a in (feats, labs, probs)))
+  for name, value in out.items():
+    validation.check_finite_result(value, name)
+  return out
+
+
+def _int_or_none(num_classes):
+  return None if num_classes is None else int(num_classes)
+
+
+def default_chunk_size(
+  n: int, d: int, itemsize: int, budget_bytes: int = _DEFAULT_BATCH_BYTES, platform: str = "gpu"
+) -> int:
+  """Models per vmapped chunk so that a chunk's working set stays within `budget_bytes`.
+
+  On CPU it is 1: `lax.map` then runs the models one after another inside one compiled
+  program, which measured faster than vmapping them (CPU eigh and matmuls gain nothing from a
+  batch axis, XLA's CPU gather is slow with one, and vmapped while-loops run in lock step).
+  """
+  if platform == "cpu":
+    return 1
+  per_model = itemsize * (6 * n * n + 3 * n * d)
+  return max(1, budget_bytes // per_model)
+
+
+@functools.lru_cache(maxsize=128)
+def _jitted_batched(names, options, num_classes, chunk_size, devices):
+  single = _kernels(names, options, num_classes)
+
+  def run(batch, labels):
+    f = lambda b: single(b.get("features"), labels, b.get("source_probs"))
+    return jax.lax.map(f, batch, batch_size=chunk_size)
+
+  if len(devices) > 1:
+    mesh = Mesh(np.array(devices), ("model",))
+    spec = PartitionSpec("model")
+    # check_vma=False: kernels' loop carries start replicated and become per-model; every
+    # model's computation is independent, so no collective is needed or inserted.
+    run = jax.shard_map(
+      run, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec, check_vma=False
+    )
+  return jax.jit(run)
+
+
+def compute_batched(
+  features,
+  labels,
+  *,
+  num_classes: int | None,
+  names: Sequence[str] | None = None,
+  source_probs=None,
+  chunk_size: int | None = None,
+  options: Mapping[str, Mapping[str, Any]] | None = None,
+  devices: Sequence[jax.Device] | None = None,
+) -> dict[str, jax.Array]:
+  """Scores of M feature sets sharing one label vector: {name: [M] array}.
+
+  Args:
+    features: [M, N, D], e.g. one layer of M checkpoints on the same probe.
+    labels: [N].
+    source_probs: [M, N, C_s] or None.
+    chunk_size: models per vmapped chunk (per device); default 1 on CPU, else from a 2 GiB
+      working-set budget (`default_chunk_size`).
+    devices: devices to shard the model axis over; default all local devices (one: no sharding).
+    num_classes, names, options: as in `compute`.
+  """
+  specs = _select(
+    names, features=features is not None, labels=labels is not None,
+    source_probs=source_probs is not None,
+  )  # fmt: skip
+  opts = _resolve_options(specs, options)
+  feats, labs, probs = _validate(specs, opts, features, labels, num_classes, source_probs,
+                                 batched=True)  # fmt: skip
+  batch = {k: v for k, v in (("features", feats), ("source_probs", probs)) if v is not None}
+  m, n = next(iter(batch.values())).shape[:2]
+  devices = tuple(jax.local_devices() if devices is None else devices)
+  devices = devices[: max(1, min(len(devices), m))]
+  if chunk_size is None:
+    d = feats.shape[-1] if feats is not None else probs.shape[-1]
+    itemsize = jnp.asarray(next(iter(batch.values()))[:1, :1, :1]).dtype.itemsize
+    chunk_size = default_chunk_size(n, d, itemsize, platform=devices[0].platform)
+  if int(chunk_size) < 1:
+    raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
+  pad = -m % len(devices)
+  if pad:  # repeat model 0 so every device gets the same number of models
+    batch = {k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in batch.items()}
+  per_device = (m + pad) // len(devices)
+  fn = _jitted_batched(tuple(s.name for s in specs), opts, _int_or_none(num_classes),
+                       int(min(chunk_size, per_device)), devices)  # fmt: skip
+  out = fn(
+    {k: jnp.asarray(v) for k, v in batch.items()}, None if labs is None else jnp.asarray(labs)
+  )
+  out = {k: v[:m] for k, v in out.items()}
+  for name, value in out.items():
+    validation.check_finite_result(value, name)
+  return out

@@ -1,0 +1,136 @@
+"""The score registry: one `ScoreSpec` per score, keyed by the name stored in results.
+
+A spec says how to read the score (`higher_is_better`), what it needs (features, labels, the
+source model's softmax), how many samples it needs, its option defaults, and where its public
+function and traceable kernel live. Modules are imported on first use, so a spec exists even
+before its module is imported.
+
+Kernel contract: feature scores take `kernel(shared: Shared, **options)`; source-prediction
+scores take `kernel(source_probs, labels, num_classes, **options)`; both return a scalar array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+FEATURES, LABELS, SOURCE_PROBS = "features", "labels", "source_probs"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSpec:
+  """How to compute and read one score."""
+
+  name: str
+  higher_is_better: bool
+  inputs: tuple[str, ...]  # subset of (FEATURES, LABELS, SOURCE_PROBS)
+  module: str  # module in jtransfer.scores holding `<fn_name>` and `<fn_name>_kernel`
+  fn_name: str = ""  # defaults to `name`
+  min_per_class: int = 1  # every class needs this many samples (only when LABELS is an input)
+  min_samples: int = 2
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  nonconstant_rows: bool = False  # rows with zero variance are an error (RSA)
+  description: str = ""
+
+  def __post_init__(self):
+    object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+    if not self.fn_name:
+      object.__setattr__(self, "fn_name", self.name)
+
+  @property
+  def needs_features(self) -> bool:
+    return FEATURES in self.inputs
+
+  @property
+  def needs_labels(self) -> bool:
+    return LABELS in self.inputs
+
+  @property
+  def needs_source_probs(self) -> bool:
+    return SOURCE_PROBS in self.inputs
+
+  @property
+  def sign(self) -> str:
+    """↑ when higher means better transfer, ↓ when lower does."""
+    return "↑" if self.higher_is_better else "↓"
+
+  def _module(self):
+    return importlib.import_module(f"jtransfer.scores.{self.module}")
+
+  @property
+  def fn(self) -> Callable[..., Any]:
+    """The public, eagerly validated function."""
+    return getattr(self._module(), self.fn_name)
+
+  @property
+  def kernel(self) -> Callable[..., Any]:
+    """The pure, traceable kernel."""
+    return getattr(self._module(), f"{self.fn_name}_kernel")
+
+  def available(self) -> bool:
+    """Whether the implementing module can be imported (all do in a complete install)."""
+    try:
+      self._module()
+    except ModuleNotFoundError:
+      return False
+    return True
+
+  def resolve_options(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults updated by `overrides`; unknown option names fail listing the valid ones."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(self.options))
+    if unknown:
+      raise ValueError(
+        f"unknown options {unknown} for score {self.name!r}; valid: {sorted(self.options)}"
+      )
+    return {**self.options, **overrides}
+
+
+_FL = (FEATURES, LABELS)
+_SL = (SOURCE_PROBS, LABELS)
+
+_SPECS = (
+  ScoreSpec("two_nn", False, (FEATURES,), "two_nn", min_samples=3,
+            options={"fraction": 0.9},
+            description="TWO-NN intrinsic dimension (Ansuini cleaning)"),
+  ScoreSpec("sum_of_squares", False, _FL, "sum_of_squares", min_per_class=2,
+            description="within-class / total sum of squares"),
+  ScoreSpec("rsa", True, _FL, "rsa", min_per_class=2, nonconstant_rows=True,
+            description="RDM mean different-class minus same-class"),
+  ScoreSpec("nc_score", False, _FL, "neural_collapse", min_per_class=2,
+            description="neural-collapse score (authors' code)"),
+  ScoreSpec("nc_score_eq2", False, _FL, "neural_collapse", min_per_class=2,
+            description="neural-collapse score (paper eq. 2)"),
+  ScoreSpec("logme", True, _FL, "logme", options={"schedule": "converged"},
+            description="LogME evidence (correct for N < D)"),
+  ScoreSpec("h_score", True, _FL, "h_score", description="H-score"),
+  ScoreSpec("h_score_shrinkage", True, _FL, "h_score", description="H-score, Ledoit-Wolf"),
+  ScoreSpec("transrate", True, _FL, "transrate", options={"eps": 1e-4},
+            description="TransRate coding-rate gain"),
+  ScoreSpec("gbc", True, _FL, "gbc", min_per_class=2,
+            options={"gaussian": "diagonal", "pca_dim": 64},
+            description="Gaussian Bhattacharyya coefficient"),
+  ScoreSpec("knn_accuracy", True, _FL, "knn", options={"k": 5},
+            description="leave-one-out kNN accuracy (baseline)"),
+  ScoreSpec("leep", True, _SL, "source_probs", description="LEEP (source softmax)"),
+  ScoreSpec("nce", True, _SL, "source_probs", description="NCE (source argmax)"),
+)  # fmt: skip
+
+REGISTRY: Mapping[str, ScoreSpec] = MappingProxyType({s.name: s for s in _SPECS})
+
+
+def get(name: str) -> ScoreSpec:
+  """The spec of score `name`; an unknown name fails listing the valid ones."""
+  try:
+    return REGISTRY[name]
+  except KeyError:
+    raise ValueError(f"unknown score {name!r}; valid scores: {', '.join(REGISTRY)}") from None
+
+
+def names(*, labels: bool = True, source_probs: bool = False, features: bool = True) -> list[str]:
+  """Registry names applicable to the inputs at hand, in registry order."""
+  have = {FEATURES: features, LABELS: labels, SOURCE_PROBS: source_probs}
+  return [s.name for s in _SPECS if all(have[i] for i in s.inputs)]

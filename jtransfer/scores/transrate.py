@@ -1,0 +1,68 @@
+"""TransRate (Huang et al. 2022): coding-rate gain of the features over the classes. ↑
+
+Z = F − μ (centred once, globally); R(A) = ½ logdet(I + AᵀA / (n_A ε)) with n_A the rows of A;
+score = R(Z) − (1/C) Σ_c R(Z_c), Z_c the rows of class c of Z, C the classes with samples.
+
+N×N form throughout (Sylvester: logdet(I_D + AᵀA/s) = logdet(I_n + AAᵀ/s)), no D×D matrix:
+- R(Z) = ½ Σ_k log(1 + σ_k/(N ε)) over the eigenvalues of the shared centred Gram (its static
+  top min(D, N − 1): the remaining eigenvalues are exactly 0 and would only add round-off).
+- Σ_c R(Z_c) in one go: the block-diagonal matrix B = I + [y_i = y_j] K_ij / (n_{y_i} ε) (K the
+  centred Gram) has logdet(B) = Σ_c logdet(I + Z_c Z_cᵀ/(n_c ε)) = 2 Σ_c R(Z_c). One N×N
+  Cholesky (N³/3 flops, ≈ 4× cheaper than one eigh) handles any class sizes with static shapes,
+  so the kernel vmaps over models whose class sizes differ.
+
+Not invariant to rescaling F (ε is absolute), as in the paper.
+
+float32 vs float64 relative error: 1.4e-7 (N = 500, D = 1600 ReLU features of MNIST, C = 10);
+1.2e-6 (500 MNIST pixel images, 50/class); 1.2e-7 (N = 1000 > D = 128). Cost beyond the shared
+eigendecomposition: the N×N Cholesky, ≈ 50–70 ms at N = 1000 on this CPU vs ≈ 1.6 s for the eigh.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jtransfer.scores import validation
+from jtransfer.scores.shared import Shared
+
+MIN_PER_CLASS = 1
+
+
+def within_class_logdet(shared: Shared, eps: float) -> jax.Array:
+  """Σ_c logdet(I + Z_c Z_cᵀ / (n_c ε)) via one Cholesky of the block-diagonal form."""
+  labels = shared.labels
+  same = labels[:, None] == labels[None, :]
+  scale = 1 / (shared.counts[labels] * eps)  # [N]: 1/(n_{y_i} ε)
+  b = jnp.where(same, shared.centered_gram * scale[:, None], 0)
+  b = b + jnp.eye(shared.n, dtype=b.dtype)
+  chol = jnp.linalg.cholesky(b)
+  return 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+
+
+def transrate_kernel(shared: Shared, *, eps: float = 1e-4) -> jax.Array:
+  """TransRate (pure, traceable, vmappable)."""
+  n, d = shared.n, shared.d
+  sigma, _ = shared.centered_gram_eigh
+  rank = min(d, n - 1)
+  sigma = jnp.where(jnp.arange(n) >= n - rank, sigma, 0)
+  r_all = 0.5 * jnp.sum(jnp.log1p(sigma / (n * eps)))
+  num_present = jnp.sum(shared.counts > 0)
+  return r_all - 0.5 * within_class_logdet(shared, eps) / num_present
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "eps"))
+def _transrate(features, labels, num_classes, eps):
+  return transrate_kernel(Shared(features, labels, num_classes), eps=eps)
+
+
+def transrate(features, labels, *, num_classes: int, eps: float = 1e-4) -> jax.Array:
+  """TransRate of `features` [N, D] for `labels` [N] with distortion `eps`."""
+  if not eps > 0:
+    raise ValueError(f"transrate needs eps > 0, got {eps}")
+  feats, labs = validation.check_features_and_labels(
+    features, labels, num_classes, MIN_PER_CLASS, "transrate"
+  )
+  return _transrate(jnp.asarray(feats), jnp.asarray(labs), int(num_classes), float(eps))
