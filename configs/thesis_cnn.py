@@ -37,6 +37,9 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   if arg not in ("full", "quick", "tiny"):
     raise ValueError(f"unknown variant {arg!r}; valid: full, quick, tiny")
   c = ml_collections.ConfigDict()
+  # >0: on a CPU-only host, split the CPU into this many XLA devices so that seeds and
+  # fine-tune groups run side by side (launch/sweep.py sets XLA_FLAGS; ignored on GPU/TPU).
+  c.cpu_devices = 0
   c.sources = [{"name": name, "batch_size": bs} for name, bs in SOURCES]
 
   c.pretrain = dict(
@@ -66,6 +69,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
 
   # Variants replace whole fields: ConfigDict.update would merge nested dicts such as duration.
   if arg == "quick":
+    c.cpu_devices = 4
     _set(
       c.pretrain,
       num_seeds=2,
@@ -74,6 +78,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
       eval_train_examples=2_000,
       eval_test_examples=2_000,
     )
+    _set(c.score, heldout_probe=False)  # halves the scoring time; the full variant has it
     _set(c.finetune, duration={"steps": 100}, eval_examples=1_000)
     _set(c.evaluate, n_boot=200)
   elif arg == "tiny":

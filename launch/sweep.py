@@ -3,6 +3,7 @@
 python launch/sweep.py --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   c = _CONFIG.value.to_dict()
+  flag = "xla_force_host_platform_device_count"
+  if c.get("cpu_devices") and flag not in os.environ.get("XLA_FLAGS", ""):
+    # On a CPU host, several XLA devices let seeds / fine-tune groups run side by side. Read when
+    # JAX first touches a backend (inside the stages), so setting it here still takes effect.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{flag}={c['cpu_devices']}"
   sweep.run(
     workdir=_WORKDIR.value,
     sources=c["sources"],
