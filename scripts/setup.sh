@@ -4,17 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+works() { $1 -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }
+
 pick_python() {
-  for cand in python3.13 python3.12; do
-    command -v "$cand" >/dev/null 2>&1 && { echo "$cand"; return; }
-  done
-  # pyenv machines: 3.12.x is installed but not the default.
+  # pyenv machines: 3.12.x is installed but not the default (and shims such as python3.13 may
+  # exist without a runnable interpreter), so every candidate is tried before it is used.
   if command -v pyenv >/dev/null 2>&1; then
-    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9]' | sort -rV); do
-      echo "env PYENV_VERSION=$v python3"; return
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12\.' | sort -rV); do
+      works "env PYENV_VERSION=$v python3" && { echo "env PYENV_VERSION=$v python3"; return; }
     done
   fi
-  echo python3  # falls back to jax 0.10.x on Python 3.11 (see README)
+  for cand in python3.12 python3.13 python3; do
+    works "$cand" && { echo "$cand"; return; }
+  done
+  echo python3  # Python 3.11: falls back to jax 0.10.x (see README)
 }
 
 if [ ! -x .venv/bin/python ]; then
