@@ -80,18 +80,6 @@ _EVAL_SUBSET_SEED = 0
 log = logging.getLogger("jtransfer.finetune")
 
 
-def _pretrain(name: str):
-  """A helper of the pre-training job (step builder, eval arrays, data loading), public or not.
-
-  Adapter: these are shared with pre-training rather than written twice; the pre-training
-  module is still settling which of them it exports, so accept either spelling.
-  """
-  fn = getattr(pretrain, name, None) or getattr(pretrain, f"_{name}", None)
-  if fn is None:
-    raise AttributeError(f"jtransfer.train.pretrain has no {name!r} (nor _{name})")
-  return fn
-
-
 # -- seeds and keys -------------------------------------------------------------------------
 
 
@@ -372,7 +360,7 @@ def load_target(
   eval_final: bool = True,
 ) -> Target:
   """The normalised target task (train and test split) and its fine-tune schedule."""
-  num_classes, train, test = _pretrain("load_source")(name, data_dir, train_examples)
+  num_classes, train, test = pretrain.load_source(name, data_dir, train_examples)
   spe, total, eval_steps = eval_schedule(
     len(train[0]), batch_size=batch_size, duration=duration, eval_final=eval_final
   )
@@ -423,7 +411,7 @@ class _Trainer:
         layers=self.layers,
       )
       tx = optim.make_optimizer(spec[0], **dict(spec[1]))
-      train_fn, eval_fn = _pretrain("build_fns")(self.graphdef, spec, mesh, mode, self.backend)
+      train_fn, eval_fn = pretrain.build_fns(self.graphdef, spec, mesh, mode, self.backend)
       self._cache[key] = dict(
         mode=mode,
         mesh=mesh,
@@ -439,7 +427,7 @@ class _Trainer:
 def _eval_sets(target: Target, *, mode, mesh, eval_examples, eval_train_examples, batch_size):
   multiple = 1 if mode == "devices" else mesh.shape["data"]
   sets = {
-    "test": _pretrain("eval_arrays")(
+    "test": pretrain.eval_arrays(
       *target.test,
       examples=eval_examples,
       batch_size=batch_size,
@@ -448,7 +436,7 @@ def _eval_sets(target: Target, *, mode, mesh, eval_examples, eval_train_examples
     )
   }
   if eval_train_examples:
-    sets["train"] = _pretrain("eval_arrays")(
+    sets["train"] = pretrain.eval_arrays(
       *target.train,
       examples=eval_train_examples,
       batch_size=batch_size,

@@ -109,7 +109,7 @@ def make_mesh(mode: str, *, num_seeds: int, batch_size: int, devices: Sequence) 
   return sharding.make_mesh(("data",), devices[:d])
 
 
-def _load_source(source: str, data_dir, train_examples: int | None):
+def load_source(source: str, data_dir, train_examples: int | None):
   spec = datasets.get(source)
   train_x, train_y = datasets.load(source, "train", data_dir=data_dir)
   test_x, test_y = datasets.load(source, "test", data_dir=data_dir)
@@ -122,7 +122,7 @@ def _load_source(source: str, data_dir, train_examples: int | None):
   return spec.num_classes, cast(train_x, train_y), cast(test_x, test_y)
 
 
-def _eval_arrays(
+def eval_arrays(
   x, y, *, examples: int | None, batch_size: int, subset_seed: int | None, multiple: int = 1
 ):
   """`[num_batches, batch_size, ...]` padded eval set and its mask (fixed shape, no recompile).
@@ -327,7 +327,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
   nproc, pid = jax.process_count(), jax.process_index()
 
   # Data (host side): sizes decide the schedule, so it comes before the done check.
-  num_classes, (train_x, train_y), (test_x, test_y) = _load_source(
+  num_classes, (train_x, train_y), (test_x, test_y) = load_source(
     source, c["data_dir"], c["train_examples"]
   )
   spe = batches.steps_per_epoch(len(train_x), c["batch_size"])
@@ -374,7 +374,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     train_y_dev = jax.device_put(train_y, replicated)
     multiple = 1 if mode == "devices" else mesh.shape["data"]
     eval_sets = {
-      "train": _eval_arrays(
+      "train": eval_arrays(
         train_x,
         train_y,
         examples=c["eval_train_examples"],
@@ -382,7 +382,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
         subset_seed=_EVAL_SUBSET_SEED,
         multiple=multiple,
       ),
-      "test": _eval_arrays(
+      "test": eval_arrays(
         test_x,
         test_y,
         examples=c["eval_test_examples"],
