@@ -28,6 +28,13 @@ def _timed(name: str, fn, *args, **kwargs):
   return out
 
 
+def _per_target(stage: str, job, config: Mapping[str, Any], **common) -> None:
+  """Runs a job once per target in `config["targets"]` with the rest of `config` as kwargs."""
+  kwargs = {k: v for k, v in config.items() if k != "targets"}
+  for target in config["targets"]:
+    _timed(f"{stage} on {target}", job, target=target, **common, **kwargs)
+
+
 def run(
   *,
   workdir: str | pathlib.Path,
@@ -70,30 +77,12 @@ def run(
   if "score" in stages:
     from jtransfer import score_job
 
-    kwargs = {k: v for k, v in score.items() if k != "targets"}
-    for target in score["targets"]:
-      _timed(
-        f"score on {target}",
-        score_job.run,
-        workdir=workdir,
-        target=target,
-        data_dir=data_dir,
-        **kwargs,
-      )
+    _per_target("score", score_job.run, score, workdir=workdir, data_dir=data_dir)
 
   if "finetune" in stages:
     from jtransfer.train import finetune as finetune_job
 
-    kwargs = {k: v for k, v in finetune.items() if k != "targets"}
-    for target in finetune["targets"]:
-      _timed(
-        f"finetune on {target}",
-        finetune_job.run,
-        workdir=workdir,
-        target=target,
-        data_dir=data_dir,
-        **kwargs,
-      )
+    _per_target("finetune", finetune_job.run, finetune, workdir=workdir, data_dir=data_dir)
 
   if "evaluate" in stages:
     from jtransfer import analysis
