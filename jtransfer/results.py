@@ -257,11 +257,25 @@ class Store:
       self.path, busy_timeout_s=busy_timeout_s, create=True
     )
     self._in_txn = False
-    self._conn.execute("PRAGMA journal_mode = WAL")
+    self._enable_wal()
     self._conn.execute(f"PRAGMA synchronous = {synchronous}")
     with self.transaction():
       for table in TABLES:
         self._conn.execute(_create_sql(table))
+
+  def _enable_wal(self) -> None:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
+    # locked" at once (busy_timeout does not apply) when another process is opening the same
+    # new file: retry until busy_timeout_s.
+    deadline = time.monotonic() + self._busy_timeout_s
+    while True:
+      try:
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        return
+      except sqlite3.OperationalError as e:
+        if "locked" not in str(e) or time.monotonic() > deadline:
+          raise
+        time.sleep(0.05)
 
   # -- plumbing -----------------------------------------------------------------------------
 
