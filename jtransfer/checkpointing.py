@@ -335,11 +335,18 @@ def restore_stacked(
   return stack([restore(p, subtrees=subtrees) for p in paths])
 
 
-def checkpoint_path(workdir: str | os.PathLike, source: str, seed: int, step: int) -> pathlib.Path:
-  """The zoo layout: `<workdir>/zoo/<source>/seed_<seed>/<step>`."""
-  if not source or "/" in source:
-    raise ValueError(f"source must be a non-empty name without '/', got {source!r}")
-  return pathlib.Path(workdir) / "zoo" / source / f"seed_{int(seed)}" / str(int(step))
+def checkpoint_path(
+  workdir: str | os.PathLike, source: str, arch: str, seed: int, step: int
+) -> pathlib.Path:
+  """The zoo layout: `<workdir>/zoo/<source>/<arch>/seed_<seed>/<step>`.
+
+  The architecture is part of the path so two models pre-trained on one source never share (or
+  silently reuse) each other's checkpoints.
+  """
+  for what, name in (("source", source), ("arch", arch)):
+    if not name or "/" in name:
+      raise ValueError(f"{what} must be a non-empty name without '/', got {name!r}")
+  return pathlib.Path(workdir) / "zoo" / source / arch / f"seed_{int(seed)}" / str(int(step))
 
 
 def complete_steps(directory: str | os.PathLike) -> list[int]:

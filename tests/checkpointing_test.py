@@ -186,11 +186,17 @@ def test_kill_during_saves_leaves_only_complete_checkpoints(tmp_path):
 
 
 def test_checkpoint_path_layout(tmp_path):
-  assert ckpt.checkpoint_path(tmp_path, "mnist_cnn", 2, 938) == (
-    tmp_path / "zoo" / "mnist_cnn" / "seed_2" / "938"
+  assert ckpt.checkpoint_path(tmp_path, "mnist", "cnn", 2, 938) == (
+    tmp_path / "zoo" / "mnist" / "cnn" / "seed_2" / "938"
+  )
+  # Two architectures on one source get two paths.
+  assert ckpt.checkpoint_path(tmp_path, "mnist", "vgg16", 2, 938) != ckpt.checkpoint_path(
+    tmp_path, "mnist", "cnn", 2, 938
   )
   with pytest.raises(ValueError, match="source"):
-    ckpt.checkpoint_path(tmp_path, "a/b", 0, 0)
+    ckpt.checkpoint_path(tmp_path, "a/b", "cnn", 0, 0)
+  with pytest.raises(ValueError, match="arch"):
+    ckpt.checkpoint_path(tmp_path, "mnist", "", 0, 0)
 
 
 def test_extra_is_plain_json(tmp_path):

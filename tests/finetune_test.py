@@ -49,7 +49,9 @@ def _make_zoo(workdir):
     if step:  # "trained": moved away from the init
       params = jax.tree.map(lambda a: a + 0.05 * rng.normal(size=a.shape).astype(a.dtype), params)
     params["backbone"]["conv1"]["bias"][0] = -0.0  # a signed zero for the bit-exact checks
-    path = checkpointing.save(checkpointing.checkpoint_path(workdir, "mnist", seed, step), params)
+    path = checkpointing.save(
+      checkpointing.checkpoint_path(workdir, "mnist", ARCH, seed, step), params
+    )
     store.add_checkpoint(
       source="mnist",
       arch=ARCH,
@@ -297,7 +299,7 @@ def test_step0_metrics_are_those_of_backbone_plus_shared_head(grouped, data_dir)
   graphdef, head, _ = functional.init(ARCH, num_classes=10, seed=finetune.head_seed(0))
   rows = _rows(workdir)
   for seed, step in CKPTS:
-    path = checkpointing.checkpoint_path(workdir, "mnist", seed, step)
+    path = checkpointing.checkpoint_path(workdir, "mnist", ARCH, seed, step)
     params = {"backbone": checkpointing.restore_backbone(path), "head": head["head"]}
     logits = np.asarray(functional.apply(graphdef, params, {}, x)[0], np.float64)
     z = logits - logits.max(-1, keepdims=True)

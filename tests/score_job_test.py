@@ -48,7 +48,7 @@ def make_zoo(workdir, specs, *, zero=()):
       _, params, _ = functional.init("cnn_tiny", num_classes=nc, seed=100 + k)
       if (source, seed, step) in zero:
         params = jax.tree.map(np.zeros_like, params)
-      path = checkpointing.checkpoint_path(workdir, source, seed, step)
+      path = checkpointing.checkpoint_path(workdir, source, "cnn_tiny", seed, step)
       row = dict(source=source, arch="cnn_tiny", seed=seed, step=step, epoch=step / SPE,
                  path=str(path.relative_to(workdir)))  # fmt: skip
       checkpointing.save(path, params, extra=row)
@@ -113,7 +113,7 @@ def test_stored_scores_equal_direct_recomputation(scored):
     got = dict(zip(zip(mine.layer, mine.score, strict=True), mine.value, strict=True))
     assert len(got) == len(FEATURE_SCORES) + 4  # + leep, nce, checkpoint_index, param_count
     assert set(mine.target) == {SYNTH} and set(mine.probe) == {"train"}
-    path = checkpointing.checkpoint_path(workdir, source, seed, step)
+    path = checkpointing.checkpoint_path(workdir, source, "cnn_tiny", seed, step)
     params = checkpointing.restore(path)
     graphdef, _, _ = functional.abstract_init("cnn_tiny", num_classes=data.get(source).num_classes)
     acts = extract.extract_one(graphdef, params, {}, x, taps=("pool2", "logits"))
@@ -258,7 +258,7 @@ def test_sigkill_mid_job_then_resume(tmp_path, monkeypatch):
 
 def test_explicit_checkpoint_dirs_read_their_metadata(tmp_path):
   make_zoo(tmp_path, [("mnist", 2, 3), ("mnist_split_0_4", 1, 0)])
-  paths = [checkpointing.checkpoint_path(tmp_path, s, seed, st) for s, seed, st in
+  paths = [checkpointing.checkpoint_path(tmp_path, s, "cnn_tiny", seed, st) for s, seed, st in
            [("mnist_split_0_4", 1, 0), ("mnist", 2, 3)]]  # fmt: skip
   got = score_job.resolve_checkpoints([str(p) for p in paths], tmp_path)
   assert [(c.source, c.arch, c.seed, c.step, c.epoch) for c in got] == [

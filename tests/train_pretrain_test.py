@@ -33,7 +33,9 @@ KW = dict(
 
 
 def _final_params(workdir, seed, step, source="mnist"):
-  return checkpointing.restore(checkpointing.checkpoint_path(workdir, source, seed, step))
+  return checkpointing.restore(
+    checkpointing.checkpoint_path(workdir, source, "cnn_tiny", seed, step)
+  )
 
 
 def _assert_trees_close(a, b, **tol):
@@ -62,7 +64,9 @@ def test_checkpoints_at_exactly_the_scheduled_steps(zoo):
     rows = df[df.seed == seed]
     assert rows.step.tolist() == want
     np.testing.assert_allclose(rows.epoch, np.asarray(want) / 10)
-    dirs = sorted(int(p.name) for p in (workdir / "zoo" / "mnist" / f"seed_{seed}").iterdir())
+    dirs = sorted(
+      int(p.name) for p in (workdir / "zoo" / "mnist" / "cnn_tiny" / f"seed_{seed}").iterdir()
+    )
     assert dirs == want
   done = results.Store(workdir).done_keys("pretrain")
   assert done == {pretrain.done_key("mnist", "cnn_tiny", s, t) for s in (0, 1) for t in want}
@@ -108,6 +112,27 @@ def test_rerun_does_nothing(zoo, data_dir):
   )
   assert again["trained_seeds"] == [] and again["steps_run"] == 0
   assert results.load(workdir, "checkpoints").created_at.tolist() == before
+
+
+def test_two_architectures_on_one_source_keep_their_own_checkpoints(tmp_path, data_dir):
+  # Regression: with the architecture missing from the zoo path, the second model found the
+  # first one's checkpoints, skipped saving and recorded rows pointing at the wrong weights.
+  kw = {**KW, "duration": {"steps": 3}, "num_seeds": 1, "data_dir": data_dir}
+  pretrain.run(workdir=tmp_path, **kw)
+  # The same architecture at another width is a different model; it needs its own name only in
+  # the registry, so here the second model is the thesis CNN at a quarter width.
+  pretrain.run(
+    workdir=tmp_path, **{**kw, "arch": "cnn", "model_kwargs": {"width": 0.25, "hidden": 16}}
+  )
+  df = results.load(tmp_path, "checkpoints")
+  assert sorted(df.groupby("arch").size().items()) == [("cnn", 3), ("cnn_tiny", 3)]
+  assert df.path.is_unique
+  for arch, hyper in (("cnn_tiny", {}), ("cnn", {"width": 0.25, "hidden": 16})):
+    got = checkpointing.restore(checkpointing.checkpoint_path(tmp_path, "mnist", arch, 0, 3))
+    _, params, rest = functional.abstract_init(arch, num_classes=10, **hyper)
+    want = checkpointing.with_rest(params, rest)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    assert [a.shape for a in jax.tree.leaves(got)] == [a.shape for a in jax.tree.leaves(want)]
 
 
 def test_batched_seeds_equal_separate_seeds_and_sharded_equals_single_device(
@@ -158,7 +183,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(zoo, tmp_path, data_dir):
     stdout=subprocess.DEVNULL,
     stderr=subprocess.DEVNULL,
   )
-  state_dir = killed / "train_state" / "mnist" / "seed_1"
+  state_dir = killed / "train_state" / "mnist" / "cnn_tiny" / "seed_1"
   deadline = time.time() + 600
   while time.time() < deadline and child.poll() is None:
     if any(step > 0 for step in checkpointing.complete_steps(state_dir)):
@@ -174,7 +199,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(zoo, tmp_path, data_dir):
   df = results.load(killed, "checkpoints")
   for seed in (0, 1):
     assert df[df.seed == seed].step.tolist() == want
-    seed_dir = killed / "zoo" / "mnist" / f"seed_{seed}"
+    seed_dir = killed / "zoo" / "mnist" / "cnn_tiny" / f"seed_{seed}"
     assert sorted(int(p.name) for p in seed_dir.iterdir()) == want  # no leftovers
     for step in want:
       _assert_trees_close(

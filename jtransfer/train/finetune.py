@@ -196,7 +196,9 @@ def select_checkpoints(
       raise ValueError(f"checkpoint {r!r} lacks {missing}")
     if r["source"] in BASELINE_SOURCES:
       raise ValueError(f"{r['source']!r} is a baseline name and cannot be a checkpoint source")
-    path = r.get("path") or checkpointing.checkpoint_path(".", r["source"], r["seed"], r["step"])
+    path = r.get("path") or checkpointing.checkpoint_path(
+      ".", r["source"], r["arch"], r["seed"], r["step"]
+    )
     out.append(
       dict(
         source=str(r["source"]),

@@ -25,14 +25,15 @@ How the seeds share the hardware (`seed_parallel`):
   "loop" for several seeds, else "vmap" (which data-parallelises the one seed).
 
 Checkpoints. At `schedule.log_checkpoint_steps` (plus the final step) each seed's params go to
-`<workdir>/zoo/<source>/seed_<k>/<step>/` (pure dict via `jtransfer.checkpointing`), train and
-test accuracy/loss are evaluated and one `checkpoints` row per seed is written together with its
+`<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` (pure dict via `jtransfer.checkpointing`), train
+and test accuracy/loss are evaluated and one `checkpoints` row per seed is written together with its
 done marker (`pretrain`, `<source>/<arch>/seed_<k>/step_<step>`) in one transaction.
 
 Resume. The full train state (params, rest, optimizer state) of every seed is saved at each
-checkpoint step (and every `save_every_steps`) under `<workdir>/train_state/<source>/seed_<k>/`
-(only the latest is kept). A rerun restores the latest step all seeds have, and the data order
-and dropout keys are functions of (seed, step), so a resumed run equals an uninterrupted one.
+checkpoint step (and every `save_every_steps`) under
+`<workdir>/train_state/<source>/<arch>/seed_<k>/` (only the latest is kept). A rerun restores
+the latest step all seeds have, and the data order and dropout keys are functions of (seed,
+step), so a resumed run equals an uninterrupted one.
 Seeds whose final checkpoint is done are not trained again.
 """
 
@@ -77,8 +78,8 @@ def done_key(source: str, arch: str, seed: int, step: int) -> str:
   return f"{source}/{arch}/seed_{seed}/step_{step}"
 
 
-def train_state_dir(workdir, source: str, seed: int) -> pathlib.Path:
-  return pathlib.Path(workdir) / "train_state" / source / f"seed_{seed}"
+def train_state_dir(workdir, source: str, arch: str, seed: int) -> pathlib.Path:
+  return pathlib.Path(workdir) / "train_state" / source / arch / f"seed_{seed}"
 
 
 def resolve_seed_parallel(mode: str, *, backend: str, num_seeds: int, num_devices: int) -> str:
@@ -151,11 +152,11 @@ def eval_arrays(
 # -- train state on disk (resume) -----------------------------------------------------------
 
 
-def _save_train_state(workdir, source, seeds, step, host_state) -> None:
+def _save_train_state(workdir, source, arch, seeds, step, host_state) -> None:
   """Each seed's (params, rest, opt_state) leaves at `step`; older states are removed after."""
   for i, seed in enumerate(seeds):
     leaves = jax.tree.leaves(jax.tree.map(lambda a, i=i: a[i], host_state))
-    root = train_state_dir(workdir, source, seed)
+    root = train_state_dir(workdir, source, arch, seed)
     path = root / str(step)
     if not checkpointing.exists(path):
       checkpointing.save(
@@ -169,10 +170,10 @@ def _save_train_state(workdir, source, seeds, step, host_state) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _latest_common_train_state(workdir, source, seeds) -> int | None:
+def _latest_common_train_state(workdir, source, arch, seeds) -> int | None:
   common = None
   for seed in seeds:
-    root = train_state_dir(workdir, source, seed)
+    root = train_state_dir(workdir, source, arch, seed)
     steps = set()
     if root.is_dir():
       steps = {int(p.name) for p in root.iterdir() if p.name.isdigit() and checkpointing.exists(p)}
@@ -180,12 +181,12 @@ def _latest_common_train_state(workdir, source, seeds) -> int | None:
   return max(common) if common else None
 
 
-def _restore_train_state(workdir, source, seeds, step, template):
+def _restore_train_state(workdir, source, arch, seeds, step, template):
   """Stacked host state from disk, checked against the fresh `template` (same config)."""
   flat_template, treedef = jax.tree.flatten(jax.tree.map(lambda a: a[0], template))
   per_seed = []
   for seed in seeds:
-    restored = checkpointing.restore(train_state_dir(workdir, source, seed) / str(step))
+    restored = checkpointing.restore(train_state_dir(workdir, source, arch, seed) / str(step))
     leaves = restored["leaves"]
     if len(leaves) != len(flat_template):
       raise ValueError(
@@ -416,10 +417,10 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
 
     # Restore or init.
     start_step = 0
-    latest = _latest_common_train_state(workdir, source, seeds)
+    latest = _latest_common_train_state(workdir, source, arch, seeds)
     if latest is not None:
       trainable = {k: v for k, v in state.items() if k != "seed"}
-      restored = _restore_train_state(workdir, source, seeds, latest, trainable)
+      restored = _restore_train_state(workdir, source, arch, seeds, latest, trainable)
       state = {**restored, "seed": state["seed"]}
       start_step = latest
       log.info("restored the train state of seeds %s at step %d", seeds, latest)
@@ -440,7 +441,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
         key = done_key(source, arch, seed, step)
         if store.is_done(JOB, key):
           continue
-        path = checkpointing.checkpoint_path(workdir, source, seed, step)
+        path = checkpointing.checkpoint_path(workdir, source, arch, seed, step)
         row = dict(
           source=source,
           arch=arch,
@@ -457,7 +458,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
             path, checkpointing.with_rest(params_i, rest_i), extra=row, process_local=nproc > 1
           )
         store.mark_done(JOB, key, {"checkpoints": [row]})
-      _save_train_state(workdir, source, seeds, step, host)
+      _save_train_state(workdir, source, arch, seeds, step, host)
       log.info(
         "step %d (%.3g epochs): test acc %s",
         step,
@@ -490,7 +491,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
         save_checkpoint(done_steps, state)
       elif c["save_every_steps"] and done_steps % c["save_every_steps"] == 0:
         host = jax.device_get({k: v for k, v in state.items() if k != "seed"})
-        _save_train_state(workdir, source, seeds, done_steps, host)
+        _save_train_state(workdir, source, arch, seeds, done_steps, host)
     if bar is not None:
       bar.close()
     jax.block_until_ready(state)
