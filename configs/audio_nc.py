@@ -2,20 +2,19 @@ r"""The neural-collapse paper's comparison on FSDD: NC score vs LEEP vs LogME, h
 fine-tuning, accuracy and (binary target) AUROC.
 
   python launch/sweep.py --config configs/audio_nc.py:quick --workdir runs/audio_nc_quick
-  python -c "from configs import audio_nc; audio_nc.report('runs/audio_nc_quick', 'quick')"
 
 The sweep pre-trains six source models of the paper's three architectures (`audio_cnn`,
 `audio_crnn`, `dcase_cnn`: each on its own FSDD source tasks, as the paper's CNN-speech,
 CNN-music, CRNN and DCASE-ASC models each had their own), scores every checkpoint and fine-tunes
 each model's LAST checkpoint on two targets of the unseen speakers 4-5 with a new classifier
-whose init is shared by every model (the paper): `head` (backbone frozen) and `full`. The
-second command computes AUROC of the positive-class probability on the binary target
-`fsdd_zero_vs_rest_spk45` ("zero" vs any other digit, 1:9 like a screening task;
-`jtransfer.analysis.auroc.finetune_auroc`, which re-runs the fine-tuning of that target because
-the fine-tune job stores accuracy only) and writes `nc_comparison.md` / `.csv`: Pearson r of
-NC score (lower is better), LEEP and LogME with final accuracy (both targets) and AUROC (binary
-target), per mode and layer, plus the `embedding` layer (the input of each model's classifier:
-fc1 for audio_cnn/crnn, the global pool for dcase_cnn), the paper's choice.
+whose init is shared by every model (the paper): `head` (backbone frozen) and `full`. On the
+binary target `fsdd_zero_vs_rest_spk45` ("zero" vs any other digit, 1:9 like a screening task)
+the fine-tune job also stores the AUROC of the positive class at every evaluation. After the
+standard report, the sweep's evaluate stage runs `report` (this config's `reports`), which writes
+`nc_comparison.md` / `.csv`: Pearson r of NC score (lower is better), LEEP and LogME with final
+accuracy (both targets) and final AUROC (binary target), per mode and layer, plus the
+`embedding` layer (the input of each model's classifier: fc1 for audio_cnn/crnn, the global pool
+for dcase_cnn), the paper's choice.
 
 Paper numbers for comparison (COVID-19 coughs, |r| with AUROC, head / full): LEEP 0.68 / 0.61,
 LogME 0.84 / 0.83, NC 0.86 / 0.85. With six models (seed means) any |r| below about 0.81 is not
@@ -96,15 +95,12 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     finetune,
     evaluate,
   )
+  c.reports = ["configs.audio_nc:report"]
   return c
 
 
-def report(workdir: str, arg: str = "full", *, data_dir: str | None = None):
-  """AUROC of the binary target's fine-tuned models, then `nc_comparison.md`; returns its path."""
+def report(workdir: str):
+  """`nc_comparison.md` / `.csv` of a finished run of this config; returns the .md path."""
   from jtransfer.analysis import auroc  # noqa: PLC0415
 
-  c = get_config(arg).to_dict()
-  kwargs = {k: v for k, v in c["finetune"].items() if k not in ("targets", "steps")}
-  for target in BINARY_TARGETS:
-    auroc.finetune_auroc(workdir, target, steps=c["finetune"]["steps"], data_dir=data_dir, **kwargs)
   return auroc.nc_comparison(workdir, auroc_targets=BINARY_TARGETS, embedding=EMBEDDING)

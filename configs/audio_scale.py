@@ -2,13 +2,13 @@ r"""Audio source scale and ontology on FSDD: how the number of classes and of sa
 of the pre-training data drive transfer to the digits of unseen speakers.
 
   python launch/sweep.py --config configs/audio_scale.py:quick --workdir runs/audio_scale_quick
-  python -c "from configs import audio_scale; audio_scale.plot('runs/audio_scale_quick')"
 
-The first command runs pre-train → score → fine-tune → evaluate (report as for every sweep);
-the second writes `scale.csv` and `figures/scale_classes.png` / `scale_samples.png`: fine-tune
-log-AUC of each source's last checkpoint (seed mean ± std) against the number of source classes
-and against samples per class, with the NC score, LogME and LEEP (at `pool`) in panels beside
-it (`jtransfer.analysis.scale`).
+It runs pre-train → score → fine-tune → evaluate (report as for every sweep), and the evaluate
+stage then runs `plot` (this config's `reports`), which writes `scale.csv` and
+`figures/scale_classes.png` / `scale_samples.png`: fine-tune log-AUC of each source's last
+checkpoint (seed mean ± std) against the number of source classes and against samples per
+class, with the NC score, LogME and LEEP (at `pool`) in panels beside it
+(`jtransfer.analysis.scale`).
 
 Sources (all on speakers 0-3; `jtransfer.data.audio_tasks`):
 - class ladder (every train clip, 180 per class): `fsdd_digit_c2` (digits 0-1),
@@ -47,14 +47,22 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   # sources differ.
   c = audio_fsdd.get_config(arg)
   sources = [*LADDER, *ONTOLOGY]
-  if arg == "tiny":
-    sources = [audio_tasks.class_ladder_name(2), audio_tasks.sample_ladder_name(10)]
+  if arg == "tiny":  # two rungs on each ladder: 2 and 10 classes, 10 and 180 samples per class
+    sources = [
+      audio_tasks.class_ladder_name(2),
+      audio_tasks.class_ladder_name(10),
+      audio_tasks.sample_ladder_name(10),
+    ]
   c.sources = [{"name": name} for name in sources]
+  c.reports = ["configs.audio_scale:plot"]
   return c
 
 
-def plot(workdir: str, *, layer: str = PLOT_LAYER, scores=PLOT_SCORES):
-  """scale.csv and the two scale figures of a finished run of this config."""
+def plot(workdir: str, *, layer: str = PLOT_LAYER, scores=PLOT_SCORES) -> list:
+  """Writes scale.csv and the two scale figures of a finished run; returns their paths."""
+  import pathlib  # noqa: PLC0415
+
   from jtransfer.analysis import scale  # noqa: PLC0415
 
-  return scale.run(workdir, ladder=LADDER, target=TARGET, layer=layer, score_names=scores)
+  _, figures = scale.run(workdir, ladder=LADDER, target=TARGET, layer=layer, score_names=scores)
+  return [pathlib.Path(workdir) / "scale.csv", *figures]

@@ -102,6 +102,9 @@ _SCHEMA: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
       ("test_loss", "REAL"),
       ("train_acc", "REAL"),
       ("train_loss", "REAL"),
+      # Binary targets only: the ROC area of the positive-class logit margin (else NULL).
+      ("test_auroc", "REAL"),
+      ("train_auroc", "REAL"),
       ("extra", "TEXT"),
       ("created_at", "REAL"),
     ),
@@ -208,6 +211,19 @@ def _create_sql(table: str) -> str:
   return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(defs)}, PRIMARY KEY ({', '.join(key)}))"
 
 
+def _table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
+  return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _select_sql(path: pathlib.Path, table: str, timeout: float) -> str | None:
+  """SELECT of every current column of `table`, NULL for those an older store lacks."""
+  have = {row[1] for row in _query_file(path, f"PRAGMA table_info({table})", (), timeout)}
+  if not have:
+    return None  # no such table in this file
+  cols = [c if c in have else f"NULL AS {c}" for c in COLUMNS[table]]
+  return f"SELECT {', '.join(cols)} FROM {table}"
+
+
 def shard_paths(workdir: str | os.PathLike) -> list[pathlib.Path]:
   """Every store file of a workdir: `results.sqlite` first, then the shards, sorted."""
   workdir = pathlib.Path(workdir)
@@ -262,6 +278,11 @@ class Store:
     with self.transaction():
       for table in TABLES:
         self._conn.execute(_create_sql(table))
+        # A store written by an older version lacks the columns added since: add them (NULL).
+        have = _table_columns(self._conn, table)
+        for column, sql_type in _SCHEMA[table][0]:
+          if column not in have:
+            self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
   def _enable_wal(self) -> None:
     # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
@@ -413,7 +434,8 @@ def load(workdir: str | os.PathLike, table: str):
   cols = COLUMNS[table]
   frames = []
   for path in paths:
-    rows = _query_file(path, f"SELECT {', '.join(cols)} FROM {table}", (), 600.0)
+    sql = _select_sql(path, table, 600.0)
+    rows = _query_file(path, sql, (), 600.0) if sql else []
     if rows:
       frames.append(pd.DataFrame.from_records(rows, columns=list(cols)))
   if not frames:

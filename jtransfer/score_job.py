@@ -373,7 +373,7 @@ class _Group:
   checkpoints: list[Checkpoint]
 
 
-def _groups(ckpts, model_kwargs, pretrain_kwargs) -> list[_Group]:
+def _groups(ckpts, model_kwargs, pretrain_kwargs, target_spec) -> list[_Group]:
   groups: dict[tuple, _Group] = {}
   for c in ckpts:
     nc = c.num_classes
@@ -386,6 +386,8 @@ def _groups(ckpts, model_kwargs, pretrain_kwargs) -> list[_Group]:
           f"{c.source!r} is not a registered dataset; pass num_classes in its record"
         ) from e
     kw = dict(model_kwargs.get(c.arch, pretrain_kwargs.get((c.source, c.arch), {})))
+    # Input hyperparameters (an audio model's clip length, sample rate) follow the probe's data.
+    kw = models_base.fit_to_data(c.arch, kw, target_spec)
     key = (c.arch, nc, json.dumps(kw, sort_keys=True, default=str))
     groups.setdefault(key, _Group(c.arch, nc, kw, [])).checkpoints.append(c)
   return list(groups.values())
@@ -495,7 +497,10 @@ def run(
     steps_by_run.setdefault((c.source, c.arch, c.seed), []).append(c.step)
   markers = _done_markers(workdir)
   plans = []
-  for group in _groups(ckpts, dict(model_kwargs or {}), pretrain_model_kwargs(workdir)):
+  groups = _groups(
+    ckpts, dict(model_kwargs or {}), pretrain_model_kwargs(workdir), datasets.get(target)
+  )
+  for group in groups:
     graphdef, abstract_params, abstract_rest = functional.abstract_init(
       group.arch, num_classes=group.num_classes, **group.model_kwargs
     )

@@ -4,14 +4,20 @@ Each stage is one of the resumable jobs (`train.pretrain`, `score_job`, `train.f
 `analysis`), so rerunning the sweep with the same workdir skips every finished unit (a
 checkpoint, a scored checkpoint, a fine-tune curve) and redoes only what was missing. The
 stages receive plain keyword arguments: the config is turned into them at the launch boundary.
+
+`reports` names extra report functions ("package.module:function", e.g. a config's plot) that
+the evaluate stage calls as `fn(workdir)` after the standard report, so a study that needs its
+own figure is still one command. They are imported before any stage runs: a typo fails at once,
+not after the training.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import pathlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -26,6 +32,21 @@ def _timed(name: str, fn, *args, **kwargs):
   out = fn(*args, **kwargs)
   print(f"[sweep] {name} done in {time.time() - t0:.0f} s", flush=True)
   return out
+
+
+def resolve_report(name: str) -> Callable[[pathlib.Path], Any]:
+  """The function named "package.module:function"; a clear error when it does not exist."""
+  module_name, sep, attr = name.partition(":")
+  if not sep or not module_name or not attr:
+    raise ValueError(f"report {name!r} must be named 'package.module:function'")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f"report {name!r}: cannot import {module_name!r} ({e})") from e
+  fn = getattr(module, attr, None)
+  if not callable(fn):
+    raise ValueError(f"report {name!r}: {module_name!r} has no function {attr!r}")
+  return fn
 
 
 def _per_target(stage: str, job, config: Mapping[str, Any], **common) -> None:
@@ -45,6 +66,7 @@ def run(
   evaluate: Mapping[str, Any],
   stages: Sequence[str] = STAGES,
   data_dir: str | None = None,
+  reports: Sequence[str] = (),
 ) -> pathlib.Path | None:
   """Runs the requested stages; returns the report path when `evaluate` ran.
 
@@ -52,10 +74,13 @@ def run(
     (e.g. `batch_size` 32 for the MNIST splits).
   pretrain / score / finetune: keyword arguments of the stage's `run`, except `targets` in
     score and finetune, which lists the target datasets (the stage runs once per target).
+  reports: extra report functions, "package.module:function", run as `fn(workdir)` at the end
+    of the evaluate stage.
   """
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
     raise ValueError(f"unknown stages {unknown}; valid stages: {STAGES}")
+  extra_reports = [(name, resolve_report(name)) for name in reports]
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   report = None
@@ -89,4 +114,7 @@ def run(
 
     report = _timed("evaluate", analysis.run, workdir, **evaluate)
     print(f"[sweep] report: {report}", flush=True)
+    for name, fn in extra_reports:
+      out = _timed(f"report {name}", fn, workdir)
+      print(f"[sweep] {name}: {out}", flush=True)
   return report

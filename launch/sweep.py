@@ -38,6 +38,7 @@ def main(argv):
     evaluate=c["evaluate"],
     stages=_STAGES.value,
     data_dir=_DATA_DIR.value,
+    reports=c.get("reports", ()),
   )
 
 

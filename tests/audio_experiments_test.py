@@ -1,7 +1,10 @@
-"""End to end: the `tiny` variant of configs/audio_fsdd.py through `sweep.run` on real FSDD audio.
+"""End to end: the `tiny` variant of configs/audio_scale.py (the zoo settings of
+configs/audio_fsdd.py on two rungs of the scale ladders) through `sweep.run` on real FSDD audio.
 
-Pre-train (2 sources x 2 seeds x 4 steps) -> score (every tap) -> fine-tune (3 steps, scratch
-and random-init baselines) -> evaluate (report). Minutes on a shared 2-core CPU, hence slow.
+Pre-train (3 sources x 2 seeds x 4 steps) -> score (every tap) -> fine-tune (3 steps, scratch
+and random-init baselines) -> evaluate (report, then the config's scale plot). Then a binary
+target through the score and fine-tune jobs, and the NC paper's comparison with AUROC. Minutes
+on a shared 2-core CPU, hence slow.
 """
 
 import math
@@ -11,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs import audio_fsdd
-from jtransfer import checkpointing, results, score_job, sweep
+from configs import audio_fsdd, audio_nc, audio_scale
+from jtransfer import checkpointing, metrics, results, score_job, sweep
 from jtransfer.models import functional
 
 pytestmark = pytest.mark.slow
@@ -20,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, data_dir):
-  workdir = tmp_path_factory.mktemp("audio_fsdd_tiny")
-  c = audio_fsdd.get_config("tiny").to_dict()
+  workdir = tmp_path_factory.mktemp("audio_scale_tiny")
+  c = audio_scale.get_config("tiny").to_dict()
   report = sweep.run(
     workdir=workdir,
     sources=c["sources"],
@@ -30,6 +33,7 @@ def tiny_run(tmp_path_factory, data_dir):
     finetune=c["finetune"],
     evaluate=c["evaluate"],
     data_dir=str(data_dir),
+    reports=c["reports"],
   )
   tables = {t: results.load(workdir, t) for t in ("checkpoints", "scores", "finetune")}
   return workdir, c, report, tables
@@ -116,38 +120,81 @@ def test_report_exists(tiny_run):
   assert list((workdir / "figures").glob("*.png"))
 
 
+def test_scale_report_matches_the_tables(tiny_run):
+  workdir, c, _, tables = tiny_run
+  table = pd.read_csv(workdir / "scale.csv").set_index("source")
+  assert sorted(table.index) == sorted(s["name"] for s in c["sources"])
+  assert sorted(p.name for p in (workdir / "figures").glob("scale_*.png")) == [
+    "scale_classes.png",
+    "scale_samples.png",
+  ]
+  ft, sc = tables["finetune"], tables["scores"]
+  last = max(_expected_steps(c))
+  for source, row in table.iterrows():
+    assert (row["num_classes"], row["per_class"]) == audio_scale.LADDER[source]
+    # Log-AUC: trapezoids of accuracy over the evaluation index / (K - 1), then the seed mean.
+    per_seed = []
+    for _, g in ft[(ft.source == source) & (ft.step == last) & (ft["mode"] == "full")].groupby(
+      "seed"
+    ):
+      acc = g.sort_values("ft_step")["test_acc"].to_numpy(np.float64)
+      per_seed.append(np.sum((acc[1:] + acc[:-1]) / 2) / (len(acc) - 1))
+    assert len(per_seed) == c["pretrain"]["num_seeds"]
+    assert row["log_auc"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+    nc = sc[(sc.source == source) & (sc.step == last) & (sc.score == "nc_score")]
+    nc = nc[nc.layer == audio_scale.PLOT_LAYER]
+    assert row["nc_score"] == pytest.approx(nc["value"].mean(), rel=1e-9)
+
+
 def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
-  """AUROC re-run of the binary target's fine-tuning gives the fine-tune job's models."""
+  """The fine-tune job stores a binary target's AUROC; the NC comparison reads it."""
   from jtransfer.analysis import auroc
   from jtransfer.train import finetune
 
   workdir, c, _, _ = tiny_run
-  target = "fsdd_zero_vs_rest_spk45"
+  target = audio_nc.BINARY_TARGETS[0]
   kwargs = dict(
     modes=["head", "full"], ft_seeds=[0], steps=[4], duration={"steps": 3}, batch_size=8,
     optimizer="adam", optimizer_kwargs={"learning_rate": 1e-3}, baselines=False,
     group_size=32, data_dir=str(data_dir),
   )  # fmt: skip
-  with pytest.raises(ValueError, match="binary target"):
-    auroc.finetune_auroc(workdir, "fsdd_digit_spk45", **kwargs)
   score_job.run(
     workdir=workdir, target=target, probe_per_class=3, scores=list(audio_fsdd.TINY_SCORES),
     data_dir=str(data_dir), show_progress=False,
   )  # fmt: skip
   finetune.run(workdir=workdir, target=target, show_progress=False, **kwargs)
-  got = auroc.finetune_auroc(workdir, target, **kwargs)
   ft = results.load(workdir, "finetune")
-  ft = ft[(ft["target"] == target) & (ft["ft_step"] == 3)]
-  keys = ["source", "arch", "seed", "step", "mode"]
-  joint = got.merge(ft, on=keys, suffixes=("", "_ft"))
-  assert len(joint) == len(ft) == 2 * 2 * 2  # sources x seeds x modes (final checkpoints)
-  np.testing.assert_allclose(joint["test_acc"], joint["test_acc_ft"], atol=1e-6)
-  assert ((got["test_auroc"] >= 0) & (got["test_auroc"] <= 1)).all()
-  # A rerun finds every unit done and returns the same table.
-  again = auroc.finetune_auroc(workdir, target, **kwargs)
-  assert len(again) == len(got)
-  path = auroc.nc_comparison(workdir, auroc_targets=[target], embedding={"audio_cnn_tiny": "fc1"})
+  binary, ten = ft[ft["target"] == target], ft[ft["target"] != target]
+  # sources x seeds x modes x evaluations (the final checkpoints only)
+  assert len(binary) == len(c["sources"]) * c["pretrain"]["num_seeds"] * 2 * 3
+  assert ten["test_auroc"].isna().all()
+  assert ((binary["test_auroc"] >= 0) & (binary["test_auroc"] <= 1)).all()
+  # At step 0 the head is the shared init on each backbone: its AUROC is that of the start
+  # model, recomputed here from the checkpoint's backbone and the shared head.
+  x, y = finetune.load_target(
+    target, data_dir=str(data_dir), batch_size=8, duration={"steps": 3}
+  ).test
+  graphdef, head, head_rest = functional.init(
+    "audio_cnn_tiny", num_classes=2, seed=finetune.head_seed(0)
+  )
+  start = binary[(binary.ft_step == 0) & (binary["mode"] == "full")]
+  ck = results.load(workdir, "checkpoints").set_index(["source", "seed", "step"])
+  for _, row in start.iterrows():
+    path = workdir / ck.loc[(row.source, row.seed, row.step), "path"]
+    params = {"backbone": checkpointing.restore_backbone(path), "head": head["head"]}
+    rest = {**head_rest, "backbone": checkpointing.restore_backbone_rest(path)}
+    logits = np.asarray(functional.apply(graphdef, params, rest, x, train=False)[0], np.float64)
+    margin = logits[:, 1] - logits[:, 0]
+    pos, neg = margin[y == 1], margin[y == 0]
+    diff = pos[:, None] - neg[None, :]
+    want = np.mean((diff > 0) + 0.5 * (diff == 0))
+    assert row["test_auroc"] == pytest.approx(want, abs=1e-9)
+    assert metrics.auroc(margin, y) == pytest.approx(want, abs=1e-12)
+  path = audio_nc.report(workdir)  # the binary target is found from the rows
   table = pd.read_csv(workdir / "nc_comparison.csv")
   assert {"test_acc", "test_auroc"} <= set(table["metric"])
   assert {"head", "full"} <= set(table["mode"])
-  assert "embedding" in set(table["layer"]) and path.exists()
+  assert set(table.loc[table["metric"] == "test_auroc", "target"]) == {target}
+  assert path.exists()
+  with pytest.raises(ValueError, match="two-class targets only"):
+    auroc.nc_comparison(workdir, auroc_targets=["fsdd_digit_spk45"])

@@ -157,3 +157,47 @@ def test_train_mode_uses_batch_statistics_and_updates_them():
   np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3)
   after = np.asarray(nnx.merge(graphdef, state).backbone["block1"].bn1.mean[...])
   np.testing.assert_allclose(after, 0.9 * before + 0.1 * mu, rtol=1e-4, atol=1e-5)
+
+
+def test_models_take_their_input_hyperparameters_from_the_data():
+  from jtransfer import data
+  from jtransfer.models import functional
+
+  fsdd, speech = data.get("fsdd_digit"), data.get("speech_commands")
+  kw16 = base.fit_to_data("audio_cnn_tiny", {"fc": 16, "num_samples": 8000}, speech)
+  assert kw16 == {"fc": 16, "num_samples": 16_000, "sample_rate": 16_000}  # the data wins
+  kw8 = base.fit_to_data("audio_cnn_tiny", kw16, fsdd)
+  assert kw8 == {"fc": 16, "num_samples": 8000, "sample_rate": 8000}
+  g16, p16, r16 = functional.init("audio_cnn_tiny", num_classes=3, seed=0, **kw16)
+  g8, p8, _ = functional.init("audio_cnn_tiny", num_classes=3, seed=0, **kw8)
+  # The front end has no weights: a 16 kHz model's parameters load into the 8 kHz one.
+  assert jax.tree.map(np.shape, p16) == jax.tree.map(np.shape, p8)
+  m16 = functional.merge(g16, p16, r16)
+  assert m16.frontend.sample_rate == 16_000 and m16.frontend.win == 480  # 30 ms at 16 kHz
+  assert functional.merge(g8, p8, r16).frontend.win == 240
+  # The window follows the rate; the mel map of a 16 kHz clip is the reference front end's.
+  x = np.random.default_rng(0).normal(size=(2, 16_000)).astype(np.float32)
+  want = log_mel(jnp.asarray(x), LogMelConfig(sample_rate=16_000))
+  g_mel, _, _ = functional.init("audio_cnn_tiny", num_classes=3, seed=0, input_kind="logmel",
+                                **{**kw16, "num_samples": 16_000})  # fmt: skip
+  np.testing.assert_allclose(
+    functional.apply(g16, p16, r16, x)[0],
+    functional.apply(g_mel, p16, r16, want)[0],
+    rtol=1e-5,
+    atol=1e-6,
+  )
+  # Image models have no input hyperparameters to fit; audio models refuse image data.
+  assert base.fit_to_data("cnn", {"width": 0.5}, data.get("mnist")) == {"width": 0.5}
+  with pytest.raises(ValueError, match="audio models read audio datasets"):
+    base.fit_to_data("audio_cnn", {}, data.get("mnist"))
+
+
+def test_frontend_from_a_json_mapping():
+  model = base.get_model(
+    "audio_cnn_tiny", num_classes=2, rngs=nnx.Rngs(0), frontend={"n_mels": 32, "hop_ms": 10.0}
+  )
+  assert model.frontend == LogMelConfig(n_mels=32, hop_ms=10.0)
+  model = base.get_model(
+    "audio_cnn_tiny", num_classes=2, rngs=nnx.Rngs(0), frontend={"n_mels": 32}, sample_rate=16_000
+  )
+  assert model.frontend == LogMelConfig(n_mels=32, sample_rate=16_000)

@@ -48,9 +48,32 @@ def test_memory_guard_points_to_source(mock, monkeypatch):
     data.load("malaria", "train")
 
 
+def test_one_split_datasets_get_the_thesis_80_20_train_test(mock, monkeypatch):
+  # tfds malaria and gtzan have only `train`; ours are its first 80% and last 20%. (Mock data
+  # ignores slicing, so this records the split string tfds is asked for.)
+  asked = []
+  real = tfds.data_source
+  monkeypatch.setattr(tfds, "data_source", lambda name, split, **kw: asked.append(split) or real(
+    name, split=split, **kw))  # fmt: skip
+  for name in ("malaria", "gtzan"):
+    entry = tfds_source._BY_NAME[name]
+    assert [entry.tfds_split(s) for s in ("train", "test")] == ["train[:80%]", "train[80%:]"]
+  data.source("malaria", "train"), data.source("malaria", "test")
+  assert asked == ["train[:80%]", "train[80%:]"]
+  with pytest.raises(ValueError, match="no split 'train\\[:80%\\]'"):
+    data.source("malaria", "train[:80%]")
+  assert "tensorflow" not in sys.modules
+
+
 def test_static_specs_without_tfds_metadata():
   spec = data.get("speech_commands")
   assert spec.domain == "audio" and spec.num_classes == 12 and spec.input_shape == (16_000,)
+  assert spec.sample_rate == 16_000
+  gtzan, crema = data.get("gtzan"), data.get("crema_d")
+  assert (gtzan.num_classes, gtzan.input_shape, gtzan.sample_rate) == (10, (661_500,), 22_050)
+  assert gtzan.splits == ("train", "test") and gtzan.class_names[1] == "classical"
+  assert (crema.num_classes, crema.input_shape, crema.sample_rate) == (6, (80_000,), 16_000)
+  assert crema.splits == ("train", "validation", "test") and crema.class_names[0] == "NEU"
   assert data.get("tfds:cifar10").class_names == data.get("cifar10").class_names
   with pytest.raises(ValueError, match="no random-access source"):
     data.source("mnist", "train")
@@ -69,6 +92,15 @@ def test_center_crop_resize_geometry():
   np.testing.assert_array_equal(tfds_source.center_crop_resize(const, 32, 36), 77)
 
 
+def test_audio_preprocess_crops_int64_clips():
+  # gtzan / crema_d store int16 samples as int64; a long clip is cropped to the declared length.
+  entry = tfds_source._BY_NAME["crema_d"]
+  clip = np.arange(90_000, dtype=np.int64) % 65_536 - 32_768
+  x, label = tfds_source.preprocess(entry, {"audio": clip, "label": 5})
+  assert x.shape == (80_000,) and x.dtype == np.float32 and label == 5
+  np.testing.assert_array_equal(x, clip[:80_000].astype(np.float64) / 32768)
+
+
 def test_audio_preprocess_pads_and_scales():
   entry = tfds_source._BY_NAME["speech_commands"]
   x, label = tfds_source.preprocess(
@@ -80,8 +112,8 @@ def test_audio_preprocess_pads_and_scales():
 
 def test_probe_through_the_source_equals_probe_of_the_materialised_split():
   with tfds.testing.mock_data(num_examples=40, max_value=2):  # labels in {0, 1}: malaria's classes
-    x_full, y_full = data.load("malaria", "train[:80%]")
-    x, y, idx = data.probe_set("malaria", "train[:80%]", 3, seed=4)
+    x_full, y_full = data.load("malaria", "train")
+    x, y, idx = data.probe_set("malaria", "train", 3, seed=4)
   np.testing.assert_array_equal(np.bincount(y), [3, 3])
   np.testing.assert_array_equal(x, x_full[idx])
   np.testing.assert_array_equal(y, y_full[idx])

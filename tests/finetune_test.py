@@ -257,6 +257,62 @@ def test_frozen_batch_norm_layers_keep_their_statistics():
       assert np.array_equal(_bits(got), _bits(start)) == (layer == "a"), (layer, kp)
 
 
+def _pairwise_auroc(score, labels):
+  """P(s+ > s-) + P(s+ = s-) / 2 over every (positive, negative) pair, float64."""
+  pos, neg = score[labels == 1].astype(np.float64), score[labels == 0].astype(np.float64)
+  diff = pos[:, None] - neg[None, :]
+  return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
+
+@pytest.mark.parametrize("seed_parallel, num_devices", [("vmap", 1), ("devices", 2)])
+def test_binary_target_rows_carry_the_auroc_of_the_final_models(seed_parallel, num_devices):
+  # 50 test clips at eval batch 16: the last batch is padded, and padding must not count.
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(114, 6, 6, 3)).astype(np.float32)
+  y = (x.mean(axis=(1, 2, 3)) + 0.1 * rng.normal(size=114) > 0).astype(np.int32)
+  target = finetune.Target("binary", 2, (x[:64], y[:64]), (x[64:], y[64:]), 4, 3, [0, 3])
+  info = finetune.arch_info("tiny_bn_test", num_classes=2, model_kwargs={})
+  members = [
+    finetune.Member("random_init", "tiny_bn_test", 0, 0, None, 0, 0, ("full",)),
+    finetune.Member("scratch", "tiny_bn_test", 0, 0, None, 0, 0, ("full",)),
+  ]
+  graphdef, params, rest = finetune.initial_state(members, workdir=".", num_classes=2)
+  trainer = finetune._Trainer(
+    graphdef=graphdef,
+    layers=info.layers,
+    optimizer="adam",
+    optimizer_kwargs={"learning_rate": 1e-2},
+    batch_size=16,
+    devices=jax.local_devices()[:num_devices],
+    seed_parallel=seed_parallel,
+    steps_per_epoch=4,
+    margins=True,
+  )
+  curves, final = finetune.train_group(
+    members,
+    graphdef=graphdef,
+    params=params,
+    rest=rest,
+    target=target,
+    trainer=trainer,
+    eval_examples=None,
+    eval_train_examples=40,
+    eval_batch_size=16,
+  )
+  test_x, test_y = target.test
+  for i in range(len(members)):
+    p_i, r_i = (jax.tree.map(lambda a, i=i: a[i], final[k]) for k in ("params", "rest"))
+    logits = np.asarray(functional.apply(graphdef, p_i, r_i, test_x, train=False)[0], np.float64)
+    want = _pairwise_auroc(logits[:, 1] - logits[:, 0], test_y)
+    assert 0.0 < want < 1.0
+    assert curves[3]["test_auroc"][i] == pytest.approx(want, abs=1e-12)
+    assert 0.0 <= curves[3]["train_auroc"][i] <= 1.0
+  # The two members differ, so their AUROCs come from their own margins.
+  assert curves[3]["test_auroc"][0] != curves[3]["test_auroc"][1]
+  rows = finetune.curve_rows(members[0], "full", target, curves, 0)
+  assert [r["test_auroc"] for r in rows] == [curves[s]["test_auroc"][0] for s in (0, 3)]
+
+
 MODE_ROWS = (("full", 0), ("head", 2), ("last_block", 1), ("frozen", 1))
 
 
@@ -271,6 +327,7 @@ def test_job_rows_cover_every_unit_at_the_schedule(grouped):
   want |= {("random_init", 0, 0, m, f, 0) for m, f in MODE_ROWS}
   want |= {("scratch", 0, 0, "full", 0, 0)}
   assert set(units.groups) == want
+  assert df.test_auroc.isna().all() and df.train_auroc.isna().all()  # ten classes: no AUROC
   for _, rows in units:
     assert rows.ft_step.tolist() == EVAL_STEPS
     np.testing.assert_allclose(rows.ft_epoch, np.asarray(EVAL_STEPS) / 10)

@@ -60,3 +60,41 @@ def test_tiny_sweep_end_to_end(tmp_path, data_dir):
   )
   again = tuple(len(results.load(tmp_path, t)) for t in ("checkpoints", "scores", "finetune"))
   assert again == n_rows
+
+
+def _record_workdir(workdir):
+  """A report function for the hook test: leaves a file behind and returns its path."""
+  path = pathlib.Path(workdir) / "recorded.txt"
+  path.write_text(str(workdir))
+  return path
+
+
+def test_reports_are_resolved_before_any_stage_and_run_after_evaluate(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr("jtransfer.analysis.run", lambda workdir, **kw: calls.append("evaluate"))
+  no_stage = dict(sources=[], pretrain={}, score={}, finetune={}, evaluate={})
+  sweep.run(
+    workdir=tmp_path,
+    stages=("evaluate",),
+    reports=["tests.sweep_test:_record_workdir"],
+    **no_stage,
+  )
+  assert calls == ["evaluate"]
+  assert (tmp_path / "recorded.txt").read_text() == str(tmp_path)
+  # A bad name fails before any work (the evaluate stage is never reached).
+  for name, match in (
+    ("tests.sweep_test", "package.module:function"),
+    ("tests.no_such_module:plot", "cannot import"),
+    ("tests.sweep_test:no_such_function", "no function 'no_such_function'"),
+  ):
+    with pytest.raises(ValueError, match=match):
+      sweep.run(workdir=tmp_path / "bad", stages=("evaluate",), reports=[name], **no_stage)
+    assert calls == ["evaluate"] and not (tmp_path / "bad").exists()
+
+
+def test_study_configs_name_reports_that_exist():
+  from configs import audio_nc, audio_scale
+
+  for config in (audio_scale.get_config("quick"), audio_nc.get_config("quick")):
+    for name in config.reports:
+      assert callable(sweep.resolve_report(name))

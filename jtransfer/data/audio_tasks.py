@@ -147,6 +147,7 @@ def register_all() -> tuple[str, ...]:
       splits=("train", "test"),
       loader=lambda split, data_dir: noise_split(split, data_dir=data_dir),
       domain="audio",
+      sample_rate=fsdd.SAMPLE_RATE,
       description=f"U[-{NOISE_AMPLITUDE}, {NOISE_AMPLITUDE}) noise clips with the digit labels "
       f"of speakers 0-3 (seed {NOISE_SEED})",
     )
@@ -160,6 +161,7 @@ def register_all() -> tuple[str, ...]:
       splits=("train", "test"),
       loader=_zero_vs_rest,
       domain="audio",
+      sample_rate=fsdd.SAMPLE_RATE,
       description="held-out speakers 4-5: digit 'zero' (1) vs any other digit (0)",
     )
   )

@@ -239,6 +239,7 @@ def register_fsdd_task(
       splits=("train", "test"),
       loader=loader,
       domain="audio",
+      sample_rate=SAMPLE_RATE,
       description=description or f"FSDD {task} task {args}",
     )
   )

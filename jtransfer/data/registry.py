@@ -45,6 +45,7 @@ class DatasetSpec:
   unavailable_splits: tuple[tuple[str, str], ...] = ()
   # Optional random-access source for datasets too big to materialise (tfds).
   source: SourceFn | None = None
+  sample_rate: int | None = None  # audio: Hz of the waveforms (the models' front end reads it)
 
   def __post_init__(self):
     if len(self.class_names) != self.num_classes:
@@ -55,6 +56,8 @@ class DatasetSpec:
       raise ValueError(f"dataset {self.name!r}: mean and std must have the same length")
     if any(s <= 0 for s in self.std):
       raise ValueError(f"dataset {self.name!r}: std must be positive")
+    if self.domain == "audio" and not (self.sample_rate and self.sample_rate > 0):
+      raise ValueError(f"audio dataset {self.name!r} must declare its sample_rate")
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}

@@ -7,12 +7,16 @@ here imports TensorFlow (the tests check it with `tfds.testing.mock_data`).
 Registered names (spec built lazily on first `get`, so importing jtransfer does not import tfds):
 - `tfds:mnist`, `tfds:fashion_mnist`, `tfds:kmnist` (full KMNIST, train included), `tfds:cifar10`
   (all 50,000 / 10,000; the plain `cifar10` is the partial offline copy);
-- `oxford_iiit_pet`, `cars196`, `malaria` (tfds has only `train`; `train[:80%]` / `train[80%:]`
-  give the thesis' 80/20 split): resized to 224x224x3 the way the thesis evaluates (shorter side to
-  256, centre crop 224), normalised as the thesis (ImageNet mean/std; malaria 0.5/0.5);
-- `speech_commands`: 1 s clips at 16 kHz, int16 / 32768 as float32 [N, 16000], zero-padded or
-  cropped. Its tfds builder code imports TensorFlow, so it works TF-free only when the prepared
-  ArrayRecord files already exist in the tfds data dir.
+- `oxford_iiit_pet`, `cars196`, `malaria` (tfds has only `train`; our `train` / `test` are its
+  `train[:80%]` / `train[80%:]`, the thesis' 80/20 split): resized to 224x224x3 the way the thesis
+  evaluates (shorter side to 256, centre crop 224), normalised as the thesis (ImageNet mean/std;
+  malaria 0.5/0.5);
+- audio, int16 / 32768 as float32 [N, samples], zero-padded or cropped to the declared length
+  (the NC paper's source tasks): `speech_commands` (12 classes, 1 s at 16 kHz), `gtzan` (10
+  genres, 30 s at 22.05 kHz; tfds has only `train`: 80/20 as above), `crema_d` (6 emotions,
+  5 s at 16 kHz; tfds' speaker-disjoint train / validation / test). Their tfds builder code
+  imports TensorFlow, so they work TF-free only when the prepared ArrayRecord files already
+  exist in the tfds data dir (prepare them once where TensorFlow is installed).
 
 Data dir: `<data_dir>/tfds` when a data dir is given (argument or $JTRANSFER_DATA_DIR), else
 tfds' own default ($TFDS_DATA_DIR or ~/tensorflow_datasets). `load` materialises a split in
@@ -47,6 +51,12 @@ class TfdsEntry:
   std: tuple[float, ...] = ()
   class_names: tuple[str, ...] | None = None  # None: read from the tfds builder's ClassLabel
   num_classes: int | None = None
+  sample_rate: int | None = None  # audio
+  # Our split name -> tfds split string, where they differ (tfds datasets with one split).
+  split_map: tuple[tuple[str, str], ...] = ()
+
+  def tfds_split(self, split: str) -> str:
+    return dict(self.split_map).get(split, split)
 
 
 SPEECH_COMMANDS_CLASSES = (
@@ -64,6 +74,13 @@ SPEECH_COMMANDS_CLASSES = (
   "_unknown_",
 )
 _TT = ("train", "test")
+# The thesis' 80/20 split of a tfds dataset that has only `train` (tfds shuffles at preparation,
+# so both parts hold every class).
+_80_20 = (("train", "train[:80%]"), ("test", "train[80%:]"))
+GTZAN_CLASSES = (
+  "blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock",
+)  # fmt: skip
+CREMA_D_CLASSES = ("NEU", "HAP", "SAD", "ANG", "FEA", "DIS")  # tfds' label order
 _M, _I = images.MNIST_MEAN_STD, images.IMAGENET_MEAN_STD
 ENTRIES = (
   TfdsEntry("tfds:mnist", "mnist", (28, 28, 1), _TT, mean=_M[0], std=_M[1],
@@ -78,10 +95,15 @@ ENTRIES = (
   TfdsEntry("oxford_iiit_pet", "oxford_iiit_pet", (224, 224, 3), _TT, mean=_I[0], std=_I[1],
             num_classes=37),
   TfdsEntry("cars196", "cars196", (224, 224, 3), _TT, mean=_I[0], std=_I[1], num_classes=196),
-  TfdsEntry("malaria", "malaria", (224, 224, 3), ("train", "train[:80%]", "train[80%:]"),
-            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), class_names=("parasitized", "uninfected")),
+  TfdsEntry("malaria", "malaria", (224, 224, 3), _TT, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+            class_names=("parasitized", "uninfected"), split_map=_80_20),
   TfdsEntry("speech_commands", "speech_commands", (16_000,), ("train", "validation", "test"),
-            input_key="audio", domain="audio", class_names=SPEECH_COMMANDS_CLASSES),
+            input_key="audio", domain="audio", class_names=SPEECH_COMMANDS_CLASSES,
+            sample_rate=16_000),
+  TfdsEntry("gtzan", "gtzan", (30 * 22_050,), _TT, input_key="audio", domain="audio",
+            class_names=GTZAN_CLASSES, sample_rate=22_050, split_map=_80_20),
+  TfdsEntry("crema_d", "crema_d", (5 * 16_000,), ("train", "validation", "test"),
+            input_key="audio", domain="audio", class_names=CREMA_D_CLASSES, sample_rate=16_000),
 )  # fmt: skip
 _BY_NAME = {e.name: e for e in ENTRIES}
 
@@ -140,7 +162,9 @@ class Source:
     import tensorflow_datasets as tfds  # noqa: PLC0415
 
     self.entry = entry
-    self.raw = tfds.data_source(entry.tfds_name, split=split, data_dir=tfds_data_dir(data_dir))
+    self.raw = tfds.data_source(
+      entry.tfds_name, split=entry.tfds_split(split), data_dir=tfds_data_dir(data_dir)
+    )
 
   def __len__(self) -> int:
     return len(self.raw)
@@ -195,6 +219,7 @@ def _factory(entry: TfdsEntry):
       splits=entry.splits,
       loader=_loader(entry),
       domain=entry.domain,
+      sample_rate=entry.sample_rate,
       description=f"tfds {entry.tfds_name!r} via tfds.data_source (TF-free, needs the network "
       "or prepared ArrayRecord files on first use)",
       mean=entry.mean,

@@ -31,6 +31,10 @@ momentum 0.9 (PyTorch's 0.1). No dropout (Kong's baselines have none).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -109,11 +113,18 @@ class AudioNet(base.Model):
     fc: int | None = 256,
     input_kind: str = "waveform",
     num_samples: int = 8000,
-    frontend: LogMelConfig = LogMelConfig(),
+    sample_rate: int | None = None,
+    frontend: LogMelConfig | Mapping[str, Any] = LogMelConfig(),
     dtype=None,
   ):
     if num_classes < 1:
       raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    # A mapping (from a JSON config) or a LogMelConfig; `sample_rate` (the data's) overrides
+    # the front end's, which keeps its window and hop in milliseconds.
+    if isinstance(frontend, Mapping):
+      frontend = LogMelConfig(**frontend)
+    if sample_rate is not None and sample_rate != frontend.sample_rate:
+      frontend = dataclasses.replace(frontend, sample_rate=int(sample_rate))
     if input_kind not in ("waveform", "logmel"):
       raise ValueError(f"input_kind must be 'waveform' or 'logmel', got {input_kind!r}")
     frames, mels = frontend.output_shape(num_samples)
@@ -177,19 +188,26 @@ class AudioNet(base.Model):
     yield "logits", self.head["logits"](x)
 
 
-@base.register("audio_cnn")
+def data_kwargs(spec) -> dict[str, Any]:
+  """An audio dataset fixes the waveform length and sample rate the front end reads."""
+  if spec.domain != "audio":
+    raise ValueError(f"audio models read audio datasets; {spec.name!r} is {spec.domain} data")
+  return {"num_samples": int(spec.input_shape[0]), "sample_rate": int(spec.sample_rate)}
+
+
+@base.register("audio_cnn", data_kwargs=data_kwargs)
 def audio_cnn(**kwargs) -> AudioNet:
   """Three conv 3x3 blocks (64/128/256), global max pool, fc1 256: 0.44 M params at 10 classes."""
   return AudioNet(**{"name": "audio_cnn", **kwargs})
 
 
-@base.register("audio_crnn")
+@base.register("audio_crnn", data_kwargs=data_kwargs)
 def audio_crnn(**kwargs) -> AudioNet:
   """`audio_cnn` with a 128-unit GRU after the conv blocks: 0.55 M params at 10 classes."""
   return AudioNet(**{"name": "audio_crnn", "gru": 128, **kwargs})
 
 
-@base.register("dcase_cnn")
+@base.register("dcase_cnn", data_kwargs=data_kwargs)
 def dcase_cnn(*, depth: int = 4, **kwargs) -> AudioNet:
   """Kong et al.'s DCASE 2018 baseline: CNN4 (depth=4, 4.31 M) or CNN8 (depth=8, 4.69 M)."""
   if depth not in (4, 8):
@@ -201,16 +219,16 @@ def dcase_cnn(*, depth: int = 4, **kwargs) -> AudioNet:
 
 
 # Tiny variants (1/8 width) for tests.
-@base.register("audio_cnn_tiny")
+@base.register("audio_cnn_tiny", data_kwargs=data_kwargs)
 def audio_cnn_tiny(**kwargs) -> AudioNet:
   return audio_cnn(**{"widths": (8, 16, 32), "fc": 32, **kwargs})
 
 
-@base.register("audio_crnn_tiny")
+@base.register("audio_crnn_tiny", data_kwargs=data_kwargs)
 def audio_crnn_tiny(**kwargs) -> AudioNet:
   return audio_crnn(**{"widths": (8, 16, 32), "gru": 16, "fc": 32, **kwargs})
 
 
-@base.register("dcase_cnn_tiny")
+@base.register("dcase_cnn_tiny", data_kwargs=data_kwargs)
 def dcase_cnn_tiny(**kwargs) -> AudioNet:
   return dcase_cnn(**{"widths": (8, 16, 32, 64), **kwargs})

@@ -36,7 +36,8 @@ resnet_tiny (resnet.py). `audio.py` registers the audio models when imported.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,16 +46,38 @@ from flax import nnx
 ModelFactory = Callable[..., nnx.Module]
 
 _REGISTRY: dict[str, ModelFactory] = {}
+_DATA_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {}
 
 
-def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
+def register(
+  name: str, *, data_kwargs: Callable[[Any], dict[str, Any]] | None = None
+) -> Callable[[ModelFactory], ModelFactory]:
+  """Registers a model factory under `name`.
+
+  data_kwargs(spec) -> the hyperparameters the dataset fixes (an audio model's clip length and
+  sample rate): every job passes them for the data it feeds the model (`fit_to_data`).
+  """
+
   def wrap(factory: ModelFactory) -> ModelFactory:
     if name in _REGISTRY:
       raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = factory
+    if data_kwargs is not None:
+      _DATA_KWARGS[name] = data_kwargs
     return factory
 
   return wrap
+
+
+def fit_to_data(name: str, model_kwargs: Mapping[str, Any] | None, spec) -> dict[str, Any]:
+  """`model_kwargs` with the input hyperparameters `spec` (a `DatasetSpec`) decides.
+
+  They describe the data, not the weights (a log-mel front end has no parameters), so they
+  override the configured ones: a model pre-trained on 16 kHz speech reads 8 kHz digits with a
+  front end at 8 kHz, its convolutions unchanged.
+  """
+  fn = _DATA_KWARGS.get(name)
+  return {**dict(model_kwargs or {}), **(fn(spec) if fn is not None else {})}
 
 
 def names() -> tuple[str, ...]:

@@ -31,7 +31,9 @@ Baselines (same table, `baselines=True`), with `seed = ft_seed`, `step = 0`:
 Evaluation: test accuracy and loss (and, with `eval_train_examples`, on a fixed train subset)
 at `schedule.log_checkpoint_steps` of the fine-tune run (0, 1, 3, 10, 30, 100, 300 batches,
 1, 3, 10, 30, 100 epochs, truncated to the run's length; plus the final step when
-`eval_final`).
+`eval_final`). A binary target's rows also carry `test_auroc` / `train_auroc`: the ROC area of
+the logit margin z1 - z0 (class 1 = positive; `jtransfer.metrics.auroc`), from the same eval
+pass (the NC paper's metric for its COVID-19 target).
 
 Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
 of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
@@ -64,6 +66,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jtransfer import checkpointing, results
+from jtransfer import data as datasets
+from jtransfer import metrics as metrics_lib
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
 from jtransfer.progress import progress
@@ -387,8 +391,9 @@ class _Trainer:
     devices,
     seed_parallel,
     steps_per_epoch,
+    margins: bool = False,
   ):
-    self.graphdef, self.layers = graphdef, layers
+    self.graphdef, self.layers, self.margins = graphdef, layers, margins
     self.optimizer, self.optimizer_kwargs = optimizer, dict(optimizer_kwargs)
     self.batch_size, self.devices, self.seed_parallel = batch_size, devices, seed_parallel
     self.spe = steps_per_epoch
@@ -413,7 +418,9 @@ class _Trainer:
         layers=self.layers,
       )
       tx = optim.make_optimizer(spec[0], **dict(spec[1]))
-      train_fn, eval_fn = pretrain.build_fns(self.graphdef, spec, mesh, mode, self.backend)
+      train_fn, eval_fn = pretrain.build_fns(
+        self.graphdef, spec, mesh, mode, self.backend, margins=self.margins
+      )
       self._cache[key] = dict(
         mode=mode,
         mesh=mesh,
@@ -445,10 +452,15 @@ def _eval_sets(target: Target, *, mode, mesh, eval_examples, eval_train_examples
       subset_seed=_EVAL_SUBSET_SEED,
       multiple=multiple,
     )
-  # name -> list of (x, y, mask) batches on the devices; the eval step takes one batch.
+  # name -> (list of (x, y, mask) batches on the devices, the eval step takes one batch; the
+  # flat padding mask and labels on the host, for per-example metrics).
   sharding = NamedSharding(mesh, P() if mode == "devices" else P("data"))
   return {
-    k: [jax.device_put((xs[i], ys[i], m[i]), sharding) for i in range(len(xs))]
+    k: (
+      [jax.device_put((xs[i], ys[i], m[i]), sharding) for i in range(len(xs))],
+      m.reshape(-1),
+      ys.reshape(-1)[m.reshape(-1)],
+    )
     for k, (xs, ys, m) in sets.items()
   }
 
@@ -507,11 +519,17 @@ def train_group(
 
   def evaluate(step):
     out = {}
-    for name, batch_list in eval_sets.items():
+    for name, (batch_list, valid, labels) in eval_sets.items():
       parts = jax.device_get([fns["eval"](state, *batch) for batch in batch_list])
-      sums = {k: np.sum([np.asarray(p[k], np.float64) for p in parts], axis=0) for k in parts[0]}
+      sums = {
+        k: np.sum([np.asarray(p[k], np.float64) for p in parts], axis=0)
+        for k in ("loss_sum", "correct", "count")
+      }
       out[f"{name}_loss"] = sums["loss_sum"] / sums["count"]
       out[f"{name}_acc"] = sums["correct"] / sums["count"]
+      if "margin" in parts[0]:  # [G, B] per batch -> [G, examples], padding dropped
+        margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, valid]
+        out[f"{name}_auroc"] = _auroc_or_nan(margin, labels)
     curves[step] = out
 
   eval_steps = set(target.eval_steps)
@@ -535,6 +553,14 @@ def train_group(
   return curves, final
 
 
+def _auroc_or_nan(margin: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """Per-member AUROC of the logit margins [G, N]; NaN (stored as NULL) when an eval set holds
+  one class only, e.g. a small train subset."""
+  if labels.min() == labels.max():
+    return np.full(len(margin), np.nan)
+  return np.array([metrics_lib.auroc(m, labels) for m in margin])
+
+
 class _Static:
   """A hashable wrapper so a (bool) mask tree can be a static jit argument."""
 
@@ -551,6 +577,11 @@ class _Static:
 
 def _keep_frozen_static(rest, kept, mask: _Static):
   return _keep_frozen(rest, kept, mask.tree)
+
+
+def _optional(metrics: Mapping[str, np.ndarray], name: str, index: int) -> float | None:
+  value = metrics[name][index] if name in metrics else np.nan
+  return None if np.isnan(value) else float(value)
 
 
 def curve_rows(member: Member, mode: str, target: Target, curves, index: int) -> list[dict]:
@@ -573,6 +604,8 @@ def curve_rows(member: Member, mode: str, target: Target, curves, index: int) ->
         test_loss=float(metrics["test_loss"][index]),
         train_acc=float(metrics["train_acc"][index]) if "train_acc" in metrics else None,
         train_loss=float(metrics["train_loss"][index]) if "train_loss" in metrics else None,
+        test_auroc=_optional(metrics, "test_auroc", index),
+        train_auroc=_optional(metrics, "train_auroc", index),
       )
     )
   return rows
@@ -712,6 +745,8 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
       kwargs = (
         pretrain_model_kwargs(workdir, arch) if c["model_kwargs"] is None else c["model_kwargs"]
       )
+      # Input hyperparameters (an audio model's clip length, sample rate) follow the target.
+      kwargs = base.fit_to_data(arch, kwargs, datasets.get(name))
       infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
       members = plan_members(
         [r for r in ckpts if r["arch"] == arch],
@@ -777,6 +812,7 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
           devices=devices,
           seed_parallel=c["seed_parallel"],
           steps_per_epoch=spe,
+          margins=num_classes == 2,  # binary targets: AUROC in every curve row
         )
       if bar is not None:
         bar.set_postfix(group=f"{gi + 1}/{len(groups)}", frozen=group[0].frozen_layers)

@@ -58,7 +58,7 @@ from jax.sharding import PartitionSpec as P
 from jtransfer import checkpointing, results, sharding
 from jtransfer import data as datasets
 from jtransfer import workdir as workdir_files
-from jtransfer.models import functional
+from jtransfer.models import base, functional
 from jtransfer.progress import progress
 from jtransfer.train import batches, optim, schedule
 from jtransfer.train import step as step_lib
@@ -208,8 +208,12 @@ def _restore_train_state(workdir, source, arch, seeds, step, template):
 
 
 @functools.lru_cache(maxsize=16)
-def build_fns(graphdef, optimizer_spec: tuple, mesh: Mesh, mode: str, backend: str):
+def build_fns(
+  graphdef, optimizer_spec: tuple, mesh: Mesh, mode: str, backend: str, *, margins: bool = False
+):
   """(train_fn, eval_fn) over the stacked state, sharded for `mode`.
+
+  `margins`: the eval step also returns each example's two-class logit margin (`step_lib`).
 
   Cached on the (hashable) model graph, optimizer spec and mesh, so a second run with the same
   set-up in one process (other sources, a resume) reuses the compiled steps.
@@ -217,7 +221,7 @@ def build_fns(graphdef, optimizer_spec: tuple, mesh: Mesh, mode: str, backend: s
   name, kwargs = optimizer_spec
   optimizer = optim.make_optimizer(name, **dict(kwargs))
   one_step = step_lib.make_train_step(graphdef, optimizer)
-  one_eval = step_lib.make_eval_step(graphdef)
+  one_eval = step_lib.make_eval_step(graphdef, margins=margins)
 
   def seed_train(params, rest, opt_state, seed, x, y, step):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _DROPOUT_STREAM), step)
@@ -399,8 +403,10 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     }
 
     # Model and optimizer.
+    # Input hyperparameters (an audio model's clip length, sample rate) follow the source.
+    model_kwargs = base.fit_to_data(arch, c["model_kwargs"], datasets.get(source))
     graphdef, params, rest = functional.init_stacked(
-      arch, num_classes=num_classes, seeds=seeds, **c["model_kwargs"]
+      arch, num_classes=num_classes, seeds=seeds, **model_kwargs
     )
     optimizer_spec = (
       c["optimizer"],

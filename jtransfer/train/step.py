@@ -62,11 +62,12 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation) -> Callab
   return train_step
 
 
-def make_eval_step(graphdef) -> Callable:
+def make_eval_step(graphdef, *, margins: bool = False) -> Callable:
   """Sums over one batch (inference mode): `{"loss_sum", "correct", "count"}`.
 
   `mask` (optional, bool `[B]`) drops padded rows so the last, short batch can be padded to
-  the fixed eval batch shape without a recompile.
+  the fixed eval batch shape without a recompile. `margins` (two-class models) adds the
+  per-example `"margin"` z1 - z0 `[B]` (padded rows included), for the host's AUROC.
   """
 
   def eval_step(params, rest, x, y, mask=None):
@@ -76,7 +77,10 @@ def make_eval_step(graphdef) -> Callable:
     if mask is None:
       mask = jnp.ones(y.shape, jnp.bool_)
     m = mask.astype(jnp.float32)
-    return {"loss_sum": jnp.sum(losses * m), "correct": jnp.sum(correct * m), "count": jnp.sum(m)}
+    out = {"loss_sum": jnp.sum(losses * m), "correct": jnp.sum(correct * m), "count": jnp.sum(m)}
+    if margins:
+      out["margin"] = (logits[:, 1] - logits[:, 0]).astype(jnp.float32)
+    return out
 
   return eval_step
 
