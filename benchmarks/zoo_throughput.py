@@ -7,9 +7,12 @@ Ways of training S seeds (each a separate model with its own init and data order
 - loop:       seed after seed, each with its own jitted one-seed step on one device
 - vmap:       all S seeds in one jitted step, vmapped, one device (`seed_parallel="vmap"`)
 - vmap+data:  the same, with the batch split over all fake CPU devices
-- map:        all S seeds in one jitted step, one after another (`lax.map`), one device
+- map:        all S seeds in one jitted step, unrolled, one device (`seed_parallel="loop"`)
+- map+data:   the same, with every seed's batch split over all fake CPU devices
 - devices:    seeds split over the fake CPU devices, `lax.map` on each (`seed_parallel="devices"`)
-- torch:      a plain PyTorch loop of the same CNN, seed after seed (when torch is importable)
+- torch:      a plain PyTorch loop of the same CNN, seed after seed: in this process when torch
+              is importable, else `benchmarks/torch_cnn_loop.py` under `--torch_python` (e.g.
+              a Python 3.11 venv with the CPU torch wheel: `bash scripts/setup_torch_compare.sh`)
 
 Only the optimiser steps are timed (after a warm-up that compiles), not evaluation or
 checkpointing; the training set stays on the device and each step gathers its batch there.
@@ -17,9 +20,12 @@ The script sets XLA_FLAGS for `--cpu_devices` fake host devices itself, before J
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 _parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,6 +37,9 @@ _parser.add_argument("--batch_size", type=int, default=64)
 _parser.add_argument("--arch", default="cnn")
 _parser.add_argument("--modes", default="loop,vmap,vmap+data,map,devices,torch")
 _parser.add_argument("--data_dir", default=None, help="default $JTRANSFER_DATA_DIR")
+_parser.add_argument(
+  "--torch_python", default=None, help="a Python with torch, for the torch mode (subprocess)"
+)
 ARGS = _parser.parse_args()
 
 os.environ["XLA_FLAGS"] = (
@@ -113,7 +122,7 @@ def torch_rate(x, y, seeds) -> float | None:
     import torch
     from torch import nn
   except ImportError:
-    return None
+    return torch_subprocess_rate(x, y, seeds)
   xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
   yt = torch.from_numpy(y.astype(np.int64))
   total = 0.0
@@ -146,6 +155,23 @@ def torch_rate(x, y, seeds) -> float | None:
   return len(seeds) * ARGS.steps * ARGS.batch_size / total
 
 
+def torch_subprocess_rate(x, y, seeds) -> float | None:
+  """The PyTorch loop under `--torch_python` (same data, steps and repeats), or None."""
+  if not ARGS.torch_python:
+    return None
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_cnn_loop.py")
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "data.npz")
+    np.savez(path, x=x, y=y)
+    out = subprocess.run(
+      [ARGS.torch_python, script, "--data", path, "--seeds", str(len(seeds)),
+       "--steps", str(ARGS.steps), "--repeats", str(ARGS.repeats),
+       "--batch_size", str(ARGS.batch_size)],
+      check=True, capture_output=True, text=True,
+    )  # fmt: skip
+  return json.loads(out.stdout.strip().splitlines()[-1])["images_per_second"]
+
+
 def main():
   x, y, what = _load()
   devices = jax.devices()
@@ -169,6 +195,8 @@ def main():
         row[m] = jax_rate(x, y, seeds, "vmap", devices)
       elif m == "map":
         row[m] = jax_rate(x, y, seeds, "loop", devices[:1])
+      elif m == "map+data":
+        row[m] = jax_rate(x, y, seeds, "loop", devices)
       elif m == "devices":
         row[m] = jax_rate(x, y, seeds, "devices", devices)
       elif m == "torch":

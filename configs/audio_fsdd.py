@@ -14,8 +14,8 @@ log-AUC. Expect the noise source and the step-0 checkpoints to transfer worst an
 sources of speakers 0-3 best; `fsdd_digit_spk0123_n10` (100 clips) sits between. With 2 seeds
 and short runs the correlations are noisy: the quick variant checks the pipeline, it does not
 settle questions.
-Budget: about 20 minutes on an otherwise idle 2-core CPU (an estimate from per-step timings:
-~0.1-0.15 s per batch-32 step of this model; not yet measured end to end).
+Budget: 11.4 min end to end on the otherwise idle 2-core CPU (measured, BENCHMARKS.md "Audio
+studies end to end"; the issue's budget is 20).
 
   python launch/sweep.py --config configs/audio_fsdd.py --workdir runs/audio_fsdd
 

@@ -21,9 +21,9 @@ LogME 0.84 / 0.83, NC 0.86 / 0.85. With six models (seed means) any |r| below ab
 significant at 5%: read the quick variant as a pipeline check.
 
 Quick: slimmed models (conv widths 16/32/64, dcase 8/16/32/64), 2 seeds, 150 pre-train steps,
-60 fine-tune steps, Adam 1e-3. Full: the paper's sizes and settings (Adam 1e-4, batch 32),
-3 fine-tune seeds (the paper: 10), 6,000 pre-train steps (~100 epochs of the 1,800-clip
-sources) and 100 epochs of fine-tuning.
+60 fine-tune steps, Adam 1e-3; 11.9 min end to end on the 2-core CPU (BENCHMARKS.md). Full: the
+paper's sizes and settings (Adam 1e-4, batch 32), 3 fine-tune seeds (the paper: 10), 6,000
+pre-train steps (~100 epochs of the 1,800-clip sources) and 100 epochs of fine-tuning.
 """
 
 import ml_collections

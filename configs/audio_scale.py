@@ -23,6 +23,7 @@ Note the class ladder keeps samples per class fixed, so its total data grows wit
 Training length comes from configs/audio_fsdd.py: the quick variant trains every source for the
 same number of steps (equal compute; the 100-clip source sees ~48 epochs, the 1,800-clip one
 ~3), the full variant for the same number of epochs.
+Quick: 13.9 min end to end on the 2-core CPU (BENCHMARKS.md, "Audio studies end to end").
 """
 
 import ml_collections
