@@ -195,6 +195,7 @@ def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
   assert {"test_acc", "test_auroc"} <= set(table["metric"])
   assert {"head", "full"} <= set(table["mode"])
   assert set(table.loc[table["metric"] == "test_auroc", "target"]) == {target}
-  assert path.exists()
+  assert ((table["pearson_p"] >= 0) & (table["pearson_p"] <= 1)).all()
+  assert "| score | layer | n | full | head |" in path.read_text()
   with pytest.raises(ValueError, match="two-class targets only"):
     auroc.nc_comparison(workdir, auroc_targets=["fsdd_digit_spk45"])

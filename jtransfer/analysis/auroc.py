@@ -79,7 +79,8 @@ def compare(
     out.append(
       dict(
         target=target, mode=mode, layer=layer, score=name, metric=metric, n=r["n"],
-        pearson=r["pearson"], abs_pearson=abs(r["pearson"]), spearman=r["spearman"],
+        pearson=r["pearson"], abs_pearson=abs(r["pearson"]), pearson_p=r.get("pearson_p"),
+        spearman=r["spearman"],
         flag=r["flag"],
       )
     )  # fmt: skip
@@ -135,12 +136,21 @@ def nc_comparison(
     "(seeds averaged; oriented so r > 0 means the score ranks models as fine-tuning does;",
     "|r| is what the paper's figures 2-3 quote). `head`: only the new classifier trains;",
     "`full`: every layer trains. Metric: final test accuracy, and AUROC of the positive-class",
-    "probability for binary targets.",
+    "probability for binary targets. `*`: Pearson p < 0.05; n: models with that layer (a",
+    "layer of one architecture only, e.g. `gru`, has fewer; `embedding` covers all).",
     "",
   ]
   for (target, metric), g in table.groupby(["target", "metric"]):
     lines += [f"## {target}: {metric}", ""]
-    piv = g.pivot_table(index=["score", "layer"], columns="mode", values="pearson")
+    g = g.assign(
+      cell=[
+        "–" if pd.isna(r) else f"{r:.3f}{'*' if pd.notna(p) and p < 0.05 else ''}"
+        for r, p in zip(g["pearson"], g["pearson_p"], strict=True)
+      ]
+    )
+    piv = g.pivot_table(
+      index=["score", "layer", "n"], columns="mode", values="cell", aggfunc="first"
+    )
     lines.append(_markdown(piv.reset_index()))
     lines.append("")
   path = workdir / "nc_comparison.md"
