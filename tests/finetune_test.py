@@ -209,6 +209,36 @@ if "tiny_bn_test" not in base.names():
   base.register("tiny_bn_test")(_TinyBN)
 
 
+def _train_tiny_group(
+  members, state, target, info, *, num_devices=1, seed_parallel="vmap", margins=False,
+  eval_train_examples=None,
+):  # fmt: skip
+  """`train_group` of the tiny batch-norm model: Adam 1e-2, batch 16, evaluation batch 16."""
+  graphdef, params, rest = state
+  trainer = finetune._Trainer(
+    graphdef=graphdef,
+    layers=info.layers,
+    optimizer="adam",
+    optimizer_kwargs={"learning_rate": 1e-2},
+    batch_size=16,
+    devices=jax.local_devices()[:num_devices],
+    seed_parallel=seed_parallel,
+    steps_per_epoch=target.steps_per_epoch,
+    margins=margins,
+  )
+  return finetune.train_group(
+    members,
+    graphdef=graphdef,
+    params=params,
+    rest=rest,
+    target=target,
+    trainer=trainer,
+    eval_examples=None,
+    eval_train_examples=eval_train_examples,
+    eval_batch_size=16,
+  )
+
+
 def test_frozen_batch_norm_layers_keep_their_statistics():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(64, 6, 6, 3)).astype(np.float32)
@@ -222,27 +252,7 @@ def test_frozen_batch_norm_layers_keep_their_statistics():
   graphdef, params, rest = finetune.initial_state(members, workdir=".", num_classes=3)
   # Statistics that are not the init's (as a trained checkpoint's would be).
   rest = jax.tree.map(lambda a: a + rng.uniform(0.5, 1.0, a.shape).astype(a.dtype), rest)
-  trainer = finetune._Trainer(
-    graphdef=graphdef,
-    layers=info.layers,
-    optimizer="adam",
-    optimizer_kwargs={"learning_rate": 1e-2},
-    batch_size=16,
-    devices=jax.local_devices()[:1],
-    seed_parallel="vmap",
-    steps_per_epoch=4,
-  )
-  _, final = finetune.train_group(
-    members,
-    graphdef=graphdef,
-    params=params,
-    rest=rest,
-    target=target,
-    trainer=trainer,
-    eval_examples=None,
-    eval_train_examples=None,
-    eval_batch_size=16,
-  )
+  _, final = _train_tiny_group(members, (graphdef, params, rest), target, info)
   for layer in ("a", "b"):
     for stat in ("mean", "var"):
       got, start = final["rest"]["backbone"][layer]["bn"][stat], rest["backbone"][layer]["bn"][stat]
@@ -277,27 +287,15 @@ def test_binary_target_rows_carry_the_auroc_of_the_final_models(seed_parallel, n
     finetune.Member("scratch", "tiny_bn_test", 0, 0, None, 0, 0, ("full",)),
   ]
   graphdef, params, rest = finetune.initial_state(members, workdir=".", num_classes=2)
-  trainer = finetune._Trainer(
-    graphdef=graphdef,
-    layers=info.layers,
-    optimizer="adam",
-    optimizer_kwargs={"learning_rate": 1e-2},
-    batch_size=16,
-    devices=jax.local_devices()[:num_devices],
-    seed_parallel=seed_parallel,
-    steps_per_epoch=4,
-    margins=True,
-  )
-  curves, final = finetune.train_group(
+  curves, final = _train_tiny_group(
     members,
-    graphdef=graphdef,
-    params=params,
-    rest=rest,
-    target=target,
-    trainer=trainer,
-    eval_examples=None,
+    (graphdef, params, rest),
+    target,
+    info,
+    num_devices=num_devices,
+    seed_parallel=seed_parallel,
+    margins=True,
     eval_train_examples=40,
-    eval_batch_size=16,
   )
   test_x, test_y = target.test
   for i in range(len(members)):
