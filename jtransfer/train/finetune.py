@@ -72,6 +72,7 @@ from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
 from jtransfer.progress import progress
 from jtransfer.train import batches, freezing, optim, pretrain, schedule
+from jtransfer.train import step as step_lib
 
 JOB = "finetune"
 SCRATCH, RANDOM_INIT = "scratch", "random_init"
@@ -521,12 +522,7 @@ def train_group(
     out = {}
     for name, (batch_list, valid, labels) in eval_sets.items():
       parts = jax.device_get([fns["eval"](state, *batch) for batch in batch_list])
-      sums = {
-        k: np.sum([np.asarray(p[k], np.float64) for p in parts], axis=0)
-        for k in ("loss_sum", "correct", "count")
-      }
-      out[f"{name}_loss"] = sums["loss_sum"] / sums["count"]
-      out[f"{name}_acc"] = sums["correct"] / sums["count"]
+      out[f"{name}_loss"], out[f"{name}_acc"] = step_lib.mean_loss_and_accuracy(parts)
       if "margin" in parts[0]:  # [G, B] per batch -> [G, examples], padding dropped
         margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, valid]
         out[f"{name}_auroc"] = _auroc_or_nan(margin, labels)

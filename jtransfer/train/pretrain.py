@@ -439,9 +439,8 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
       metrics = {}
       for name, batches_ in eval_sets.items():
         parts = jax.device_get([eval_fn(state, *batch) for batch in batches_])
-        sums = {k: np.sum([np.asarray(p[k], np.float64) for p in parts], axis=0) for k in parts[0]}
-        metrics[f"{name}_loss"] = (sums["loss_sum"] / sums["count"]).tolist()
-        metrics[f"{name}_acc"] = (sums["correct"] / sums["count"]).tolist()
+        loss, acc = step_lib.mean_loss_and_accuracy(parts)
+        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
       host = jax.device_get({k: v for k, v in state.items() if k != "seed"})
       for i, seed in enumerate(seeds):
         key = done_key(source, arch, seed, step)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jtransfer.models import functional
@@ -83,6 +84,16 @@ def make_eval_step(graphdef, *, margins: bool = False) -> Callable:
     return out
 
   return eval_step
+
+
+def mean_loss_and_accuracy(parts) -> tuple[np.ndarray, np.ndarray]:
+  """(mean loss, accuracy) in float64 from the host outputs of `make_eval_step` over batches
+  (each `{"loss_sum", "correct", "count"}`, any leading seed axis kept)."""
+  sums = {
+    k: np.sum([np.asarray(p[k], np.float64) for p in parts], axis=0)
+    for k in ("loss_sum", "correct", "count")
+  }
+  return sums["loss_sum"] / sums["count"], sums["correct"] / sums["count"]
 
 
 def over_seeds(fn: Callable, how: str = "vmap") -> Callable:
