@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from references import pairwise_auroc
 
 from configs import audio_fsdd, audio_nc, audio_scale
 from jtransfer import checkpointing, metrics, results, score_job, sweep
@@ -185,9 +186,7 @@ def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
     rest = {**head_rest, "backbone": checkpointing.restore_backbone_rest(path)}
     logits = np.asarray(functional.apply(graphdef, params, rest, x, train=False)[0], np.float64)
     margin = logits[:, 1] - logits[:, 0]
-    pos, neg = margin[y == 1], margin[y == 0]
-    diff = pos[:, None] - neg[None, :]
-    want = np.mean((diff > 0) + 0.5 * (diff == 0))
+    want = pairwise_auroc(margin, y)
     assert row["test_auroc"] == pytest.approx(want, abs=1e-9)
     assert metrics.auroc(margin, y) == pytest.approx(want, abs=1e-12)
   path = audio_nc.report(workdir)  # the binary target is found from the rows

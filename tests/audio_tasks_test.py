@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from references import pairwise_auroc
 from scipy import stats
 
 from jtransfer.analysis import auroc as auroc_lib
@@ -121,14 +122,6 @@ def test_zero_vs_rest_target(data_dir):
 # -- AUROC ----------------------------------------------------------------------------------
 
 
-def _pairwise_auroc(s, y):
-  """Float64 reference: P(s+ > s-) + P(s+ = s-) / 2 over every (positive, negative) pair."""
-  s = np.asarray(s, np.float64)
-  pos, neg = s[y == 1], s[y == 0]
-  diff = pos[:, None] - neg[None, :]
-  return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_auroc_equals_pairwise_reference(seed):
   rng = np.random.default_rng(seed)
@@ -136,7 +129,7 @@ def test_auroc_equals_pairwise_reference(seed):
   y = (rng.random(n) < 0.2 + 0.1 * seed).astype(int)
   # Rounded scores: many ties, within and across classes.
   s = np.round(rng.normal(size=n) + 0.8 * y, 1)
-  assert auroc_lib.auroc(s, y) == pytest.approx(_pairwise_auroc(s, y), abs=1e-12)
+  assert auroc_lib.auroc(s, y) == pytest.approx(pairwise_auroc(s, y), abs=1e-12)
 
 
 def test_auroc_closed_cases():

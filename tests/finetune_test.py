@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from references import pairwise_auroc
 
 from jtransfer import checkpointing, results
 from jtransfer.models import base, functional
@@ -267,13 +268,6 @@ def test_frozen_batch_norm_layers_keep_their_statistics():
       assert np.array_equal(_bits(got), _bits(start)) == (layer == "a"), (layer, kp)
 
 
-def _pairwise_auroc(score, labels):
-  """P(s+ > s-) + P(s+ = s-) / 2 over every (positive, negative) pair, float64."""
-  pos, neg = score[labels == 1].astype(np.float64), score[labels == 0].astype(np.float64)
-  diff = pos[:, None] - neg[None, :]
-  return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
-
-
 @pytest.mark.parametrize("seed_parallel, num_devices", [("vmap", 1), ("devices", 2)])
 def test_binary_target_rows_carry_the_auroc_of_the_final_models(seed_parallel, num_devices):
   # 50 test clips at eval batch 16: the last batch is padded, and padding must not count.
@@ -301,7 +295,7 @@ def test_binary_target_rows_carry_the_auroc_of_the_final_models(seed_parallel, n
   for i in range(len(members)):
     p_i, r_i = (jax.tree.map(lambda a, i=i: a[i], final[k]) for k in ("params", "rest"))
     logits = np.asarray(functional.apply(graphdef, p_i, r_i, test_x, train=False)[0], np.float64)
-    want = _pairwise_auroc(logits[:, 1] - logits[:, 0], test_y)
+    want = pairwise_auroc(logits[:, 1] - logits[:, 0], test_y)
     assert 0.0 < want < 1.0
     assert curves[3]["test_auroc"][i] == pytest.approx(want, abs=1e-12)
     assert 0.0 <= curves[3]["train_auroc"][i] <= 1.0
