@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from references import np_conv_same3
 
 from jtransfer import models
 from jtransfer.models import functional as F
@@ -97,16 +98,6 @@ def test_vmapped_apply_equals_per_seed_batchnorm(cifar_like, resnet_stacked):
   stem_before, stem_after = rest["backbone"]["stem"], new_rest["backbone"]["stem"]
   assert not np.allclose(stem_after["bn"]["mean"], stem_before["bn"]["mean"])
   assert_trees_equal(new_rest["backbone"]["stage4_block1"], rest["backbone"]["stage4_block1"])
-
-
-def np_conv_same3(x, w, b):
-  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  h, wd = x.shape[1:3]
-  out = np.zeros((x.shape[0], h, wd, w.shape[3]))
-  for i in range(3):
-    for j in range(3):
-      out += xp[:, i : i + h, j : j + wd, :] @ w[i, j]
-  return out + b
 
 
 def test_batchnorm_stats_update_only_in_train(cifar_like):

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from references import np_conv_same3
 
 from jtransfer import models
 from jtransfer.models import functional as F
@@ -62,16 +63,6 @@ def test_layout_names():
   mask = F.freeze_mask(params, len(model.layers) - 4, model.layers)
   assert not any(jax.tree.leaves(mask["backbone"]["conv5_4"]))
   assert all(jax.tree.leaves(mask["backbone"]["conv5_3"]))
-
-
-def np_conv_same3(x, w, b):
-  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  h, wd = x.shape[1:3]
-  out = np.zeros((x.shape[0], h, wd, w.shape[3]))
-  for i in range(3):
-    for j in range(3):
-      out += xp[:, i : i + h, j : j + wd, :] @ w[i, j]
-  return out + b
 
 
 def np_vgg(params, x):
