@@ -215,13 +215,13 @@ def _table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
   return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def _select_sql(path: pathlib.Path, table: str, timeout: float) -> str | None:
-  """SELECT of every current column of `table`, NULL for those an older store lacks."""
-  have = {row[1] for row in _query_file(path, f"PRAGMA table_info({table})", (), timeout)}
+def _select_all(conn: sqlite3.Connection, table: str) -> list[tuple]:
+  """Every row of `table` in the current column order, NULL for columns an older store lacks."""
+  have = _table_columns(conn, table)
   if not have:
-    return None  # no such table in this file
+    return []  # no such table in this file
   cols = [c if c in have else f"NULL AS {c}" for c in COLUMNS[table]]
-  return f"SELECT {', '.join(cols)} FROM {table}"
+  return list(conn.execute(f"SELECT {', '.join(cols)} FROM {table}"))
 
 
 def shard_paths(workdir: str | os.PathLike) -> list[pathlib.Path]:
@@ -412,9 +412,14 @@ class Store:
 
 
 def _query_file(path: pathlib.Path, sql: str, params: Sequence[Any], timeout: float) -> list[tuple]:
+  return _read_file(path, lambda conn: list(conn.execute(sql, params)), timeout)
+
+
+def _read_file(path: pathlib.Path, read, timeout: float) -> list[tuple]:
+  """`read(connection)` on a read connection to one store file, with the store's errors."""
   conn = _connect(path, busy_timeout_s=timeout, create=False)
   try:
-    return list(conn.execute(sql, params))
+    return read(conn)
   except sqlite3.OperationalError as e:
     if "no such table" in str(e):  # a shard created by a newer/older writer: nothing to read
       return []
@@ -434,8 +439,7 @@ def load(workdir: str | os.PathLike, table: str):
   cols = COLUMNS[table]
   frames = []
   for path in paths:
-    sql = _select_sql(path, table, 600.0)
-    rows = _query_file(path, sql, (), 600.0) if sql else []
+    rows = _read_file(path, lambda conn: _select_all(conn, table), 600.0)
     if rows:
       frames.append(pd.DataFrame.from_records(rows, columns=list(cols)))
   if not frames:
