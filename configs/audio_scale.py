@@ -26,6 +26,8 @@ same number of steps (equal compute; the 100-clip source sees ~48 epochs, the 1,
 Quick: 13.9 min end to end on the 2-core CPU (BENCHMARKS.md, "Audio studies end to end").
 """
 
+import pathlib
+
 import ml_collections
 
 from configs import audio_fsdd
@@ -61,8 +63,6 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
 
 def plot(workdir: str, *, layer: str = PLOT_LAYER, scores=PLOT_SCORES) -> list:
   """Writes scale.csv and the two scale figures of a finished run; returns their paths."""
-  import pathlib  # noqa: PLC0415
-
   from jtransfer.analysis import scale  # noqa: PLC0415
 
   _, figures = scale.run(workdir, ladder=LADDER, target=TARGET, layer=layer, score_names=scores)
