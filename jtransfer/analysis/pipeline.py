@@ -6,7 +6,17 @@ import sqlite3
 
 import pandas as pd
 
-from jtransfer.analysis import breakdown, figures, penalty, selection, stability, tables
+from jtransfer.analysis import (
+  breakdown,
+  dependence,
+  figures,
+  penalty,
+  power,
+  selection,
+  stability,
+  tables,
+  versus,
+)
 from jtransfer.analysis import transfer_matrix as tm
 
 TABLES = ("checkpoints", "scores", "finetune")
@@ -42,6 +52,10 @@ class Analysis:
   stability_winner: pd.DataFrame
   transfer_matrix: pd.DataFrame
   asymmetry: pd.DataFrame
+  versus_checkpoint: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+  power_rho: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+  power_seeds: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+  source_gaps: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
   notes: list = dataclasses.field(default_factory=list)
   figures: dict = dataclasses.field(default_factory=dict)
 
@@ -149,6 +163,7 @@ def analyse(
     n_boot=n_boot,
     seed=seed,
     overrides=overrides,
+    keep_seeds=keep_seeds,
   )
   flagged = corr[corr["flag"] != ""]
   if not flagged.empty:
@@ -159,16 +174,28 @@ def analyse(
     )
   base = selection.compare_to_baselines(corr, metric="spearman")
 
+  pooled = dependence.merge_shared_init(joint, keys)
+  if shared := dependence.shared_summary(pooled):
+    notes.append(shared)
+  main = joint[(joint["setting"] == setting) & (joint["probe"] == probe)]
   sel = pd.concat(
     [
-      selection.select(joint, model_keys=keys).assign(breakdown="all"),
-      selection.select(joint[joint["setting"] == setting], model_keys=keys, by="step").assign(
-        breakdown="per_checkpoint"
-      ),
+      selection.select(pooled, model_keys=keys).assign(breakdown="all"),
+      selection.select(main, model_keys=keys, by="ckpt_index").assign(breakdown="per_checkpoint"),
     ],
     ignore_index=True,
   )
   sel_base = selection.compare_to_baselines(sel, metric="regret", better="lower")
+  vs = versus.versus_baseline(
+    main, model_keys=keys, keep_seeds=keep_seeds, n_boot=n_boot, seed=seed
+  )
+  focus_all = corr[
+    (corr["breakdown"] == "all")
+    & (corr["setting"] == setting)
+    & (corr["probe"] == probe)
+    & (corr["layer"] == focus_layer)
+  ]
+  vs_focus = vs[vs["layer"] == focus_layer] if not vs.empty else vs
 
   per_model = prepared.groupby([*keys, "target", "probe", "layer", "score"])["oriented"].mean()
   corr_all = corr[corr["breakdown"] == "all"]
@@ -200,6 +227,10 @@ def analyse(
     stability_winner=stability.winner_stability(corr_all),
     transfer_matrix=matrix,
     asymmetry=tm.asymmetry(matrix),
+    versus_checkpoint=vs,
+    power_rho=power.correlation_resolution(focus_all, vs_focus),
+    power_seeds=power.seed_spread(gt, setting=setting),
+    source_gaps=power.source_gaps(gt, setting=setting),
     notes=notes,
   )
 
@@ -258,6 +289,10 @@ CSV_TABLES = (
   "stability_winner",
   "transfer_matrix",
   "asymmetry",
+  "versus_checkpoint",
+  "power_rho",
+  "power_seeds",
+  "source_gaps",
 )
 
 

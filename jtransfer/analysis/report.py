@@ -10,11 +10,24 @@ import pandas as pd
 from jtransfer.analysis import published, signs
 
 INTERVALS = (
-  "Three intervals appear and mean different things: the **null band** ±tanh(1.96/√(n−3)) is "
-  "the thesis' 'Fisher 95% interval' around 0 — it depends only on n and says whether ρ is "
-  "significantly different from 0 (marked `*` when |ρ| is outside it); the **Bonett–Wright CI** "
-  "[lo, hi] is a 95% interval around the observed ρ (Fisher z, SE √((1+ρ²/2)/(n−3))); the "
-  "**bootstrap CI** is the 2.5–97.5 percentile of ρ over models resampled with replacement."
+  "Four intervals appear and mean different things: the **cluster bootstrap CI** (the default, "
+  "shown in the grids) is the 2.5–97.5 percentile of ρ over resamples that draw whole clusters "
+  "(sources when seeds are averaged, runs source × seed when kept; the shared step-0 model is "
+  "one cluster) with replacement and keep every model of a drawn cluster — the checkpoints of "
+  "one run are nested, not independent; the **null band** ±tanh(1.96/√(n−3)) is the thesis' "
+  "'Fisher 95% interval' around 0 — it depends only on n and assumes independent models (kept "
+  "as the thesis' reference); the **Bonett–Wright CI** is a Fisher-z interval around ρ; the "
+  "**bootstrap CI** resamples single models. Significance is one-sided in the score's declared "
+  "direction: `*` = the cluster CI lies above 0 (the null band when no cluster CI could be "
+  "computed); `†` = wrong direction (ρ significantly below 0: the score ranks models opposite "
+  "to its declared direction), never starred."
+)
+
+PROBE_ORIGIN = (
+  "probe `train`: a balanced sample per class from the TARGET's training split (jtransfer's "
+  "default). The thesis took the first 50 per class of the test loader, so its scores saw test "
+  "data; the train-split probe avoids that leakage. A `heldout` probe, where present, comes from "
+  "the test split and reintroduces it."
 )
 
 
@@ -31,8 +44,11 @@ def _cell(x, digits=3) -> str:
 def _rho_cell(row) -> str:
   if not np.isfinite(row["spearman"]):
     return f"– ({row['flag']})" if row.get("flag") else "–"
-  star = "*" if row["significant"] else ""
-  return f"{row['spearman']:.2f}{star} [{row['spearman_ci_lo']:.2f}, {row['spearman_ci_hi']:.2f}]"
+  mark = "†" if row.get("wrong_direction", False) else "*" if row["significant"] else ""
+  lo, hi = row.get("cluster_ci_lo", np.nan), row.get("cluster_ci_hi", np.nan)
+  if not (np.isfinite(lo) and np.isfinite(hi)):
+    lo, hi = row["spearman_ci_lo"], row["spearman_ci_hi"]  # Bonett–Wright when no clusters.
+  return f"{row['spearman']:.2f}{mark} [{lo:.2f}, {hi:.2f}]"
 
 
 class Doc:
@@ -151,6 +167,62 @@ def _focus(df, a, **extra):
   return df[m]
 
 
+def baseline_sentences(a) -> list[str]:
+  """Per target: which scores beat `checkpoint_index` at the focus layer, with the paired CI of
+  the difference of ρ; said plainly when none does. Undefined comparisons are never wins."""
+  from jtransfer.analysis import versus  # noqa: PLC0415
+
+  v = a.versus_checkpoint
+  if v is None or v.empty:
+    return ["No checkpoint_index rows: the comparison could not be made."]
+  v = v[v["layer"] == a.focus_layer]
+  out = []
+  for target in a.targets:
+    t = v[v["target"] == target].sort_values("diff", ascending=False)
+    if t.empty:
+      continue
+    rho_b = t["rho_baseline"].iloc[0]
+    head = f"**{target}**: `checkpoint_index` alone has ρ = {_cell(rho_b, 2)}"
+    diff = lambda r: f"{r.score} {r.diff:+.2f} [{r.diff_lo:+.2f}, {r.diff_hi:+.2f}]"  # noqa: E731
+    beats = t[t["verdict"] == versus.BEATS]
+    unresolved = t[t["verdict"] == versus.UNRESOLVED]
+    if beats.empty:
+      text = f"{head}. No score beats it"
+    else:
+      text = f"{head}. Beat it (interval above 0): " + ", ".join(map(diff, beats.itertuples()))
+    if len(unresolved):
+      text += "; higher but unresolved: " + ", ".join(map(diff, unresolved.itertuples()))
+    lower = t[t["verdict"] == versus.NOT_HIGHER]["score"]
+    if len(lower):
+      text += "; not higher: " + ", ".join(lower)
+    undefined = t[t["verdict"] == versus.UNDEFINED]["score"]
+    if len(undefined):
+      text += "; undefined (not counted as wins): " + ", ".join(undefined)
+    out.append(text + ".")
+  return out
+
+
+def power_section(d, a) -> None:
+  """What differences the run can resolve, and which thesis findings it can decide."""
+  d.h(2, "Power: what this run can resolve")
+  d.p(
+    "Per headline ρ (all models, focus layer): `rho_halfwidth` = half the cluster-bootstrap "
+    "interval (differences of ρ smaller than this are within the run's noise); "
+    "`diff_halfwidth` = half the paired interval of ρ − ρ(checkpoint_index)."
+  )
+  d.table(a.power_rho, digits=3)
+  d.p(
+    "Seed-to-seed spread of log-AUC: σ_s = RMS over models of the SD over seeds, k seeds; two "
+    "sources whose seed-mean log-AUCs differ by less than 1.96·σ_s·√(2/k) cannot be ranked."
+  )
+  d.table(a.power_seeds, digits=4)
+  from jtransfer.analysis import power  # noqa: PLC0415
+
+  lines = power.findings(a)
+  d.p("Thesis findings this run can and cannot decide:")
+  d.ul(lines or ["none of the thesis' findings can be checked with this run's sources/targets."])
+
+
 def write(a, workdir) -> pathlib.Path:
   workdir = pathlib.Path(workdir)
   d = Doc()
@@ -169,6 +241,7 @@ def write(a, workdir) -> pathlib.Path:
       f"layers: {', '.join(a.layers)}; focus layer: {a.focus_layer}",
       f"scores: {', '.join(sorted(set(s['score'])))}",
       f"main tables use setting `{a.setting}` and probe `{a.probe}`",
+      PROBE_ORIGIN,
       "ground truth: log-AUC = trapezoids of test accuracy over the fine-tune checkpoint index "
       "divided by K−1 (a mean accuracy over log-spaced steps), fine-tune seeds averaged; also "
       "final and best accuracy (analysis_ground_truth.csv)",
@@ -189,7 +262,8 @@ def write(a, workdir) -> pathlib.Path:
   d.p(INTERVALS)
   d.p(
     "Cells: Spearman ρ of the oriented score (lower-is-better scores negated, `dir` ↓) with "
-    "log-AUC, `*` = outside the null band, [Bonett–Wright 95% CI]. Bootstrap CIs, Pearson, "
+    "log-AUC, `*` = significant in the declared direction, `†` = wrong direction, [cluster "
+    "bootstrap 95% CI] (Bonett–Wright where no cluster CI exists). Every interval, Pearson, "
     "Kendall τ-b and weighted τ for every cell are in analysis_correlations.csv."
   )
   for target in a.targets:
@@ -200,7 +274,12 @@ def write(a, workdir) -> pathlib.Path:
       cols = [
         "score",
         "n",
+        "n_clusters",
         "spearman",
+        "cluster_ci_lo",
+        "cluster_ci_hi",
+        "significant",
+        "wrong_direction",
         "spearman_ci_lo",
         "spearman_ci_hi",
         "bootstrap_ci_lo",
@@ -217,7 +296,8 @@ def write(a, workdir) -> pathlib.Path:
   d.h(2, "Breakdowns (thesis section 3.3)")
   d.p(
     "Median Spearman ρ over the groups of each breakdown at the focus layer (per source: the "
-    "checkpoints of one source; per checkpoint: the sources at one pre-train step; per ft step: "
+    "checkpoints of one source; per checkpoint: the sources at one schedule position, whatever "
+    "its raw step in each source (analysis_correlations.csv `steps`); per ft step: "
     "accuracy at one fine-tune step instead of log-AUC); full tables in analysis_correlations.csv."
   )
   f = _focus(a.correlations, a)
@@ -239,18 +319,19 @@ def write(a, workdir) -> pathlib.Path:
       c for bl in signs.BASELINES for c in (f"spearman_{bl}", f"beats_{bl}")
     ]
     d.table(b[cols], digits=2)
-    beats_all = b[[f"beats_{bl}" for bl in signs.BASELINES]].fillna(True).all(axis=1)
-    d.p(
-      "Scores that beat every defined baseline at the focus layer: "
-      + (", ".join(sorted(set(b.loc[beats_all, "score"]))) or "none")
-      + "."
-    )
+  d.p(
+    "Against `checkpoint_index` (pre-training length alone), at the focus layer: the difference "
+    "ρ(score) − ρ(checkpoint_index) on the same models, with a paired cluster-bootstrap 95% "
+    "interval (analysis_versus_checkpoint.csv has every layer)."
+  )
+  d.ul(baseline_sentences(a))
 
   d.h(2, "Model selection")
   d.p(
     "Top-1 pick of each score over all models: regret = best achievable log-AUC − the pick's; "
     "pick_rank = the pick's rank by log-AUC (1 = best); top3_hit = the best model is in the "
-    "score's top 3. Per-checkpoint: picking a source at a fixed pre-train step (mean over steps)."
+    "score's top 3. Per-checkpoint: picking a source at one schedule position (mean over "
+    "positions; the raw steps of a position differ between sources with different epoch lengths)."
   )
   sel = _focus(a.selection, a, breakdown="all")
   if len(sel):
@@ -303,6 +384,8 @@ def write(a, workdir) -> pathlib.Path:
       d.table(f[f["score"].str.contains("-pc")][["target", "score", "spearman", "n"]], digits=3)
     else:
       d.p("No param_count rows in the store: the penalty could not be applied.")
+
+  power_section(d, a)
 
   d.h(2, "Stability across setups (Agostinelli et al.)")
   d.p(

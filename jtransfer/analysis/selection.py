@@ -17,6 +17,8 @@ def select(
     expected regret of breaking the tie at random).
   - pick_rank: rank of the pick among all models by truth (1 = best; ties get the lower rank).
   - top3_hit: a truly best model is among the score's top 3 (ties at rank 3 included).
+  With by="ckpt_index" (picking a source at one schedule position), `steps` lists the raw steps
+  of that position.
   """
   keys = CONTEXT + ([by] if by else [])
   s_all = joint["oriented"].to_numpy(dtype=float)
@@ -25,6 +27,7 @@ def select(
   for k in model_keys[1:]:
     labels = labels + "/" + joint[k].astype(str)
   labels = labels.to_numpy()
+  steps_all = joint["step"].to_numpy() if "step" in joint else None
   rows = []
   for key, idx in joint.groupby(keys, sort=True, dropna=False).indices.items():
     idx = idx[np.isfinite(s_all[idx]) & np.isfinite(t_all[idx])]
@@ -37,6 +40,8 @@ def select(
     score_rank = stats.rankdata(-s, method="min")
     row = dict(zip(keys, key, strict=True))
     row["group"] = "all" if by is None else str(key[-1])
+    if by == "ckpt_index" and steps_all is not None:
+      row["steps"] = ",".join(str(int(v)) for v in sorted(set(steps_all[idx])))
     row.update(
       n=int(idx.size),
       pick=labels[idx[np.argmax(picked)]],

@@ -1,10 +1,17 @@
-"""Correlation of a transferability score with the ground truth, with three kinds of interval.
+"""Correlation of a transferability score with the ground truth, with four kinds of interval.
 
 - `null_band(n)`: the thesis' "Fisher 95% interval", ±tanh(1.96/√(n−3)) around 0. It depends only
   on n: a ρ outside it is significantly different from 0. It is *not* an interval for ρ.
 - `bonett_wright_ci(rho, n)`: a 95% interval around the observed Spearman ρ (Fisher z with the
   Bonett & Wright 2000 standard error √((1 + ρ²/2)/(n − 3))).
 - bootstrap over models: percentile interval of Spearman ρ over resampled models.
+- cluster bootstrap (`cluster_bootstrap`): the same over resampled clusters (runs or sources),
+  the default interval: the checkpoints of one run are not independent models.
+
+Significance is one-sided, in the score's declared direction (scores arrive oriented, so that is
+ρ > 0): `significant` = the cluster interval lies above 0 (the thesis' null band, one-sided, when
+no cluster interval was computed); a ρ significantly below 0 is `wrong_direction`, never
+significant.
 
 All coefficients come from `scipy.stats`; lower-is-better scores are negated first so that a
 positive coefficient always means "the score ranks models the way fine-tuning does".
@@ -12,6 +19,8 @@ positive coefficient always means "the score ranks models the way fine-tuning do
 
 import numpy as np
 from scipy import stats
+
+from jtransfer.analysis import cluster_bootstrap as cb
 
 Z95 = 1.959963984540054  # Normal 97.5% quantile.
 MIN_N = 4  # Fisher-z intervals need n > 3.
@@ -88,24 +97,52 @@ def _nan_result(n: int, flag: str, higher_is_better: bool) -> dict:
     "null_band": null_band(n),
     "bootstrap_ci": (nan, nan),
     "bootstrap_valid": 0,
+    "cluster_ci": (nan, nan),
+    "cluster_valid": 0,
+    "n_clusters": 0,
     "pearson": nan,
     "pearson_p": nan,
     "kendall": nan,
     "kendall_p": nan,
     "weighted_tau": nan,
     "significant": False,
+    "significant_null": False,
+    "wrong_direction": False,
     "higher_is_better": higher_is_better,
     "flag": flag,
   }
 
 
-def correlate(score, truth, *, higher_is_better: bool = True, n_boot: int = 1000, seed: int = 0):
+def direction_verdict(rho: float, band_hi: float, cluster_ci: tuple[float, float]):
+  """(significant, significant_null, wrong_direction) of an oriented ρ, one-sided.
+
+  The cluster interval decides when it exists; the thesis' null band otherwise (and always for
+  `significant_null`, kept as the thesis' reference).
+  """
+  lo, hi = cluster_ci
+  sig_null = bool(rho > band_hi)
+  if np.isfinite(lo) and np.isfinite(hi):
+    return bool(lo > 0), sig_null, bool(hi < 0)
+  return sig_null, sig_null, bool(rho < -band_hi)
+
+
+def correlate(
+  score,
+  truth,
+  *,
+  higher_is_better: bool = True,
+  n_boot: int = 1000,
+  seed: int = 0,
+  clusters=None,
+):
   """Correlation statistics of `score` with `truth` over models (1-D, same length, finite).
 
   Returns a dict: n, spearman (+ _p), spearman_ci (Bonett–Wright), null_band, bootstrap_ci
-  (+ bootstrap_valid), pearson (+ _p), kendall (τ-b, + _p), weighted_tau, significant
-  (ρ outside the null band), higher_is_better, flag ("" when fine, else why values are NaN:
-  "n<4", "constant score", "constant truth").
+  (+ bootstrap_valid), cluster_ci (+ cluster_valid, n_clusters; resampling `clusters`, a label
+  per model, else every model its own cluster), pearson (+ _p), kendall (τ-b, + _p),
+  weighted_tau, significant / significant_null / wrong_direction (one-sided in the declared
+  direction, see the module docs), higher_is_better, flag ("" when fine, else why values are
+  NaN: "n<4", "constant score", "constant truth").
   """
   x = np.asarray(score, dtype=float)
   y = np.asarray(truth, dtype=float)
@@ -115,6 +152,9 @@ def correlate(score, truth, *, higher_is_better: bool = True, n_boot: int = 1000
     raise ValueError("score contains NaN or Inf; drop those models before correlating")
   if not np.all(np.isfinite(y)):
     raise ValueError("truth contains NaN or Inf; drop those models before correlating")
+  labels = np.arange(x.size) if clusters is None else np.asarray(clusters)
+  if labels.shape != x.shape:
+    raise ValueError(f"clusters must give one label per model, got {labels.shape} for {x.shape}")
   if not higher_is_better:
     x = -x
   n = int(x.size)
@@ -132,6 +172,12 @@ def correlate(score, truth, *, higher_is_better: bool = True, n_boot: int = 1000
   rho = float(sp.statistic)
   band = null_band(n)
   boot_lo, boot_hi, valid = bootstrap_spearman(x, y, n_boot=n_boot, seed=seed)
+  n_clusters = int(np.unique(labels).size)
+  if n_clusters == n:  # One model per cluster: the row bootstrap, same draws.
+    c_lo, c_hi, c_valid = boot_lo, boot_hi, valid
+  else:
+    c_lo, c_hi, c_valid = cb.spearman_ci(x, y, labels, n_boot=n_boot, seed=seed)
+  sig, sig_null, wrong = direction_verdict(rho, band[1], (c_lo, c_hi))
   return {
     "n": n,
     "spearman": rho,
@@ -140,12 +186,17 @@ def correlate(score, truth, *, higher_is_better: bool = True, n_boot: int = 1000
     "null_band": band,
     "bootstrap_ci": (boot_lo, boot_hi),
     "bootstrap_valid": valid,
+    "cluster_ci": (c_lo, c_hi),
+    "cluster_valid": c_valid,
+    "n_clusters": n_clusters,
     "pearson": float(pe.statistic),
     "pearson_p": float(pe.pvalue),
     "kendall": float(kt.statistic),
     "kendall_p": float(kt.pvalue),
     "weighted_tau": float(wt.statistic),
-    "significant": bool(abs(rho) > band[1]),
+    "significant": sig,
+    "significant_null": sig_null,
+    "wrong_direction": wrong,
     "higher_is_better": higher_is_better,
     "flag": "",
   }

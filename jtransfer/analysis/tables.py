@@ -37,12 +37,43 @@ def model_keys(keep_seeds: bool) -> list[str]:
   return ["source", "arch", "seed", "step"] if keep_seeds else ["source", "arch", "step"]
 
 
+LAYERLESS = ("", "-")  # How the score job stores a score with no layer (LEEP, NCE, baselines).
+
+
+def spread_layerless(df: pd.DataFrame) -> pd.DataFrame:
+  """Copies every row stored without a layer onto every real layer, and every baseline row of
+  a probe-less score onto every probe; the layer-less rows themselves are then dropped.
+
+  A score keeps its own rows where it has any at a real layer (a layer-less copy never
+  overwrites a measured value).
+  """
+  layerless = df["layer"].isin(LAYERLESS)
+  real_layers = sorted(set(df.loc[~layerless, "layer"]))
+  if not real_layers or not layerless.any():
+    out = df
+  else:
+    spread = (
+      df[layerless].drop(columns="layer").merge(pd.DataFrame({"layer": real_layers}), how="cross")
+    )
+    out = pd.concat([df[~layerless], spread], ignore_index=True)
+    key = ["source", "arch", "seed", "step", "target", "probe", "layer", "score"]
+    out = out.drop_duplicates(key, keep="first")
+  probes = sorted(set(out.loc[~out["score"].isin(signs.BASELINES), "probe"]))
+  parts = []
+  for _, grp in out.groupby("score", sort=False):
+    if probes and not set(grp["probe"]) & set(probes):
+      grp = grp.drop(columns="probe").merge(pd.DataFrame({"probe": probes}), how="cross")
+    parts.append(grp)
+  return pd.concat(parts, ignore_index=True) if parts else out
+
+
 def prepare_scores(
   scores: pd.DataFrame, *, overrides: Mapping[str, bool] | None = None
 ) -> pd.DataFrame:
-  """Checks the scores table, drops non-finite values, spreads layer-less baselines over every
-  layer (and probe-less ones over every probe), derives `checkpoint_index` when it is not stored,
-  and adds `oriented` (lower-is-better scores negated)."""
+  """Checks the scores table, drops non-finite values, spreads layer-less scores (baselines,
+  LEEP, NCE; layer "-") over every layer (and probe-less baselines over every probe), derives
+  `checkpoint_index` (rank of the step within its run) when it is not stored, and adds
+  `oriented` (lower-is-better scores negated)."""
   required = {"source", "seed", "step", "target", "layer", "score", "value"}
   missing = sorted(required - set(scores.columns))
   if missing:
@@ -59,24 +90,12 @@ def prepare_scores(
   dropped = int((~finite).sum())
   df = df[finite]
 
-  features = df[~df["score"].isin(signs.BASELINES)]
-  feature_layers = sorted(set(features["layer"]))
-  feature_probes = sorted(set(features["probe"]))
-  parts = []
-  for _, grp in df.groupby("score", sort=False):
-    # A baseline stored once per model (layer "" or "-") applies to every layer and probe.
-    if feature_layers and not set(grp["layer"]) & set(feature_layers):
-      grp = grp.drop(columns="layer").merge(pd.DataFrame({"layer": feature_layers}), how="cross")
-    if feature_probes and not set(grp["probe"]) & set(feature_probes):
-      grp = grp.drop(columns="probe").merge(pd.DataFrame({"probe": feature_probes}), how="cross")
-    parts.append(grp)
-  df = pd.concat(parts, ignore_index=True) if parts else df
-
+  df = spread_layerless(df)
   if "checkpoint_index" not in set(df["score"]) and not df.empty:
-    # Pre-training length as a rank: the index of `step` among the stored steps of its source.
+    # Schedule position as a rank: the index of `step` among the stored steps of its run.
     base = df.drop_duplicates(["source", "arch", "seed", "step", "target", "probe", "layer"])
     base = base.drop(columns=["score", "value"]).copy()
-    base["value"] = base.groupby(["source", "arch"])["step"].rank(method="dense") - 1.0
+    base["value"] = base.groupby(["source", "arch", "seed"])["step"].rank(method="dense") - 1.0
     base["score"] = "checkpoint_index"
     df = pd.concat([df, base], ignore_index=True)
   out = signs.orient(df, overrides)
@@ -99,7 +118,19 @@ def joint(
   extra = [c for c in ("ft_step",) if c in truth.columns]
   t = truth.groupby([*keys, "target", "setting", *extra], dropna=False)[truth_cols].mean()
   t = t.reset_index()
-  return s.merge(t, on=[*keys, "target"], how="inner")
+  out = s.merge(t, on=[*keys, "target"], how="inner")
+  return out.merge(checkpoint_positions(scores, keys), on=keys, how="left")
+
+
+def checkpoint_positions(scores: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+  """`ckpt_index` per model: the schedule position (the checkpoint_index score, stored or
+  derived), the axis on which checkpoints of different sources line up; their raw steps differ
+  when the sources' epochs have different lengths."""
+  ci = scores[scores["score"] == "checkpoint_index"]
+  if ci.empty:
+    raise ValueError("no checkpoint_index rows: call prepare_scores first")
+  pos = ci.groupby(keys, dropna=False)["value"].mean().round().astype(int)
+  return pos.rename("ckpt_index").reset_index()
 
 
 def ground_truth_tables(finetune: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,6 +10,7 @@ import pandas as pd
 
 MODEL_KEYS = ("source", "arch", "seed", "step")
 SCRATCH = "scratch"
+NON_SOURCES = (SCRATCH, "random_init")  # Fine-tune baselines, not pre-training sources.
 
 
 def log_auc(curve) -> float | np.ndarray:
