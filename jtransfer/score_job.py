@@ -14,9 +14,11 @@ transferred model sees when it is fine-tuned on the target. Sources trained with
 the probe shifted relative to their training inputs, as they see the target data in fine-tuning;
 per-source normalisation would give every source a different probe and break "the same probe
 for every checkpoint". Probe name
-(`probe` column): the split it comes from ("train", the thesis' choice). `heldout_probe=True`
-adds a second probe of the same size from the other split (train <-> test), named "heldout": the
-neural-collapse paper's "ideal measure" uses validation data as well as training data.
+(`probe` column): the split it comes from ("train" by default). The thesis took the first 50 per
+class of the TEST loader, so its scores saw test data; jtransfer's default train-split probe
+avoids that leakage. `heldout_probe=True` adds a second probe of the same size from the other
+split (train <-> test), named "heldout": the neural-collapse paper's "ideal measure" uses
+validation data as well as training data; from the test split it reintroduces the leakage.
 
 Checkpoints. By default every row of the workdir's `checkpoints` table (the pre-training job
 writes one per (source, arch, seed, step) with its `path`, relative to the workdir); or an

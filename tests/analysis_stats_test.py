@@ -73,7 +73,8 @@ def test_correlate_matches_independent_formulas_and_scipy():
   lo, hi = r["spearman_ci"]
   assert lo < r["spearman"] < hi
   assert r["null_band"] == pytest.approx(null_band(15))
-  assert r["significant"] == (abs(r["spearman"]) > null_band(15)[1])
+  # One-sided in the declared direction (n_boot=0: no cluster interval, the null band decides).
+  assert r["significant"] == (r["spearman"] > null_band(15)[1]) and not r["wrong_direction"]
   assert r["flag"] == ""
 
 

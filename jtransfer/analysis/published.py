@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 
+from jtransfer.analysis.truth import NON_SOURCES
+
 THESIS = {
   "models": 72,  # 6 sources × 12 checkpoints, seeds averaged.
   "epochs": 100,
@@ -37,13 +39,15 @@ def compare(a) -> pd.DataFrame:
   ]
   if len(r):
     r = r.iloc[0]
+    kind = "cluster" if np.isfinite(r.get("cluster_ci_lo", np.nan)) else "spearman"
     rows.append(
       dict(
         finding="RSA at pool2, Spearman ρ vs log-AUC, all models, target MNIST",
         thesis=f"≈ {THESIS['rsa_pool2_rho_mnist']} (n = {THESIS['models']})",
-        ours=f"{_fmt(r['spearman'], 2)} [{_fmt(r['spearman_ci_lo'], 2)}, "
-        f"{_fmt(r['spearman_ci_hi'], 2)}] (n = {int(r['n'])})",
-        note="same score direction (RSA ↑); interval is Bonett–Wright",
+        ours=f"{_fmt(r['spearman'], 2)} [{_fmt(r[f'{kind}_ci_lo'], 2)}, "
+        f"{_fmt(r[f'{kind}_ci_hi'], 2)}] (n = {int(r['n'])})",
+        note="same score direction (RSA ↑); interval is "
+        + ("the cluster bootstrap" if kind == "cluster" else "Bonett–Wright"),
       )
     )
 
@@ -79,7 +83,8 @@ def compare(a) -> pd.DataFrame:
       )
 
   gt = a.ground_truth
-  g = gt[(gt["target"] == "mnist") & (gt["setting"] == full) & (gt["source"] != "scratch")]
+  # Only pre-training sources: scratch and random_init are fine-tune baselines, not sources.
+  g = gt[(gt["target"] == "mnist") & (gt["setting"] == full) & ~gt["source"].isin(NON_SOURCES)]
   if len(g) and any(src in set(g["source"]) for src in NOISE_SOURCES):
     g = g[g["step"] == g.groupby(["source", "arch"])["step"].transform("max")]
     order = g.groupby("source")["log_auc"].mean().sort_values()

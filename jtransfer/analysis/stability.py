@@ -42,6 +42,8 @@ def model_ranking_stability(scores: pd.DataFrame, *, model_keys: list[str]) -> p
           pair = wide[[a, b]].dropna()
           if len(pair) < 2:
             continue
+          if axis == "layer" and np.array_equal(pair[a].to_numpy(), pair[b].to_numpy()):
+            continue  # A layer-less score (LEEP, NCE) copied to every layer: nothing to compare.
           taus.append(_tau(pair[a].to_numpy(), pair[b].to_numpy()))
           same_top.append(pair[a].idxmax() == pair[b].idxmax())
       if taus:

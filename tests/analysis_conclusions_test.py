@@ -1,0 +1,188 @@
+"""The report's conclusions on a constructed full-protocol study where pre-training length alone
+predicts transfer best: baselines at every layer, the shared step-0 model once, per-checkpoint
+groups by schedule position, findings without fine-tune baselines, and the power statement."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from jtransfer.analysis import dependence, pipeline, power, published, report, tables
+
+# Epoch lengths of the full protocol: batch-64 sources, MNIST 0-4 and MNIST 5-9.
+EPOCH = {"mnist": 937, "fashion_mnist": 937, "mnist_split_0_4": 956, "mnist_split_5_9": 918,
+         "mnist_noise": 937, "mnist_noise_struct": 937}  # fmt: skip
+EFFECT = {"mnist": 1.0, "fashion_mnist": 0.6, "mnist_split_0_4": 0.9, "mnist_split_5_9": 0.8,
+          "mnist_noise": 0.1, "mnist_noise_struct": 0.2}  # fmt: skip
+INDICES = (0, 1, 2, 3, 4)
+SEEDS = (0, 1)
+FT_STEPS = (0, 1, 3, 10)
+LAYERS = ("conv1", "pool2")
+
+
+def _curve(rate):
+  return [0.1 + 0.8 * (1 - np.exp(-(j + 1) * rate)) for j in FT_STEPS]
+
+
+def _model(src, idx, seed, rng):
+  """(scores at real layers, layer-less scores, fine-tune curve) of one checkpoint. Step 0 is
+  the same network for every source (depends on the seed only)."""
+  if idx == 0:
+    q, noise = 0.0, np.random.default_rng(100 + seed).normal(size=3)
+  else:
+    q, noise = idx + 0.3 * EFFECT[src], rng.normal(size=3)
+  rsa = EFFECT[src] * (idx > 0) + 0.5 * noise[0]  # tracks the source, not the length
+  two_nn = 10 + idx + 0.2 * noise[1]  # lower is better, yet grows with quality: wrong way
+  layer = {"rsa": rsa, "two_nn": two_nn, "h_score": 1.0}
+  layerless = {"leep": -2 + 0.3 * noise[2], "nce": -1 + 0.3 * noise[1], "param_count": 1e5,
+               "checkpoint_index": float(idx)}  # fmt: skip
+  rate = 0.05 + 0.05 * q + 0.002 * (seed - 0.5)
+  return layer, layerless, _curve(rate)
+
+
+def _study(seed=0):
+  rng = np.random.default_rng(seed)
+  sc, ft = [], []
+  for src in EPOCH:
+    for s in SEEDS:
+      for idx in INDICES:
+        key = dict(source=src, arch="cnn", seed=s, step=idx * EPOCH[src], target="mnist")
+        layer, layerless, curve = _model(src, idx, s, rng)
+        for name, v in layer.items():
+          sc += [dict(key, probe="train", layer=ly, score=name, value=v) for ly in LAYERS]
+        sc += [dict(key, probe="train", layer="-", score=n, value=v) for n, v in layerless.items()]
+        pts = zip(FT_STEPS, curve, strict=True)
+        ft += [dict(key, mode="full", ft_step=f, test_acc=a) for f, a in pts]
+  for s in SEEDS:  # Fine-tune baselines, worst of all; they have no scores.
+    for base, rate in (("scratch", 0.02), ("random_init", 0.01)):
+      key = dict(source=base, arch="cnn", seed=s, step=0, target="mnist", mode="full")
+      curve = _curve(rate + 0.001 * s)
+      ft += [dict(key, ft_step=f, test_acc=a) for f, a in zip(FT_STEPS, curve, strict=True)]
+  return pd.DataFrame(sc), pd.DataFrame(ft)
+
+
+@pytest.fixture(scope="module")
+def study():
+  sc, ft = _study()
+  return sc, ft, pipeline.analyse(sc, ft, n_boot=300)
+
+
+def test_layerless_baselines_reach_every_layer_despite_leep_and_nce(study):
+  sc, _, a = study
+  prepared = tables.prepare_scores(sc)
+  assert "-" not in set(prepared["layer"])
+  for name in ("checkpoint_index", "param_count", "leep", "nce"):
+    assert set(prepared.loc[prepared["score"] == name, "layer"]) == set(LAYERS), name
+  b = a.baselines[a.baselines["breakdown"] == "all"]
+  assert set(b["layer"]) == set(LAYERS)
+  assert np.isfinite(b["spearman_checkpoint_index"].to_numpy(dtype=float)).all()
+
+
+def test_shared_step0_model_is_counted_once(study):
+  _, _, a = study
+  c = a.correlations
+  rsa = c[(c["breakdown"] == "all") & (c["score"] == "rsa") & (c["layer"] == "pool2")].iloc[0]
+  assert rsa["n"] == 6 * 4 + 1 and rsa["n_clusters"] == 7  # 6 sources + the shared init
+  assert any("counted once" in n for n in a.notes)
+  # The pooled ρ is scipy's on the seed-averaged models with the six step-0 copies made one.
+  j = a.joint[(a.joint["score"] == "rsa") & (a.joint["layer"] == "pool2")]
+  j = pd.concat([j[j["step"] > 0], j[j["step"] == 0].iloc[:1]])
+  assert rsa["spearman"] == pytest.approx(sps.spearmanr(j["oriented"], j["log_auc"]).statistic)
+  # Per source, every source keeps its own step-0 model.
+  per_source = c[(c["breakdown"] == "per_source") & (c["score"] == "rsa") & (c["layer"] == "pool2")]
+  assert set(per_source["n"]) == {5}
+
+
+def test_report_says_no_score_beats_checkpoint_index(study, tmp_path):
+  _, _, a = study
+  line = next(x for x in report.baseline_sentences(a) if x.startswith("**mnist**"))
+  assert "No score beats it" in line and "Beat it" not in line
+  assert "h_score" in line.split("undefined (not counted as wins):")[1]  # constant score
+  v = a.versus_checkpoint
+  assert not v["verdict"].isin(["beats"]).any()
+  two_nn = v[(v["score"] == "two_nn") & (v["layer"] == "pool2")].iloc[0]
+  assert two_nn["diff"] < 0 and two_nn["diff_hi"] < 0  # resolved: worse than the baseline
+  md = report.write(a, tmp_path).read_text()
+  assert "No score beats it" in md and "beat every defined baseline" not in md
+  # two_nn ranks models backwards: marked wrong direction, never starred.
+  c = a.correlations
+  row = c[(c["breakdown"] == "all") & (c["score"] == "two_nn") & (c["layer"] == "pool2")].iloc[0]
+  assert row["wrong_direction"] and not row["significant"]
+  assert report._rho_cell(row).startswith(f"{row['spearman']:.2f}†")
+
+
+def test_per_checkpoint_groups_hold_every_source_on_a_full_schedule(study):
+  _, _, a = study
+  c = a.correlations
+  pc = c[(c["breakdown"] == "per_checkpoint") & (c["score"] == "rsa") & (c["layer"] == "pool2")]
+  assert sorted(pc["group"]) == ["0", "1", "2", "3", "4"]
+  assert set(pc["n"]) == {6}
+  one = pc[pc["group"] == "1"].iloc[0]
+  assert one["steps"] == "918,937,956"
+  sel = a.selection[
+    (a.selection["breakdown"] == "per_checkpoint") & (a.selection["score"] == "rsa")
+  ]
+  assert set(sel["n"]) == {6} and len(sel) == 5 * len(LAYERS)
+
+
+def test_stored_checkpoint_index_is_the_grouping_axis():
+  sc, ft = _study()
+  # Positions in a log-spaced schedule (not the rank of the step): 0, 3, 5, 7, 9.
+  ci = sc["score"] == "checkpoint_index"
+  sc.loc[ci, "value"] = sc.loc[ci, "value"].map({0: 0, 1: 3, 2: 5, 3: 7, 4: 9})
+  a = pipeline.analyse(sc, ft, n_boot=0)
+  pc = a.correlations[a.correlations["breakdown"] == "per_checkpoint"]
+  assert set(pc["group"]) == {"0", "3", "5", "7", "9"} and set(pc["n"]) == {6}
+
+
+def test_derived_checkpoint_index_ranks_steps_within_each_run():
+  sc, _ = _study()
+  sc = sc[sc["score"] != "checkpoint_index"]
+  # One seed lacks a checkpoint: its later steps keep their own run's positions.
+  sc = sc[~((sc["source"] == "mnist") & (sc["seed"] == 1) & (sc["step"] == 937))]
+  p = tables.prepare_scores(sc)
+  ci = p[(p["score"] == "checkpoint_index") & (p["source"] == "mnist")]
+  got = ci.groupby(["seed", "step"])["value"].first()
+  assert got.loc[(0, 1874)] == 2 and got.loc[(1, 1874)] == 1
+
+
+def test_noise_finding_ignores_fine_tune_baselines(study):
+  _, _, a = study
+  gt = a.ground_truth
+  worst = gt[gt["setting"] == "full"].groupby("source")["log_auc"].mean().idxmin()
+  assert worst == "random_init"  # the unflattering case the check must not count as a source
+  row = (
+    published.compare(a)
+    .set_index("finding")
+    .loc["noise sources transfer worst (log-AUC, longest pre-training, target MNIST)"]
+  )
+  assert row["ours"].startswith("yes") and "random_init" not in row["ours"]
+
+
+def test_power_numbers_by_hand(study):
+  _, ft, a = study
+  gt = a.ground_truth
+  g = gt[~gt["source"].isin(["scratch", "random_init"])]
+  sd = g.groupby(["source", "step"])["log_auc"].std(ddof=1).to_numpy()
+  sigma = np.sqrt(np.mean(sd**2))
+  s = a.power_seeds.iloc[0]
+  assert s["sigma_s"] == pytest.approx(sigma) and s["k"] == 2
+  assert s["resolvable_gap"] == pytest.approx(1.959963984540054 * sigma * np.sqrt(2 / 2))
+  r = a.power_rho.set_index("score").loc["rsa"]
+  c = a.correlations
+  row = c[(c["breakdown"] == "all") & (c["score"] == "rsa") & (c["layer"] == "pool2")].iloc[0]
+  assert r["rho_halfwidth"] == pytest.approx((row["cluster_ci_hi"] - row["cluster_ci_lo"]) / 2)
+  lines = power.findings(a)
+  assert any(x.startswith("noise sources transfer worst (MNIST): **decided**") for x in lines)
+  assert any("scores vs checkpoint_index (mnist, pool2)" in x for x in lines)
+
+
+def test_merge_shared_init_leaves_distinct_initialisations_alone():
+  j = pd.DataFrame(
+    dict(source=["a", "b", "c", "a"], arch="cnn", step=[0, 0, 0, 5], target="t", setting="full",
+         probe="train", layer="l", score="rsa", oriented=[1.0, 1.0, 2.0, 3.0],
+         log_auc=[0.5, 0.5, 0.5, 0.9])
+  )  # fmt: skip
+  out = dependence.merge_shared_init(j, ["source", "arch", "step"])
+  assert sorted(out["source"]) == ["a", "c", dependence.SHARED_INIT]
+  assert out.loc[out["source"] == dependence.SHARED_INIT, "n_shared"].item() == 2
