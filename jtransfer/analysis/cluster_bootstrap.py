@@ -20,7 +20,9 @@ needs no expansion: the mid-rank of value v is (weight of values < v) + (weight 
 import numpy as np
 
 DEFAULT_BOOT = 1000
-MIN_CLUSTERS = 3  # Fewer clusters cannot say anything about cluster-to-cluster spread.
+# With C clusters a resample is one of C+1 choose C multisets (4 clusters: 35, most of them
+# repeating one or two clusters): percentiles over so few distinct values are not an interval.
+MIN_CLUSTERS = 5
 
 
 def cluster_draws(labels, *, n_boot: int, seed: int = 0) -> np.ndarray:

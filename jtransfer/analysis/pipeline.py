@@ -186,16 +186,6 @@ def analyse(
     ignore_index=True,
   )
   sel_base = selection.compare_to_baselines(sel, metric="regret", better="lower")
-  vs = versus.versus_baseline(
-    main, model_keys=keys, keep_seeds=keep_seeds, n_boot=n_boot, seed=seed
-  )
-  focus_all = corr[
-    (corr["breakdown"] == "all")
-    & (corr["setting"] == setting)
-    & (corr["probe"] == probe)
-    & (corr["layer"] == focus_layer)
-  ]
-  vs_focus = vs[vs["layer"] == focus_layer] if not vs.empty else vs
 
   per_model = prepared.groupby([*keys, "target", "probe", "layer", "score"])["oriented"].mean()
   corr_all = corr[corr["breakdown"] == "all"]
@@ -227,11 +217,41 @@ def analyse(
     stability_winner=stability.winner_stability(corr_all),
     transfer_matrix=matrix,
     asymmetry=tm.asymmetry(matrix),
+    **_conclusions(
+      main,
+      corr,
+      gt,
+      keys=keys,
+      keep_seeds=keep_seeds,
+      context=(setting, probe, focus_layer),
+      n_boot=n_boot,
+      seed=seed,
+    ),
+    notes=notes,
+  )
+
+
+def _conclusions(main, corr, gt, *, keys, keep_seeds, context, n_boot, seed) -> dict:
+  """The comparison with checkpoint_index and the power tables, on the main setting and probe
+  (`main`: the joint restricted to them; `corr`: every correlation; context: setting, probe,
+  focus layer)."""
+  setting, probe, focus_layer = context
+  vs = versus.versus_baseline(
+    main, model_keys=keys, keep_seeds=keep_seeds, n_boot=n_boot, seed=seed
+  )
+  focus_all = corr[
+    (corr["breakdown"] == "all")
+    & (corr["setting"] == setting)
+    & (corr["probe"] == probe)
+    & (corr["layer"] == focus_layer)
+  ]
+  return dict(
     versus_checkpoint=vs,
-    power_rho=power.correlation_resolution(focus_all, vs_focus),
+    power_rho=power.correlation_resolution(
+      focus_all, vs[vs["layer"] == focus_layer] if not vs.empty else vs
+    ),
     power_seeds=power.seed_spread(gt, setting=setting),
     source_gaps=power.source_gaps(gt, setting=setting),
-    notes=notes,
   )
 
 

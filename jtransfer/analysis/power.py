@@ -50,7 +50,8 @@ def source_gaps(gt: pd.DataFrame, *, setting: str, value: str = "log_auc") -> pd
 def correlation_resolution(corr_focus: pd.DataFrame, versus: pd.DataFrame) -> pd.DataFrame:
   """Per (target, score) at one context: ρ, the half-width of its cluster interval, and the
   half-width of the paired interval of ρ − ρ(checkpoint_index)."""
-  c = corr_focus[["target", "score", "spearman", "cluster_ci_lo", "cluster_ci_hi", "n"]].copy()
+  cols = ["target", "score", "spearman", "cluster_ci_lo", "cluster_ci_hi", "n", "n_clusters"]
+  c = corr_focus[cols].copy()
   c["rho_halfwidth"] = (c["cluster_ci_hi"] - c["cluster_ci_lo"]) / 2.0
   if versus is not None and not versus.empty:
     v = versus[["target", "score", "diff_lo", "diff_hi"]].copy()
@@ -84,9 +85,14 @@ def _rsa_finding(a) -> str | None:
   c = a.correlations
   r = c[(c["breakdown"] == "all") & (c["target"] == "mnist") & (c["setting"] == a.setting)]
   r = r[(r["probe"] == a.probe) & (r["layer"] == "pool2") & (r["score"] == "rsa")]
-  if r.empty or not np.isfinite(r["cluster_ci_lo"].iloc[0]):
+  if r.empty:
     return None
   want = THESIS["rsa_pool2_rho_mnist"]
+  if not np.isfinite(r["cluster_ci_lo"].iloc[0]):
+    return (
+      f"RSA at pool2 ρ ≈ {want} (MNIST): **cannot decide** — {int(r['n_clusters'].iloc[0])} "
+      "independent clusters (sources / runs) are too few for an interval."
+    )
   lo, hi = float(r["cluster_ci_lo"].iloc[0]), float(r["cluster_ci_hi"].iloc[0])
   ci = f"ρ = {r['spearman'].iloc[0]:.2f}, cluster CI [{lo:.2f}, {hi:.2f}]"
   if not lo <= want <= hi:

@@ -18,9 +18,9 @@ INTERVALS = (
   "'Fisher 95% interval' around 0 — it depends only on n and assumes independent models (kept "
   "as the thesis' reference); the **Bonett–Wright CI** is a Fisher-z interval around ρ; the "
   "**bootstrap CI** resamples single models. Significance is one-sided in the score's declared "
-  "direction: `*` = the cluster CI lies above 0 (the null band when no cluster CI could be "
-  "computed); `†` = wrong direction (ρ significantly below 0: the score ranks models opposite "
-  "to its declared direction), never starred."
+  "direction: `*` = the cluster CI lies above 0 (the null band when no cluster CI exists: "
+  "fewer than 5 clusters); `†` = wrong direction (ρ significantly below 0: the score ranks "
+  "models opposite to its declared direction), never starred."
 )
 
 PROBE_ORIGIN = (

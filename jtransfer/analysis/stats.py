@@ -87,7 +87,7 @@ def bootstrap_spearman(x, y, *, n_boot: int, seed: int = 0) -> tuple[float, floa
   return (float(lo), float(hi), int(rho.size))
 
 
-def _nan_result(n: int, flag: str, higher_is_better: bool) -> dict:
+def _nan_result(n: int, flag: str, higher_is_better: bool, n_clusters: int = 0) -> dict:
   nan = float("nan")
   return {
     "n": n,
@@ -99,7 +99,7 @@ def _nan_result(n: int, flag: str, higher_is_better: bool) -> dict:
     "bootstrap_valid": 0,
     "cluster_ci": (nan, nan),
     "cluster_valid": 0,
-    "n_clusters": 0,
+    "n_clusters": n_clusters,
     "pearson": nan,
     "pearson_p": nan,
     "kendall": nan,
@@ -159,11 +159,11 @@ def correlate(
     x = -x
   n = int(x.size)
   if n < MIN_N:
-    return _nan_result(n, "n<4", higher_is_better)
+    return _nan_result(n, "n<4", higher_is_better, np.unique(labels).size)
   if np.ptp(x) == 0:
-    return _nan_result(n, "constant score", higher_is_better)
+    return _nan_result(n, "constant score", higher_is_better, np.unique(labels).size)
   if np.ptp(y) == 0:
-    return _nan_result(n, "constant truth", higher_is_better)
+    return _nan_result(n, "constant truth", higher_is_better, np.unique(labels).size)
 
   sp = stats.spearmanr(x, y)
   pe = stats.pearsonr(x, y)
@@ -177,7 +177,7 @@ def correlate(
     c_lo, c_hi, c_valid = boot_lo, boot_hi, valid
   else:
     c_lo, c_hi, c_valid = cb.spearman_ci(x, y, labels, n_boot=n_boot, seed=seed)
-  sig, sig_null, wrong = direction_verdict(rho, band[1], (c_lo, c_hi))
+  sig, sig_null, wrong = direction_verdict(rho, band[1], (c_lo, c_hi))  # NaN CI: null band
   return {
     "n": n,
     "spearman": rho,
