@@ -167,6 +167,13 @@ def _focus(df, a, **extra):
   return df[m]
 
 
+def _diff(r) -> str:
+  """ "score +0.12 [lo, hi]" of one versus row; says why when there is no interval."""
+  if np.isfinite(r.diff_lo) and np.isfinite(r.diff_hi):
+    return f"{r.score} {r.diff:+.2f} [{r.diff_lo:+.2f}, {r.diff_hi:+.2f}]"
+  return f"{r.score} {r.diff:+.2f} (no interval: {r.n_clusters} clusters)"
+
+
 def baseline_sentences(a) -> list[str]:
   """Per target: which scores beat `checkpoint_index` at the focus layer, with the paired CI of
   the difference of ρ; said plainly when none does. Undefined comparisons are never wins."""
@@ -183,15 +190,14 @@ def baseline_sentences(a) -> list[str]:
       continue
     rho_b = t["rho_baseline"].iloc[0]
     head = f"**{target}**: `checkpoint_index` alone has ρ = {_cell(rho_b, 2)}"
-    diff = lambda r: f"{r.score} {r.diff:+.2f} [{r.diff_lo:+.2f}, {r.diff_hi:+.2f}]"  # noqa: E731
     beats = t[t["verdict"] == versus.BEATS]
     unresolved = t[t["verdict"] == versus.UNRESOLVED]
     if beats.empty:
       text = f"{head}. No score beats it"
     else:
-      text = f"{head}. Beat it (interval above 0): " + ", ".join(map(diff, beats.itertuples()))
+      text = f"{head}. Beat it (interval above 0): " + ", ".join(map(_diff, beats.itertuples()))
     if len(unresolved):
-      text += "; higher but unresolved: " + ", ".join(map(diff, unresolved.itertuples()))
+      text += "; higher but unresolved: " + ", ".join(map(_diff, unresolved.itertuples()))
     lower = t[t["verdict"] == versus.NOT_HIGHER]["score"]
     if len(lower):
       text += "; not higher: " + ", ".join(lower)
