@@ -186,3 +186,15 @@ def test_merge_shared_init_leaves_distinct_initialisations_alone():
   out = dependence.merge_shared_init(j, ["source", "arch", "step"])
   assert sorted(out["source"]) == ["a", "c", dependence.SHARED_INIT]
   assert out.loc[out["source"] == dependence.SHARED_INIT, "n_shared"].item() == 2
+
+
+def test_report_shows_each_schedule_position_with_its_steps(study):
+  _, _, a = study
+  t = report.per_checkpoint_table(a)
+  assert list(t["position"]) == [0, 1, 2, 3, 4] and set(t["n"]) == {6}
+  assert t.set_index("position").loc[2, "steps"] == "1836,1874,1912"
+  c = a.correlations
+  rsa = c[(c["breakdown"] == "per_checkpoint") & (c["score"] == "rsa") & (c["layer"] == "pool2")]
+  assert t.set_index("position").loc[3, "rsa"] == pytest.approx(
+    rsa.set_index("group").loc["3", "spearman"]
+  )

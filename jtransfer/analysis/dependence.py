@@ -33,14 +33,18 @@ def _same(a, b) -> bool:
 def merge_shared_init(joint: pd.DataFrame, model_keys: list[str]) -> pd.DataFrame:
   """The joint table with duplicated step-0 models counted once (see the module docs).
 
-  Only step-0 models whose every row (scores and truth) agrees are merged: sources whose step-0
-  models differ (different initialisations) are left alone. Adds `n_shared` (1 = not shared).
+  Only step-0 models whose every row (scores and truth) of a (target, setting, probe) agrees
+  are merged there: sources whose step-0 models differ (different initialisations) are left
+  alone. Adds `n_shared` (1 = not shared).
   """
   out = joint.assign(n_shared=1)
   start = out[out["step"] == 0]
   if start.empty:
     return out
+  # Compared within one (target, setting, probe): a context where the copies agree is merged
+  # even if float noise of another context (e.g. a frozen fine-tune) keeps them apart there.
   group_keys = [k for k in model_keys if k not in ("source", "step")]
+  group_keys += [c for c in ("target", "setting", "probe") if c in start]
   drop, relabel = [], {}
   for _, grp in start.groupby(group_keys, dropna=False) if group_keys else [(None, start)]:
     prints = {src: _fingerprint(rows) for src, rows in grp.groupby("source")}
@@ -78,9 +82,9 @@ def shared_summary(joint: pd.DataFrame) -> str:
   if shared.empty:
     return ""
   per_model = shared.drop_duplicates([c for c in ("arch", "seed") if c in shared])
-  counts = ", ".join(str(int(x)) for x in per_model["n_shared"])
+  counts = ", ".join(sorted({str(int(x)) for x in shared["n_shared"]}))
   return (
-    f"{len(per_model)} step-0 model(s) shared by every source (the same initialisation: "
-    f"identical scores and curves, shared by {counts} sources) are counted once, as source "
+    f"{len(per_model)} step-0 model(s) shared between sources (the same initialisation: "
+    f"identical scores and curves; {counts} sources each) are counted once, as source "
     f"`{SHARED_INIT}`, in the pooled correlations and selection."
   )

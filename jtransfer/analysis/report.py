@@ -167,6 +167,19 @@ def _focus(df, a, **extra):
   return df[m]
 
 
+def per_checkpoint_table(a) -> pd.DataFrame:
+  """Spearman ρ of each score over the sources at one schedule position (focus layer, main
+  setting and probe): a row per (target, position) with the raw steps of that position."""
+  f = _focus(a.correlations, a, breakdown="per_checkpoint")
+  if f.empty or "steps" not in f:
+    return pd.DataFrame()
+  f = f.assign(position=f["group"].astype(int))
+  keys = ["target", "position", "steps"]
+  wide = f.groupby([*keys, "score"])["spearman"].first().unstack("score")
+  wide.insert(0, "n", f.groupby(keys)["n"].max())
+  return wide.reset_index().sort_values(["target", "position"], kind="stable")
+
+
 def _diff(r) -> str:
   """ "score +0.12 [lo, hi]" of one versus row; says why when there is no interval."""
   if np.isfinite(r.diff_lo) and np.isfinite(r.diff_hi):
@@ -312,6 +325,12 @@ def write(a, workdir) -> pathlib.Path:
       index=["target", "score"], columns="breakdown", values="spearman", aggfunc="median"
     )
     d.table(med.reset_index(), digits=2)
+  d.p(
+    "Per checkpoint (thesis figs. 3.23 / 3.26): ρ over the sources at one schedule position; "
+    "`steps` lists the raw pre-train steps of that position (they differ between sources whose "
+    "epochs differ in length)."
+  )
+  d.table(per_checkpoint_table(a), digits=2)
 
   d.h(2, "Baselines")
   d.p(
