@@ -198,3 +198,15 @@ def test_report_shows_each_schedule_position_with_its_steps(study):
   assert t.set_index("position").loc[3, "rsa"] == pytest.approx(
     rsa.set_index("group").loc["3", "spearman"]
   )
+
+
+def test_kept_seeds_resample_runs():
+  sc, ft = _study()
+  a = pipeline.analyse(sc, ft, n_boot=200, keep_seeds=True)
+  c = a.correlations
+  rsa = c[(c["breakdown"] == "all") & (c["score"] == "rsa") & (c["layer"] == "pool2")].iloc[0]
+  # Each seed's step-0 network is shared by the 6 sources: 2 × (6 × 4 + 1) models in 6 × 2 runs
+  # plus the 2 initialisations.
+  assert rsa["n"] == 50 and rsa["n_clusters"] == 14
+  v = a.versus_checkpoint.set_index(["layer", "score"]).loc[("pool2", "rsa")]
+  assert v["n"] == 50 and v["n_clusters"] == 14 and v["verdict"] == "not higher"
