@@ -210,3 +210,9 @@ def test_kept_seeds_resample_runs():
   assert rsa["n"] == 50 and rsa["n_clusters"] == 14
   v = a.versus_checkpoint.set_index(["layer", "score"]).loc[("pool2", "rsa")]
   assert v["n"] == 50 and v["n_clusters"] == 14 and v["verdict"] == "not higher"
+
+
+def test_report_states_where_each_probe_came_from():
+  text = report.probe_origin(["train", "heldout"])
+  assert "training split" in text and "TEST loader" in text and "reintroduces" in text
+  assert "origin not recorded" in report.probe_origin(["mine"])

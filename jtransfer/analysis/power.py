@@ -11,6 +11,7 @@
 import numpy as np
 import pandas as pd
 
+from jtransfer.analysis import published, versus
 from jtransfer.analysis import truth as gt_lib
 from jtransfer.analysis.stats import Z95
 
@@ -80,14 +81,12 @@ def noise_worst_decidable(
 
 def _rsa_finding(a) -> str | None:
   """The thesis' RSA ρ ≈ 0.9 at pool2 on MNIST: contradicted, consistent, or undecided."""
-  from jtransfer.analysis.published import THESIS  # noqa: PLC0415 (published imports analysis)
-
   c = a.correlations
   r = c[(c["breakdown"] == "all") & (c["target"] == "mnist") & (c["setting"] == a.setting)]
   r = r[(r["probe"] == a.probe) & (r["layer"] == "pool2") & (r["score"] == "rsa")]
   if r.empty:
     return None
-  want = THESIS["rsa_pool2_rho_mnist"]
+  want = published.THESIS["rsa_pool2_rho_mnist"]
   if not np.isfinite(r["cluster_ci_lo"].iloc[0]):
     return (
       f"RSA at pool2 ρ ≈ {want} (MNIST): **cannot decide** — {int(r['n_clusters'].iloc[0])} "
@@ -106,9 +105,7 @@ def _rsa_finding(a) -> str | None:
 
 
 def _noise_finding(a) -> str | None:
-  from jtransfer.analysis.published import NOISE_SOURCES  # noqa: PLC0415
-
-  got = noise_worst_decidable(a.source_gaps, a.power_seeds, NOISE_SOURCES, "mnist")
+  got = noise_worst_decidable(a.source_gaps, a.power_seeds, published.NOISE_SOURCES, "mnist")
   if got is None:
     return None
   decided, gap, resolvable = got
@@ -120,8 +117,6 @@ def _noise_finding(a) -> str | None:
 
 
 def _baseline_finding(a) -> list[str]:
-  from jtransfer.analysis import versus  # noqa: PLC0415
-
   v = a.versus_checkpoint
   if v is None or v.empty:
     return []

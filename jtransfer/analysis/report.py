@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from jtransfer.analysis import published, signs
+from jtransfer.analysis import power, published, signs, versus
 
 INTERVALS = (
   "Four intervals appear and mean different things: the **cluster bootstrap CI** (the default, "
@@ -23,12 +23,20 @@ INTERVALS = (
   "models opposite to its declared direction), never starred."
 )
 
-PROBE_ORIGIN = (
-  "probe `train`: a balanced sample per class from the TARGET's training split (jtransfer's "
-  "default). The thesis took the first 50 per class of the test loader, so its scores saw test "
-  "data; the train-split probe avoids that leakage. A `heldout` probe, where present, comes from "
-  "the test split and reintroduces it."
-)
+PROBE_ORIGIN = {
+  "train": "`train`: a balanced sample per class from the target's training split (jtransfer's "
+  "default; the thesis took the first 50 per class of the TEST loader, so its scores saw test "
+  "data, a leak this probe avoids)",
+  "test": "`test`: from the target's test split, as the thesis (the scores see test data)",
+  "heldout": "`heldout`: the same size from the other split than the main probe (the test split "
+  "when the main probe is `train`: it reintroduces the test-data leak)",
+}
+
+
+def probe_origin(probes) -> str:
+  """Where each probe of the run came from (the score job names a probe by its split)."""
+  known = [PROBE_ORIGIN.get(p, f"`{p}`: origin not recorded by the score job") for p in probes]
+  return "probes: " + "; ".join(known)
 
 
 def _cell(x, digits=3) -> str:
@@ -181,7 +189,7 @@ def per_checkpoint_table(a) -> pd.DataFrame:
 
 
 def _diff(r) -> str:
-  """ "score +0.12 [lo, hi]" of one versus row; says why when there is no interval."""
+  """The difference of one versus row with its interval; says why when there is none."""
   if np.isfinite(r.diff_lo) and np.isfinite(r.diff_hi):
     return f"{r.score} {r.diff:+.2f} [{r.diff_lo:+.2f}, {r.diff_hi:+.2f}]"
   return f"{r.score} {r.diff:+.2f} (no interval: {r.n_clusters} clusters)"
@@ -190,8 +198,6 @@ def _diff(r) -> str:
 def baseline_sentences(a) -> list[str]:
   """Per target: which scores beat `checkpoint_index` at the focus layer, with the paired CI of
   the difference of ρ; said plainly when none does. Undefined comparisons are never wins."""
-  from jtransfer.analysis import versus  # noqa: PLC0415
-
   v = a.versus_checkpoint
   if v is None or v.empty:
     return ["No checkpoint_index rows: the comparison could not be made."]
@@ -235,8 +241,6 @@ def power_section(d, a) -> None:
     "sources whose seed-mean log-AUCs differ by less than 1.96·σ_s·√(2/k) cannot be ranked."
   )
   d.table(a.power_seeds, digits=4)
-  from jtransfer.analysis import power  # noqa: PLC0415
-
   lines = power.findings(a)
   d.p("Thesis findings this run can and cannot decide:")
   d.ul(lines or ["none of the thesis' findings can be checked with this run's sources/targets."])
@@ -260,7 +264,7 @@ def write(a, workdir) -> pathlib.Path:
       f"layers: {', '.join(a.layers)}; focus layer: {a.focus_layer}",
       f"scores: {', '.join(sorted(set(s['score'])))}",
       f"main tables use setting `{a.setting}` and probe `{a.probe}`",
-      PROBE_ORIGIN,
+      probe_origin(a.probes),
       "ground truth: log-AUC = trapezoids of test accuracy over the fine-tune checkpoint index "
       "divided by K−1 (a mean accuracy over log-spaced steps), fine-tune seeds averaged; also "
       "final and best accuracy (analysis_ground_truth.csv)",
