@@ -24,7 +24,7 @@ def _curve(rate):
   return [0.1 + 0.8 * (1 - np.exp(-(j + 1) * rate)) for j in FT_STEPS]
 
 
-def _model(src, idx, seed, rng):
+def _model(src, idx, seed, rng, perfect=False):
   """(scores at real layers, layer-less scores, fine-tune curve) of one checkpoint. Step 0 is
   the same network for every source (depends on the seed only)."""
   if idx == 0:
@@ -34,20 +34,22 @@ def _model(src, idx, seed, rng):
   rsa = EFFECT[src] * (idx > 0) + 0.5 * noise[0]  # tracks the source, not the length
   two_nn = 10 + idx + 0.2 * noise[1]  # lower is better, yet grows with quality: wrong way
   layer = {"rsa": rsa, "two_nn": two_nn, "h_score": 1.0}
+  if perfect:  # ranks models exactly as their fine-tune rate does
+    layer["logme"] = q + 0.002 * (seed - 0.5)
   layerless = {"leep": -2 + 0.3 * noise[2], "nce": -1 + 0.3 * noise[1], "param_count": 1e5,
                "checkpoint_index": float(idx)}  # fmt: skip
   rate = 0.05 + 0.05 * q + 0.002 * (seed - 0.5)
   return layer, layerless, _curve(rate)
 
 
-def _study(seed=0):
+def _study(seed=0, perfect=False):
   rng = np.random.default_rng(seed)
   sc, ft = [], []
   for src in EPOCH:
     for s in SEEDS:
       for idx in INDICES:
         key = dict(source=src, arch="cnn", seed=s, step=idx * EPOCH[src], target="mnist")
-        layer, layerless, curve = _model(src, idx, s, rng)
+        layer, layerless, curve = _model(src, idx, s, rng, perfect)
         for name, v in layer.items():
           sc += [dict(key, probe="train", layer=ly, score=name, value=v) for ly in LAYERS]
         sc += [dict(key, probe="train", layer="-", score=n, value=v) for n, v in layerless.items()]
@@ -216,3 +218,13 @@ def test_report_states_where_each_probe_came_from():
   text = report.probe_origin(["train", "heldout"])
   assert "training split" in text and "TEST loader" in text and "reintroduces" in text
   assert "origin not recorded" in report.probe_origin(["mine"])
+
+
+def test_a_score_that_tracks_transfer_is_said_to_beat_checkpoint_index():
+  sc, ft = _study(perfect=True)
+  a = pipeline.analyse(sc, ft, n_boot=300)
+  v = a.versus_checkpoint.set_index(["layer", "score"]).loc[("pool2", "logme")]
+  assert v["rho"] == pytest.approx(1.0) and v["diff_lo"] > 0 and v["verdict"] == "beats"
+  line = next(x for x in report.baseline_sentences(a) if x.startswith("**mnist**"))
+  beaten = line.split("Beat it (interval above 0): ")[1].split(";")[0]
+  assert beaten.startswith("logme +") and "rsa" not in beaten and "No score" not in line
