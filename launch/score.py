@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags, logging  # noqa: E402
 
-from jtransfer import config_cli, score_job  # noqa: E402
+from jtransfer import config_cli, score_job, tracking  # noqa: E402
 
 _CONFIG = config_cli.ConfigFlag("config", "Score config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Zoo workdir (holds results.sqlite and zoo/).")
@@ -24,6 +24,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   c = _CONFIG.value
+  with tracking.stage_log(_WORKDIR.value, "score"):  # <workdir>/logs/score.log
+    _score(c)
+
+
+def _score(c):
   for target in c.targets:
     summary = score_job.run(
       workdir=_WORKDIR.value,
