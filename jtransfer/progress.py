@@ -81,8 +81,8 @@ class Progress:
     self.n += n
     if self._bar is not None:
       self._bar.update(n)
-    elif time.monotonic() - self._last_log >= self._log_every_s:
-      self._log_line()
+    elif self.n != self.total and time.monotonic() - self._last_log >= self._log_every_s:
+      self._log_line()  # not at the end: `close` writes that line (once, marked "done")
 
   def note(self, text: str) -> None:
     """One line above the bar (terminal) or one log line (otherwise)."""

@@ -54,7 +54,7 @@ def zoo(tmp_path_factory, data_dir):
     workdir=workdir, source="mnist", arch="cnn_tiny", model_kwargs=kwargs, num_seeds=2,
     batch_size=16, duration={"steps": 12}, train_examples=64, eval_batch_size=64,
     eval_train_examples=64, eval_test_examples=64, data_dir=data_dir, log_every_steps=5,
-    show_progress=False,
+    show_progress=False, profile_steps=2,
   )  # fmt: skip
   return workdir, kwargs, summary
 
@@ -95,6 +95,12 @@ def test_pretrain_tensorboard_matches_the_store(zoo):
     tb = dict(events[f"{unit}/{name}"])
     assert sorted(tb) == sorted(rows["step"])
     np.testing.assert_allclose([tb[s] for s in rows["step"]], rows["value"], rtol=1e-6)
+
+
+def test_profile_trace_is_written(zoo):
+  workdir, _, _ = zoo
+  traces = list((workdir / "profile" / "pretrain").rglob("*.xplane.pb"))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0
 
 
 def test_pretrain_log_labels_seeds(zoo):

@@ -499,7 +499,8 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     # Loop.
     ckpt_set = set(ckpt_steps)
     if start_step in ckpt_set:
-      save_checkpoint(start_step, state)
+      with tracking.compile_note(None, "eval step (and the first checkpoint)", first=True):
+        save_checkpoint(start_step, state)
     stream = batches.index_stream(
       seeds, num_examples=len(train_x), batch_size=c["batch_size"], start_step=start_step
     )
