@@ -108,7 +108,7 @@ class Progress:
   def _log_line(self, final: bool = False) -> None:
     now = time.monotonic()
     self._last_log = now
-    rate = _rate(self._first, self.n, now)
+    rate = _rate(self._first, self.n, now, self._start)
     of = f"/{self.total}" if self.total is not None else ""
     eta = ""
     if not final and self.total is not None and rate > 0:
@@ -130,10 +130,11 @@ class Progress:
     )
 
 
-def _rate(first: tuple[float, int] | None, n: int, now: float) -> float:
-  """Items per second after the first update (whose time may be a compile)."""
+def _rate(first: tuple[float, int] | None, n: int, now: float, start: float) -> float:
+  """Items per second after the first update (whose time may be a compile); from the start
+  while there has been one update only."""
   if first is None or n <= first[1]:
-    return 0.0
+    return n / max(now - start, 1e-9)
   return (n - first[1]) / max(now - first[0], 1e-9)
 
 

@@ -145,7 +145,22 @@ def test_progress_lines_have_eta_and_notes(monkeypatch, caplog):
   lines = [r.getMessage() for r in caplog.records]
   assert lines[0] == "pretrain: compiling the train step ..."
   assert lines[1].startswith("pretrain: train step compiled in ")
-  assert "ETA" not in lines[2]  # after one update there is no rate yet
+  assert ", ETA " in lines[2] and "1/10" in lines[2]
   assert ", ETA " in lines[3] and "2/10" in lines[3]
   assert lines[-1].startswith("pretrain: 10/10 it") and lines[-1].endswith("done")
   assert sum(line.endswith("done") for line in lines) == 1
+
+
+def test_progress_rate_and_eta_skip_the_first_update(monkeypatch, caplog):
+  monkeypatch.setenv("JTRANSFER_QUIET", "1")
+  now = [0.0]
+  monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+  with caplog.at_level(logging.INFO, logger="jtransfer.progress"):
+    bar = progress.progress(total=12, desc="pretrain", log_every_s=0.0)
+    now[0] = 50.0
+    bar.update(1)  # the first step (a compile) took 50 s
+    now[0] = 60.0
+    bar.update(1)  # the second 10 s: 10 left at 0.1 it/s
+  lines = [r.getMessage() for r in caplog.records]
+  assert lines[0] == "pretrain: 1/12 it (0.02 it/s, 50s, ETA 9m10s)"
+  assert lines[1] == "pretrain: 2/12 it (0.1 it/s, 1m00s, ETA 1m40s)"
