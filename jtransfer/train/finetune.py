@@ -534,7 +534,8 @@ def train_group(
 
   eval_steps = set(target.eval_steps)
   if 0 in eval_steps:
-    evaluate(0)
+    with tracking.compile_note(bar, "evaluation", first=note_compile):
+      evaluate(0)
   stream = batches.index_stream(
     [data_seed(ft_seed)], num_examples=len(target.train[0]), batch_size=trainer.batch_size
   )
