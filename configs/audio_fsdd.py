@@ -34,6 +34,7 @@ Target: `fsdd_digit_spk45` (digits of theo and yweweler: 900 train / 100 test cl
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from jtransfer.data import audio_tasks  # noqa: F401  (registers the extra FSDD tasks)
 from jtransfer.models import audio  # noqa: F401  (registers the audio models)
@@ -73,10 +74,11 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     duration={"epochs": 100},
     optimizer="adam",
     optimizer_kwargs={"learning_rate": 1e-4},
-    eval_train_examples=None,
+    eval_train_examples=placeholder(int),  # None: the whole train split
     eval_batch_size=500,
   )
   score = dict(targets=list(TARGETS), probe_per_class=50, heldout_probe=True)
+  score.update(layers=placeholder(tuple), scores=placeholder(tuple))  # None: every tap / score
   finetune = dict(
     targets=list(TARGETS),
     modes=["full"],

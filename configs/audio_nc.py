@@ -27,6 +27,7 @@ pre-train steps (~100 epochs of the 1,800-clip sources) and 100 epochs of fine-t
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from jtransfer.data import audio_tasks  # noqa: F401  (registers the extra FSDD tasks)
 from jtransfer.models import audio  # noqa: F401  (registers the audio models)
@@ -74,6 +75,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     probe_per_class=20 if quick else 50,
     heldout_probe=not quick,
     scores=list(SCORES),
+    layers=placeholder(tuple),  # None: every tap of each architecture
   )
   finetune = dict(
     targets=list(TARGETS),

@@ -15,6 +15,7 @@ final step), evaluated on 2,000 train / 2,000 test images: minutes per source on
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 # (source, batch size): the thesis uses batch 32 for the two 5-class MNIST halves.
 SOURCES = (
@@ -41,10 +42,10 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   c.optimizer_kwargs = {"learning_rate": 1e-4}
   c.eval_batch_size = 1000
   c.eval_train_examples = 10_000  # a fixed subset of the training set
-  c.eval_test_examples = None  # the whole test set
-  c.train_examples = None  # the whole training set
+  c.eval_test_examples = placeholder(int)  # None: the whole test set
+  c.train_examples = placeholder(int)  # None: the whole training set
   c.seed_parallel = "auto"  # vmap on GPU/TPU; seeds over (fake) devices on CPU
-  c.num_devices = None  # all local devices
+  c.num_devices = placeholder(int)  # None: all local devices
   c.cpu_devices = 0  # >0: split the host CPU into this many XLA devices (launch sets XLA_FLAGS)
   c.save_every_steps = 5_000  # also save the train state this often (bounds work lost)
   c.log_every_steps = 50

@@ -16,6 +16,7 @@ its correlations are noisier: it checks the pipeline, it does not reproduce the 
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 SOURCES = (
   ("mnist", 64),
@@ -55,6 +56,8 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     targets=list(TARGETS),
     probe_per_class=50,  # thesis: 500 probe images, 50 per class
     heldout_probe=True,  # NC paper's "ideal measure": also score a disjoint probe
+    layers=placeholder(tuple),  # None: every tap of the architecture
+    scores=placeholder(tuple),  # None: every score (registry + checkpoint_index, param_count)
   )
   c.finetune = dict(
     targets=list(TARGETS),

@@ -5,8 +5,10 @@
   bar = progress(total=n, desc="score"); bar.update(k); bar.set_postfix(loss=0.3); bar.close()
 
 The bar is shown only when stderr is a TTY and `JTRANSFER_QUIET` is not set to 1. Otherwise
-nothing is drawn and one `logging` INFO line (count, rate, postfix) is written at most every
-`log_every_s` seconds, plus one at the end, so CI logs stay short but show the job is alive.
+nothing is drawn and one `logging` INFO line (count, rate, ETA, postfix) is written at most
+every `log_every_s` seconds, plus one at the end, so CI logs stay short but show the job is
+alive. The rate and ETA count from the first `update`, so a first step that compiles does not
+skew them. `note(text)` prints one line either way (e.g. "compiling the train step ...").
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Progress:
     self._logger = logger or _log
     self._postfix: dict[str, Any] = {}
     self._start = self._last_log = time.monotonic()
+    self._first: tuple[float, int] | None = None  # (time, count) at the first update
     self._closed = False
     self._bar = None
     if not quiet():
@@ -73,11 +76,20 @@ class Progress:
     self.close()
 
   def update(self, n: int = 1) -> None:
+    if self._first is None:
+      self._first = (time.monotonic(), n)
     self.n += n
     if self._bar is not None:
       self._bar.update(n)
-    elif time.monotonic() - self._last_log >= self._log_every_s:
-      self._log_line()
+    elif self.n != self.total and time.monotonic() - self._last_log >= self._log_every_s:
+      self._log_line()  # not at the end: `close` writes that line (once, marked "done")
+
+  def note(self, text: str) -> None:
+    """One line above the bar (terminal) or one log line (otherwise)."""
+    if self._bar is not None:
+      self._bar.write(f"{self.desc}: {text}" if self.desc else text)
+    else:
+      self._logger.info("%s%s%s", self.desc, ": " if self.desc else "", text)
 
   def set_postfix(self, **values: Any) -> None:
     self._postfix.update(values)
@@ -96,11 +108,14 @@ class Progress:
   def _log_line(self, final: bool = False) -> None:
     now = time.monotonic()
     self._last_log = now
-    rate = self.n / max(now - self._start, 1e-9)
+    rate = _rate(self._first, self.n, now, self._start)
     of = f"/{self.total}" if self.total is not None else ""
+    eta = ""
+    if not final and self.total is not None and rate > 0:
+      eta = f", ETA {_duration((self.total - self.n) / rate)}"
     post = " ".join(f"{k}={_fmt(v)}" for k, v in self._postfix.items())
     self._logger.info(
-      "%s%s %d%s %s (%.3g %s/s, %.0fs)%s%s",
+      "%s%s %d%s %s (%.3g %s/s, %s%s)%s%s",
       self.desc,
       ":" if self.desc else "",
       self.n,
@@ -108,10 +123,29 @@ class Progress:
       self.unit,
       rate,
       self.unit,
-      now - self._start,
+      _duration(now - self._start),
+      eta,
       f" {post}" if post else "",
       " done" if final else "",
     )
+
+
+def _rate(first: tuple[float, int] | None, n: int, now: float, start: float) -> float:
+  """Items per second after the first update (whose time may be a compile); from the start
+  while there has been one update only."""
+  if first is None or n <= first[1]:
+    return n / max(now - start, 1e-9)
+  return (n - first[1]) / max(now - first[0], 1e-9)
+
+
+def _duration(seconds: float) -> str:
+  """`42s`, `3m05s`, `2h01m`."""
+  s = int(round(seconds))
+  if s < 60:
+    return f"{s}s"
+  if s < 3600:
+    return f"{s // 60}m{s % 60:02d}s"
+  return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _fmt(value: Any) -> str:

@@ -110,6 +110,19 @@ _SCHEMA: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
     ),
     ("source", "arch", "seed", "step", "target", "mode", "frozen_layers", "ft_seed", "ft_step"),
   ),
+  # Training curves (`jtransfer.tracking`): one scalar per (job, unit, step, name), e.g. unit
+  # "mnist/cnn/seed_0" of pretrain, name "train/loss" at step 30.
+  "metrics": (
+    (
+      ("job", "TEXT"),
+      ("unit", "TEXT"),
+      ("step", "INTEGER"),
+      ("name", "TEXT"),
+      ("value", "REAL"),
+      ("created_at", "REAL"),
+    ),
+    ("job", "unit", "step", "name"),
+  ),
   # Completion markers: a job marks a whole unit of work (e.g. one fine-tune run) done in the
   # same transaction as its rows.
   "done": (

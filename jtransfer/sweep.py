@@ -100,9 +100,10 @@ def run(
       )
 
   if "score" in stages:
-    from jtransfer import score_job
+    from jtransfer import score_job, tracking
 
-    _per_target("score", score_job.run, score, workdir=workdir, data_dir=data_dir)
+    with tracking.stage_log(workdir, "score"):  # logs/score.log (the job keeps none itself)
+      _per_target("score", score_job.run, score, workdir=workdir, data_dir=data_dir)
 
   if "finetune" in stages:
     from jtransfer.train import finetune as finetune_job
@@ -110,11 +111,13 @@ def run(
     _per_target("finetune", finetune_job.run, finetune, workdir=workdir, data_dir=data_dir)
 
   if "evaluate" in stages:
-    from jtransfer import analysis
+    from jtransfer import analysis, tracking
 
-    report = _timed("evaluate", analysis.run, workdir, **evaluate)
-    print(f"[sweep] report: {report}", flush=True)
-    for name, fn in extra_reports:
-      out = _timed(f"report {name}", fn, workdir)
-      print(f"[sweep] {name}: {out}", flush=True)
+    with tracking.stage_log(workdir, "evaluate"):
+      report = _timed("evaluate", analysis.run, workdir, **evaluate)
+      log.info("sweep: report %s", report)
+      print(f"[sweep] report: {report}", flush=True)
+      for name, fn in extra_reports:
+        out = _timed(f"report {name}", fn, workdir)
+        print(f"[sweep] {name}: {out}", flush=True)
   return report

@@ -6,9 +6,11 @@ Writes `<workdir>/analysis_*.csv`, `<workdir>/figures/*.png|pdf`, `<workdir>/rep
 `<workdir>/report.html`, and prints the report path.
 """
 
+import logging
+
 from absl import app, flags
 
-from jtransfer import analysis
+from jtransfer import analysis, tracking
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Run directory holding results.sqlite.", required=True
@@ -29,7 +31,14 @@ _FIGURES = flags.DEFINE_bool("figures", True, "Draw the figures.")
 
 def main(argv):
   del argv
-  path = analysis.run(
+  with tracking.stage_log(_WORKDIR.value, "evaluate"):  # <workdir>/logs/evaluate.log
+    path = _evaluate()
+    logging.getLogger("jtransfer.evaluate").info("report: %s", path)
+  print(f"report: {path}")
+
+
+def _evaluate():
+  return analysis.run(
     _WORKDIR.value,
     keep_seeds=_SEEDS.value == "keep",
     n_boot=_N_BOOT.value,
@@ -39,7 +48,6 @@ def main(argv):
     focus_layer=_LAYER.value,
     with_figures=_FIGURES.value,
   )
-  print(f"report: {path}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Fine-tune config.", lock_config=True)
+from jtransfer import config_cli  # noqa: E402
+
+_CONFIG = config_cli.ConfigFlag("config", "Fine-tune config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir holding the zoo (and the results).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -38,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main, _CONFIG)

@@ -14,9 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Zoo config.", lock_config=True)
+from jtransfer import config_cli  # noqa: E402
+
+_CONFIG = config_cli.ConfigFlag("config", "Zoo config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, results, logs).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "Multi-host: coordinator host:port.")
@@ -72,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main, _CONFIG)

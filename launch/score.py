@@ -11,11 +11,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from jtransfer import score_job  # noqa: E402
+from jtransfer import config_cli, score_job, tracking  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Score config.", lock_config=True)
+_CONFIG = config_cli.ConfigFlag("config", "Score config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Zoo workdir (holds results.sqlite and zoo/).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -25,6 +24,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   c = _CONFIG.value
+  with tracking.stage_log(_WORKDIR.value, "score"):  # <workdir>/logs/score.log
+    _score(c)
+
+
+def _score(c):
   for target in c.targets:
     summary = score_job.run(
       workdir=_WORKDIR.value,
@@ -45,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main, _CONFIG)

@@ -1,6 +1,10 @@
 """Runs a whole experiment: pre-train → score → fine-tune → evaluate (each stage resumable).
 
 python launch/sweep.py --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
+
+Any config field can be overridden (`jtransfer.config_cli`), e.g.
+`--config.score.targets=mnist --config.pretrain.duration=epochs:1 --config.pretrain.num_seeds=3`;
+the config is checked (`jtransfer.config_checks`) before any stage runs.
 """
 
 import os
@@ -9,16 +13,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from jtransfer import sweep  # noqa: E402
+from jtransfer import config_checks, config_cli, sweep  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
+_CONFIG = config_cli.ConfigFlag(
+  "config",
+  "Experiment config.",
+  schema=config_checks.study_schema,
+  exclude=config_checks.SET_BY_SWEEP,
+  checks=config_checks.check_study,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (rerun to resume).")
 _STAGES = flags.DEFINE_list("stages", list(sweep.STAGES), "Stages to run, in order.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
 flags.mark_flags_as_required(["config", "workdir"])
+flags.register_validator(
+  "stages",
+  lambda stages: set(stages) <= set(sweep.STAGES),
+  f"--stages: each stage must be one of {', '.join(sweep.STAGES)}",
+)
 
 
 def main(argv):
@@ -43,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main, _CONFIG)

@@ -77,8 +77,8 @@ def test_progress_logs_instead_of_drawing_when_quiet(monkeypatch, caplog):
     items = list(progress.progress(range(7), desc="pretrain", log_every_s=0.0))
   assert items == list(range(7))
   lines = [r.getMessage() for r in caplog.records]
-  # one line per update (log_every_s=0) plus the final one
-  assert len(lines) == 8
+  # one line per update (log_every_s=0) but the last, whose line is the final one
+  assert len(lines) == 7
   assert lines[0].startswith("pretrain: 1/7 it") and lines[-1].startswith("pretrain: 7/7 it")
   assert lines[-1].endswith("done")
   caplog.clear()

@@ -24,6 +24,11 @@ from jtransfer.scores.two_nn import two_nn
 
 __all__ = [
   "REGISTRY", "ScoreSpec", "Shared", "compute", "compute_batched", "gbc", "get", "h_score",
-  "h_score_shrinkage", "knn_accuracy", "leep", "logme", "nc_score", "nc_score_eq2", "nce", "rsa",
-  "sum_of_squares", "transrate", "two_nn",
+  "h_score_shrinkage", "knn_accuracy", "leep", "logme", "names", "nc_score", "nc_score_eq2", "nce",
+  "rsa", "sum_of_squares", "transrate", "two_nn",
 ]  # fmt: skip
+
+
+def names() -> tuple[str, ...]:
+  """Every registered score, in registry order (like `data.names()`, `models.names()`)."""
+  return tuple(REGISTRY)

@@ -65,7 +65,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jtransfer import checkpointing, results
+from jtransfer import checkpointing, results, tracking
 from jtransfer import data as datasets
 from jtransfer import metrics as metrics_lib
 from jtransfer import workdir as workdir_files
@@ -478,10 +478,14 @@ def train_group(
   eval_train_examples: int | None,
   eval_batch_size: int,
   bar=None,
+  on_train_metrics=None,
+  note_compile: bool = False,
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, Any]]:
   """Fine-tunes one group; returns ({ft_step: {metric: [G]}}, final host params and rest).
 
-  All members share `ft_seed` and the freezing (`members[0]`).
+  All members share `ft_seed` and the freezing (`members[0]`). `on_train_metrics(step,
+  {"loss": [G], "accuracy": [G]})` receives the batch metrics at `tracking.record_steps`, read
+  one step late (no host sync in the loop); `note_compile` says when the step compiles.
   """
   ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
   if any(m.ft_seed != ft_seed or m.frozen_layers != frozen for m in members):
@@ -530,21 +534,30 @@ def train_group(
 
   eval_steps = set(target.eval_steps)
   if 0 in eval_steps:
-    evaluate(0)
+    with tracking.compile_note(bar, "evaluation", first=note_compile):
+      evaluate(0)
   stream = batches.index_stream(
     [data_seed(ft_seed)], num_examples=len(target.train[0]), batch_size=trainer.batch_size
   )
+  record_at = tracking.record_steps(target.total_steps) if on_train_metrics else frozenset()
+  pending = None
   for step in range(target.total_steps):
     idx = np.repeat(next(stream), g, axis=0)  # every member sees the same batch
-    state, _ = fns["train"](
-      state, train_x, train_y, jax.device_put(idx, idx_sharding), jnp.int32(step)
-    )
+    with tracking.compile_note(bar, "fine-tune step", first=note_compile and step == 0):
+      state, metrics = fns["train"](
+        state, train_x, train_y, jax.device_put(idx, idx_sharding), jnp.int32(step)
+      )
+    if pending is not None:  # the previous record step has finished by now
+      on_train_metrics(pending[0], jax.device_get(pending[1]))
+    pending = (step, metrics) if step in record_at else None
     if keep_rest:
       state = {**state, "rest": fns["keep"](state["rest"], kept_rest, frozen_mask_static)}
     if step + 1 in eval_steps:
       evaluate(step + 1)
     if bar is not None:
       bar.update(1)
+  if pending is not None:
+    on_train_metrics(pending[0], jax.device_get(pending[1]))
   final = jax.device_get({"params": state["params"], "rest": state["rest"]})
   return curves, final
 
@@ -578,6 +591,15 @@ def _keep_frozen_static(rest, kept, mask: _Static):
 def _optional(metrics: Mapping[str, np.ndarray], name: str, index: int) -> float | None:
   value = metrics[name][index] if name in metrics else np.nan
   return None if np.isnan(value) else float(value)
+
+
+def metric_unit(member: Member, target: str) -> str:
+  """The `metrics` table's unit of a member: target, checkpoint, freezing and ft_seed."""
+  m = member
+  return (
+    f"{target}/{m.source}/{m.arch}/seed_{m.seed}/step_{m.step}/frozen_{m.frozen_layers}"
+    f"/ft_seed_{m.ft_seed}"
+  )
 
 
 def curve_rows(member: Member, mode: str, target: Target, curves, index: int) -> list[dict]:
@@ -660,6 +682,7 @@ def run(
   num_devices: int | None = None,
   show_progress: bool = True,
   store_shard: str | None = None,
+  tensorboard: bool = True,
 ) -> dict[str, Any]:
   """Fine-tunes the selected checkpoints (and baselines) on `target`; returns a summary.
 
@@ -677,6 +700,9 @@ def run(
   train_examples: keep only the first n training examples of the target (quick runs, tests).
   group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
   seed_parallel / num_devices: how members share devices, as in pre-training.
+  tensorboard: also write each member's curves (batch loss / accuracy at log-spaced steps,
+    the evaluations) as TensorBoard scalars under `<workdir>/tensorboard/finetune`; they go to
+    the store's `metrics` table either way.
   """
   t_start = time.time()
   workdir = pathlib.Path(workdir)
@@ -734,6 +760,7 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
     )
   shard = c["store_shard"] or (f"host{pid}" if nproc > 1 else None)
   store = results.Store(workdir, shard=shard)
+  writer = None
   try:
     done = store.done_keys(JOB)
     infos, todo = {}, []
@@ -785,6 +812,9 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
       eval_steps,
     )
 
+    writer = tracking.MetricWriter(
+      workdir, JOB, store, tensorboard=c["tensorboard"], process_index=pid
+    )
     devices = jax.local_devices()[: c["num_devices"]] if c["num_devices"] else jax.local_devices()
     trainers: dict[str, _Trainer] = {}
     bar = (
@@ -798,7 +828,8 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
       graphdef, params, rest = initial_state(
         group, workdir=workdir, num_classes=num_classes, model_kwargs=info.model_kwargs
       )
-      if info.arch not in trainers:
+      new_trainer = info.arch not in trainers
+      if new_trainer:
         trainers[info.arch] = _Trainer(
           graphdef=graphdef,
           layers=info.layers,
@@ -812,6 +843,13 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
         )
       if bar is not None:
         bar.set_postfix(group=f"{gi + 1}/{len(groups)}", frozen=group[0].frozen_layers)
+      units = [metric_unit(m, name) for m in group]
+
+      def on_train_metrics(step, host, units=units):
+        for i, unit in enumerate(units):
+          values = {"train/loss": host["loss"][i], "train/accuracy": host["accuracy"][i]}
+          writer.scalars(unit, step, values)
+
       curves, _ = train_group(
         group,
         graphdef=graphdef,
@@ -823,13 +861,19 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
         eval_train_examples=c["eval_train_examples"],
         eval_batch_size=c["eval_batch_size"],
         bar=bar,
+        on_train_metrics=on_train_metrics,
+        note_compile=new_trainer,
       )
+      for ft_step, values in curves.items():
+        for i, unit in enumerate(units):
+          writer.scalars(unit, ft_step, {f"eval/{k}": v[i] for k, v in values.items()})
       images += total * c["batch_size"] * len(group)
       # The whole group's curves and done markers in one transaction.
       with store.transaction():
         for i, m in enumerate(group):
           for mode, key in zip(m.modes, m.unit_keys(name), strict=True):
             store.mark_done(JOB, key, {"finetune": curve_rows(m, mode, target, curves, i)})
+      writer.flush()
       final = curves[max(curves)]["test_acc"]
       log.info(
         "group %d/%d (%s, ft_seed %d, frozen %d): final test acc %s",
@@ -853,4 +897,6 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
     log.info("finetune on %s done: %s", name, summary)
     return summary
   finally:
+    if writer is not None:
+      writer.close()
     store.close()

@@ -55,7 +55,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jtransfer import checkpointing, results, sharding
+from jtransfer import checkpointing, results, sharding, tracking
 from jtransfer import data as datasets
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
@@ -297,6 +297,8 @@ def run(
   log_every_steps: int = 50,
   show_progress: bool = True,
   store_shard: str | None = None,
+  tensorboard: bool = True,
+  profile_steps: int = 0,
 ) -> dict[str, Any]:
   """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
 
@@ -306,6 +308,11 @@ def run(
   train_examples: keep only the first n training examples (quick runs and tests).
   num_devices: use the first n local devices (None = all).
   save_every_steps: also save the train state this often, to bound work lost to a crash.
+  log_every_steps: the batch loss and accuracy of every seed are recorded at these steps and at
+    log-spaced ones (`tracking.record_steps`): store table `metrics`, and TensorBoard under
+    `<workdir>/tensorboard/pretrain` unless `tensorboard=False`.
+  profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
+    one) to `<workdir>/profile/pretrain`.
   """
   t_start = time.time()
   workdir = pathlib.Path(workdir)
@@ -341,6 +348,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
 
   shard = c["store_shard"] or (f"host{pid}" if nproc > 1 else None)
   store = results.Store(workdir, shard=shard)
+  writer = None
   try:
     all_seeds = list(range(c["seed_offset"], c["seed_offset"] + c["num_seeds"]))[pid::nproc]
     seeds = [s for s in all_seeds if not store.is_done(JOB, done_key(source, arch, s, total_steps))]
@@ -358,6 +366,10 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
       return {**summary, "seed_parallel": None, "steps_run": 0, "images_per_second": 0.0}
     if pid == 0:
       workdir_files.append_config(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
+    writer = tracking.MetricWriter(
+      workdir, JOB, store, tensorboard=c["tensorboard"], process_index=pid
+    )
+    units = [f"{source}/{arch}/seed_{seed}" for seed in seeds]
 
     # Mesh.
     backend = jax.default_backend()
@@ -464,39 +476,57 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
           )
         store.mark_done(JOB, key, {"checkpoints": [row]})
       _save_train_state(workdir, source, arch, seeds, step, host)
+      for i, unit in enumerate(units):
+        writer.scalars(unit, step, {f"eval/{k}": v[i] for k, v in metrics.items()})
+      writer.flush()
       log.info(
         "step %d (%.3g epochs): test acc %s",
         step,
         step / spe,
-        ", ".join(f"{a:.4f}" for a in metrics["test_acc"]),
+        ", ".join(f"seed {s}={a:.4f}" for s, a in zip(seeds, metrics["test_acc"], strict=True)),
       )
       return metrics
+
+    def record(step: int, metrics) -> None:
+      host = jax.device_get(metrics)  # [S] per name; a step that finished already: no stall
+      for i, unit in enumerate(units):
+        writer.scalars(
+          unit, step, {"train/loss": host["loss"][i], "train/accuracy": host["accuracy"][i]}
+        )
+      if bar is not None:
+        bar.set_postfix(loss=np.mean(host["loss"]), acc=np.mean(host["accuracy"]))
 
     # Loop.
     ckpt_set = set(ckpt_steps)
     if start_step in ckpt_set:
-      save_checkpoint(start_step, state)
+      with tracking.compile_note(None, "eval step (and the first checkpoint)", first=True):
+        save_checkpoint(start_step, state)
     stream = batches.index_stream(
       seeds, num_examples=len(train_x), batch_size=c["batch_size"], start_step=start_step
     )
-    prev_metrics, t_loop, last_metrics = None, time.time(), None
+    t_loop, pending = time.time(), None
+    record_at = tracking.record_steps(total_steps, c["log_every_steps"])
     steps = range(start_step, total_steps)
     bar = progress(steps, total=len(steps), desc=f"{JOB} {source}") if c["show_progress"] else None
+    profiler = tracking.Profiler(workdir / "profile" / JOB, start_step + 1, c["profile_steps"])
     for step in bar or steps:
       idx = jax.device_put(next(stream), idx_sharding)
-      state, metrics = train_fn(state, train_x_dev, train_y_dev, idx, jnp.int32(step))
-      # Log the previous step's metrics: it is finished by now, so no pipeline stall.
-      if prev_metrics is not None and (step % c["log_every_steps"] == 0):
-        last_metrics = jax.device_get(prev_metrics)
-        if bar is not None:
-          bar.set_postfix(loss=np.mean(last_metrics["loss"]), acc=np.mean(last_metrics["accuracy"]))
-      prev_metrics = metrics
+      profiler.step(step, state)
+      with tracking.compile_note(bar, "train step", first=step == start_step):
+        state, metrics = train_fn(state, train_x_dev, train_y_dev, idx, jnp.int32(step))
+      # Record the previous record step's metrics: it is finished by now, so no pipeline stall.
+      if pending is not None:
+        record(*pending)
+      pending = (step, metrics) if step in record_at else None
       done_steps = step + 1
       if done_steps in ckpt_set:
         save_checkpoint(done_steps, state)
       elif c["save_every_steps"] and done_steps % c["save_every_steps"] == 0:
         host = jax.device_get({k: v for k, v in state.items() if k != "seed"})
         _save_train_state(workdir, source, arch, seeds, done_steps, host)
+    if pending is not None:
+      record(*pending)
+    profiler.stop(state)
     if bar is not None:
       bar.close()
     jax.block_until_ready(state)
@@ -515,4 +545,6 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     log.info("%s/%s done: %s", source, arch, summary)
     return summary
   finally:
+    if writer is not None:
+      writer.close()
     store.close()
