@@ -39,12 +39,10 @@ CAPTIONS = {
   "finetune_curves": "fine-tune test accuracy vs step (log axis), darker = longer pre-training, "
   "scratch dashed",
   "delta_to_scratch": "accuracy minus training from scratch, scratch ± 2σ over seeds shaded",
-  "rho_per_layer": "Spearman ρ of the oriented score with log-AUC per layer (positive = the "
-  "score agrees with transfer in its declared direction), null band grey; layer-free scores "
-  "in their own panel",
-  "scatter": "score value vs log-AUC at the focus layer (layer-free scores beside), Pearson r "
-  "and Spearman ρ of the oriented score (positive = agrees with transfer in the declared "
-  "direction)",
+  "rho_per_layer": "Spearman ρ per layer, oriented (+ = agrees with transfer in the score's "
+  "direction), null band grey, layer-free scores in their own panel",
+  "scatter": "score vs log-AUC at the focus layer, layer-free scores beside; r and ρ oriented "
+  "(+ = agrees with transfer in the score's direction)",
   "transfer_matrix": "final accuracy vs number of frozen layers (gradual transfer)",
 }
 
@@ -123,7 +121,7 @@ def _tidy(fig):
       # An offset ("1e-3 + 1.2e4") floats at the axis end, over the neighbour's labels: it goes
       # into the axis label instead.
       offset = axis.get_offset_text()
-      if ax.get_visible() and offset.get_visible() and offset.get_text():
+      if ax.get_visible() and ax.axison and offset.get_visible() and offset.get_text():
         axis.set_label_text(f"{axis.get_label_text()}\n({_offset_words(offset.get_text())})")
         offset.set_visible(False)
         changed = True
@@ -131,7 +129,7 @@ def _tidy(fig):
     fig.canvas.draw()
     changed = False
   for ax in fig.axes:
-    if not ax.get_visible():
+    if not (ax.get_visible() and ax.axison):
       continue
     xs = _drawn_ticklabels(ax.xaxis)
     # Slanted names (layers, scores) stand upright; numbers are thinned below instead.
@@ -144,7 +142,7 @@ def _tidy(fig):
   if changed:
     fig.canvas.draw()
   for ax in fig.axes:
-    if ax.get_visible():
+    if ax.get_visible() and ax.axison:
       for axis in (ax.xaxis, ax.yaxis):
         texts = _drawn_ticklabels(axis)
         if _overlapping(texts, renderer):
@@ -177,6 +175,21 @@ def _grid(n: int, ncols: int = 4, size=(3.6, 2.8)):
   for ax in axes.flat[n:]:
     ax.set_visible(False)
   return fig, list(axes.flat)
+
+
+def _legend(fig, axes, n_panels: int, title: str | None = None):
+  """The first panel's legend, off the data: in the grid's first empty slot, else outside on
+  the right."""
+  handles, names = axes[0].get_legend_handles_labels()
+  if not handles:
+    return
+  if n_panels < len(axes):
+    slot = axes[n_panels]
+    slot.set_visible(True)
+    slot.axis("off")
+    slot.legend(handles, names, loc="center", fontsize=7, title=title, title_fontsize=8)
+  else:
+    fig.legend(handles, names, loc="outside right upper", fontsize=7, title=title)
 
 
 def _layer_axis(layers) -> list[str]:
@@ -380,8 +393,9 @@ def delta_to_scratch(curves: pd.DataFrame, out_dir, *, setting: str) -> list[pat
   return paths
 
 
-def _rho_series(ax, sc, x_of, groups, breakdown, colors, cmap):
-  """One series per group of the breakdown; x_of maps a row's key (layer or score) to x."""
+def _rho_series(ax, sc, x_of, groups, breakdown, colors, cmap, ls="-"):
+  """One series per group of the breakdown; x_of maps a row's key (layer or score) to x; ls
+  "none" leaves categorical points unjoined."""
   for i, grp_name in enumerate(groups):
     g = sc[sc["group"] == grp_name].dropna(subset=["n"])
     g = g[g["key"].isin(list(x_of))]
@@ -391,14 +405,20 @@ def _rho_series(ax, sc, x_of, groups, breakdown, colors, cmap):
     if breakdown == "all":
       err = np.vstack([g["spearman"] - g["spearman_ci_lo"], g["spearman_ci_hi"] - g["spearman"]])
       ax.errorbar(
-        g["x"], g["spearman"], yerr=np.abs(err), marker="o", capsize=3, label="all models"
+        g["x"], g["spearman"], yerr=np.abs(err), marker="o", ls=ls, capsize=3, label="all models"
       )
     elif colors is not None:
-      ax.plot(g["x"], g["spearman"], marker="o", color=colors[grp_name], label=grp_name)
+      ax.plot(g["x"], g["spearman"], marker="o", ls=ls, color=colors[grp_name], label=grp_name)
     else:
       frac = (i + 1) / len(groups)
       ax.plot(
-        g["x"], g["spearman"], marker=".", color=cmap(frac), alpha=0.3 + 0.7 * frac, label=grp_name
+        g["x"],
+        g["spearman"],
+        marker=".",
+        ls=ls,
+        color=cmap(frac),
+        alpha=0.3 + 0.7 * frac,
+        label=grp_name,
       )
 
 
@@ -407,6 +427,13 @@ def _null(ax, n_values):
   lo, hi = null_band(n)
   if np.isfinite(hi):
     ax.axhspan(lo, hi, color="0.8", alpha=0.6, label=f"null band n={n}")
+
+
+_LEGEND_TITLES = {
+  "per_source": "source",
+  "per_checkpoint": "pre-train step",
+  "per_ft_step": "fine-tune step",
+}
 
 
 def rho_per_layer(
@@ -460,7 +487,7 @@ def rho_per_layer(
     sc = layer_free[layer_free["score"].isin(free_defined)].assign(key=lambda d: d["score"])
     _null(ax, sc["n"])
     x_free = {s: i for i, s in enumerate(free_defined)}
-    _rho_series(ax, sc, x_free, groups, breakdown, colors, cmap)
+    _rho_series(ax, sc, x_free, groups, breakdown, colors, cmap, ls="none")
     names = [f"{labels.display_name(s)} {labels.arrow(s, overrides)}" for s in free_defined]
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", rotation_mode="anchor")
     ax.tick_params(axis="x", labelsize=7)
@@ -471,7 +498,7 @@ def rho_per_layer(
     ax.grid(alpha=0.3)
     if k % 4 == 0:
       ax.set_ylabel("Spearman ρ (oriented)", fontsize=8)
-  axes[0].legend(fontsize=6)
+  _legend(fig, axes, n_panels, _LEGEND_TITLES.get(breakdown))
   _titles(
     fig,
     f"Spearman ρ per layer — {breakdown.replace('_', ' ')}, target {target}, {setting}, "
@@ -530,7 +557,7 @@ def scatter(
     ax.grid(alpha=0.3)
     if k % 4 == 0:
       ax.set_ylabel(labels.truth_name(truth), fontsize=8)
-  axes[0].legend(fontsize=6)
+  _legend(fig, axes, len(scores), "source")
   _titles(
     fig,
     f"Score vs {labels.truth_name(truth)} — target {target}, {setting}, layer {layer}, "
