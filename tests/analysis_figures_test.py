@@ -313,3 +313,22 @@ def test_render_report_script_in_headless_chromium(tmp_path):
   assert px.shape == (300, 400, 3)
   # The header row's #f2f2f2 background is drawn only when the CSS parses.
   assert (np.abs(px.astype(int) - 0xF2).max(axis=2) <= 2).sum() > 200
+
+
+def test_single_target_figures_fit(rendered, monkeypatch, tmp_path):
+  """One target makes the narrowest score-vs-layer figure (one 4.4 in panel): its title still
+  fits (on real one-target runs the old suptitle ran off both sides)."""
+  _, a, _ = rendered
+  problems = {}
+
+  def checked_save(fig, out_dir, name):
+    figures._tidy(fig)
+    problems[name] = layout_problems(fig)
+    plt.close(fig)
+    return out_dir / f"{name}.png"
+
+  monkeypatch.setattr(figures, "_save", checked_save)
+  one = a.scores[a.scores["target"] == "mnist"]
+  figures.score_vs_layer(one, tmp_path, layers=a.layers, probe="train")
+  assert len(problems) == len(PER_LAYER) - 1 + 1  # knn_accuracy is a baseline; + layer-free
+  assert all(p == [] for p in problems.values()), problems
