@@ -274,6 +274,7 @@ def make_figures(a: Analysis, out_dir) -> dict[str, list[pathlib.Path]]:
         setting=a.setting,
         probe=a.probe,
         layers=a.layers,
+        overrides=a.overrides,
       )
       if p is not None:
         figs["rho_per_layer"].append(p)

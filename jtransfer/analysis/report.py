@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from jtransfer.analysis import power, published, signs, versus
+from jtransfer.analysis import figures, power, published, signs, versus
 
 INTERVALS = (
   "Four intervals appear and mean different things: the **cluster bootstrap CI** (the default, "
@@ -59,6 +59,17 @@ def _rho_cell(row) -> str:
   return f"{row['spearman']:.2f}{mark} [{lo:.2f}, {hi:.2f}]"
 
 
+# Plain string (not an f-string): a doubled brace here would be a stray "}}" in the page.
+CSS = (
+  "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em;line-height:1.4}"
+  "table{border-collapse:collapse;font-size:12px;margin:0.5em 0}"
+  "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
+  "th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}"
+  "img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:13px;color:#444}"
+  "code{background:#f4f4f4;padding:0 3px}"
+)
+
+
 class Doc:
   def __init__(self):
     self.blocks = []
@@ -108,9 +119,7 @@ class Doc:
     e = html.escape
     out = [
       "<!doctype html><html><head><meta charset='utf-8'>",
-      f"<title>{e(title)}</title><style>body{{font-family:sans-serif;max-width:1200px;"
-      "margin:auto}}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-      "padding:2px 6px}img{max-width:100%}</style></head><body>",
+      f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
     ]
     for b in self.blocks:
       if b[0] == "h":
@@ -166,6 +175,15 @@ def correlation_grid(a, target) -> pd.DataFrame:
     ],
   )
   return wide.reset_index()
+
+
+def figure_index(figs: dict, workdir) -> list[str]:
+  """One line per saved figure: its file (PNG, with the PDF beside it) and its caption."""
+  return [
+    f"`{os.path.relpath(p, workdir)}` — {figures.caption(p)}"
+    for paths in figs.values()
+    for p in paths
+  ]
 
 
 def _focus(df, a, **extra):
@@ -442,18 +460,13 @@ def write(a, workdir) -> pathlib.Path:
     )
     d.table(a.asymmetry)
 
+  if a.figures:
+    d.h(2, "Figure index")
+    d.ul(figure_index(a.figures, workdir))
   d.h(2, "Figures")
-  captions = {
-    "score_vs_layer": "score vs layer per source, longest pre-training, mean ± 2σ over seeds",
-    "finetune_curves": "fine-tune accuracy curves (log x-axis), darker = longer pre-training",
-    "delta_to_scratch": "accuracy minus training from scratch, scratch ± 2σ shaded",
-    "rho_per_layer": "Spearman ρ per layer, null band shaded grey",
-    "scatter": "score vs log-AUC at the focus layer with Pearson r",
-    "transfer_matrix": "final accuracy vs number of frozen layers",
-  }
-  for kind, paths in a.figures.items():
+  for paths in a.figures.values():
     for p in paths:
-      d.img(os.path.relpath(p, workdir), f"{captions.get(kind, kind)} ({pathlib.Path(p).stem})")
+      d.img(os.path.relpath(p, workdir), f"{figures.caption(p)} ({pathlib.Path(p).stem})")
 
   d.h(2, "Published numbers (thesis, CNN study)")
   d.table(published.compare(a))
