@@ -23,6 +23,7 @@ from scipy import stats  # noqa: E402
 
 from jtransfer.analysis import labels, signs  # noqa: E402
 from jtransfer.analysis.stats import null_band  # noqa: E402
+from jtransfer.scores import REGISTRY  # noqa: E402
 
 DPI = 110
 LAYER_FREE = ("-", "")  # the layer a score is stored at when it has none
@@ -196,10 +197,24 @@ def _layer_axis(layers) -> list[str]:
   return [x for x in layers if x not in LAYER_FREE]
 
 
+# Scores that belong to a checkpoint, not a layer: the analysis tables copy them onto every
+# layer (`tables.spread_layerless`), so they are recognised by name as well as by placeholder.
+_CHECKPOINT_SCORES = {n for n, s in REGISTRY.items() if not s.needs_features} | {
+  "checkpoint_index",
+  "param_count",
+}
+
+
 def _layer_free_scores(df: pd.DataFrame) -> set[str]:
-  """Scores stored only at the layer-free placeholder."""
+  """Scores stored only at the layer-free placeholder, or known to have no layer."""
   at = df.groupby("score")["layer"].agg(lambda s: set(s) <= set(LAYER_FREE))
-  return set(at.index[at])
+  return set(at.index[at]) | (_CHECKPOINT_SCORES & set(df["score"]))
+
+
+def _layer_free_rows(df: pd.DataFrame, free: set[str]) -> pd.DataFrame:
+  """The rows of the layer-free scores, once: the spread copies of one layer per score."""
+  g = df[df["score"].isin(free)]
+  return g[g["layer"] == g.groupby("score")["layer"].transform("min")]
 
 
 def _layer_ticks(ax, layers, fontsize=8):
@@ -255,7 +270,7 @@ def score_vs_layer(
     )
     paths.append(_save(fig, out_dir, _slug("score_vs_layer", score, probe)))
   if free:
-    paths.append(_layer_free_figure(df[df["score"].isin(free)], out_dir, probe, colors, overrides))
+    paths.append(_layer_free_figure(_layer_free_rows(df, free), out_dir, probe, colors, overrides))
   return paths
 
 
@@ -403,10 +418,10 @@ def _rho_series(ax, sc, x_of, groups, breakdown, colors, cmap, ls="-"):
       continue
     g = g.assign(x=g["key"].map(x_of)).sort_values("x")
     if breakdown == "all":
-      err = np.vstack([g["spearman"] - g["spearman_ci_lo"], g["spearman_ci_hi"] - g["spearman"]])
-      ax.errorbar(
-        g["x"], g["spearman"], yerr=np.abs(err), marker="o", ls=ls, capsize=3, label="all models"
-      )
+      # The cluster bootstrap interval (the report's default); NaN where too few clusters.
+      lo, hi = g["cluster_ci_lo"], g["cluster_ci_hi"]
+      err = np.nan_to_num(np.abs(np.vstack([g["spearman"] - lo, hi - g["spearman"]])))
+      ax.errorbar(g["x"], g["spearman"], yerr=err, marker="o", ls=ls, capsize=3, label="all models")
     elif colors is not None:
       ax.plot(g["x"], g["spearman"], marker="o", ls=ls, color=colors[grp_name], label=grp_name)
     else:
@@ -431,7 +446,7 @@ def _null(ax, n_values):
 
 _LEGEND_TITLES = {
   "per_source": "source",
-  "per_checkpoint": "pre-train step",
+  "per_checkpoint": "checkpoint index",
   "per_ft_step": "fine-tune step",
 }
 
@@ -448,8 +463,8 @@ def rho_per_layer(
   overrides=None,
 ) -> pathlib.Path | None:
   """Spearman ρ vs layer, one panel per score; the thesis' null band (grey) for the panel's
-  typical n; Bonett–Wright 95% intervals as error bars for the "all" breakdown. Layer-free scores
-  share one last panel with the scores on the x axis."""
+  typical n; cluster-bootstrap 95% intervals as error bars for the "all" breakdown. Layer-free
+  scores share one last panel with the scores on the x axis."""
   c = corr[
     (corr["breakdown"] == breakdown)
     & (corr["target"] == target)
@@ -461,7 +476,7 @@ def rho_per_layer(
   free = _layer_free_scores(c)
   axis_layers = _layer_axis(layers)
   per_layer = c[~c["score"].isin(free) & c["layer"].isin(axis_layers)]
-  layer_free = c[c["score"].isin(free)]
+  layer_free = _layer_free_rows(c, free)
   # A constant baseline has no ρ anywhere: no panel.
   defined = per_layer.groupby("score")["spearman"].apply(lambda r: np.isfinite(r).any())
   scores = sorted(defined.index[defined])
@@ -533,7 +548,7 @@ def scatter(
   j = joint[(joint["target"] == target) & (joint["setting"] == setting) & (joint["probe"] == probe)]
   free = _layer_free_scores(j)
   at_layer = j[(j["layer"] == layer) & ~j["score"].isin(free)]
-  j = pd.concat([at_layer, j[j["score"].isin(free)]], ignore_index=True)
+  j = pd.concat([at_layer, _layer_free_rows(j, free)], ignore_index=True)
   if at_layer.empty:
     return None
   scores = sorted(set(at_layer["score"])) + sorted(free & set(j["score"]))
