@@ -14,6 +14,9 @@
    in spherical mode the log part is the single scalar term (no factor k), as the reference.
 4. score = −Σ over ordered pairs c ≠ c' (classes with samples) of exp(−D_B).
 
+Invariant to: a common shift (PCA of centred features). Not to scale: the variance floor 1e-4
+is absolute (float32 agrees with float64 on the rescaled features).
+
 The PCA subspace is only defined up to rotations within eigenvalues that are (nearly) equal at
 the k-th component; like any implementation, the diagonal score then depends on round-off.
 
@@ -41,7 +44,9 @@ def pca_coordinates(shared: Shared, pca_dim: int) -> jax.Array:
   """[N, k] centred PCA coordinates, k = min(pca_dim, N, D). Could move into `Shared`."""
   k = min(pca_dim, shared.n, shared.d)
   sigma, u = shared.centered_gram_eigh
-  return u[:, -k:] * jnp.sqrt(sigma[-k:])  # eigh is ascending: the top k are last
+  # eigh is ascending: the top k are last; × scale back to the features' units (the variance
+  # floor is absolute)
+  return u[:, -k:] * (jnp.sqrt(sigma[-k:]) * shared.scale)
 
 
 def gbc_kernel(shared: Shared, *, gaussian: str = "diagonal", pca_dim: int = 64) -> jax.Array:

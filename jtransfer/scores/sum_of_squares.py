@@ -1,8 +1,11 @@
 """Sum-of-squares ratio SSW / TSS (thesis section 2.2.2, with squared norms as its code does). ↓
 
 SSW = Σ_c Σ_{i∈c} ‖f_i − μ_c‖², TSS = Σ_i ‖f_i − μ‖²; defined as 0 when TSS = 0 (all samples
-equal). Both sums are formed from explicit residuals, not from Gram identities, so float32 keeps
-its precision when features have a large common offset.
+equal). Both sums are formed from explicit residuals of the centred, power-of-two-normalised
+features (`Shared.normalized`), not from Gram identities, so float32 keeps its precision under a
+large common offset or any units.
+
+Invariant to: a common shift (one vector added to every sample) and a global scale a > 0.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ MIN_PER_CLASS = 2
 
 def sum_of_squares_kernel(shared: Shared) -> jax.Array:
   ssw = jnp.sum(shared.residuals**2)
-  tss = jnp.sum((shared.features - shared.mean) ** 2)
+  tss = jnp.sum(shared.normalized**2)
   return jnp.where(tss > 0, ssw / jnp.where(tss > 0, tss, 1), 0)
 
 
