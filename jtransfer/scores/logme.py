@@ -27,6 +27,12 @@ Schedules:
   the updated α, β with that last iteration's m2, res2 (and, unlike the published code, the full
   D-term log-det).
 
+Invariant to: a global scale a > 0 ("converged"; "thuml" only approximately: its 1e-5
+constants are absolute). Not to a common shift (no bias term): float32 agrees with float64 on the
+shifted features, except where the optimum needs eigenvalues of F Fᵀ below ≈ 1e-6·σ_max, which
+float32's eigh does not resolve (e.g. post-ReLU channels with large means; see
+tests/scores_float32_test.py, KNOWN).
+
 Classes without samples are skipped (the public functions reject them anyway).
 
 float32 vs float64 (C = 10): relative error 1.7e-5 (converged) / 1.8e-5 (thuml) for N = 500,
@@ -195,6 +201,7 @@ def logme_kernel(shared: Shared, *, schedule: str = "converged") -> jax.Array:
   if schedule == "converged":
     ev = _converged(sigma, x2, n)
   else:
+    sigma = sigma * shared.gram_scale**2  # its 1e-5 constants make it scale-dependent
     ev = _evidence(*_thuml(sigma, x2, n), sigma, n, d)
   return jnp.sum(jnp.where(present, ev, 0)) / jnp.sum(present)
 

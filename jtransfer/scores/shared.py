@@ -125,13 +125,18 @@ class Shared:
     return _dot(self.normalized, self.normalized.T)
 
   @functools.cached_property
+  def gram_scale(self) -> jax.Array:
+    """s, the power of two just above max |F|: `gram` is F Fᵀ / s²."""
+    return _pow2_above(jnp.max(jnp.abs(self.features)))
+
+  @functools.cached_property
   def gram(self) -> jax.Array:
     """[N, N] F Fᵀ / s² (uncentred, LogME), s the power of two above max |F|.
 
     Rebuilt from the centred Gram as s_z²/s² Z Zᵀ + a 1ᵀ + 1 aᵀ + ‖μ‖² 11ᵀ with a = Z μ, so the
     fused pass still does one big matmul.
     """
-    s = _pow2_above(jnp.max(jnp.abs(self.features)))
+    s = self.gram_scale
     mu = self.mean / s
     a = _dot(self.normalized, mu) * (self.scale / s)
     ratio = self.scale / s

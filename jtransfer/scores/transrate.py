@@ -40,9 +40,11 @@ def within_class_logdet(shared: Shared, eps: float) -> jax.Array:
   # [N]: s²/(n_{y_i} ε), s the normalisation of the centred Gram (`Shared.scale`)
   scale = shared.scale**2 / (shared.counts[labels] * eps)
   b = jnp.where(same, shared.centered_gram * scale[:, None], 0)
-  b = b + jnp.eye(shared.n, dtype=b.dtype)
-  chol = jnp.linalg.cholesky(b)
-  return 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+  chol = jnp.linalg.cholesky(b + jnp.eye(shared.n, dtype=b.dtype))
+  # log L_ii² = log1p(A_ii − Σ_{k<i} L_ik²), A = B − I: log of the rounded L_ii ≈ 1 would lose
+  # everything below eps when Z Zᵀ/(nε) is small (small features or large ε).
+  lower = jnp.tril(chol, -1)
+  return jnp.sum(jnp.log1p(jnp.diagonal(b) - jnp.sum(lower * lower, axis=1)))
 
 
 def transrate_kernel(shared: Shared, *, eps: float = 1e-4) -> jax.Array:

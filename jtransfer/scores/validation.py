@@ -106,6 +106,16 @@ def check_nonconstant_rows(features: np.ndarray, score: str) -> None:
     )
 
 
+_NONFINITE_CAUSES = {
+  "two_nn": ": fewer than 3 points left after dropping exact duplicates and r1 = r2 ties",
+  "nc_score": ": all class means coincide (zero between-class distance)",
+  "nc_score_eq2": ": all class means coincide (zero between-class distance)",
+  "transrate": ": (scale of the features)²/(N·eps) overflows; rescale the features or raise eps",
+  "gbc": ": the PCA coordinates overflow; rescale the features",
+  "logme": ": the evidence overflowed (all-zero or extreme features)",
+}
+
+
 def check_finite_result(values, score: str) -> None:
   """A kernel whose data-dependent preconditions failed (e.g. TWO-NN with < 3 points left after
   dropping duplicates and ties) returns NaN; surface that as an error, never as a value."""
@@ -113,9 +123,7 @@ def check_finite_result(values, score: str) -> None:
   if not np.all(np.isfinite(arr)):
     bad = np.nonzero(~np.isfinite(arr.reshape(-1)))[0]
     where = f" for models {bad[:10].tolist()}" if arr.ndim else ""
-    hint = {
-      "two_nn": ": fewer than 3 points left after dropping exact duplicates and r1 = r2 ties",
-    }.get(score, "")
+    hint = _NONFINITE_CAUSES.get(score, ": a non-finite intermediate (features out of range?)")
     raise ValueError(f"{score} is not finite{where}{hint}")
 
 
