@@ -44,13 +44,11 @@ projection and ~130 profile evaluations of O(N·C)).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import HIGHEST, Shared
 
 SCHEDULES = ("converged", "thuml")
@@ -206,16 +204,6 @@ def logme_kernel(shared: Shared, *, schedule: str = "converged") -> jax.Array:
   return jnp.sum(jnp.where(present, ev, 0)) / jnp.sum(present)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "schedule"))
-def _logme(features, labels, num_classes, schedule):
-  return logme_kernel(Shared(features, labels, num_classes), schedule=schedule)
-
-
 def logme(features, labels, *, num_classes: int, schedule: str = "converged") -> jax.Array:
   """LogME of `features` [N, D] for `labels` [N] (mean per-sample log evidence over classes)."""
-  if schedule not in SCHEDULES:
-    raise ValueError(f"unknown LogME schedule {schedule!r}; valid: {SCHEDULES}")
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "logme"
-  )
-  return _logme(jnp.asarray(feats), jnp.asarray(labs), int(num_classes), schedule)
+  return score_one("logme", features, labels, num_classes=num_classes, schedule=schedule)

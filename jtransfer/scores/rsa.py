@@ -23,12 +23,10 @@ shifted features).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import Shared, _dot
 
 MIN_PER_CLASS = 2
@@ -65,15 +63,6 @@ def rsa_kernel(shared: Shared) -> jax.Array:
   return (n * total - same) / diff_pairs - same / same_pairs
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _rsa(features, labels, num_classes):
-  return rsa_kernel(Shared(features, labels, num_classes))
-
-
 def rsa(features, labels, *, num_classes: int) -> jax.Array:
   """RSA score of `features` [N, D] (D ≥ 2, no constant rows) with `labels` [N]."""
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "rsa"
-  )
-  validation.check_nonconstant_rows(feats, "rsa")
-  return _rsa(jnp.asarray(feats), jnp.asarray(labs), num_classes=int(num_classes))
+  return score_one("rsa", features, labels, num_classes=num_classes)

@@ -10,12 +10,10 @@ Invariant to: a common shift (one vector added to every sample) and a global sca
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import Shared
 
 MIN_PER_CLASS = 2
@@ -27,14 +25,6 @@ def sum_of_squares_kernel(shared: Shared) -> jax.Array:
   return jnp.where(tss > 0, ssw / jnp.where(tss > 0, tss, 1), 0)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _sum_of_squares(features, labels, num_classes):
-  return sum_of_squares_kernel(Shared(features, labels, num_classes))
-
-
 def sum_of_squares(features, labels, *, num_classes: int) -> jax.Array:
   """Within-class over total sum of squares of `features` [N, D] with `labels` [N]."""
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "sum_of_squares"
-  )
-  return _sum_of_squares(jnp.asarray(feats), jnp.asarray(labs), num_classes=int(num_classes))
+  return score_one("sum_of_squares", features, labels, num_classes=num_classes)

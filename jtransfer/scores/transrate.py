@@ -22,12 +22,10 @@ eigendecomposition: the N×N Cholesky, ≈ 50–70 ms at N = 1000 on this CPU vs
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import Shared
 
 MIN_PER_CLASS = 1
@@ -58,16 +56,6 @@ def transrate_kernel(shared: Shared, *, eps: float = 1e-4) -> jax.Array:
   return r_all - 0.5 * within_class_logdet(shared, eps) / num_present
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "eps"))
-def _transrate(features, labels, num_classes, eps):
-  return transrate_kernel(Shared(features, labels, num_classes), eps=eps)
-
-
 def transrate(features, labels, *, num_classes: int, eps: float = 1e-4) -> jax.Array:
   """TransRate of `features` [N, D] for `labels` [N] with distortion `eps`."""
-  if not eps > 0:
-    raise ValueError(f"transrate needs eps > 0, got {eps}")
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "transrate"
-  )
-  return _transrate(jnp.asarray(feats), jnp.asarray(labs), int(num_classes), float(eps))
+  return score_one("transrate", features, labels, num_classes=num_classes, eps=eps)
