@@ -1,5 +1,7 @@
 """Many scores in one jitted pass, sharing every expensive intermediate.
 
+The BLAS pool is held to one thread while a pass runs (`threads.blas_threads`).
+
 `compute` validates once, then runs ONE jitted function in which a single `Shared` serves all
 requested kernels: one Gram matrix, at most two eigendecompositions (uncentred for LogME,
 centred for H-score / TransRate / GBC), one neighbour search (TWO-NN, kNN), one set of class
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from jtransfer.scores import registry, validation
+from jtransfer.scores import registry, threads, validation
 from jtransfer.scores.shared import Shared
 
 # Rough per-model working set of the batched kernels, in elements: Gram, centred Gram, two sets
@@ -62,23 +64,25 @@ def _validate(specs, options, features, labels, num_classes, source_probs, *, ba
   if features is not None and any(s.needs_features for s in specs):
     feats = validation.check_features(features, batched=batched)
   if source_probs is not None and any(s.needs_source_probs for s in specs):
-    n = feats.shape[-2] if feats is not None else np.shape(source_probs)[-2]
-    probs = validation.check_source_probs(source_probs, n, batched=batched)
+    probs = validation.check_features(source_probs, name="source_probs", batched=batched)
+    n = feats.shape[-2] if feats is not None else probs.shape[-2]
+    probs = validation.check_source_probs(probs, n, batched=batched)
     if batched and feats is not None and probs.shape[0] != feats.shape[0]:
       raise ValueError(
         f"source_probs has {probs.shape[0]} models but features has {feats.shape[0]}"
       )
   n = (feats if feats is not None else probs).shape[-2]
+  for spec, opts in zip(specs, options, strict=True):
+    validation.check_options(spec.name, dict(opts), n)
   if any(s.needs_labels for s in specs):
     labs = validation.check_labels(labels, n, num_classes)
     validation.check_classes_present(labs, validation.check_num_classes(num_classes))
-  for spec, opts in zip(specs, options, strict=True):
+  for spec in specs:
     validation.check_min_samples(n, spec.min_samples, spec.name)
     if spec.needs_labels:
       validation.check_min_per_class(labs, int(num_classes), spec.min_per_class, spec.name)
     if spec.nonconstant_rows:
       validation.check_nonconstant_rows(feats, spec.name)
-    validation.check_options(spec.name, dict(opts), n)
   return feats, labs, probs
 
 
@@ -137,7 +141,9 @@ def compute(
   fn = _jitted_single(
     tuple(s.name for s in specs), opts, _int_or_none(num_classes) if labs is not None else None
   )
-  out = fn(*(None if a is None else jnp.asarray(a) for a in (feats, labs, probs)))
+  with threads.blas_threads():
+    out = fn(*(None if a is None else jnp.asarray(a) for a in (feats, labs, probs)))
+    out = jax.block_until_ready(out)
   for name, value in out.items():
     validation.check_finite_result(value, name)
   return out
@@ -246,10 +252,12 @@ def compute_batched(
   classes = _int_or_none(num_classes) if labs is not None else None
   fn = _jitted_batched(tuple(s.name for s in specs), opts, classes, int(chunk_size), devices)
   labs = None if labs is None else jnp.asarray(labs)
-  chunks = [
-    fn({k: jnp.asarray(v[i : i + width]) for k, v in batch.items()}, labs)
-    for i in range(0, m + pad, width)
-  ]
+  with threads.blas_threads(devices[0].platform):
+    chunks = [
+      fn({k: jnp.asarray(v[i : i + width]) for k, v in batch.items()}, labs)
+      for i in range(0, m + pad, width)
+    ]
+    chunks = jax.block_until_ready(chunks)
   out = {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
   out = {k: v[:m] for k, v in out.items()}
   for name, value in out.items():
