@@ -4,6 +4,9 @@ Each sample is classified by a majority vote of its k nearest *other* samples (E
 Default k = 5. Deterministic tie-breaks: neighbours at equal distance are taken in index order;
 among classes with equal votes the one whose nearest voter is closest wins (equivalently, the
 class of the first neighbour among the tied classes).
+
+Invariant to: a common shift and a global scale a > 0 (neighbours of the centred, normalised
+features, `Shared.normalized`).
 """
 
 from __future__ import annotations

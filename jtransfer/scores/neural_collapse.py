@@ -7,6 +7,9 @@
     Σ_c mean_{i∈c} ‖f_i − μ_c‖ / Σ_{c<c'} ‖μ_c − μ_c'‖,
 which equals 2 / (C − 1) times `nc_score` on balanced data. Both use explicit residuals and
 direct class-mean differences (no Gram cancellation).
+
+Invariant to: a common shift and a global scale a > 0 (both are ratios of distances, formed
+from the centred, normalised features).
 """
 
 from __future__ import annotations

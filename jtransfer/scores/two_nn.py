@@ -8,6 +8,9 @@
 4. Least-squares slope through the origin of y = −log(1 − F) on x = log μ, over the first
    floor(fraction · N') points, never including the last two (where 1 − F = 0).
 
+Invariant to: a common shift and a global scale a > 0 (neighbours are searched on the centred,
+power-of-two-normalised features, `Shared.normalized`; distances enter only as ratios).
+
 Memory: neighbours come from row blocks of F Fᵀ, so N = 20,000 never holds an N×N matrix.
 """
 
