@@ -213,15 +213,3 @@ def check_finite_result(values, score: str) -> None:
     where = f" for models {bad[:10].tolist()}" if arr.ndim else ""
     hint = _NONFINITE_CAUSES.get(score, ": a non-finite intermediate (features out of range?)")
     raise ValueError(f"{score} is not finite{where}{hint}")
-
-
-def check_features_and_labels(
-  features, labels, num_classes: int, min_per_class: int, score: str
-) -> tuple[np.ndarray, np.ndarray]:
-  """The usual set of checks for a labelled score; returns the checked numpy arrays."""
-  feats = check_features(features)
-  labs = check_labels(labels, feats.shape[0], num_classes)
-  num_classes = check_num_classes(num_classes)
-  check_classes_present(labs, num_classes)
-  check_min_per_class(labs, int(num_classes), min_per_class, score)
-  return feats, labs
