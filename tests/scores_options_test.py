@@ -126,3 +126,19 @@ def test_cli_one_line_errors_and_notes(tmp_path):
   ok = run(str(tmp_path / "nolabels.npz"))
   assert ok.returncode == 0, ok.stderr[-2000:]
   assert "note: nolabels: skipped sum_of_squares, rsa," in ok.stdout
+
+
+def test_non_finite_results_are_named_errors():
+  x, y = _data()
+  for call in _paths("transrate", x * 1e20, y, 3, {}):
+    _raises_one_line(call, r"transrate is not finite.*: \(scale of the features\)².*overflows")
+  # every class holds the same 8 samples: equal class means, zero between-class distance
+  same = np.tile(x[:8], (3, 1))
+  labels = np.repeat(np.arange(3), 8)
+  for call in _paths("nc_score", same, labels, 3, {}):
+    _raises_one_line(call, "nc_score is not finite.*all class means coincide")
+  # the scale-invariant scores do not overflow at 1e20 (features are normalised before Grams)
+  big = scores.compute(x * 1e20, y, num_classes=3, names=["logme", "h_score_shrinkage", "rsa"])
+  ref = scores.compute(x, y, num_classes=3, names=["logme", "h_score_shrinkage", "rsa"])
+  for name, value in big.items():
+    np.testing.assert_allclose(float(value), float(ref[name]), rtol=1e-5, err_msg=name)
