@@ -82,7 +82,7 @@ def main():
   )
   kw = dict(
     num_classes=10, layers=TAPS, feature_names=FEATURE, prob_names=PROBS,
-    memory_budget_bytes=int(args.memory_budget_gb * 2**30), parallel=args.parallel, pad_to=size,
+    memory_budget_bytes=int(args.memory_budget_gb * 2**30), parallel=args.parallel,
   )  # fmt: skip
 
   # 1-2. Job and floor, group by group (first group: compile).

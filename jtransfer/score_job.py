@@ -256,59 +256,40 @@ def select_scores(names: Sequence[str] | None) -> tuple[list[str], list[str], li
   return feature, probs, [n for n in names if n in BASELINES]
 
 
-def _pad(x, size: int):
-  """x with its leading (model) axis padded to `size` by repeating model 0."""
-  if x is None or x.shape[0] >= size:
-    return x
-  return np.concatenate([x, np.repeat(x[:1], size - x.shape[0], axis=0)])
-
-
-def _score_models(
-  features, labels, *, num_classes, names, source_probs, chunk_size, options, pad_to=0
-):
+def _score_models(features, labels, *, num_classes, names, source_probs, chunk_size, options):
   """{name: ([M] float64 values, [M] error message or None)}.
 
-  One `compute_batched` call for all names; only if that raises (a bad layer of some model) are
-  the scores retried one by one, then model by model, to keep every value that can be computed.
-  The model axis is padded to `pad_to` (repeating model 0) so that every chunk of a group has
-  the same shape and the kernels compile once per layer, not once per chunk size.
+  One `compute_batched` call for all names. Only if that raises (a bad layer of some model) are
+  the models retried one by one through the same compiled chunk program (so a good model's
+  values do not depend on a bad batch-mate), and a model that still fails score by score.
   """
   m = (features if features is not None else source_probs).shape[0]
 
-  def batched(which):
+  def batched(which, lo=0, hi=m):
     out = scores_lib.compute_batched(
-      _pad(features, pad_to), labels, num_classes=num_classes, names=which,
-      source_probs=_pad(source_probs, pad_to), chunk_size=chunk_size,
-      options={n: options[n] for n in which if n in options},
+      None if features is None else features[lo:hi], labels, num_classes=num_classes,
+      names=which, source_probs=None if source_probs is None else source_probs[lo:hi],
+      chunk_size=chunk_size, options={n: options[n] for n in which if n in options},
     )  # fmt: skip
-    return {n: np.asarray(v, np.float64)[:m] for n, v in out.items()}
+    return {n: np.asarray(v, np.float64) for n, v in out.items()}
 
   try:
     return {n: (v, [None] * m) for n, v in batched(names).items()}
   except ValueError:
     pass
-  result = {}
-  for name in names:
+  result = {n: (np.full(m, np.nan), [None] * m) for n in names}
+  for i in range(m):
     try:
-      result[name] = (batched([name])[name], [None] * m)
-      continue
+      one = batched(names, i, i + 1)
     except ValueError:
-      pass
-    values, errors = np.full(m, np.nan), [None] * m
-    for i in range(m):
-      try:
-        one = scores_lib.compute(
-          None if features is None else features[i],
-          labels,
-          num_classes=num_classes,
-          names=[name],
-          source_probs=None if source_probs is None else source_probs[i],
-          options={name: options[name]} if name in options else None,
-        )
-        values[i] = float(one[name])
-      except ValueError as e:
-        errors[i] = str(e)
-    result[name] = (values, errors)
+      one = {}
+      for name in names:
+        try:
+          one.update(batched([name], i, i + 1))
+        except ValueError as e:
+          result[name][1][i] = str(e)
+    for name, value in one.items():
+      result[name][0][i] = value[0]
   return result
 
 
@@ -579,7 +560,6 @@ def run(
           memory_budget_bytes=int(memory_budget_bytes),
           batch_size=batch_size,
           parallel=parallel,
-          pad_to=size,
         )
         for c in chunk:
           for p in probes:
@@ -627,7 +607,6 @@ def score_stacked(
   memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
   batch_size: int = 250,
   parallel: str = "auto",
-  pad_to: int = 0,
   options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[tuple[str, str], tuple[np.ndarray, list, float]]]:
   """Extract + score M stacked models in memory (no I/O): the job's compute path.
@@ -650,11 +629,14 @@ def score_stacked(
     res = {}
     for layer in layers if feature_names else ():
       feats = acts[layer][:, lo:hi]
-      chunk = default_chunk_size(hi - lo, feats.shape[-1], 4, memory_budget_bytes)
+      # depends on (N, D, budget, platform) only, never on M: batch-invariant scores
+      chunk = default_chunk_size(
+        hi - lo, feats.shape[-1], 4, memory_budget_bytes, platform=jax.default_backend()
+      )
       t = time.perf_counter()
       vals = _score_models(
         feats, labels, num_classes=num_classes, names=feature_names, source_probs=None,
-        chunk_size=chunk, options=options, pad_to=pad_to,
+        chunk_size=chunk, options=options,
       )  # fmt: skip
       per = (time.perf_counter() - t) / m
       res.update({(layer, n): (*vals[n], per) for n in feature_names})
@@ -663,7 +645,7 @@ def score_stacked(
       t = time.perf_counter()
       vals = _score_models(
         None, labels, num_classes=num_classes, names=prob_names, source_probs=probs,
-        chunk_size=None, options=options, pad_to=pad_to,
+        chunk_size=None, options=options,
       )  # fmt: skip
       per = (time.perf_counter() - t) / m
       res.update({(NO_LAYER, n): (*vals[n], per) for n in prob_names})
@@ -692,7 +674,6 @@ def _score_chunk(
   memory_budget_bytes,
   batch_size,
   parallel,
-  pad_to,
 ) -> dict[tuple, list[dict]]:
   """Restore, extract and score one chunk; {(checkpoint key, probe name): rows}."""
   params, stored_rest = _restore(group, chunk, abstract_params)
@@ -701,7 +682,7 @@ def _score_chunk(
     graphdef, params, rest, inputs, [p.labels for p in probes], num_classes=num_target_classes,
     layers=layers, feature_names=feature_names, prob_names=prob_names,
     memory_budget_bytes=memory_budget_bytes, batch_size=batch_size, parallel=parallel,
-    pad_to=pad_to, options=options,
+    options=options,
   )  # fmt: skip
   out = {}
   for p, res in zip(probes, per_probe, strict=True):

@@ -8,6 +8,8 @@ Prints one row per feature set (↑ higher is better, ↓ lower is better) and w
 `<output>.csv` and `<output>.json`.
 """
 
+import sys
+
 from absl import app, flags
 
 from jtransfer.scores import table
@@ -24,12 +26,24 @@ _OUTPUT = flags.DEFINE_string("output", None, "Path prefix for <output>.csv and 
 def main(argv):
   paths = list(_FEATURES.value) + list(argv[1:])  # `--features a.npz b.npz` leaves b.npz in argv
   sets = table.load_feature_sets(paths)
-  results = table.score_feature_sets(sets, num_classes=_NUM_CLASSES.value, names=_SCORES.value)
+  skipped = {}
+  results = table.score_feature_sets(
+    sets, num_classes=_NUM_CLASSES.value, names=_SCORES.value, skipped=skipped
+  )
   print(table.format_table(results))
+  for note in skipped.values():
+    print(f"note: {note}")
   if _OUTPUT.value:
     for path in table.write_outputs(results, _OUTPUT.value):
       print(f"wrote {path}")
 
 
+def _main(argv):
+  try:
+    main(argv)
+  except ValueError as e:  # bad input: one line naming the problem, not a traceback
+    sys.exit(f"error: {e}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(_main)

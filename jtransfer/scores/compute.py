@@ -1,12 +1,15 @@
 """Many scores in one jitted pass, sharing every expensive intermediate.
 
+The BLAS pool is held to one thread while a pass runs (`threads.blas_threads`).
+
 `compute` validates once, then runs ONE jitted function in which a single `Shared` serves all
 requested kernels: one Gram matrix, at most two eigendecompositions (uncentred for LogME,
 centred for H-score / TransRate / GBC), one neighbour search (TWO-NN, kNN), one set of class
-statistics. `compute_batched` runs the same function over a leading model axis: `jax.lax.map`
-with a batch size (vmap inside each chunk, memory bounded) and, with several devices, the model
-axis sharded over a 1-D mesh via `jax.shard_map` (M is padded to a multiple of the device count
-by repeating model 0; the padding is dropped from the result).
+statistics. `compute_batched` runs the same function over a leading model axis in fixed-size
+chunks: one compiled program per chunk (vmap over `chunk_size` models and, with several devices,
+the model axis sharded over a 1-D mesh via `jax.shard_map`), called once per chunk. The chunk
+width does not depend on M (the last chunk is padded by repeating model 0, the padding is
+dropped), so a model's scores are bit-identical whatever else is in its batch.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from jtransfer.scores import registry, validation
+from jtransfer.scores import registry, threads, validation
 from jtransfer.scores.shared import Shared
 
 # Rough per-model working set of the batched kernels, in elements: Gram, centred Gram, two sets
@@ -29,12 +32,11 @@ _DEFAULT_BATCH_BYTES = 2 << 30
 
 
 def _select(names, *, features: bool, labels: bool, source_probs: bool) -> list[registry.ScoreSpec]:
+  names = validation.check_names(names)
   if names is None:
     names = registry.names(features=features, labels=labels, source_probs=source_probs)
     if not names:
       raise ValueError("no score applies: pass features (and labels) or source_probs")
-  elif isinstance(names, str):
-    names = [names]
   specs = [registry.get(n) for n in dict.fromkeys(names)]
   have = {registry.FEATURES: features, registry.LABELS: labels, registry.SOURCE_PROBS: source_probs}
   for spec in specs:
@@ -53,31 +55,34 @@ def _resolve_options(specs, options: Mapping[str, Mapping[str, Any]] | None):
 
 
 def _validate(specs, options, features, labels, num_classes, source_probs, *, batched: bool):
-  """Eager checks for every requested score; returns numpy arrays ready for the kernel."""
+  """Eager checks for every requested score; returns numpy arrays ready for the kernel.
+
+  The one checker of inputs and options: `compute`, `compute_batched`, every single score
+  function (through `score_one`) and the score_features CLI all come through here.
+  """
   feats = probs = labs = None
   if features is not None and any(s.needs_features for s in specs):
     feats = validation.check_features(features, batched=batched)
   if source_probs is not None and any(s.needs_source_probs for s in specs):
-    n = feats.shape[-2] if feats is not None else np.shape(source_probs)[-2]
-    probs = validation.check_source_probs(source_probs, n, batched=batched)
+    probs = validation.check_features(source_probs, name="source_probs", batched=batched)
+    n = feats.shape[-2] if feats is not None else probs.shape[-2]
+    probs = validation.check_source_probs(probs, n, batched=batched)
     if batched and feats is not None and probs.shape[0] != feats.shape[0]:
       raise ValueError(
         f"source_probs has {probs.shape[0]} models but features has {feats.shape[0]}"
       )
   n = (feats if feats is not None else probs).shape[-2]
+  for spec, opts in zip(specs, options, strict=True):
+    validation.check_options(spec.name, dict(opts), n)
   if any(s.needs_labels for s in specs):
     labs = validation.check_labels(labels, n, num_classes)
-    validation.check_classes_present(labs, int(num_classes))
-  for spec, opts in zip(specs, options, strict=True):
+    validation.check_classes_present(labs, validation.check_num_classes(num_classes))
+  for spec in specs:
     validation.check_min_samples(n, spec.min_samples, spec.name)
     if spec.needs_labels:
       validation.check_min_per_class(labs, int(num_classes), spec.min_per_class, spec.name)
     if spec.nonconstant_rows:
       validation.check_nonconstant_rows(feats, spec.name)
-    if spec.name == "knn_accuracy":
-      from jtransfer.scores import knn
-
-      knn.check_k(dict(opts)["k"], n)
   return feats, labs, probs
 
 
@@ -119,6 +124,7 @@ def compute(
   Args:
     features: [N, D] (may be None if only source-prediction scores are requested).
     labels: [N] ints in [0, num_classes) (None if only `two_nn` is requested).
+      Features of any real dtype; integers, float16 and bfloat16 are computed in float32.
     num_classes: number of target classes; every class must have samples.
     names: registry names; default every score the given inputs allow (LEEP / NCE only with
       `source_probs`, only `two_nn` without labels).
@@ -132,15 +138,34 @@ def compute(
   opts = _resolve_options(specs, options)
   feats, labs, probs = _validate(specs, opts, features, labels, num_classes, source_probs,
                                  batched=False)  # fmt: skip
-  fn = _jitted_single(tuple(s.name for s in specs), opts, _int_or_none(num_classes))
-  out = fn(*(None if a is None else jnp.asarray(a) for a in (feats, labs, probs)))
+  fn = _jitted_single(
+    tuple(s.name for s in specs), opts, _int_or_none(num_classes) if labs is not None else None
+  )
+  with threads.blas_threads():
+    out = fn(*(None if a is None else jnp.asarray(a) for a in (feats, labs, probs)))
+    out = jax.block_until_ready(out)
   for name, value in out.items():
     validation.check_finite_result(value, name)
   return out
 
 
 def _int_or_none(num_classes):
-  return None if num_classes is None else int(num_classes)
+  return None if num_classes is None else validation.check_num_classes(num_classes)
+
+
+def score_one(
+  name: str, features=None, labels=None, *, num_classes=None, source_probs=None, **options
+) -> jax.Array:
+  """One score through `compute` (same checks, same jitted kernels): the single functions."""
+  out = compute(
+    features,
+    labels,
+    num_classes=num_classes,
+    names=[name],
+    source_probs=source_probs,
+    options={name: options} if options else None,
+  )
+  return out[name]
 
 
 def default_chunk_size(
@@ -148,7 +173,7 @@ def default_chunk_size(
 ) -> int:
   """Models per vmapped chunk so that a chunk's working set stays within `budget_bytes`.
 
-  On CPU it is 1: `lax.map` then runs the models one after another inside one compiled
+  On CPU it is 1: the models then run one after another through the same compiled
   program, which measured faster than vmapping them (CPU eigh and matmuls gain nothing from a
   batch axis, XLA's CPU gather is slow with one, and vmapped while-loops run in lock step).
   """
@@ -160,11 +185,12 @@ def default_chunk_size(
 
 @functools.lru_cache(maxsize=128)
 def _jitted_batched(names, options, num_classes, chunk_size, devices):
+  """One compiled program for one chunk: `chunk_size` models per device, vmapped."""
   single = _kernels(names, options, num_classes)
 
   def run(batch, labels):
     f = lambda b: single(b.get("features"), labels, b.get("source_probs"))
-    return jax.lax.map(f, batch, batch_size=chunk_size)
+    return jax.vmap(f)(batch)
 
   if len(devices) > 1:
     mesh = Mesh(np.array(devices), ("model",))
@@ -195,7 +221,8 @@ def compute_batched(
     labels: [N].
     source_probs: [M, N, C_s] or None.
     chunk_size: models per vmapped chunk (per device); default 1 on CPU, else from a 2 GiB
-      working-set budget (`default_chunk_size`).
+      working-set budget (`default_chunk_size`). Fixed whatever M: the results of a model
+      depend only on it, its labels, the options and this chunk size.
     devices: devices to shard the model axis over; default all local devices (one: no sharding).
     num_classes, names, options: as in `compute`.
   """
@@ -209,22 +236,29 @@ def compute_batched(
   batch = {k: v for k, v in (("features", feats), ("source_probs", probs)) if v is not None}
   m, n = next(iter(batch.values())).shape[:2]
   devices = tuple(jax.local_devices() if devices is None else devices)
-  devices = devices[: max(1, min(len(devices), m))]
   if chunk_size is None:
     d = feats.shape[-1] if feats is not None else probs.shape[-1]
     itemsize = jnp.asarray(next(iter(batch.values()))[:1, :1, :1]).dtype.itemsize
     chunk_size = default_chunk_size(n, d, itemsize, platform=devices[0].platform)
   if int(chunk_size) < 1:
     raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
-  pad = -m % len(devices)
-  if pad:  # repeat model 0 so every device gets the same number of models
+  # Batch invariance: every chunk runs the same compiled program (chunk_size models on each
+  # device), so a model's scores do not depend on M or on the other models. The last chunk is
+  # padded by repeating model 0.
+  width = int(chunk_size) * len(devices)
+  pad = -m % width
+  if pad:
     batch = {k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in batch.items()}
-  per_device = (m + pad) // len(devices)
-  fn = _jitted_batched(tuple(s.name for s in specs), opts, _int_or_none(num_classes),
-                       int(min(chunk_size, per_device)), devices)  # fmt: skip
-  out = fn(
-    {k: jnp.asarray(v) for k, v in batch.items()}, None if labs is None else jnp.asarray(labs)
-  )
+  classes = _int_or_none(num_classes) if labs is not None else None
+  fn = _jitted_batched(tuple(s.name for s in specs), opts, classes, int(chunk_size), devices)
+  labs = None if labs is None else jnp.asarray(labs)
+  with threads.blas_threads(devices[0].platform):
+    chunks = [
+      fn({k: jnp.asarray(v[i : i + width]) for k, v in batch.items()}, labs)
+      for i in range(0, m + pad, width)
+    ]
+    chunks = jax.block_until_ready(chunks)
+  out = {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
   out = {k: v[:m] for k, v in out.items()}
   for name, value in out.items():
     validation.check_finite_result(value, name)

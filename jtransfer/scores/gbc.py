@@ -14,6 +14,9 @@
    in spherical mode the log part is the single scalar term (no factor k), as the reference.
 4. score = −Σ over ordered pairs c ≠ c' (classes with samples) of exp(−D_B).
 
+Invariant to: a common shift (PCA of centred features). Not to scale: the variance floor 1e-4
+is absolute (float32 agrees with float64 on the rescaled features).
+
 The PCA subspace is only defined up to rotations within eigenvalues that are (nearly) equal at
 the k-th component; like any implementation, the diagonal score then depends on round-off.
 
@@ -24,12 +27,10 @@ D = 1600 ReLU features of MNIST, C = 10; 1.8e-7 / 2.7e-7 for 500 MNIST pixel ima
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import HIGHEST, Shared
 
 GAUSSIANS = ("diagonal", "spherical")
@@ -41,7 +42,9 @@ def pca_coordinates(shared: Shared, pca_dim: int) -> jax.Array:
   """[N, k] centred PCA coordinates, k = min(pca_dim, N, D). Could move into `Shared`."""
   k = min(pca_dim, shared.n, shared.d)
   sigma, u = shared.centered_gram_eigh
-  return u[:, -k:] * jnp.sqrt(sigma[-k:])  # eigh is ascending: the top k are last
+  # eigh is ascending: the top k are last; × scale back to the features' units (the variance
+  # floor is absolute)
+  return u[:, -k:] * (jnp.sqrt(sigma[-k:]) * shared.scale)
 
 
 def gbc_kernel(shared: Shared, *, gaussian: str = "diagonal", pca_dim: int = 64) -> jax.Array:
@@ -67,20 +70,10 @@ def gbc_kernel(shared: Shared, *, gaussian: str = "diagonal", pca_dim: int = 64)
   return -jnp.sum(jnp.where(pair, jnp.exp(-dist), 0))
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "gaussian", "pca_dim"))
-def _gbc(features, labels, num_classes, gaussian, pca_dim):
-  return gbc_kernel(Shared(features, labels, num_classes), gaussian=gaussian, pca_dim=pca_dim)
-
-
 def gbc(
   features, labels, *, num_classes: int, gaussian: str = "diagonal", pca_dim: int = 64
 ) -> jax.Array:
   """GBC of `features` [N, D] for `labels` [N] (`gaussian` "diagonal" or "spherical")."""
-  if gaussian not in GAUSSIANS:
-    raise ValueError(f"unknown GBC gaussian {gaussian!r}; valid: {GAUSSIANS}")
-  if int(pca_dim) < 1:
-    raise ValueError(f"gbc needs pca_dim ≥ 1, got {pca_dim}")
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "gbc"
+  return score_one(
+    "gbc", features, labels, num_classes=num_classes, gaussian=gaussian, pca_dim=pca_dim
   )
-  return _gbc(jnp.asarray(feats), jnp.asarray(labs), int(num_classes), gaussian, int(pca_dim))

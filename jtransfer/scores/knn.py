@@ -4,16 +4,17 @@ Each sample is classified by a majority vote of its k nearest *other* samples (E
 Default k = 5. Deterministic tie-breaks: neighbours at equal distance are taken in index order;
 among classes with equal votes the one whose nearest voter is closest wins (equivalently, the
 class of the first neighbour among the tied classes).
+
+Invariant to: a common shift and a global scale a > 0 (neighbours of the centred, normalised
+features, `Shared.normalized`).
 """
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import Shared
 
 DEFAULT_K = 5
@@ -29,20 +30,6 @@ def knn_accuracy_kernel(shared: Shared, *, k: int = DEFAULT_K) -> jax.Array:
   return jnp.mean((pred == shared.labels).astype(shared.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "k"))
-def _knn_accuracy(features, labels, num_classes, k):
-  return knn_accuracy_kernel(Shared(features, labels, num_classes), k=k)
-
-
 def knn_accuracy(features, labels, *, num_classes: int, k: int = DEFAULT_K) -> jax.Array:
   """Leave-one-out kNN accuracy of `features` [N, D] (N > k) with `labels` [N]."""
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, 1, "knn_accuracy"
-  )
-  check_k(k, feats.shape[0])
-  return _knn_accuracy(jnp.asarray(feats), jnp.asarray(labs), num_classes=int(num_classes), k=k)
-
-
-def check_k(k, num_samples: int) -> None:
-  if not isinstance(k, int) or not 1 <= k <= num_samples - 1:
-    raise ValueError(f"knn_accuracy needs an integer 1 ≤ k ≤ N − 1 = {num_samples - 1}, got {k}")
+  return score_one("knn_accuracy", features, labels, num_classes=num_classes, k=k)

@@ -27,6 +27,16 @@ Schedules:
   the updated α, β with that last iteration's m2, res2 (and, unlike the published code, the full
   D-term log-det).
 
+Invariant to: a global scale a > 0 ("converged"; "thuml" only approximately: its 1e-5
+constants are absolute). Not to a common shift (no bias term): float32 agrees with float64 on the
+shifted features, except where the optimum needs eigenvalues of F Fᵀ below ≈ 1e-6·σ_max, which
+float32's eigh does not resolve. Features whose common mean dominates (post-ReLU channels with
+large means: σ_max/σ_2 ≈ 4e3 in tests/scores_float32_test.py, KNOWN) put the optimum of some
+columns just below float32's floor t = 1e-6·σ_max, and their evidence has plateaus whose tiny
+local maxima float64 resolves and float32 does not; there float32 can differ by O(0.1). A fix
+needs the eigenvalues with the mean direction deflated (a rank-one update of the centred Gram's
+eigendecomposition), not done yet.
+
 Classes without samples are skipped (the public functions reject them anyway).
 
 float32 vs float64 (C = 10): relative error 1.7e-5 (converged) / 1.8e-5 (thuml) for N = 500,
@@ -38,13 +48,11 @@ projection and ~130 profile evaluations of O(N·C)).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import HIGHEST, Shared
 
 SCHEDULES = ("converged", "thuml")
@@ -195,20 +203,11 @@ def logme_kernel(shared: Shared, *, schedule: str = "converged") -> jax.Array:
   if schedule == "converged":
     ev = _converged(sigma, x2, n)
   else:
+    sigma = sigma * shared.gram_scale**2  # its 1e-5 constants make it scale-dependent
     ev = _evidence(*_thuml(sigma, x2, n), sigma, n, d)
   return jnp.sum(jnp.where(present, ev, 0)) / jnp.sum(present)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "schedule"))
-def _logme(features, labels, num_classes, schedule):
-  return logme_kernel(Shared(features, labels, num_classes), schedule=schedule)
-
-
 def logme(features, labels, *, num_classes: int, schedule: str = "converged") -> jax.Array:
   """LogME of `features` [N, D] for `labels` [N] (mean per-sample log evidence over classes)."""
-  if schedule not in SCHEDULES:
-    raise ValueError(f"unknown LogME schedule {schedule!r}; valid: {SCHEDULES}")
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "logme"
-  )
-  return _logme(jnp.asarray(feats), jnp.asarray(labs), int(num_classes), schedule)
+  return score_one("logme", features, labels, num_classes=num_classes, schedule=schedule)

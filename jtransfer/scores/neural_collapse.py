@@ -7,16 +7,17 @@
     Σ_c mean_{i∈c} ‖f_i − μ_c‖ / Σ_{c<c'} ‖μ_c − μ_c'‖,
 which equals 2 / (C − 1) times `nc_score` on balanced data. Both use explicit residuals and
 direct class-mean differences (no Gram cancellation).
+
+Invariant to: a common shift and a global scale a > 0 (both are ratios of distances, formed
+from the centred, normalised features).
 """
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import Shared, _dot
 
 MIN_PER_CLASS = 2
@@ -42,31 +43,11 @@ def nc_score_eq2_kernel(shared: Shared) -> jax.Array:
   return jnp.sum(per_class) / between
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _nc_score(features, labels, num_classes):
-  return nc_score_kernel(Shared(features, labels, num_classes))
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _nc_score_eq2(features, labels, num_classes):
-  return nc_score_eq2_kernel(Shared(features, labels, num_classes))
-
-
 def nc_score(features, labels, *, num_classes: int) -> jax.Array:
   """NC score as in the authors' code (lower = more collapsed = better transfer)."""
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "nc_score"
-  )
-  value = _nc_score(jnp.asarray(feats), jnp.asarray(labs), num_classes=int(num_classes))
-  validation.check_finite_result(value, "nc_score")
-  return value
+  return score_one("nc_score", features, labels, num_classes=num_classes)
 
 
 def nc_score_eq2(features, labels, *, num_classes: int) -> jax.Array:
   """NC score as the paper's equation (2)."""
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "nc_score_eq2"
-  )
-  value = _nc_score_eq2(jnp.asarray(feats), jnp.asarray(labs), num_classes=int(num_classes))
-  validation.check_finite_result(value, "nc_score_eq2")
-  return value
+  return score_one("nc_score_eq2", features, labels, num_classes=num_classes)

@@ -4,47 +4,65 @@ RDM_ij = 1 − Pearson(f_i, f_j), the correlation between two *samples* across t
 coordinates. Score = mean RDM over pairs i ≠ j of different classes − mean RDM over pairs i ≠ j
 of the same class, with label masks so classes of any size (≥ 2) work, in any order.
 
-With rows standardised (z_i = centred f_i / its norm) Pearson is z_i · z_j, so pair sums reduce
-to class sums: Σ_{same class, i≠j} r_ij = Σ_c ‖Σ_{i∈c} z_i‖² − N and Σ_{all i≠j} r_ij =
-‖Σ_i z_i‖² − N. That is O(N·D), needs no N×N matrix, and is exact algebra. Rows with zero
+With rows standardised (z_i = centred f_i / its norm), 1 − r_ij = ½‖z_i − z_j‖², so pair sums
+reduce to class scatter: Σ_{i,j∈c} ‖z_i − z_j‖² = 2 n_c Σ_{i∈c} ‖z_i − z̄_c‖² and over all pairs
+2N Σ_i ‖z_i − z̄‖². That is O(N·D), needs no N×N matrix, and is exact algebra. Rows with zero
 variance make Pearson undefined and are rejected (ValueError), not dropped.
 (The thesis code's abs(), fixed 50-sample blocks and unsorted rows are not reproduced.)
+
+float32: real features share a large common pattern (channel means), so every r_ij is close to 1
+and 1 − r_ij is lost in Σ r_ij. The kernel instead splits each row-centred sample into the
+common pattern a (the row-centred feature mean) and its own small part b_i, and forms
+z_i − a/‖a‖ = a·(1/‖a + b_i‖ − 1/‖a‖) + b_i/‖a + b_i‖ with the first factor written without
+cancellation; the scatter of these small vectors is the scatter of the z_i.
+
+Invariant to: adding one number to every entry, and a global scale a > 0 (not to a per-feature
+shift: that changes the correlation between samples; float32 then agrees with float64 on the
+shifted features).
 """
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import Shared, _dot
 
 MIN_PER_CLASS = 2
 
 
+def _deviations(shared: Shared) -> jax.Array:
+  """[N, D] z_i − a/‖a‖: the standardised rows minus the standardised common pattern."""
+  x = shared.features / shared.scale  # power of two: exact; keeps squares in range
+  a = shared.mean / shared.scale
+  a = a - a.mean()  # the common pattern, row-centred
+  b = x - x.mean(axis=1, keepdims=True) - a  # each row-centred sample minus the pattern
+  b = b - b.mean(axis=1, keepdims=True)  # round-off only: keep every row exactly centred
+  na2 = jnp.sum(a * a)
+  ab = _dot(b, a)
+  bb = jnp.sum(b * b, axis=1)
+  norm = jnp.sqrt(na2 + 2 * ab + bb)  # ‖a + b_i‖ = ‖row-centred f_i‖
+  na = jnp.sqrt(na2)
+  # 1/‖a + b_i‖ − 1/‖a‖ = −(2 a·b_i + ‖b_i‖²) / (‖a + b_i‖ ‖a‖ (‖a + b_i‖ + ‖a‖))
+  dw = jnp.where(na > 0, -(2 * ab + bb) / (norm * na * (norm + na)), 1 / norm)
+  return a[None, :] * dw[:, None] + b / norm[:, None]
+
+
 def rsa_kernel(shared: Shared) -> jax.Array:
-  sums = _dot(shared.onehot.T, shared.standardized_rows)  # [C, D] class sums of z_i
-  n = shared.n
-  same = jnp.sum(sums**2) - n
-  total = jnp.sum(jnp.sum(sums, axis=0) ** 2) - n
-  counts = shared.counts
+  v = _deviations(shared)
+  counts = jnp.maximum(shared.counts, 1)
+  means = _dot(shared.onehot.T, v) / counts[:, None]  # [C, D]
+  within = jnp.sum((v - means[shared.labels]) ** 2, axis=1)  # ‖z_i − z̄_{y_i}‖²
+  total = jnp.sum((v - v.mean(axis=0)) ** 2)  # Σ_i ‖z_i − z̄‖²
+  n, counts = shared.n, shared.counts
+  same = jnp.sum(counts * _dot(shared.onehot.T, within))  # ½ Σ_{same class} ‖z_i − z_j‖²
   same_pairs = jnp.sum(counts * (counts - 1))
   diff_pairs = n * n - jnp.sum(counts**2)
-  # mean(1 − r | different) − mean(1 − r | same) = mean(r | same) − mean(r | different)
-  return same / same_pairs - (total - same) / diff_pairs
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _rsa(features, labels, num_classes):
-  return rsa_kernel(Shared(features, labels, num_classes))
+  # RDM = 1 − r = ½‖z_i − z_j‖²: mean(RDM | different) − mean(RDM | same)
+  return (n * total - same) / diff_pairs - same / same_pairs
 
 
 def rsa(features, labels, *, num_classes: int) -> jax.Array:
   """RSA score of `features` [N, D] (D ≥ 2, no constant rows) with `labels` [N]."""
-  feats, labs = validation.check_features_and_labels(
-    features, labels, num_classes, MIN_PER_CLASS, "rsa"
-  )
-  validation.check_nonconstant_rows(feats, "rsa")
-  return _rsa(jnp.asarray(feats), jnp.asarray(labs), num_classes=int(num_classes))
+  return score_one("rsa", features, labels, num_classes=num_classes)

@@ -10,6 +10,10 @@ Conventions (all kernels rely on them):
 - `features` [N, D] floating, `labels` [N] int32 in [0, C), validated before tracing.
 - Everything is in the dtype of `features` (float64 under `jax_enable_x64` for references).
 - Matmuls use `precision="highest"`.
+- float32 that holds on real features: the features are centred once (the mean in their own
+  dtype) and divided by a power of two (`normalized`) before any Gram form, so shift- and
+  scale-invariant scores see the same numbers whatever the offset and units. LogME (no bias:
+  not shift invariant) reads the uncentred Gram, rebuilt from the centred one.
 - N×N forms are used throughout (probe sets are small: N ≤ a few thousand) so no D×D matrix is
   built when N < D; where N > D a kernel may use D×D forms via `cov_eigh`.
 """
@@ -37,6 +41,12 @@ def _dot(a, b):
   return jnp.matmul(a, b, precision=HIGHEST)
 
 
+def _pow2_above(x: jax.Array) -> jax.Array:
+  """2^k with 2^(k−1) ≤ x < 2^k for x > 0 (exact: from the float's exponent); 1 for x = 0."""
+  _, exp = jnp.frexp(x)
+  return jnp.where(x > 0, jnp.ldexp(jnp.ones_like(x), exp), jnp.ones_like(x))
+
+
 class Shared:
   """Lazily computed, shared intermediates for one (features, labels) pair."""
 
@@ -58,7 +68,41 @@ class Shared:
   def dtype(self):
     return self.features.dtype
 
-  # -- class statistics -----------------------------------------------------------------------
+  # -- centred, scale-normalised features ----------------------------------------------------
+  @functools.cached_property
+  def _centering(self) -> tuple[jax.Array, jax.Array]:
+    """(μ [D], F − μ [N, D]) by two passes in the features' dtype: the first mean is off by
+    ≈ eps·|offset|, which would inflate every sum of squares about it; F − μ₁ is exact-ish
+    (nearby numbers), so its own mean corrects μ₁ to the spread's precision."""
+    first = self.features.mean(axis=0)
+    resid = self.features - first
+    fix = resid.mean(axis=0)
+    return first + fix, resid - fix
+
+  @property
+  def mean(self) -> jax.Array:
+    """[D] global mean, in the features' dtype (two-pass)."""
+    return self._centering[0]
+
+  @functools.cached_property
+  def scale(self) -> jax.Array:
+    """The power of two just above max |F − μ| (1 if all samples are equal).
+
+    Dividing by a power of two is exact, so scale-invariant scores are bit-identical under
+    power-of-two rescaling, and no Gram form over- or underflows whatever the features' units.
+    """
+    return _pow2_above(jnp.max(jnp.abs(self._centering[1])))
+
+  @functools.cached_property
+  def normalized(self) -> jax.Array:
+    """[N, D] Z = (F − μ) / scale: centred once, before any Gram form.
+
+    In float32 ‖a‖² + ‖b‖² − 2a·b and FᵀF lose everything to a large common offset (post-ReLU
+    channels, raw pixels, large embeddings); every shift-invariant score reads Z instead of F.
+    """
+    return self._centering[1] / self.scale
+
+  # -- class statistics (of Z) ----------------------------------------------------------------
   @functools.cached_property
   def onehot(self) -> jax.Array:
     """[N, C] one-hot labels in the features' dtype."""
@@ -71,57 +115,56 @@ class Shared:
 
   @functools.cached_property
   def class_means(self) -> jax.Array:
-    """[C, D] class means (0 for an empty class)."""
-    return _dot(self.onehot.T, self.features) / jnp.maximum(self.counts, 1)[:, None]
-
-  @functools.cached_property
-  def mean(self) -> jax.Array:
-    """[D] global mean."""
-    return self.features.mean(axis=0)
+    """[C, D] class means of Z (0 for an empty class)."""
+    return _dot(self.onehot.T, self.normalized) / jnp.maximum(self.counts, 1)[:, None]
 
   # -- Gram forms -----------------------------------------------------------------------------
   @functools.cached_property
-  def gram(self) -> jax.Array:
-    """[N, N] F Fᵀ (uncentred)."""
-    return _dot(self.features, self.features.T)
-
-  @functools.cached_property
-  def sq_norms(self) -> jax.Array:
-    """[N] ‖f_i‖², read off the Gram diagonal."""
-    return jnp.diagonal(self.gram)
-
-  @functools.cached_property
-  def row_sums(self) -> jax.Array:
-    """[N] Σ_k f_ik (for per-sample centring, e.g. RSA's Pearson between samples)."""
-    return self.features.sum(axis=1)
-
-  @functools.cached_property
   def centered_gram(self) -> jax.Array:
-    """[N, N] Z Zᵀ with Z = F − μ (global mean), derived from the Gram: H G H."""
-    g = self.gram
-    row = g.mean(axis=0)
-    return g - row[:, None] - row[None, :] + g.mean()
+    """[N, N] Z Zᵀ (centred, scale-normalised): the one N×D×N matmul of the fused pass."""
+    return _dot(self.normalized, self.normalized.T)
+
+  @functools.cached_property
+  def gram_scale(self) -> jax.Array:
+    """s, the power of two just above max |F|: `gram` is F Fᵀ / s²."""
+    return _pow2_above(jnp.max(jnp.abs(self.features)))
+
+  @functools.cached_property
+  def gram(self) -> jax.Array:
+    """[N, N] F Fᵀ / s² (uncentred, LogME), s the power of two above max |F|.
+
+    Rebuilt from the centred Gram as s_z²/s² Z Zᵀ + a 1ᵀ + 1 aᵀ + ‖μ‖² 11ᵀ with a = Z μ, so the
+    fused pass still does one big matmul.
+    """
+    s = self.gram_scale
+    mu = self.mean / s
+    a = _dot(self.normalized, mu) * (self.scale / s)
+    ratio = self.scale / s
+    return ratio * ratio * self.centered_gram + a[:, None] + a[None, :] + jnp.sum(mu * mu)
 
   @functools.cached_property
   def gram_eigh(self) -> tuple[jax.Array, jax.Array]:
-    """Eigendecomposition of F Fᵀ: (σ [N] ascending, clipped ≥ 0; U [N, N]).
+    """Eigendecomposition of F Fᵀ / s²: (σ [N] ascending, clipped ≥ 0; U [N, N]).
 
-    σ are the squared singular values of F, U its left singular vectors (LogME's basis).
+    σ are the squared singular values of F / s, U its left singular vectors (LogME's basis).
     """
     w, u = jnp.linalg.eigh(self.gram)
     return jnp.maximum(w, 0), u
 
   @functools.cached_property
   def centered_gram_eigh(self) -> tuple[jax.Array, jax.Array]:
-    """Eigendecomposition of Z Zᵀ (σ ascending, clipped ≥ 0; U). PCA, H-score, TransRate."""
+    """Eigendecomposition of Z Zᵀ (σ ascending, clipped ≥ 0; U). PCA, H-score, TransRate.
+
+    σ are in the normalised units: multiply by `scale`² for those of F − μ.
+    """
     w, u = jnp.linalg.eigh(self.centered_gram)
     return jnp.maximum(w, 0), u
 
   # -- within-class residuals (SS, NC) -------------------------------------------------------
   @functools.cached_property
   def residuals(self) -> jax.Array:
-    """[N, D] f_i − μ_{y_i}, formed directly (no cancellation, O(N·D))."""
-    return self.features - self.class_means[self.labels]
+    """[N, D] z_i − μ_{y_i} (of Z), formed directly (no cancellation, O(N·D))."""
+    return self.normalized - self.class_means[self.labels]
 
   @functools.cached_property
   def residual_norms(self) -> jax.Array:
@@ -136,7 +179,7 @@ class Shared:
   @functools.cached_property
   def class_mean_distances(self) -> jax.Array:
     """[C, C] ‖μ_c − μ_c'‖ from direct differences (one class row at a time: C·D memory)."""
-    means = self.class_means - self.mean  # centring keeps float32 differences accurate
+    means = self.class_means  # of Z: centred, so float32 differences stay accurate
     return jax.lax.map(lambda m: jnp.sqrt(jnp.sum((means - m) ** 2, axis=1)), means)
 
   # -- nearest neighbours (TWO-NN, kNN) ------------------------------------------------------
@@ -158,10 +201,10 @@ class Shared:
     return dist[:, :k], idx[:, :k]
 
   def _search(self, num: int) -> tuple[jax.Array, jax.Array]:
-    n, feats = self.n, self.features
+    n, feats = self.n, self.normalized  # distances in units of `scale`: shift/scale blind
     sq = jnp.sum(feats**2, axis=1)
-    use_gram = "gram" in self.__dict__ or n <= FULL_GRAM_MAX_N
-    gram = self.gram if use_gram else None
+    use_gram = "centered_gram" in self.__dict__ or n <= FULL_GRAM_MAX_N
+    gram = self.centered_gram if use_gram else None
     size = max(1, min(n, BLOCK_ELEMENTS // n))
     blocks = -(-n // size)
 
@@ -182,10 +225,3 @@ class Shared:
       return dist[order], c[order]
 
     return jax.lax.map(exact, (feats, cand))
-
-  # -- per-sample normalised rows (RSA) ------------------------------------------------------
-  @functools.cached_property
-  def standardized_rows(self) -> jax.Array:
-    """[N, D] (f_i − mean_k f_ik) / ‖·‖: Pearson between samples i, j is their dot product."""
-    z = self.features - self.features.mean(axis=1, keepdims=True)
-    return z / jnp.sqrt(jnp.sum(z**2, axis=1, keepdims=True))

@@ -18,12 +18,10 @@ LEEP 7e-9, NCE 3e-8.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import HIGHEST
 
 
@@ -53,31 +51,11 @@ def nce_kernel(source_probs, labels, num_classes) -> jax.Array:
   return jnp.sum(jnp.where(ok, joint * jnp.log(ratio), 0))
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _leep(source_probs, labels, num_classes):
-  return leep_kernel(source_probs, labels, num_classes)
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _nce(source_probs, labels, num_classes):
-  return nce_kernel(source_probs, labels, num_classes)
-
-
-def _check(source_probs, labels, num_classes):
-  probs = validation.check_features(source_probs, name="source_probs")  # shape [N, C_s], finite
-  labs = validation.check_labels(labels, probs.shape[0], num_classes)
-  validation.check_classes_present(labs, int(num_classes))
-  probs = validation.check_source_probs(probs, labs.shape[0])
-  return jnp.asarray(probs), jnp.asarray(labs)
-
-
 def leep(source_probs, labels, *, num_classes: int) -> jax.Array:
   """LEEP of source-model softmax outputs `source_probs` [N, C_s] for target `labels` [N]."""
-  probs, labs = _check(source_probs, labels, num_classes)
-  return _leep(probs, labs, int(num_classes))
+  return score_one("leep", None, labels, num_classes=num_classes, source_probs=source_probs)
 
 
 def nce(source_probs, labels, *, num_classes: int) -> jax.Array:
   """NCE of the source model's argmax predictions (from `source_probs` [N, C_s]) for `labels`."""
-  probs, labs = _check(source_probs, labels, num_classes)
-  return _nce(probs, labs, int(num_classes))
+  return score_one("nce", None, labels, num_classes=num_classes, source_probs=source_probs)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jtransfer.scores import registry
+from jtransfer.scores import registry, validation
 from jtransfer.scores.compute import compute
 
 _KEYS = ("features", "labels", "source_probs")
@@ -56,23 +56,65 @@ def load_feature_sets(paths: Iterable[str | pathlib.Path]) -> dict[str, dict[str
   return sets
 
 
+def missing_inputs(arrays: dict[str, np.ndarray], names: Sequence[str] | None = None) -> dict:
+  """{score: the inputs it needs that this feature set lacks} for the requested (or all) scores.
+
+  Names are checked against the registry first (an unknown name fails listing the valid ones).
+  """
+  names = registry.names(features=True, labels=True, source_probs=True) if names is None else [
+    registry.get(n).name for n in validation.check_names(names)
+  ]  # fmt: skip
+  have = {registry.FEATURES: "features" in arrays, registry.LABELS: "labels" in arrays,
+          registry.SOURCE_PROBS: "source_probs" in arrays}  # fmt: skip
+  out = {}
+  for name in names:
+    lacking = [i for i in registry.get(name).inputs if not have[i]]
+    if lacking:
+      out[name] = lacking
+  return out
+
+
+def skipped_note(set_name: str, missing: dict) -> str:
+  """One line saying which scores a set skipped and why."""
+  by_reason: dict[str, list[str]] = {}
+  for name, lacking in missing.items():
+    by_reason.setdefault(" and ".join(lacking), []).append(name)
+  why = "; ".join(f"{', '.join(v)} (no {k} in the file)" for k, v in by_reason.items())
+  return f"{set_name}: skipped {why}"
+
+
 def score_feature_sets(
   sets: dict[str, dict[str, np.ndarray]],
   *,
   num_classes: int | None = None,
   names: Sequence[str] | None = None,
+  skipped: dict[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
-  """{set: {score: value}}; `num_classes` defaults to max label + 1 of each set."""
+  """{set: {score: value}}; `num_classes` defaults to max label + 1 of each set.
+
+  Requested `names` that a set lacks the inputs for are an error naming the set and the input;
+  with `names=None` every applicable score is computed and the others are listed, per set, in
+  `skipped` (a dict to fill: {set: one-line note}).
+  """
   results = {}
   for set_name, arrays in sets.items():
     labels = arrays.get("labels")
     classes = num_classes
-    if classes is None and labels is not None and np.size(labels):
-      classes = int(np.max(labels)) + 1
+    if classes is None and labels is not None:
+      classes = validation.infer_num_classes(labels)
+    missing = missing_inputs(arrays, names)
+    if names is not None and missing:
+      name, lacking = next(iter(missing.items()))
+      raise ValueError(
+        f"feature set {set_name!r}: score {name!r} needs {' and '.join(lacking)}, which the "
+        "file does not have"
+      )
     wanted = names
-    if wanted is not None:  # only the requested scores this set has the inputs for
-      applicable = registry.names(labels=labels is not None, source_probs="source_probs" in arrays)
-      wanted = [n for n in wanted if n in applicable or n not in registry.REGISTRY]
+    if names is None:
+      wanted = [n for n in registry.names(features=True, labels=True, source_probs=True)
+                if n not in missing]  # fmt: skip
+      if missing and skipped is not None:
+        skipped[set_name] = skipped_note(set_name, missing)
     out = compute(
       arrays["features"], labels, num_classes=classes, names=wanted,
       source_probs=arrays.get("source_probs"),

@@ -8,18 +8,20 @@
 4. Least-squares slope through the origin of y = −log(1 − F) on x = log μ, over the first
    floor(fraction · N') points, never including the last two (where 1 − F = 0).
 
+Invariant to: a common shift and a global scale a > 0 (neighbours are searched on the centred,
+power-of-two-normalised features, `Shared.normalized`; distances enter only as ratios).
+
 Memory: neighbours come from row blocks of F Fᵀ, so N = 20,000 never holds an N×N matrix.
 """
 
 from __future__ import annotations
 
 import fractions
-import functools
 
 import jax
 import jax.numpy as jnp
 
-from jtransfer.scores import validation
+from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import Shared
 
 
@@ -43,17 +45,6 @@ def two_nn_kernel(shared: Shared, *, fraction: float = 0.9) -> jax.Array:
   return jnp.where(n_fit >= 1, slope, jnp.nan)
 
 
-@functools.partial(jax.jit, static_argnames=("fraction",))
-def _two_nn(features, fraction):
-  return two_nn_kernel(Shared(features, None, None), fraction=fraction)
-
-
 def two_nn(features, *, fraction: float = 0.9) -> jax.Array:
   """Intrinsic dimension of `features` [N, D] (N ≥ 3); lower is read as better transfer."""
-  feats = validation.check_features(features)
-  validation.check_min_samples(feats.shape[0], 3, "two_nn")
-  if not 0 < fraction <= 1:
-    raise ValueError(f"two_nn fraction must be in (0, 1], got {fraction}")
-  value = _two_nn(jnp.asarray(feats), fraction=float(fraction))
-  validation.check_finite_result(value, "two_nn")
-  return value
+  return score_one("two_nn", features, fraction=fraction)

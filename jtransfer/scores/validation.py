@@ -6,19 +6,27 @@ silent NaN deep inside a kernel.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 
 def check_features(features, *, name: str = "features", batched: bool = False) -> np.ndarray:
-  """Features must be a finite float array [N, D] (or [M, N, D] when `batched`) with N ≥ 1."""
+  """Features must be a finite real array [N, D] (or [M, N, D] when `batched`) with N ≥ 1.
+
+  Integers and low-precision floats (float16, bfloat16) are converted to float32: scores are
+  computed in float32 at least (float16's range and 11-bit mantissa do not survive a Gram form).
+  """
   arr = np.asarray(features)
+  if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
+          or arr.dtype == bool):  # fmt: skip
+    raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
   want = 3 if batched else 2
   if arr.ndim != want:
     shape = "[M, N, D]" if batched else "[N, D]"
     raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
   if arr.shape[-2] == 0 or arr.shape[-1] == 0:
     raise ValueError(f"{name} is empty (shape {arr.shape})")
-  if not np.issubdtype(arr.dtype, np.floating):
+  if not jnp.issubdtype(arr.dtype, jnp.floating) or arr.dtype.itemsize < 4:
     arr = arr.astype(np.float32)
   bad = ~np.isfinite(arr)
   if bad.any():
@@ -31,22 +39,102 @@ def check_features(features, *, name: str = "features", batched: bool = False) -
   return arr
 
 
-def check_labels(labels, num_samples: int, num_classes: int) -> np.ndarray:
+def check_num_classes(num_classes) -> int:
+  """A positive integer (an integral float such as 4.0 is accepted; 4.7 or True are not)."""
+  ok = isinstance(num_classes, (int, np.integer, float, np.floating)) and not isinstance(
+    num_classes, (bool, np.bool_)
+  )
+  if not ok or not float(num_classes).is_integer() or num_classes < 1:
+    raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+  return int(num_classes)
+
+
+def check_labels(labels, num_samples: int, num_classes) -> np.ndarray:
   """Labels must be integers [N] in [0, num_classes)."""
-  if num_classes is None or int(num_classes) < 1:
-    raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
-  arr = np.asarray(labels)
+  if num_classes is None:
+    raise ValueError("num_classes must be a positive integer, got None")
+  num_classes = check_num_classes(num_classes)
+  arr = _integer_labels(labels)
   if arr.ndim != 1 or arr.shape[0] != num_samples:
     raise ValueError(f"labels must have shape [{num_samples}], got {arr.shape}")
-  if arr.size and not (np.issubdtype(arr.dtype, np.integer) or np.all(arr == np.round(arr))):
-    raise ValueError("labels must be integers")
-  arr = arr.astype(np.int32)
   if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
     raise ValueError(
       f"labels out of range: found [{arr.min()}, {arr.max()}], expected [0, {num_classes - 1}]"
       f" for num_classes={num_classes}"
     )
   return arr
+
+
+def _integer_labels(labels) -> np.ndarray:
+  arr = np.asarray(labels)
+  if arr.dtype == bool or jnp.issubdtype(arr.dtype, jnp.integer):
+    return arr.astype(np.int32)
+  if not jnp.issubdtype(arr.dtype, jnp.floating):
+    raise ValueError(f"labels must be integers (class indices), got dtype {arr.dtype}")
+  if arr.size and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+    raise ValueError("labels must be integers (class indices), got non-integral values")
+  return arr.astype(np.int32)
+
+
+def infer_num_classes(labels) -> int:
+  """max label + 1 of integer labels (for callers that do not pass num_classes)."""
+  arr = _integer_labels(labels)
+  if arr.size == 0:
+    raise ValueError("labels are empty: cannot infer num_classes")
+  return int(arr.max()) + 1
+
+
+def check_names(names) -> list[str] | None:
+  """None (every applicable score), one name, or a non-empty sequence of names."""
+  if names is None:
+    return None
+  if isinstance(names, str):
+    return [names]
+  names = list(names)
+  if not names:
+    raise ValueError("names is empty: pass None for every applicable score")
+  bad = [n for n in names if not isinstance(n, str)]
+  if bad:
+    raise ValueError(f"score names must be strings, got {bad}")
+  return names
+
+
+def check_options(score: str, options: dict, num_samples: int) -> None:
+  """The per-score option checks, shared by the single functions, compute and the CLI."""
+  checks = {
+    "two_nn": lambda fraction: _number(score, "fraction", fraction, lo=0, hi=1, lo_open=True),
+    "transrate": lambda eps: _number(score, "eps", eps, lo=0, lo_open=True),
+    "knn_accuracy": lambda k: _count(score, "k", k, 1, num_samples - 1, "N − 1"),
+    "gbc": lambda gaussian, pca_dim: (
+      _choice(score, "gaussian", gaussian, ("diagonal", "spherical")),
+      _count(score, "pca_dim", pca_dim, 1, None, None),
+    ),
+    "logme": lambda schedule: _choice(score, "schedule", schedule, ("converged", "thuml")),
+  }
+  if score in checks:
+    checks[score](**options)
+
+
+def _number(score, option, value, *, lo=None, hi=None, lo_open=False):
+  ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+  ok = ok and np.isfinite(value)
+  ok = ok and (lo is None or (value > lo if lo_open else value >= lo))
+  ok = ok and (hi is None or value <= hi)
+  if not ok:
+    want = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else '∞'}{']' if hi else ')'}"
+    raise ValueError(f"{score} option {option} must be a finite number in {want}, got {value!r}")
+
+
+def _count(score, option, value, lo, hi, hi_name):
+  ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+  if not ok or value < lo or (hi is not None and value > hi):
+    bound = f"{lo} ≤ {option} ≤ {hi_name} = {hi}" if hi is not None else f"{option} ≥ {lo}"
+    raise ValueError(f"{score} option {option} must be an integer {bound}, got {value!r}")
+
+
+def _choice(score, option, value, valid):
+  if value not in valid:
+    raise ValueError(f"unknown {score} option {option}={value!r}; valid: {list(valid)}")
 
 
 def check_min_per_class(labels: np.ndarray, num_classes: int, min_count: int, score: str) -> None:
@@ -106,6 +194,16 @@ def check_nonconstant_rows(features: np.ndarray, score: str) -> None:
     )
 
 
+_NONFINITE_CAUSES = {
+  "two_nn": ": fewer than 3 points left after dropping exact duplicates and r1 = r2 ties",
+  "nc_score": ": all class means coincide (zero between-class distance)",
+  "nc_score_eq2": ": all class means coincide (zero between-class distance)",
+  "transrate": ": (scale of the features)²/(N·eps) overflows; rescale the features or raise eps",
+  "gbc": ": the PCA coordinates overflow; rescale the features",
+  "logme": ": the evidence overflowed (all-zero or extreme features)",
+}
+
+
 def check_finite_result(values, score: str) -> None:
   """A kernel whose data-dependent preconditions failed (e.g. TWO-NN with < 3 points left after
   dropping duplicates and ties) returns NaN; surface that as an error, never as a value."""
@@ -113,18 +211,5 @@ def check_finite_result(values, score: str) -> None:
   if not np.all(np.isfinite(arr)):
     bad = np.nonzero(~np.isfinite(arr.reshape(-1)))[0]
     where = f" for models {bad[:10].tolist()}" if arr.ndim else ""
-    hint = {
-      "two_nn": ": fewer than 3 points left after dropping exact duplicates and r1 = r2 ties",
-    }.get(score, "")
+    hint = _NONFINITE_CAUSES.get(score, ": a non-finite intermediate (features out of range?)")
     raise ValueError(f"{score} is not finite{where}{hint}")
-
-
-def check_features_and_labels(
-  features, labels, num_classes: int, min_per_class: int, score: str
-) -> tuple[np.ndarray, np.ndarray]:
-  """The usual set of checks for a labelled score; returns the checked numpy arrays."""
-  feats = check_features(features)
-  labs = check_labels(labels, feats.shape[0], num_classes)
-  check_classes_present(labs, int(num_classes))
-  check_min_per_class(labs, int(num_classes), min_per_class, score)
-  return feats, labs

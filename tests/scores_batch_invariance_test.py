@@ -1,0 +1,70 @@
+"""Batch invariance: a checkpoint's scores are bit-identical whatever else is in its batch or
+group (issue 11 item 3): compute_batched on 4 vs 20 models, and the score job uninterrupted vs
+one checkpoint per group vs resumed after part of the zoo was scored."""
+
+import numpy as np
+import pytest
+import score_job_test as sjt
+
+from jtransfer import checkpointing, results, score_job, scores
+
+FEATURE_SCORES = [n for n, s in scores.REGISTRY.items() if s.needs_features]
+
+
+def _models(m=20, n=30, d=12, c=3, seed=0):
+  rng = np.random.default_rng(seed)
+  y = np.arange(n) % c
+  base = rng.normal(size=(c, d))[y]
+  feats = base + rng.normal(size=(m, n, d)) * rng.uniform(0.3, 2, size=(m, 1, 1)) + 5
+  logits = rng.normal(size=(m, n, 4))
+  probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  return feats.astype(np.float32), y, probs.astype(np.float32)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_compute_batched_4_vs_20(chunk_size):
+  feats, y, probs = _models()
+  kw = dict(num_classes=3, chunk_size=chunk_size)
+  every = scores.compute_batched(feats, y, source_probs=probs, **kw)
+  assert set(every) == set(scores.REGISTRY)
+  for pick in ([0, 1, 2, 3], [7, 19, 3, 12], [5]):
+    some = scores.compute_batched(feats[pick], y, source_probs=probs[pick], **kw)
+    for name, values in every.items():
+      np.testing.assert_array_equal(np.asarray(some[name]), np.asarray(values)[pick], name)
+
+
+ZOO = [("mnist", 0, step) for step in (0, 1, 3, 10, 30, 100)]
+
+
+def _stored(workdir):
+  df = results.load(workdir, "scores")
+  df = df[df.layer != score_job.NO_LAYER].sort_values(["step", "layer", "score"])
+  return {(r.step, r.layer, r.score): r.value for r in df.itertuples()}
+
+
+def test_score_job_values_do_not_depend_on_group(tmp_path):
+  sjt.register_synth()
+  kw = dict(target=sjt.SYNTH, probe_per_class=sjt.PER_CLASS, layers=("pool2", "fc1"),
+            scores=FEATURE_SCORES, show_progress=False)  # fmt: skip
+  runs = {}
+  for name, budget in (("one_group", 1 << 34), ("one_per_group", 1)):
+    workdir = tmp_path / name
+    sjt.make_zoo(workdir, ZOO)
+    score_job.run(workdir=workdir, memory_budget_bytes=budget, **kw)
+    runs[name] = _stored(workdir)
+  # resumed: two checkpoints first (as if the job was stopped), then the whole zoo again
+  workdir = tmp_path / "resumed"
+  sjt.make_zoo(workdir, ZOO)
+  first = [checkpointing.checkpoint_path(workdir, s, "cnn_tiny", seed, step)
+           for s, seed, step in ZOO[2:4]]  # fmt: skip
+  score_job.run(workdir=workdir, memory_budget_bytes=1 << 34, checkpoints=first, **kw)
+  summary = score_job.run(workdir=workdir, memory_budget_bytes=1 << 34, **kw)
+  assert summary["scored"] == len(ZOO) - 2
+  runs["resumed"] = _stored(workdir)
+  ref = runs["one_group"]
+  assert len(ref) == len(ZOO) * 2 * len(FEATURE_SCORES)
+  for name, got in runs.items():
+    assert got.keys() == ref.keys(), name
+    same = lambda a, b: a == b or (np.isnan(a) and np.isnan(b))  # noqa: E731
+    diff = {k: (got[k], ref[k]) for k in ref if not same(got[k], ref[k])}
+    assert not diff, (name, diff)
