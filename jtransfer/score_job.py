@@ -377,6 +377,8 @@ def _groups(ckpts, model_kwargs, pretrain_kwargs, target_spec) -> list[_Group]:
   groups: dict[tuple, _Group] = {}
   for c in ckpts:
     nc = c.num_classes
+    if nc is None:  # an imported checkpoint records its own (its source is no dataset here)
+      nc = checkpointing.read_extra(c.path).get("num_classes")
     if nc is None:
       try:
         nc = datasets.get(c.source).num_classes
