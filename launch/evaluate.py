@@ -9,6 +9,7 @@ Writes `<workdir>/analysis_*.csv`, `<workdir>/figures/*.png|pdf`, `<workdir>/rep
 from absl import app, flags
 
 from jtransfer import analysis
+from jtransfer.models import user_modules
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Run directory holding results.sqlite.", required=True
@@ -25,6 +26,7 @@ _SETTING = flags.DEFINE_string(
 _PROBE = flags.DEFINE_string("probe", None, "Probe of the main tables (default train).")
 _LAYER = flags.DEFINE_string("focus_layer", None, "Layer of the detail tables (default pool2).")
 _FIGURES = flags.DEFINE_bool("figures", True, "Draw the figures.")
+user_modules.define_flag()  # --model_module: the user's architectures
 
 
 def main(argv):

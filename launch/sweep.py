@@ -13,17 +13,20 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jtransfer import sweep  # noqa: E402
+from jtransfer.models import user_modules  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (rerun to resume).")
 _STAGES = flags.DEFINE_list("stages", list(sweep.STAGES), "Stages to run, in order.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
 flags.mark_flags_as_required(["config", "workdir"])
+user_modules.define_flag()  # --model_module: the user's architectures
 
 
 def main(argv):
   del argv
   c = _CONFIG.value.to_dict()
+  user_modules.import_modules(c.get("model_modules", ()))  # the config's own architectures
   flag = "xla_force_host_platform_device_count"
   if c.get("cpu_devices") and flag not in os.environ.get("XLA_FLAGS", ""):
     # On a CPU host, several XLA devices let seeds / fine-tune groups run side by side. Read when
