@@ -3,6 +3,8 @@
   # torchvision / timm weights (.safetensors: no torch needed; .pth: needs torch)
   python launch/import_zoo.py --workdir runs/hub --source imagenet --arch vgg16 \
       --weights vgg16-imagenet.safetensors
+  # every entry of a study config's `imports`
+  python launch/import_zoo.py --workdir runs/thesis_vgg --config configs/thesis_vgg.py
   # your own Flax model, params from an orbax checkpoint (PyTree dir, manager step or root)
   python launch/import_zoo.py --workdir runs/mine --model_module my_models --arch my_net \
       --source my_data --num_classes 10 --weights ckpts/ --all_steps
@@ -18,10 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 from jtransfer.importers import flax_orbax, torch_weights  # noqa: E402
 from jtransfer.models import user_modules  # noqa: E402
 
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "A study config whose `imports` list {source, arch, weights} entries (instead "
+  "of --source/--arch/--weights).", lock_config=True)  # fmt: skip
 _WORKDIR = flags.DEFINE_string("workdir", None, "Zoo workdir (gets zoo/ and results.sqlite).")
 _SOURCE = flags.DEFINE_string("source", None, "Name of the task the weights were trained on.")
 _ARCH = flags.DEFINE_string("arch", None, "Architecture: vgg16, vgg16_bn, vgg19, resnet18, or "
@@ -37,7 +43,7 @@ _ITEM = flags.DEFINE_string("item", None, "Orbax manager: the item holding the p
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Flax: classes of the model's head.")
 _MODEL_KWARGS = flags.DEFINE_string("model_kwargs", "{}", "Flax: JSON constructor kwargs.")
 _RENAME = flags.DEFINE_list("rename", [], "Flax: top-level renames old=new, e.g. encoder=backbone.")
-flags.mark_flags_as_required(["workdir", "source", "arch", "weights"])
+flags.mark_flags_as_required(["workdir"])
 user_modules.define_flag()
 
 
@@ -54,6 +60,15 @@ def _orbax_steps(path: str) -> list:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is not None:
+    for e in _CONFIG.value.to_dict()["imports"]:
+      record = torch_weights.import_file(
+        _WORKDIR.value, e["weights"], arch=e["arch"], source=e["source"], seed=e.get("seed", 0)
+      )
+      print(f"[import] {e['weights']} -> {record['path']}", flush=True)
+    return
+  if not (_SOURCE.value and _ARCH.value and _WEIGHTS.value):
+    raise app.UsageError("pass --config, or all of --source, --arch and --weights")
   for i, weights in enumerate(_WEIGHTS.value):
     seed = _SEED.value + i
     if Path(weights).is_dir():

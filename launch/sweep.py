@@ -13,6 +13,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jtransfer import sweep  # noqa: E402
+from jtransfer.data import image_folder  # noqa: E402
 from jtransfer.models import user_modules  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
@@ -27,6 +28,7 @@ def main(argv):
   del argv
   c = _CONFIG.value.to_dict()
   user_modules.import_modules(c.get("model_modules", ()))  # the config's own architectures
+  image_folder.register_all(c.get("image_folders", ()))  # and its image-folder datasets
   flag = "xla_force_host_platform_device_count"
   if c.get("cpu_devices") and flag not in os.environ.get("XLA_FLAGS", ""):
     # On a CPU host, several XLA devices let seeds / fine-tune groups run side by side. Read when

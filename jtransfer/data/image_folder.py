@@ -179,3 +179,8 @@ def register(
   register_spec(spec)
   _FOLDERS[name] = args
   return spec
+
+
+def register_all(folders) -> list[DatasetSpec]:
+  """`register(**f)` for each mapping of a config's `image_folders` list."""
+  return [register(**dict(f)) for f in folders or ()]
