@@ -128,6 +128,9 @@ def _from_mapping(row: Mapping[str, Any], workdir: pathlib.Path | None) -> Check
   if not path.is_absolute() and workdir is not None:
     path = workdir / path  # the checkpoints table stores paths relative to the workdir
   nc = row.get("num_classes")
+  if nc is None and row.get("extra"):  # an imported checkpoint's row carries its class count
+    extra = json.loads(row["extra"]) if isinstance(row["extra"], str) else row["extra"]
+    nc = extra.get("num_classes") if isinstance(extra, Mapping) else None
   return Checkpoint(
     source=str(row["source"]),
     arch=str(row["arch"]),
@@ -377,8 +380,6 @@ def _groups(ckpts, model_kwargs, pretrain_kwargs, target_spec) -> list[_Group]:
   groups: dict[tuple, _Group] = {}
   for c in ckpts:
     nc = c.num_classes
-    if nc is None:  # an imported checkpoint records its own (its source is no dataset here)
-      nc = checkpointing.read_extra(c.path).get("num_classes")
     if nc is None:
       try:
         nc = datasets.get(c.source).num_classes
