@@ -40,7 +40,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Zoo seed of the (first) entry; several 
 _STEP = flags.DEFINE_integer("step", None, "Zoo step (orbax manager: which step; default latest).")
 _ALL_STEPS = flags.DEFINE_bool("all_steps", False, "Orbax manager root: import every step.")
 _ITEM = flags.DEFINE_string("item", None, "Orbax manager: the item holding the params.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Flax: classes of the model's head.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Classes of the model's head (Flax: "
+                                    "required; PyTorch: with --head=new).")  # fmt: skip
+_HEAD = flags.DEFINE_enum("head", "keep", ["keep", "new"], "PyTorch: keep the file's classifier "
+                          "or initialise a new one.")  # fmt: skip
 _MODEL_KWARGS = flags.DEFINE_string("model_kwargs", "{}", "Flax: JSON constructor kwargs.")
 _RENAME = flags.DEFINE_list("rename", [], "Flax: top-level renames old=new, e.g. encoder=backbone.")
 flags.mark_flags_as_required(["workdir"])
@@ -85,7 +88,7 @@ def main(argv):
     else:
       record = torch_weights.import_file(
         _WORKDIR.value, weights, arch=_ARCH.value, source=_SOURCE.value, seed=seed,
-        step=_STEP.value or 0,
+        step=_STEP.value or 0, head=_HEAD.value, num_classes=_NUM_CLASSES.value,
       )  # fmt: skip
       print(f"[import] {weights} -> {record['path']}", flush=True)
 

@@ -260,3 +260,36 @@ def test_safetensors_file_into_the_zoo(tmp_path):
   save_file(resnet_state_dict(np.random.default_rng(6)), str(other))
   with pytest.raises(FileExistsError, match="another --seed"):
     torch_weights.import_file(tmp_path / "wd", other, arch="resnet18", source="imnet")
+
+
+def test_head_kept_or_replaced(tmp_path):
+  rng = np.random.default_rng(7)
+  sd = vgg_state_dict(rng)
+  path = tmp_path / "v.safetensors"
+  save_file(sd, str(path))
+  with pytest.raises(ValueError, match="head='new'"):
+    torch_weights.import_file(tmp_path / "wd", path, arch="vgg16", source="s", num_classes=3)
+  rec = torch_weights.import_file(
+    tmp_path / "wd", path, arch="vgg16", source="s", head="new", num_classes=3
+  )
+  assert rec["num_classes"] == 3 and rec["provenance"]["head"] == "new"
+  params = checkpointing.restore(tmp_path / "wd" / rec["path"])
+  # The backbone is the file's; the head is the architecture's fresh init (seed 0) for 3 classes.
+  np.testing.assert_array_equal(
+    params["backbone"]["conv1_1"]["conv"]["kernel"], sd["features.0.weight"].transpose(2, 3, 1, 0)
+  )
+  c = torch_weights.convert(sd, "vgg16")
+  _, fresh, _ = functional.init("vgg16", num_classes=3, seed=0, **c.model_kwargs)
+  np.testing.assert_array_equal(params["head"]["fc6"]["kernel"], fresh["head"]["fc6"]["kernel"])
+  assert params["head"]["logits"]["kernel"].shape == (16, 3)
+
+
+def test_pth_state_dict(tmp_path):
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(8)
+  sd = resnet_state_dict(rng)
+  path = tmp_path / "r.pth"
+  torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in sd.items()}}, path)
+  got = torch_weights.read_state_dict(path)
+  assert set(got) == set(sd)
+  np.testing.assert_array_equal(got["layer3.1.conv2.weight"], sd["layer3.1.conv2.weight"])

@@ -279,6 +279,14 @@ def _check_against_model(c: Converted) -> None:
       )
 
 
+def replace_head(c: Converted, num_classes: int, *, seed: int = 0) -> Converted:
+  """`c` with the head of a freshly initialised `arch` model (`num_classes` outputs)."""
+  _, fresh, _ = functional.init(c.arch, num_classes=num_classes, seed=seed, **c.model_kwargs)
+  params = {"backbone": c.params["backbone"], "head": jax.tree.map(np.asarray, fresh["head"])}
+  key_map = {k: v for k, v in c.key_map.items() if not k.startswith("head/")}
+  return dataclasses.replace(c, params=params, num_classes=num_classes, key_map=key_map)
+
+
 # -- into a zoo ------------------------------------------------------------------------------
 
 
@@ -290,21 +298,36 @@ def import_file(
   source: str,
   seed: int = 0,
   step: int = 0,
+  head: str = "keep",
+  num_classes: int | None = None,
 ) -> dict[str, Any]:
   """Reads, converts and writes one weights file as a zoo entry; returns its record.
 
-  The head is kept (source classes and all: LEEP / NCE read it, and the probes of fc6 / fc7
-  need it); the fine-tune job gives every transferred backbone a new head anyway.
+  head="keep" (default): the file's classifier, source classes and all (LEEP / NCE read it, the
+  fc6 / fc7 probes need it). head="new": a freshly initialised head (the architecture's own
+  init, `jax.random.key(seed)`) for `num_classes` classes (default: the file's), e.g. for weights
+  whose classifier is missing or meaningless; the fine-tune job gives every transferred
+  backbone a new head in any case.
   """
   from jtransfer.importers import zoo_entry
 
+  if head not in ("keep", "new"):
+    raise ValueError(f"head must be 'keep' or 'new', got {head!r}")
   sd = read_state_dict(path)
   c = convert(sd, arch)
+  if head == "new":
+    c = replace_head(c, num_classes or c.num_classes, seed=seed)
+  elif num_classes is not None and num_classes != c.num_classes:
+    raise ValueError(
+      f"{pathlib.Path(path).name} has {c.num_classes} classes, not {num_classes}; pass "
+      "head='new' to replace its head"
+    )
   provenance = {
     "format": "torch",
     "file": str(pathlib.Path(path).absolute()),
     "file_sha256": zoo_entry.file_hash(path),
     "original_keys": c.key_map,
+    "head": head,
   }
   return zoo_entry.write_imported(
     workdir,
