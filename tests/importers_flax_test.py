@@ -203,3 +203,16 @@ def test_user_model_import_score_finetune_report_from_the_command_line(tmp_path,
   report = pathlib.Path(out.strip().split("report: ")[-1])
   assert report.is_file() and "user_images" in report.read_text()
   assert json.loads((pathlib.Path(wd) / "config.json").read_text())[0]["job"] == "pretrain"
+
+
+def test_user_modules_by_name_or_file(tmp_path):
+  f = tmp_path / "extra_arch_file.py"
+  f.write_text("from jtransfer.models import base\nREGISTERED = base.names()\n")
+  mod = user_modules.import_module(str(f))
+  assert "vgg16" in mod.REGISTERED
+  assert user_modules.import_module(str(f)) is mod  # imported once
+  assert user_modules.import_modules(None) == []
+  with pytest.raises(ValueError, match="cannot import model module 'no_such_mod_xyz'"):
+    user_modules.import_module("no_such_mod_xyz")
+  with pytest.raises(ValueError, match="does not exist"):
+    user_modules.import_module(str(tmp_path / "missing.py"))

@@ -11,6 +11,7 @@ from jtransfer.importers import torch_weights
 from jtransfer.models import functional
 
 VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+VGG19 = ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)
 
 
 # -- torch-layout state dicts, drawn with NumPy -------------------------------------------
@@ -30,10 +31,12 @@ def _bn_sd(rng, prefix, c):
   }
 
 
-def vgg_state_dict(rng, *, bn=False, width=1 / 16, side=2, hidden=16, classes=5, timm=False):
-  """torchvision `vgg16(_bn)` keys and layout (channels scaled by `width`, fc6 on a side^2 map)."""
+def vgg_state_dict(
+  rng, *, bn=False, width=1 / 16, side=2, hidden=16, classes=5, timm=False, blocks=VGG16
+):
+  """torchvision `vgg16(_bn)` / `vgg19` keys and layout (channels x `width`, fc6 on side^2)."""
   sd, i, cin = {}, 0, 3
-  for block in VGG16:
+  for block in blocks:
     for c in block:
       c = round(c * width)
       sd[f"features.{i}.weight"] = _conv_w(rng, c, cin, 3)
@@ -111,10 +114,10 @@ def np_bn(x, sd, p, eps=1e-5):
   return (x - g("running_mean")) / np.sqrt(g("running_var") + eps) * g("weight") + g("bias")
 
 
-def np_vgg(sd, x, *, bn=False):
+def np_vgg(sd, x, *, bn=False, blocks=VGG16):
   relu = lambda v: np.maximum(v, 0)
   i = 0
-  for block in VGG16:
+  for block in blocks:
     for _ in block:
       x = np_conv(x, sd[f"features.{i}.weight"], sd[f"features.{i}.bias"], pad=1)
       i += 1
@@ -178,6 +181,17 @@ def test_vgg16_logits_match_float64_torch_layout_forward(bn):
     "kernel": sd["classifier.0.weight"].T, "bias": sd["classifier.0.bias"]}}}  # fmt: skip
   wrong = torch_weights.Converted(c.arch, naive, c.rest, c.model_kwargs, c.num_classes, {})
   assert rel_err(flax_logits(wrong, x), want) > 1e-2
+
+
+def test_vgg19_logits_and_torchvision_indices():
+  rng = np.random.default_rng(9)
+  sd = vgg_state_dict(rng, blocks=VGG19)
+  c = torch_weights.convert(sd, "vgg19")
+  assert c.key_map["backbone/conv5_4/conv/kernel"] == "features.34.weight"  # torchvision vgg19
+  x = rng.uniform(-1, 1, (2, 3, 64, 64))
+  assert rel_err(flax_logits(c, x), np_vgg(sd, x, blocks=VGG19)) <= 1e-4
+  with pytest.raises(ValueError, match="features.17.weight"):  # VGG-19 weights are no VGG-16
+    torch_weights.convert(sd, "vgg16")
 
 
 def test_vgg_bn_statistics_are_used():
