@@ -355,3 +355,17 @@ def complete_steps(directory: str | os.PathLike) -> list[int]:
   if not directory.is_dir():
     return []
   return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and exists(p))
+
+
+def restore_pytree(path: str | os.PathLike) -> dict[str, Any]:
+  """A PyTree written by another program's orbax (`StandardCheckpointer`, `PyTreeCheckpointer`,
+  or one item of a `CheckpointManager` step) as nested dicts of NumPy arrays."""
+  path = pathlib.Path(path).absolute()
+  if not (path / "_METADATA").is_file():
+    raise ValueError(f"{path} is not an orbax PyTree directory (no _METADATA file)")
+  try:
+    with _quiet():
+      tree = ocp.PyTreeCheckpointer().restore(path)
+  except Exception as e:
+    raise ValueError(f"cannot read the orbax PyTree at {path} ({e})") from e
+  return jax.tree.map(np.asarray, tree)

@@ -130,6 +130,9 @@ def _from_mapping(row: Mapping[str, Any], workdir: pathlib.Path | None) -> Check
   if not path.is_absolute() and workdir is not None:
     path = workdir / path  # the checkpoints table stores paths relative to the workdir
   nc = row.get("num_classes")
+  if nc is None and row.get("extra"):  # an imported checkpoint's row carries its class count
+    extra = json.loads(row["extra"]) if isinstance(row["extra"], str) else row["extra"]
+    nc = extra.get("num_classes") if isinstance(extra, Mapping) else None
   return Checkpoint(
     source=str(row["source"]),
     arch=str(row["arch"]),

@@ -11,6 +11,7 @@ import logging
 from absl import app, flags
 
 from jtransfer import analysis, tracking
+from jtransfer.models import user_modules
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Run directory holding results.sqlite.", required=True
@@ -27,6 +28,7 @@ _SETTING = flags.DEFINE_string(
 _PROBE = flags.DEFINE_string("probe", None, "Probe of the main tables (default train).")
 _LAYER = flags.DEFINE_string("focus_layer", None, "Layer of the detail tables (default pool2).")
 _FIGURES = flags.DEFINE_bool("figures", True, "Draw the figures.")
+user_modules.define_flag()  # --model_module: the user's architectures
 
 
 def main(argv):

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import app, flags  # noqa: E402
 
 from jtransfer import config_cli  # noqa: E402
+from jtransfer.models import user_modules  # noqa: E402
 
 _CONFIG = config_cli.ConfigFlag("config", "Zoo config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, results, logs).")
@@ -25,6 +26,7 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: proces
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 _AUTO = flags.DEFINE_bool("distributed_auto", False, "Multi-host: let JAX detect the cluster.")
 flags.mark_flags_as_required(["config", "workdir"])
+user_modules.define_flag()  # --model_module: the user's architectures
 
 
 def main(argv):

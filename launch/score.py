@@ -13,11 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import app, flags, logging  # noqa: E402
 
 from jtransfer import config_cli, score_job, tracking  # noqa: E402
+from jtransfer.models import user_modules  # noqa: E402
 
 _CONFIG = config_cli.ConfigFlag("config", "Score config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Zoo workdir (holds results.sqlite and zoo/).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
 flags.mark_flags_as_required(["config", "workdir"])
+user_modules.define_flag()  # --model_module: the user's architectures
 
 
 def main(argv):

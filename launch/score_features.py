@@ -12,6 +12,7 @@ import sys
 
 from absl import app, flags
 
+from jtransfer.models import user_modules
 from jtransfer.scores import table
 
 _FEATURES = flags.DEFINE_multi_string(
@@ -21,6 +22,7 @@ _FEATURES = flags.DEFINE_multi_string(
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Target classes (default max label + 1).")
 _SCORES = flags.DEFINE_list("scores", None, "Scores to compute (default: all applicable).")
 _OUTPUT = flags.DEFINE_string("output", None, "Path prefix for <output>.csv and <output>.json.")
+user_modules.define_flag()  # --model_module: the user's architectures
 
 
 def main(argv):

@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import flags  # noqa: E402
 
 from jtransfer import config_checks, config_cli, sweep  # noqa: E402
+from jtransfer.data import image_folder  # noqa: E402
+from jtransfer.models import user_modules  # noqa: E402
 
 _CONFIG = config_cli.ConfigFlag(
   "config",
@@ -34,10 +36,14 @@ flags.register_validator(
   f"--stages: each stage must be one of {', '.join(sweep.STAGES)}",
 )
 
+user_modules.define_flag()  # --model_module: the user's architectures
+
 
 def main(argv):
   del argv
   c = _CONFIG.value.to_dict()
+  user_modules.import_modules(c.get("model_modules", ()))  # the config's own architectures
+  image_folder.register_all(c.get("image_folders", ()))  # and its image-folder datasets
   flag = "xla_force_host_platform_device_count"
   if c.get("cpu_devices") and flag not in os.environ.get("XLA_FLAGS", ""):
     # On a CPU host, several XLA devices let seeds / fine-tune groups run side by side. Read when

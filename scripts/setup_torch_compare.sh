@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${TORCH_PYTHON:-python3.11}"
 [ -x .venv-torch/bin/python ] || "$PY" -m venv .venv-torch
-.venv-torch/bin/pip install -q "torch==2.13.0" numpy
+.venv-torch/bin/pip install -q "torch==2.13.0" numpy safetensors
 .venv-torch/bin/python -c "import torch; print('torch', torch.__version__)"
