@@ -98,12 +98,18 @@ def study_models(config) -> list[tuple[str, str, dict]]:
 def check_study(config) -> None:
   """Raises ValueError (one line) at the first field that cannot work; see the module doc."""
   from jtransfer import data, models, score_job, scores  # noqa: PLC0415
+  from jtransfer.data import image_folder  # noqa: PLC0415
+  from jtransfer.models import user_modules  # noqa: PLC0415
   from jtransfer.train import freezing  # noqa: PLC0415
 
   c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  # The study's own architectures and image folders exist before any name is checked.
+  user_modules.import_modules(c.get("model_modules") or ())
+  image_folder.register_all(c.get("image_folders") or ())
   datasets = data.names()
-  if not c["sources"]:
-    raise ValueError("sources: empty; name at least one source dataset")
+  imports = c.get("imports") or ()
+  if not c["sources"] and not imports:
+    raise ValueError("sources: empty; name at least one source dataset (or imports)")
   _one_of("sources", [s["name"] for s in c["sources"]], datasets)
   for stage in ("score", "finetune"):
     if not c[stage].get("targets"):
@@ -111,6 +117,9 @@ def check_study(config) -> None:
     _one_of(f"{stage}.targets", c[stage]["targets"], datasets)
   runs = study_models(c)
   _one_of("pretrain.arch", sorted({arch for _, arch, _ in runs}), models.names())
+  _one_of("imports.arch", sorted({imp["arch"] for imp in imports}), models.names())
+  # An imported source is no dataset: its taps are those of its architecture on a target.
+  runs += [(c["score"]["targets"][0], imp["arch"], {}) for imp in imports]
   check_duration("pretrain.duration", c["pretrain"].get("duration") or {"epochs": 100})
   for src in c["sources"]:
     if "duration" in src:

@@ -318,7 +318,7 @@ def run(main: Callable, config: ConfigFlag) -> None:
   def checked_main(argv):
     try:
       config.value = config.build()
-    except ValueError as e:  # ConfigError and the checks' own one-line errors
+    except (ValueError, FileNotFoundError) as e:  # ConfigError, the checks, a missing folder
       _fail(e)
     return main(argv)
 
