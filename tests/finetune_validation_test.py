@@ -154,3 +154,26 @@ def test_nc_comparison_reports_final_and_validation_selected(tmp_path):
   text = (tmp_path / "nc_comparison.md").read_text()
   assert "## t: test_acc (final checkpoint)" in text
   assert "## t: test_acc (val_selected checkpoint)" in text
+
+
+def test_a_store_from_before_the_validation_columns_reads_and_compares(tmp_path):
+  import sqlite3
+
+  # The finetune table as written before val_acc / val_loss / val_auroc existed.
+  old = [c for c in results.COLUMNS["finetune"] if not c.startswith("val_")]
+  key = results.KEYS["finetune"]
+  _synthetic_store(tmp_path / "new", np.random.default_rng(3))
+  rows = results.load(tmp_path / "new", "finetune")[old]
+  with sqlite3.connect(tmp_path / results.MAIN_FILE) as conn:
+    conn.execute(f"CREATE TABLE finetune ({', '.join(old)}, PRIMARY KEY ({', '.join(key)}))")
+    conn.executemany(
+      f"INSERT INTO finetune VALUES ({', '.join('?' * len(old))})",
+      [tuple(None if pd.isna(v) else v for v in r) for r in rows.itertuples(index=False)],
+    )
+  with results.Store(tmp_path) as store:
+    store.add_scores(results.load(tmp_path / "new", "scores").to_dict("records"))
+  ft = results.load(tmp_path, "finetune")
+  assert len(ft) == 24 and ft["val_acc"].isna().all() and ft["val_auroc"].isna().all()
+  auroc.nc_comparison(tmp_path, auroc_targets=[], score_names=["logme"], n_boot=10)
+  table = pd.read_csv(tmp_path / "nc_comparison.csv")
+  assert table["checkpoint"].tolist() == ["final"]  # nothing to select on: final only
