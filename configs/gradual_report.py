@@ -123,8 +123,9 @@ def matrix_figure(matrix, value: str, out_dir) -> pathlib.Path | None:
   ax.set_yticks(range(len(labels)), labels, fontsize=8)
   ax.set_xlabel("frozen leading layers l")
   for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
-    if np.isfinite(v):
-      ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color="w")
+    if np.isfinite(v):  # dark text on the bright end of viridis
+      color = "k" if im.norm(v) > 0.6 else "w"
+      ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color=color)
   fig.colorbar(im, ax=ax, label=LABELS[value])
   ax.set_title(f"Layer-wise transfer matrix ({LABELS[value]})", fontsize=9)
   return _save(fig, pathlib.Path(out_dir), f"gradual_matrix_{value}")

@@ -26,9 +26,14 @@ pair, and need not be symmetric (Fayek: "layer-wise transferability between two 
 tasks can be nonsymmetric"). Quick: the MNIST-family CNNs for 300 steps (2 seeds; MNIST 0-4 /
 5-9 at batch 32, so ~1/3 epoch), the FSDD `audio_cnn` at 1/4 width for 150 steps; fine-tuning
 60 steps (CNN, 10,000 target train images) / 40 steps (audio) at Adam 1e-3, test accuracy on
-1,000 images (all 200 clips for FSDD). Its log-AUC has a seed spread of a few hundredths: a
-pipeline-sized run, not a settled answer. Full: 3 seeds, 20,000 (CNN) / 6,000 (audio)
-pre-training steps, 20 epochs of fine-tuning at Adam 1e-4 (a GPU job).
+1,000 images (all 200 clips for FSDD). Its log-AUC has a seed spread of a few hundredths and
+150 steps leave the FSDD digit model weak (self-transfer accuracy ~0.3; speakers ~0.97): a
+pipeline-sized run, not a settled answer. Measured: 33.6 min of stage time on the 2-core CPU
+while LOADED (load average 11-15 from other jobs: CNN pre-training 9.7 min, audio 7.2, fine-
+tuning 16.6, report 8 s); the training throughput measured at that load was 1/5.9 of the idle
+machine's (BENCHMARKS.md), so expect roughly 6-10 min idle (an estimate, to be re-measured).
+Full: 3 seeds, 20,000 (CNN) / 6,000 (audio) pre-training steps, 20 epochs of fine-tuning at
+Adam 1e-4 (a GPU job).
 Tiny (the test): MNIST 0-4 ↔ 5-9 only, a few steps.
 """
 
