@@ -8,6 +8,41 @@ Full thesis setup (10 seeds, 100 epochs, 12 log-spaced checkpoints; a GPU job):
 
   python launch/sweep.py --config configs/thesis_cnn.py --workdir runs/thesis_cnn
 
+Thesis-deciding variant (sized so the seed spread is well below the gaps between sources):
+
+  python launch/sweep.py --config configs/thesis_cnn.py:thesis --workdir runs/thesis_cnn_thesis
+
+Why this size. The quick run's seed-to-seed SD of a model's log-AUC is 0.01-0.04 with 2 seeds
+and 400 pre-training steps (under an epoch, models far from converged), as large as many gaps
+between sources. This variant trains 10 seeds (the thesis' number) for 3 full epochs on the full
+training sets (9 checkpoints per seed, 540 in all) and fine-tunes each for 100 steps (test
+accuracy on 2,000 images at 0, 1, 3, 10, 30, 100 steps). The SE of a source's seed mean is
+SD/sqrt(10), that of a gap between two sources SD*sqrt(2/10) = 0.45 SD: 0.009 at SD 0.02, so
+gaps of about 0.02-0.03 log-AUC are resolved at 2-3 SE even before the spread shrinks with the
+longer training (expected, not measured). Read the report's power statement on the run itself.
+
+Cost (an estimate from units measured on this 2-core CPU while it was LOADED, load average
+11-15 from other jobs; the lead re-measures on an idle machine):
+- units: 22.4 M train-step image equivalents = pre-training 9.0 M images (6 sources x 10 seeds x
+  3 epochs) + its evaluations 6.5 M forward images (12,000 per checkpoint) + fine-tuning 6.9 M
+  images (2 targets x 542 models x 100 steps x 64) + its evaluations 13.0 M forward images
+  (2 x 542 x 6 x 2,000), a forward pass counted as 1/3 of a training step; and 1,080
+  checkpoint scorings (540 checkpoints x 2 targets, 6 taps, all scores, probe 500).
+- measured rates: training 244 img/s over 10 seeds (`benchmarks/zoo_throughput.py --seeds 10
+  --steps 10 --repeats 2 --modes devices --cpu_devices 4`; the same command gave 1,447 img/s on
+  the idle machine, BENCHMARKS.md); scoring 2.2 s per checkpoint in steady state plus about
+  5 min of compilation per target (`benchmarks/score_job.py --num_checkpoints 8
+  --memory_budget_gb 0.3 --loop_checkpoints 1 --io_checkpoints 2`, group 1 vs group 0).
+- so: about 25.5 h of training + 0.8 h of scoring on the loaded CPU; about 4.3 h + 0.8 h (at
+  most) on the idle one: an overnight CPU job.
+- one GPU (an ESTIMATE, no GPU was lent to measure it): the CNN costs ~16 MFLOP per training
+  image (forward ~5.3 MFLOP: conv2 4.5, fc1 0.4, conv1 0.4), so 22.4 M images are ~0.4 PFLOP,
+  under a minute of compute at even 10% of an H100-class GPU's fp32 rate; such small steps are
+  bound by per-step launch overhead instead (~2-3 ms for a jitted step of 10 vmapped seeds or a
+  fine-tune group of 16, i.e. ~100k-300k img/s), which gives 2-4 min of training steps, plus
+  compilation (one per source / group shape, ~1 min each), orbax I/O (540 checkpoints) and the
+  eigh-bound scoring (1,080 x 6 layers of N = 500: a few minutes): about 30 min end to end.
+
 What to expect (thesis, full setup, MNIST target, seeds averaged, 72 models): RSA at pool2 has
 Spearman ≈ 0.9 with the fine-tune log-AUC; ID at pool2 ranges from 10.9 (MNIST 0-4) to 16.1
 (noise); the two noise sources transfer worst by every measure. The quick variant trains each
@@ -27,6 +62,9 @@ SOURCES = (
   ("mnist_noise", 64),
 )
 TARGETS = ("mnist", "fashion_mnist")
+# The `thesis` variant: the thesis' 10 seeds, 3 full epochs of pre-training (9 checkpoints per
+# seed: 0, 1, 3, 10, 30, 100, 300 batches, 1 and 3 epochs), 100 fine-tune steps.
+THESIS_SEEDS, THESIS_EPOCHS, THESIS_FT_STEPS = 10, 3, 100
 
 
 def _set(section: ml_collections.ConfigDict, **fields) -> None:
@@ -35,8 +73,8 @@ def _set(section: ml_collections.ConfigDict, **fields) -> None:
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
-  if arg not in ("full", "quick", "tiny"):
-    raise ValueError(f"unknown variant {arg!r}; valid: full, quick, tiny")
+  if arg not in ("full", "thesis", "quick", "tiny"):
+    raise ValueError(f"unknown variant {arg!r}; valid: full, thesis, quick, tiny")
   c = ml_collections.ConfigDict()
   # >0: on a CPU-only host, split the CPU into this many XLA devices so that seeds and
   # fine-tune groups run side by side (launch/sweep.py sets XLA_FLAGS; ignored on GPU/TPU).
@@ -84,6 +122,17 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     _set(c.score, heldout_probe=False)  # halves the scoring time; the full variant has it
     _set(c.finetune, duration={"steps": 100}, eval_examples=1_000)
     _set(c.evaluate, n_boot=200)
+  elif arg == "thesis":  # sized to decide the findings (see the module docstring for its cost)
+    c.cpu_devices = 4
+    _set(
+      c.pretrain,
+      num_seeds=THESIS_SEEDS,
+      duration={"epochs": THESIS_EPOCHS},
+      eval_train_examples=2_000,
+      eval_test_examples=None,
+    )
+    _set(c.score, heldout_probe=False)
+    _set(c.finetune, duration={"steps": THESIS_FT_STEPS}, eval_examples=2_000)
   elif arg == "tiny":
     c.sources = [{"name": "mnist", "batch_size": 16}, {"name": "mnist_noise", "batch_size": 16}]
     _set(

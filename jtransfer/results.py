@@ -105,6 +105,10 @@ _SCHEMA: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
       # Binary targets only: the ROC area of the positive-class logit margin (else NULL).
       ("test_auroc", "REAL"),
       ("train_auroc", "REAL"),
+      # With a validation split held out of the target's train split (else NULL).
+      ("val_acc", "REAL"),
+      ("val_loss", "REAL"),
+      ("val_auroc", "REAL"),
       ("extra", "TEXT"),
       ("created_at", "REAL"),
     ),

@@ -50,10 +50,21 @@ def resolve_report(name: str) -> Callable[[pathlib.Path], Any]:
 
 
 def _per_target(stage: str, job, config: Mapping[str, Any], **common) -> None:
-  """Runs a job once per target in `config["targets"]` with the rest of `config` as kwargs."""
+  """Runs a job once per target in `config["targets"]` with the rest of `config` as kwargs.
+
+  A target is a dataset name, or a mapping {"name": ..., **overrides} whose other keys replace
+  the stage's kwargs for that target only (e.g. the `sources` a target is fine-tuned from, when
+  one sweep holds image and audio models: `configs/gradual_transfer.py`).
+  """
   kwargs = {k: v for k, v in config.items() if k != "targets"}
   for target in config["targets"]:
-    _timed(f"{stage} on {target}", job, target=target, **common, **kwargs)
+    overrides = {}
+    if isinstance(target, Mapping):
+      if "name" not in target:
+        raise ValueError(f"{stage}: a target given as a mapping needs a 'name', got {target!r}")
+      overrides = {k: v for k, v in target.items() if k != "name"}
+      target = target["name"]
+    _timed(f"{stage} on {target}", job, target=target, **common, **{**kwargs, **overrides})
 
 
 def run(
@@ -63,7 +74,7 @@ def run(
   pretrain: Mapping[str, Any],
   score: Mapping[str, Any],
   finetune: Mapping[str, Any],
-  evaluate: Mapping[str, Any],
+  evaluate: Mapping[str, Any] | None,
   stages: Sequence[str] = STAGES,
   data_dir: str | None = None,
   reports: Sequence[str] = (),
@@ -74,6 +85,8 @@ def run(
     (e.g. `batch_size` 32 for the MNIST splits).
   pretrain / score / finetune: keyword arguments of the stage's `run`, except `targets` in
     score and finetune, which lists the target datasets (the stage runs once per target).
+  evaluate: keyword arguments of `analysis.run`; None skips the standard report (the
+    evaluate stage then runs `reports` only).
   reports: extra report functions, "package.module:function", run as `fn(workdir)` at the end
     of the evaluate stage.
   """
@@ -114,9 +127,11 @@ def run(
     from jtransfer import analysis, tracking
 
     with tracking.stage_log(workdir, "evaluate"):
-      report = _timed("evaluate", analysis.run, workdir, **evaluate)
-      log.info("sweep: report %s", report)
-      print(f"[sweep] report: {report}", flush=True)
+      # evaluate=None: a study with its own report only (no scores, e.g. gradual transfer).
+      if evaluate is not None:
+        report = _timed("evaluate", analysis.run, workdir, **evaluate)
+        log.info("sweep: report %s", report)
+        print(f"[sweep] report: {report}", flush=True)
       for name, fn in extra_reports:
         out = _timed(f"report {name}", fn, workdir)
         print(f"[sweep] {name}: {out}", flush=True)

@@ -27,7 +27,9 @@ _CONFIG = config_cli.ConfigFlag(
   checks=config_checks.check_study,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (rerun to resume).")
-_STAGES = flags.DEFINE_list("stages", list(sweep.STAGES), "Stages to run, in order.")
+_STAGES = flags.DEFINE_list(
+  "stages", list(sweep.STAGES), "Stages to run (default: the config's `stages`, else all)."
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
 flags.mark_flags_as_required(["config", "workdir"])
 flags.register_validator(
@@ -56,7 +58,8 @@ def main(argv):
     score=c["score"],
     finetune=c["finetune"],
     evaluate=c["evaluate"],
-    stages=_STAGES.value,
+    # A study that needs no scores (gradual transfer) declares its stages in its config.
+    stages=_STAGES.value if _STAGES.present else c.get("stages", sweep.STAGES),
     data_dir=_DATA_DIR.value,
     reports=c.get("reports", ()),
   )

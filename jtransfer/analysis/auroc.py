@@ -11,7 +11,11 @@ full fine-tuning.
 - `compare(scores, performance, ...)`: Pearson / Spearman of every (score, layer, mode) with a
   performance column over models (seeds averaged), oriented by the score's sign convention.
 - `nc_comparison(workdir, ...)`: the whole comparison as `<workdir>/nc_comparison.md` + CSV:
-  final accuracy for every target, final AUROC for the targets whose rows carry it.
+  final accuracy for every target, final AUROC for the targets whose rows carry it; when the
+  fine-tune rows carry a validation split (`val_acc`), also the paper's protocol: each unit's
+  checkpoint selected on validation data (`selected_rows`: best `val_acc`, or `val_auroc` for
+  the AUROC comparison), its TEST metric correlated. Column `checkpoint`: "final" or
+  "val_selected".
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ from jtransfer.analysis import signs
 from jtransfer.analysis.stats import correlate
 from jtransfer.metrics import auroc, positive_probability
 
-__all__ = ["NC_SCORES", "auroc", "compare", "final_rows", "nc_comparison", "positive_probability"]
+__all__ = [
+  "NC_SCORES",
+  "auroc",
+  "compare",
+  "final_rows",
+  "nc_comparison",
+  "positive_probability",
+  "selected_rows",
+]
 
 NC_SCORES = ("nc_score", "leep", "logme")
 _UNIT = ("source", "arch", "seed", "step", "mode", "frozen_layers", "ft_seed")
@@ -93,6 +105,23 @@ def final_rows(finetune: pd.DataFrame) -> pd.DataFrame:
   return finetune[finetune["ft_step"] == last]
 
 
+def selected_rows(finetune: pd.DataFrame, *, by: str = "val_acc") -> pd.DataFrame:
+  """Per unit, the row of the evaluated step with the highest validation metric `by` (the NC
+  paper's checkpoint selection); the earliest such step on ties."""
+  if by not in finetune.columns:
+    raise ValueError(f"the finetune rows have no {by!r} column")
+  missing = finetune[by].isna()
+  if missing.any():
+    units = finetune.loc[missing, list(_UNIT) + ["target"]].drop_duplicates()
+    raise ValueError(
+      f"{len(units)} fine-tune units lack {by!r} (first: {units.iloc[0].to_dict()}); "
+      "fine-tune with val_fraction to select on validation data"
+    )
+  ordered = finetune.sort_values([*_UNIT, "target", "ft_step"], kind="stable")
+  best = ordered.groupby(list(_UNIT) + ["target"], sort=False)[by].idxmax()  # first maximum
+  return finetune.loc[best.to_numpy()].reset_index(drop=True)
+
+
 def nc_comparison(
   workdir: str | os.PathLike,
   *,
@@ -116,7 +145,13 @@ def nc_comparison(
   if auroc_targets is None:
     auroc_targets = sorted(final.loc[has_auroc, "target"].unique())
   kwargs = dict(score_names=score_names, probe=probe, n_boot=n_boot, embedding=embedding)
-  tables = [compare(scores, final, metric="test_acc", **kwargs)]
+  with_val = bool(finetune["val_acc"].notna().any()) if "val_acc" in finetune else False
+  tables = [compare(scores, final, metric="test_acc", **kwargs).assign(checkpoint="final")]
+  if with_val:
+    chosen = selected_rows(finetune, by="val_acc")
+    tables.append(
+      compare(scores, chosen, metric="test_acc", **kwargs).assign(checkpoint="val_selected")
+    )
   for target in auroc_targets:
     rows = final[(final["target"] == target) & has_auroc]
     if rows.empty:
@@ -126,7 +161,12 @@ def nc_comparison(
       )
     if not (scores["target"] == target).any():
       raise ValueError(f"no scores for target {target!r} in {workdir}: run the score job on it")
-    tables.append(compare(scores, rows, metric="test_auroc", **kwargs))
+    tables.append(compare(scores, rows, metric="test_auroc", **kwargs).assign(checkpoint="final"))
+    if with_val:
+      chosen = selected_rows(finetune[finetune["target"] == target], by="val_auroc")
+      tables.append(
+        compare(scores, chosen, metric="test_auroc", **kwargs).assign(checkpoint="val_selected")
+      )
   table = pd.concat(tables, ignore_index=True)
   table.to_csv(workdir / "nc_comparison.csv", index=False)
   lines = [
@@ -138,10 +178,13 @@ def nc_comparison(
     "`full`: every layer trains. Metric: final test accuracy, and AUROC of the positive-class",
     "probability for binary targets. `*`: Pearson p < 0.05; n: models with that layer (a",
     "layer of one architecture only, e.g. `gru`, has fewer; `embedding` covers all).",
+    "Checkpoint: `final` = the last fine-tune step; `val_selected` = each model's evaluated",
+    "step with the best validation accuracy (AUROC for the AUROC metric), as the paper selects",
+    "its checkpoints, measured on the test split.",
     "",
   ]
-  for (target, metric), g in table.groupby(["target", "metric"]):
-    lines += [f"## {target}: {metric}", ""]
+  for (target, metric, ckpt), g in table.groupby(["target", "metric", "checkpoint"], sort=False):
+    lines += [f"## {target}: {metric} ({ckpt} checkpoint)", ""]
     g = g.assign(
       cell=[
         "–" if pd.isna(r) else f"{r:.3f}{'*' if pd.notna(p) and p < 0.05 else ''}"

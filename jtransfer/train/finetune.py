@@ -35,6 +35,13 @@ at `schedule.log_checkpoint_steps` of the fine-tune run (0, 1, 3, 10, 30, 100, 3
 the logit margin z1 - z0 (class 1 = positive; `jtransfer.metrics.auroc`), from the same eval
 pass (the NC paper's metric for its COVID-19 target).
 
+Validation (`val_fraction`, off by default). A class-stratified fraction of the target's train
+split (`train.validation.split`, a fixed seed: the same examples for every model and ft_seed) is
+held out: the models train on the rest and every evaluation also reports `val_acc`, `val_loss`
+(and `val_auroc` for a binary target), so a checkpoint can be selected on validation data as the
+NC paper does (`analysis.auroc.selected_rows`). Rows of runs without it store NULL there. The
+done key does not include it: use a fresh workdir when switching it on.
+
 Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
 of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
 pre-training job's step builder and device placement, `pretrain.build_fns`). Every member of a
@@ -71,7 +78,7 @@ from jtransfer import metrics as metrics_lib
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
 from jtransfer.progress import progress
-from jtransfer.train import batches, freezing, optim, pretrain, schedule
+from jtransfer.train import batches, freezing, optim, pretrain, schedule, validation
 from jtransfer.train import step as step_lib
 
 JOB = "finetune"
@@ -81,6 +88,7 @@ BASELINE_SOURCES = (SCRATCH, RANDOM_INIT)
 _HEAD_STREAM, _RANDOM_BACKBONE_STREAM, _SCRATCH_STREAM = 0x4EAD, 0xBA5E, 0x5C2A
 _DATA_STREAM, _DROPOUT_STREAM = 0xDA7A, 0xD20B
 _EVAL_SUBSET_SEED = 0
+_VAL_SPLIT_SEED = 0  # one validation split per target, shared by every model and ft_seed
 
 log = logging.getLogger("jtransfer.finetune")
 
@@ -342,6 +350,7 @@ class Target:
   steps_per_epoch: int
   total_steps: int
   eval_steps: list[int]
+  val: tuple[np.ndarray, np.ndarray] | None = None  # held out of `train` (val_fraction)
 
 
 def eval_schedule(
@@ -365,13 +374,20 @@ def load_target(
   batch_size: int,
   duration: Mapping[str, float],
   eval_final: bool = True,
+  val_fraction: float | None = None,
 ) -> Target:
-  """The normalised target task (train and test split) and its fine-tune schedule."""
+  """The normalised target task (train and test split) and its fine-tune schedule; with
+  `val_fraction`, a stratified validation split held out of train (the schedule counts the
+  remaining train examples)."""
   num_classes, train, test = pretrain.load_source(name, data_dir, train_examples)
+  val = None
+  if val_fraction:
+    keep, held = validation.split(train[1], fraction=val_fraction, seed=_VAL_SPLIT_SEED)
+    train, val = (train[0][keep], train[1][keep]), (train[0][held], train[1][held])
   spe, total, eval_steps = eval_schedule(
     len(train[0]), batch_size=batch_size, duration=duration, eval_final=eval_final
   )
-  return Target(name, num_classes, train, test, spe, total, eval_steps)
+  return Target(name, num_classes, train, test, spe, total, eval_steps, val)
 
 
 def _keep_frozen(rest, kept, mask):
@@ -445,6 +461,10 @@ def _eval_sets(target: Target, *, mode, mesh, eval_examples, eval_train_examples
       multiple=multiple,
     )
   }
+  if target.val is not None:  # every validation example, fixed order
+    sets["val"] = pretrain.eval_arrays(
+      *target.val, examples=None, batch_size=batch_size, subset_seed=None, multiple=multiple
+    )
   if eval_train_examples:
     sets["train"] = pretrain.eval_arrays(
       *target.train,
@@ -624,6 +644,9 @@ def curve_rows(member: Member, mode: str, target: Target, curves, index: int) ->
         train_loss=float(metrics["train_loss"][index]) if "train_loss" in metrics else None,
         test_auroc=_optional(metrics, "test_auroc", index),
         train_auroc=_optional(metrics, "train_auroc", index),
+        val_acc=_optional(metrics, "val_acc", index),
+        val_loss=_optional(metrics, "val_loss", index),
+        val_auroc=_optional(metrics, "val_auroc", index),
       )
     )
   return rows
@@ -676,6 +699,7 @@ def run(
   eval_batch_size: int = 1000,
   eval_final: bool = True,
   train_examples: int | None = None,
+  val_fraction: float | None = None,
   data_dir: str | os.PathLike | None = None,
   group_size: int = 16,
   seed_parallel: str = "auto",
@@ -698,6 +722,8 @@ def run(
   eval_examples: test examples evaluated (None = the whole test split);
   eval_train_examples: also evaluate on a fixed subset of the target's train split (None: no).
   train_examples: keep only the first n training examples of the target (quick runs, tests).
+  val_fraction: hold this stratified fraction of them out as a validation split, evaluated at
+    every evaluation step (`val_acc`, `val_loss`, `val_auroc`); None: no validation split.
   group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
   seed_parallel / num_devices: how members share devices, as in pre-training.
   tensorboard: also write each member's curves (batch loss / accuracy at log-spaced steps,
@@ -736,6 +762,7 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
     batch_size=c["batch_size"],
     duration=c["duration"],
     eval_final=c["eval_final"],
+    val_fraction=c["val_fraction"],
   )
   num_classes, spe, total, eval_steps = (
     target.num_classes,
