@@ -111,10 +111,15 @@ def check_study(config) -> None:
   if not c["sources"] and not imports:
     raise ValueError("sources: empty; name at least one source dataset (or imports)")
   _one_of("sources", [s["name"] for s in c["sources"]], datasets)
+  stages = c.get("stages") or ("score", "finetune")
   for stage in ("score", "finetune"):
+    if stage not in stages:  # a study that skips the stage (gradual transfer: no scores)
+      continue
     if not c[stage].get("targets"):
       raise ValueError(f"{stage}.targets: empty; name at least one target dataset")
-    _one_of(f"{stage}.targets", c[stage]["targets"], datasets)
+    # A target is a dataset name or {"name": ..., **that stage's overrides for it}.
+    names = [t["name"] if isinstance(t, Mapping) else t for t in c[stage]["targets"]]
+    _one_of(f"{stage}.targets", names, datasets)
   runs = study_models(c)
   _one_of("pretrain.arch", sorted({arch for _, arch, _ in runs}), models.names())
   _one_of("imports.arch", sorted({imp["arch"] for imp in imports}), models.names())
@@ -129,7 +134,7 @@ def check_study(config) -> None:
     _one_of("score.scores", c["score"]["scores"], [*scores.names(), *score_job.BASELINES])
 
   layers = c["score"].get("layers") or ()
-  focus = c["evaluate"].get("focus_layer")
+  focus = (c["evaluate"] or {}).get("focus_layer")
   for source, arch, kwargs in runs:
     model = abstract_model(arch, source, kwargs)
     taps = tuple(model.taps)
