@@ -142,13 +142,22 @@ def write_entry(
 # -- reading --------------------------------------------------------------------------------
 
 
-def read_entry(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> Entry:
-  """The record of the checkpoint at `path` (derived for old checkpoints, see module doc)."""
+def read_entry(
+  path: str | os.PathLike,
+  *,
+  workdir: str | os.PathLike | None = None,
+  fallback: Mapping[str, Any] | None = None,
+) -> Entry:
+  """The record of the checkpoint at `path` (derived for old checkpoints, see module doc).
+
+  `fallback`: fields for an old checkpoint whose saved metadata lacks them (its store row, its
+  place in the zoo tree); what the checkpoint saved wins.
+  """
   path = pathlib.Path(path).absolute()
   extra = checkpointing.read_extra(path)
   if RECORD_KEY in extra:
     return _entry(extra[RECORD_KEY], path, checkpointing.content_hash(path))
-  return _legacy_entry(extra, path, workdir)
+  return _legacy_entry({**dict(fallback or {}), **extra}, path, workdir)
 
 
 def _legacy_entry(row: Mapping[str, Any], path: pathlib.Path, workdir) -> Entry:
@@ -232,11 +241,13 @@ def scan(
   *,
   sources: Sequence[str] | None = None,
   archs: Sequence[str] | None = None,
+  rows: Mapping[tuple, Mapping[str, Any]] | None = None,
 ) -> list[Entry]:
   """Every checkpoint under `<workdir>/zoo/` (of the given sources / archs), read from disk.
 
-  The store is not consulted. A step directory that is not a complete checkpoint, or whose
-  record cannot be read, is an error naming it: a zoo never silently loses a checkpoint.
+  A step directory that is not a complete checkpoint, or whose record cannot be read, is an
+  error naming it: a zoo never silently loses a checkpoint. `rows` ({key: store row}) only
+  fill in old checkpoints saved without a record (as does their place in the tree).
   """
   workdir = pathlib.Path(workdir).absolute()
   out = []
@@ -253,12 +264,15 @@ def scan(
           f"zoo checkpoint {step_dir} is incomplete or damaged (no params/meta): delete it "
           "and rerun pre-training to rewrite it"
         )
+      source, arch = seed_dir.parent.parent.name, seed_dir.parent.name
+      seed, step = int(seed_dir.name[len("seed_") :]), int(step_dir.name)
+      where = dict(source=source, arch=arch, seed=seed, step=step)
+      fallback = {**where, **dict((rows or {}).get((source, arch, seed, step), {}))}
       try:
-        entry = read_entry(step_dir, workdir=workdir)
+        entry = read_entry(step_dir, workdir=workdir, fallback=fallback)
       except ValueError as e:
         raise ValueError(f"cannot read zoo checkpoint {step_dir}: {e}") from e
-      where = (seed_dir.parent.parent.name, seed_dir.parent.name, seed_dir.name, step_dir.name)
-      if where != (entry.source, entry.arch, f"seed_{entry.seed}", str(entry.step)):
+      if entry.key != (source, arch, seed, step):
         raise ValueError(
           f"zoo checkpoint {step_dir} records {entry.key}, which belongs elsewhere in the zoo"
         )
@@ -300,9 +314,10 @@ def select(
   """
   workdir = pathlib.Path(workdir).absolute()
   if checkpoints is None:
-    out = scan(workdir, sources=sources, archs=archs)
+    rows = _store_rows(workdir, sources, archs)
+    out = scan(workdir, sources=sources, archs=archs, rows=rows)
     on_disk = {e.key for e in out}
-    out += _store_entries(workdir, sources, archs, skip=on_disk)
+    out += [_normalise(row, workdir) for key, row in rows.items() if key not in on_disk]
   else:
     out = [_normalise(item, workdir) for item in checkpoints]
   keys = [e.key for e in out]
@@ -322,19 +337,19 @@ def select(
   return sorted(_fill_indices(out), key=lambda e: e.key)
 
 
-def _store_entries(workdir: pathlib.Path, sources, archs, skip) -> list[Entry]:
-  """Entries for the store's `checkpoints` rows (those outside the zoo tree are found here)."""
+def _store_rows(workdir: pathlib.Path, sources, archs) -> dict[tuple, dict[str, Any]]:
+  """{key: row} of the store's `checkpoints` table (checkpoints outside the zoo tree are only
+  found here), without empty cells."""
   from jtransfer import results
 
   if not results.shard_paths(workdir):
-    return []
-  rows = results.load(workdir, "checkpoints").to_dict("records")
-  rows = [
-    r for r in rows
-    if (sources is None or r["source"] in sources) and (archs is None or r["arch"] in archs)
-    and (r["source"], r["arch"], int(r["seed"]), int(r["step"])) not in skip
-  ]  # fmt: skip
-  return [_normalise(row, workdir) for row in rows]
+    return {}
+  out = {}
+  for r in results.load(workdir, "checkpoints").to_dict("records"):
+    if (sources is None or r["source"] in sources) and (archs is None or r["arch"] in archs):
+      row = {k: v for k, v in r.items() if k not in ("extra", "created_at") and v == v}
+      out[(r["source"], r["arch"], int(r["seed"]), int(r["step"]))] = row
+  return out
 
 
 def _normalise(item: Any, workdir: pathlib.Path) -> Entry:
