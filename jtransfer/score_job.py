@@ -319,6 +319,7 @@ def _stacked_rest(group: _Group, m: int, abstract_rest, stored_rest):
   return jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], m, axis=0), rest)
 
 
+@workdir_files.holds_lock(JOB)
 def run(
   *,
   workdir: str | os.PathLike,

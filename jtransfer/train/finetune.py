@@ -586,6 +586,7 @@ def _verified(store, workdir, ckpts, todo, target: str):
   return good, failed
 
 
+@workdir_files.holds_lock(JOB)
 def run(
   *,
   workdir: str | os.PathLike,

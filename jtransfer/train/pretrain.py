@@ -287,6 +287,7 @@ def build_fns(
 # -- the job --------------------------------------------------------------------------------
 
 
+@workdir_files.holds_lock(JOB)
 def run(
   *,
   workdir: str | os.PathLike,
