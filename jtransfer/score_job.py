@@ -349,8 +349,9 @@ def run(
     heldout_probe: also score on a probe of the other split, named "heldout".
     layers: taps to score (default: every tap of each architecture).
     scores: registry names and/or "checkpoint_index", "param_count" (default: all).
-    checkpoints: None (the workdir's checkpoints table) or a list of checkpoint dirs / dicts.
-    model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: from config.json).
+    checkpoints: None (every checkpoint of the workdir's zoo) or a list of checkpoint dirs /
+      dicts / `zoo.Entry`s (`zoo.select`).
+    model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: their records).
     memory_budget_bytes: bound on one group's activations (and the score kernels' chunks).
     batch_size: probe samples per forward pass.
     parallel: how stacked models share a device: "auto", "vmap" or "map" (`jtransfer.extract`).

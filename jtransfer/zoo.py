@@ -71,6 +71,10 @@ class Entry:
       raise ValueError(f"zoo entry origin must be one of {ORIGINS}, got {self.origin!r}")
     if (self.origin == IMPORTED) != (self.imported_from is not None):
       raise ValueError("imported_from is given exactly for entries of origin 'imported'")
+    if self.imported_from is not None:
+      lacking = [k for k in ("file", "sha256", "keys") if k not in self.imported_from]
+      if lacking:
+        raise ValueError(f"imported_from lacks {lacking} (file, sha256, original key names)")
 
   @property
   def key(self) -> tuple[str, str, int, int]:
