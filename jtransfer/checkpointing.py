@@ -252,6 +252,14 @@ def read_extra(path: str | os.PathLike) -> dict[str, Any]:
   return _read_item(path, _META)
 
 
+def read_extra_and_hash(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
+  """(`read_extra(path)`, `content_hash(path)`) in one read (a zoo scan reads many)."""
+  path = _require(path)
+  items = [_META, *([_INTEGRITY] if (path / _INTEGRITY).is_dir() else [])]
+  out = _read_items(path, items)
+  return out[_META], (_combine(_hashes(path, out[_INTEGRITY])) if len(items) > 1 else None)
+
+
 def content_hash(path: str | os.PathLike) -> str | None:
   """The content hash recorded when the checkpoint was saved (None for older checkpoints)."""
   recorded = _recorded_hashes(_require(path))
@@ -261,7 +269,10 @@ def content_hash(path: str | os.PathLike) -> str | None:
 def _recorded_hashes(path: pathlib.Path) -> dict[str, str] | None:
   if not (path / _INTEGRITY).is_dir():
     return None
-  record = _read_item(path, _INTEGRITY)
+  return _hashes(path, _read_item(path, _INTEGRITY))
+
+
+def _hashes(path: pathlib.Path, record: Mapping[str, Any]) -> dict[str, str]:
   if record.get("algorithm") != _HASH_ALGORITHM:
     raise ValueError(f"checkpoint {path} uses unknown hash {record.get('algorithm')!r}")
   return dict(record["subtrees"])
@@ -286,17 +297,20 @@ def verify(path: str | os.PathLike) -> None:
 
 
 def _read_item(path: str | os.PathLike, item: str) -> dict[str, Any]:
-  path = _require(path)
+  return _read_items(_require(path), [item])[item]
+
+
+def _read_items(path: pathlib.Path, items: Sequence[str]) -> dict[str, dict[str, Any]]:
   try:
     with _quiet():
       out = _checkpointer(True).restore(
-        path, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()})
+        path, args=ocp.args.Composite(**{k: ocp.args.JsonRestore() for k in items})
       )
   except Exception as e:
     raise CorruptCheckpointError(
-      f"corrupt checkpoint at {path}: cannot read its {item} record ({e})"
+      f"corrupt checkpoint at {path}: cannot read its {'/'.join(items)} record ({e})"
     ) from e
-  return dict(out[item] or {})
+  return {k: dict(out[k] or {}) for k in items}
 
 
 def restore(path: str | os.PathLike, *, subtrees: Sequence[str] | None = None) -> dict[str, Any]:

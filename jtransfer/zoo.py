@@ -158,13 +158,13 @@ def read_entry(
   place in the zoo tree); what the checkpoint saved wins.
   """
   path = pathlib.Path(path).absolute()
-  extra = checkpointing.read_extra(path)
+  extra, digest = checkpointing.read_extra_and_hash(path)
   if RECORD_KEY in extra:
-    return _entry(extra[RECORD_KEY], path, checkpointing.content_hash(path))
-  return _legacy_entry({**dict(fallback or {}), **extra}, path, workdir)
+    return _entry(extra[RECORD_KEY], path, digest)
+  return _legacy_entry({**dict(fallback or {}), **extra}, path, workdir, digest)
 
 
-def _legacy_entry(row: Mapping[str, Any], path: pathlib.Path, workdir) -> Entry:
+def _legacy_entry(row: Mapping[str, Any], path: pathlib.Path, workdir, digest=None) -> Entry:
   """An entry for a checkpoint saved before the record existed (pre-training's row as extra)."""
   missing = [k for k in ("source", "arch", "seed", "step") if row.get(k) is None]
   if missing:
@@ -194,7 +194,7 @@ def _legacy_entry(row: Mapping[str, Any], path: pathlib.Path, workdir) -> Entry:
     epoch=epoch,
     metrics={k: row[k] for k in INDEX_METRICS if _finite_or_none(row.get(k)) is not None},
     path=str(path),
-    content_hash=checkpointing.content_hash(path),
+    content_hash=digest,
   )
 
 
@@ -319,16 +319,17 @@ def select(
   workdir = pathlib.Path(workdir).absolute()
   if checkpoints is None:
     rows = _store_rows(workdir, sources, archs)
-    out = scan(workdir, sources=sources, archs=archs, rows=rows)
+    out = scan(workdir, sources=sources, archs=archs, rows=rows)  # complete, checked
     on_disk = {e.key for e in out}
-    out += [_normalise(row, workdir) for key, row in rows.items() if key not in on_disk]
+    unchecked = [_normalise(row, workdir) for key, row in rows.items() if key not in on_disk]
   else:
-    out = [_normalise(item, workdir) for item in checkpoints]
-  keys = [e.key for e in out]
+    out, unchecked = [], [_normalise(item, workdir) for item in checkpoints]
+  keys = [e.key for e in out + unchecked]
   dup = sorted({k for k in keys if keys.count(k) > 1})
   if dup:
     raise ValueError(f"checkpoints listed twice (source, arch, seed, step): {dup[:5]}")
-  absent = [e.path for e in out if not checkpointing.exists(e.path)]
+  absent = [e.path for e in unchecked if not checkpointing.exists(e.path)]
+  out += unchecked
   if absent:
     raise ValueError(f"{len(absent)} checkpoint(s) missing or incomplete, e.g. {absent[:3]}")
   keep = lambda v, allowed: allowed is None or v in set(allowed)  # noqa: E731
@@ -371,11 +372,11 @@ def _normalise(item: Any, workdir: pathlib.Path) -> Entry:
   )
   path = pathlib.Path(os.fspath(path))
   path = (path if path.is_absolute() else workdir / path).absolute()
-  extra = checkpointing.read_extra(path) if checkpointing.exists(path) else {}
+  extra, digest = checkpointing.read_extra_and_hash(path) if path.is_dir() else ({}, None)
   if RECORD_KEY in extra:
-    entry = _entry(extra[RECORD_KEY], path, checkpointing.content_hash(path))
+    entry = _entry(extra[RECORD_KEY], path, digest)
   else:
-    entry = _legacy_entry({**extra, **item}, path, workdir) if extra else None
+    entry = _legacy_entry({**extra, **item}, path, workdir, digest) if extra else None
   if entry is None:  # not on disk: `select` reports it as missing
     entry = _legacy_stub(item, path)
   asked = (str(item["source"]), str(item["arch"]), int(item["seed"]), int(item["step"]))
