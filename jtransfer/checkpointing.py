@@ -2,14 +2,15 @@
 
 A checkpoint is one directory holding a parameter tree and a small JSON metadata record:
 
-  <path>/params/   orbax PyTree (OCDBT)  {"backbone": {...}, "head": {...}} (pure nested dicts)
-  <path>/meta/     JSON                  whatever `extra` was (step, epoch, metrics, ...)
-  <path>/integrity/ JSON                 content hashes of the params' subtrees (see below)
+  <path>/params/     orbax PyTree (OCDBT)  {"backbone": {...}, "head": {...}} (pure dicts)
+  <path>/meta/       JSON                  whatever `extra` was (step, epoch, metrics, ...)
+  <path>/integrity/  JSON                  content hashes of the params' subtrees (see below)
 
   checkpointing.save(path, params, extra={"step": 300, "epoch": 0.32, "test_acc": 0.97})
   params = checkpointing.restore(path)               # nested dict of NumPy arrays
   backbone = checkpointing.restore_backbone(path)    # only params["backbone"], read partially
   stacked = checkpointing.restore_stacked(paths)     # leaves [len(paths), ...] for jax.vmap
+  checkpointing.verify(path)                         # CorruptCheckpointError if damaged
 
 Atomic: orbax writes into `<path>.orbax-checkpoint-tmp-*` and renames it to `<path>` only once
 params and metadata are both on disk, so `exists(path)` is true exactly for complete
@@ -17,8 +18,8 @@ checkpoints; a save killed half-way leaves only a tmp directory, removed by the 
 the same path.
 
 Integrity: `save` records a content hash of every top-level subtree ("backbone", "head",
-`REST`; sha256 over each leaf's key path, dtype, shape and bytes in sorted key order) in the
-metadata, and every restore recomputes the hash of what it read and compares:
+`REST`; sha256 over each leaf's key path, dtype, shape and bytes in sorted key order) beside
+the metadata, and every restore recomputes the hash of what it read and compares:
 a mismatch (bytes flipped on disk, a truncated file that still decodes) raises
 `CorruptCheckpointError` ("checkpoint <path> is corrupt: ..."), never hands on wrong numbers.
 `content_hash(path)` is the checkpoint's recorded digest (one hex string over the subtrees).
