@@ -15,8 +15,8 @@ The record (`Entry`): source, arch, seed, step, epoch, `index` (the step's posit
 pre-training schedule, which pre-training knows when it saves), `num_classes` and
 `model_kwargs` (the model's constructor arguments: `functional.init(arch, num_classes=...,
 **model_kwargs)` rebuilds it), `origin` ("trained" here or "imported", with `imported_from`:
-file, sha256 and original key names), the metrics measured at save time, and, filled when
-read, `path` (where it lies) and `content_hash` (`checkpointing.content_hash`).
+at least file, file_sha256 and original_keys), the metrics measured at save time, and, filled
+when read, `path` (where it lies) and `content_hash` (`checkpointing.content_hash`).
 
 Old workdirs (checkpoints saved before the record existed) keep working: their record is
 derived from the saved pre-training row, the dataset registry (number of classes), the
@@ -39,6 +39,9 @@ RECORD_KEY = "zoo"  # key of the record in a checkpoint's saved `extra`
 TRAINED, IMPORTED = "trained", "imported"
 ORIGINS = (TRAINED, IMPORTED)
 INDEX_METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")  # checkpoints columns
+# An imported entry's provenance: the file it came from, that file's sha256, the original key
+# names (the importers' dict may hold more, e.g. "format", "head").
+IMPORT_FIELDS = ("file", "file_sha256", "original_keys")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +61,7 @@ class Entry:
   index: int | None = None  # position of `step` in the pre-training schedule (0 = untrained)
   epoch: float | None = None
   origin: str = TRAINED
-  imported_from: Mapping[str, Any] | None = None  # {"file", "sha256", "keys"} when imported
+  imported_from: Mapping[str, Any] | None = None  # IMPORT_FIELDS (and more) when imported
   metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
   path: str | None = None  # absolute directory; filled when read, not stored
   content_hash: str | None = None  # `checkpointing.content_hash`; filled when read
@@ -72,9 +75,9 @@ class Entry:
     if (self.origin == IMPORTED) != (self.imported_from is not None):
       raise ValueError("imported_from is given exactly for entries of origin 'imported'")
     if self.imported_from is not None:
-      lacking = [k for k in ("file", "sha256", "keys") if k not in self.imported_from]
+      lacking = [k for k in IMPORT_FIELDS if k not in self.imported_from]
       if lacking:
-        raise ValueError(f"imported_from lacks {lacking} (file, sha256, original key names)")
+        raise ValueError(f"imported_from lacks {lacking}; it needs {IMPORT_FIELDS}")
 
   @property
   def key(self) -> tuple[str, str, int, int]:
@@ -126,7 +129,11 @@ def write_entry(
   `params`: the checkpoint tree, `{"backbone": ..., "head": ...}` plus `checkpointing.REST` for
   models with batch statistics (`checkpointing.with_rest`). The path is the zoo layout of
   `entry.key` under `workdir` (`entry.path` is ignored). An importer passes
-  `origin=IMPORTED, imported_from={"file": ..., "sha256": ..., "keys": {...}}`.
+  `origin=IMPORTED, imported_from={"file": ..., "file_sha256": ..., "original_keys": ...}`
+  (more keys may follow) and `index=None` unless the model has a place in a schedule (`select`
+  then numbers a run's entries by step). Registering it in the store is the caller's choice
+  (`store.mark_done("pretrain", ..., {"checkpoints": [entry.index_row(workdir)]})`): jobs find
+  it on disk either way.
   """
   if entry.num_classes is None or entry.model_kwargs is None:
     raise ValueError(f"zoo entry {entry.key} needs num_classes and model_kwargs to be written")
@@ -183,6 +190,7 @@ def _legacy_entry(row: Mapping[str, Any], path: pathlib.Path, workdir, digest=No
   kwargs = row.get("model_kwargs")
   if kwargs is None and workdir is not None:
     kwargs = _config_model_kwargs(workdir).get((source, arch))
+  provenance = row.get("provenance")  # written by importers before the record existed
   return Entry(
     source=source,
     arch=arch,
@@ -192,6 +200,8 @@ def _legacy_entry(row: Mapping[str, Any], path: pathlib.Path, workdir, digest=No
     model_kwargs=None if kwargs is None else dict(kwargs),
     index=legacy_index(step, epoch),
     epoch=epoch,
+    origin=TRAINED if provenance is None else IMPORTED,
+    imported_from=None if provenance is None else {**dict.fromkeys(IMPORT_FIELDS), **provenance},
     metrics={k: row[k] for k in INDEX_METRICS if _finite_or_none(row.get(k)) is not None},
     path=str(path),
     content_hash=digest,

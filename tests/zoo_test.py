@@ -45,13 +45,15 @@ def test_written_record_reads_back_with_path_and_content_hash(tmp_path):
   )
   assert jax.tree.map(lambda s: s.shape, abstract) == jax.tree.map(np.shape, params)
   # An imported checkpoint says where it came from.
-  origin = {"file": "w.safetensors", "sha256": "ab" * 32, "keys": {"fc.weight": "head/kernel"}}
+  origin = {"file": "w.pth", "file_sha256": "ab" * 32, "original_keys": {"fc.weight": "head"}}
   imp = zoo.write_entry(
     tmp_path, _entry(seed=7, step=0, index=0, origin=zoo.IMPORTED, imported_from=origin), params
   )
   assert zoo.read_entry(imp.path).imported_from == origin
   with pytest.raises(ValueError, match="imported_from"):
     _entry(origin=zoo.IMPORTED)
+  with pytest.raises(ValueError, match="lacks"):
+    _entry(origin=zoo.IMPORTED, imported_from={"file": "w.pth"})
   with pytest.raises(ValueError, match="origin"):
     _entry(origin="downloaded")
   with pytest.raises(ValueError, match="num_classes and model_kwargs"):
@@ -101,6 +103,17 @@ def test_old_checkpoints_get_a_record_derived_as_before(tmp_path):
   # spe = 30 / 3 = 10: schedule 0, 1, 3, 10 (epoch 1), 30 (epoch 3) -> index 4.
   assert (e.num_classes, e.model_kwargs, e.index, e.epoch) == (10, {"width": 3}, 4, 3.0)
   assert e.metrics == {"test_acc": 0.25} and e.origin == zoo.TRAINED
+  # Written by the first importers (record fields and provenance in the saved extra).
+  imp_path = checkpointing.checkpoint_path(tmp_path, "imagenet", ARCH, 0, 0)
+  provenance = {"format": "torch", "file": "/w.pth", "file_sha256": "cd" * 32,
+                "original_keys": {"fc.weight": "head"}}  # fmt: skip
+  checkpointing.save(imp_path, _params(num_classes=7), extra=dict(
+    source="imagenet", arch=ARCH, seed=0, step=0, epoch=None, num_classes=7,
+    model_kwargs={"width": 2}, provenance=provenance))  # fmt: skip
+  (imp,) = zoo.select(tmp_path, sources=["imagenet"])
+  assert (imp.num_classes, imp.model_kwargs, imp.index, imp.origin) == (
+    7, {"width": 2}, 0, zoo.IMPORTED)  # fmt: skip
+  assert imp.imported_from == provenance
   # A checkpoint that says nothing about itself, outside the zoo tree: one message to migrate.
   odd = checkpointing.save(tmp_path / "elsewhere", _params())
   with pytest.raises(ValueError, match="Migrate it with jtransfer.zoo.write_entry"):
