@@ -2,18 +2,29 @@
 
 A checkpoint is one directory holding a parameter tree and a small JSON metadata record:
 
-  <path>/params/   orbax PyTree (OCDBT)  {"backbone": {...}, "head": {...}} (pure nested dicts)
-  <path>/meta/     JSON                  whatever `extra` was (step, epoch, metrics, ...)
+  <path>/params/     orbax PyTree (OCDBT)  {"backbone": {...}, "head": {...}} (pure dicts)
+  <path>/meta/       JSON                  whatever `extra` was (step, epoch, metrics, ...)
+  <path>/integrity/  JSON                  content hashes of the params' subtrees (see below)
 
   checkpointing.save(path, params, extra={"step": 300, "epoch": 0.32, "test_acc": 0.97})
   params = checkpointing.restore(path)               # nested dict of NumPy arrays
   backbone = checkpointing.restore_backbone(path)    # only params["backbone"], read partially
   stacked = checkpointing.restore_stacked(paths)     # leaves [len(paths), ...] for jax.vmap
+  checkpointing.verify(path)                         # CorruptCheckpointError if damaged
 
 Atomic: orbax writes into `<path>.orbax-checkpoint-tmp-*` and renames it to `<path>` only once
 params and metadata are both on disk, so `exists(path)` is true exactly for complete
 checkpoints; a save killed half-way leaves only a tmp directory, removed by the next `save` to
 the same path.
+
+Integrity: `save` records a content hash of every top-level subtree ("backbone", "head",
+`REST`; sha256 over each leaf's key path, dtype, shape and bytes in sorted key order) beside
+the metadata, and every restore recomputes the hash of what it read and compares:
+a mismatch (bytes flipped on disk, a truncated file that still decodes) raises
+`CorruptCheckpointError` ("checkpoint <path> is corrupt: ..."), never hands on wrong numbers.
+`content_hash(path)` is the checkpoint's recorded digest (one hex string over the subtrees).
+Checkpoints written before the hash existed (or saved with arrays sharded over hosts, which no
+single process can hash) restore without the check.
 
 Restores return host NumPy arrays (bf16 as `ml_dtypes.bfloat16`), bit-exact, whatever devices
 wrote them; placing them on a mesh is the caller's job (`jax.device_put(tree, sharding)`).
@@ -31,6 +42,7 @@ Multi-host (tested with two CPU processes under `jax.distributed`):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import pathlib
@@ -45,6 +57,13 @@ import orbax.checkpoint as ocp
 _PARAMS = "params"
 REST = "rest"  # top-level key of the non-parameter state (batch-norm statistics), if any
 _META = "meta"
+_INTEGRITY = "integrity"  # JSON item beside meta: the content hashes (absent in old checkpoints)
+_HASH_ALGORITHM = "sha256-leaves-v1"
+
+
+class CorruptCheckpointError(ValueError):
+  """A checkpoint whose data cannot be read or does not match its recorded content hash."""
+
 
 _checkpointers: dict[Any, ocp.Checkpointer] = {}
 
@@ -81,6 +100,7 @@ def _checkpointer(process_local: bool) -> ocp.Checkpointer:
         **{
           _PARAMS: ocp.PyTreeCheckpointHandler(multiprocessing_options=options),
           _META: ocp.JsonCheckpointHandler(multiprocessing_options=options),
+          _INTEGRITY: ocp.JsonCheckpointHandler(multiprocessing_options=options),
         },
       ),
       multiprocessing_options=options,
@@ -162,14 +182,37 @@ def save(
       "save with the same path and params), or save from process 0."
     )
   host_params = jax.tree.map(_to_host, dict(params))
+  items = {
+    _PARAMS: ocp.args.PyTreeSave(host_params),
+    _META: ocp.args.JsonSave(_json_safe(extra)),
+  }
+  if all(isinstance(x, np.ndarray) for x in jax.tree.leaves(host_params)):
+    hashes = {k: _digest({k: v}) for k, v in host_params.items()}
+    items[_INTEGRITY] = ocp.args.JsonSave({"algorithm": _HASH_ALGORITHM, "subtrees": hashes})
   with _quiet():
-    _checkpointer(process_local).save(
-      path,
-      args=ocp.args.Composite(
-        **{_PARAMS: ocp.args.PyTreeSave(host_params), _META: ocp.args.JsonSave(_json_safe(extra))}
-      ),
-    )
+    _checkpointer(process_local).save(path, args=ocp.args.Composite(**items))
   return path
+
+
+def _digest(tree: Mapping[str, Any]) -> str:
+  """sha256 over every leaf's key path, dtype, shape and bytes, leaves in sorted key order."""
+  h = hashlib.sha256()
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  for key, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{jax.tree_util.keystr(key)}|{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def tree_hash(params: Mapping[str, Any]) -> str:
+  """The content hash `save` records for `params` (host arrays), as `content_hash` reports it."""
+  return _combine({k: _digest({k: v}) for k, v in dict(params).items()})
+
+
+def _combine(subtrees: Mapping[str, str]) -> str:
+  text = "\n".join(f"{k}:{subtrees[k]}" for k in sorted(subtrees))
+  return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _json_safe(value: Any) -> Any:
@@ -207,15 +250,68 @@ def metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def read_extra(path: str | os.PathLike) -> dict[str, Any]:
   """The JSON record saved as `extra`."""
+  return _read_item(path, _META)
+
+
+def read_extra_and_hash(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
+  """(`read_extra(path)`, `content_hash(path)`) in one read (a zoo scan reads many)."""
   path = _require(path)
+  items = [_META, *([_INTEGRITY] if (path / _INTEGRITY).is_dir() else [])]
+  out = _read_items(path, items)
+  return out[_META], (_combine(_hashes(path, out[_INTEGRITY])) if len(items) > 1 else None)
+
+
+def content_hash(path: str | os.PathLike) -> str | None:
+  """The content hash recorded when the checkpoint was saved (None for older checkpoints)."""
+  recorded = _recorded_hashes(_require(path))
+  return None if recorded is None else _combine(recorded)
+
+
+def _recorded_hashes(path: pathlib.Path) -> dict[str, str] | None:
+  if not (path / _INTEGRITY).is_dir():
+    return None
+  return _hashes(path, _read_item(path, _INTEGRITY))
+
+
+def _hashes(path: pathlib.Path, record: Mapping[str, Any]) -> dict[str, str]:
+  if record.get("algorithm") != _HASH_ALGORITHM:
+    raise ValueError(f"checkpoint {path} uses unknown hash {record.get('algorithm')!r}")
+  return dict(record["subtrees"])
+
+
+def _verify(path: pathlib.Path, params: Mapping[str, Any]) -> None:
+  """Raises `CorruptCheckpointError` when a restored subtree differs from its recorded hash."""
+  recorded = _recorded_hashes(path)
+  if recorded is None:
+    return  # saved before content hashes existed
+  bad = [k for k, v in params.items() if k in recorded and _digest({k: v}) != recorded[k]]
+  if bad:
+    raise CorruptCheckpointError(
+      f"checkpoint {path} is corrupt: the content hash of {bad} differs from the one recorded "
+      "at save time (its data files were changed on disk)"
+    )
+
+
+def verify(path: str | os.PathLike) -> None:
+  """Reads the whole checkpoint and checks its content hash (`CorruptCheckpointError` if not)."""
+  restore(path)
+
+
+def _read_item(path: str | os.PathLike, item: str) -> dict[str, Any]:
+  return _read_items(_require(path), [item])[item]
+
+
+def _read_items(path: pathlib.Path, items: Sequence[str]) -> dict[str, dict[str, Any]]:
   try:
     with _quiet():
       out = _checkpointer(True).restore(
-        path, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()})
+        path, args=ocp.args.Composite(**{k: ocp.args.JsonRestore() for k in items})
       )
   except Exception as e:
-    raise ValueError(f"corrupt checkpoint at {path}: cannot read its metadata ({e})") from e
-  return dict(out[_META] or {})
+    raise CorruptCheckpointError(
+      f"corrupt checkpoint at {path}: cannot read its {'/'.join(items)} record ({e})"
+    ) from e
+  return {k: dict(out[k] or {}) for k in items}
 
 
 def restore(path: str | os.PathLike, *, subtrees: Sequence[str] | None = None) -> dict[str, Any]:
@@ -224,6 +320,7 @@ def restore(path: str | os.PathLike, *, subtrees: Sequence[str] | None = None) -
   if subtrees is None:
     params = _restore_plain(path)
     if params is not None:
+      _verify(path, params)
       return params
   shapes = metadata(path)
   if subtrees is not None:
@@ -246,7 +343,9 @@ def restore(path: str | os.PathLike, *, subtrees: Sequence[str] | None = None) -
         ),
       )
   except Exception as e:
-    raise ValueError(f"corrupt checkpoint at {path}: cannot read its params ({e})") from e
+    raise CorruptCheckpointError(
+      f"corrupt checkpoint at {path}: cannot read its params ({e})"
+    ) from e
   params = out[_PARAMS]
   # A truncated data file can come back short instead of raising; never hand that on.
   bad = [
@@ -255,7 +354,10 @@ def restore(path: str | os.PathLike, *, subtrees: Sequence[str] | None = None) -
     if got.shape != want.shape or got.dtype != want.dtype
   ]
   if bad:
-    raise ValueError(f"corrupt checkpoint at {path}: leaves {bad} differ from the saved shapes")
+    raise CorruptCheckpointError(
+      f"corrupt checkpoint at {path}: leaves {bad} differ from the saved shapes"
+    )
+  _verify(path, params)
   return params
 
 

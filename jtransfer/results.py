@@ -127,6 +127,23 @@ _SCHEMA: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
     ),
     ("job", "unit", "step", "name"),
   ),
+  # Checkpoints a job could not use (e.g. corrupt: content hash mismatch), per job and target;
+  # cleared when the job later succeeds on them.
+  "failures": (
+    (
+      ("job", "TEXT"),
+      ("source", "TEXT"),
+      ("arch", "TEXT"),
+      ("seed", "INTEGER"),
+      ("step", "INTEGER"),
+      ("target", "TEXT"),
+      ("path", "TEXT"),
+      ("error", "TEXT"),
+      ("extra", "TEXT"),
+      ("created_at", "REAL"),
+    ),
+    ("job", "source", "arch", "seed", "step", "target"),
+  ),
   # Completion markers: a job marks a whole unit of work (e.g. one fine-tune run) done in the
   # same transaction as its rows.
   "done": (
@@ -402,6 +419,24 @@ class Store:
       for table, rows in rows_by_table.items():
         self.add_rows(table, rows, on_conflict=on_conflict)
       self.add_rows("done", [{"job": job, "key": key_str(key), "extra": extra}])
+
+  def record_failure(
+    self, job: str, checkpoint: Sequence[Any], *, target: str, path: str, error: str
+  ) -> None:
+    """Records that `job` could not use `checkpoint` (source, arch, seed, step) for `target`."""
+    source, arch, seed, step = checkpoint
+    row = dict(job=job, source=source, arch=arch, seed=seed, step=step, target=target,
+               path=str(path), error=str(error))  # fmt: skip
+    self.add_rows("failures", [row])
+
+  def clear_failure(self, job: str, checkpoint: Sequence[Any], *, target: str) -> None:
+    """Forgets a recorded failure of `job` on `checkpoint` for `target` (it worked this time)."""
+    with self.transaction() as conn:
+      conn.execute(
+        "DELETE FROM failures WHERE job = ? AND source = ? AND arch = ? AND seed = ? "
+        "AND step = ? AND target = ?",
+        (job, *(_plain(v) for v in checkpoint), target),
+      )
 
   # -- reads (this file and every other store file of the workdir) --------------------------
 

@@ -20,13 +20,13 @@ avoids that leakage. `heldout_probe=True` adds a second probe of the same size f
 split (train <-> test), named "heldout": the neural-collapse paper's "ideal measure" uses
 validation data as well as training data; from the test split it reintroduces the leakage.
 
-Checkpoints. By default every row of the workdir's `checkpoints` table (the pre-training job
-writes one per (source, arch, seed, step) with its `path`, relative to the workdir); or an
-explicit list of checkpoint directories (their metadata is read from the checkpoint's saved
-`extra`, which the pre-training job fills with the same row), dicts with at least source, arch,
-seed, step and path, or `Checkpoint`s. The number of source classes comes from the source
-dataset's registry entry (or the dict's `num_classes`); model hyperparameters from
-`model_kwargs` (per arch), else from the pre-training job's entries in `<workdir>/config.json`.
+Checkpoints. `zoo.select`: by default every checkpoint of the workdir's zoo on disk; or an
+explicit list of checkpoint directories, dicts with at least source, arch, seed and step, or
+`zoo.Entry`s. Each entry's record gives the number of source classes, the model's constructor
+arguments (unless `model_kwargs` names the arch) and the checkpoint index. A checkpoint whose
+data does not match its content hash (`checkpointing.CorruptCheckpointError`) is never scored:
+it is recorded in the store's `failures` table (job, checkpoint, target, error) and logged, and
+the job goes on with the others; a rerun tries it again.
 
 Groups. Checkpoints of one (arch, num source classes, hyperparameters) are restored together,
 stacked, and run through one jitted forward pass that reads every needed tap at once
@@ -41,7 +41,7 @@ every layer):
 - `leep`, `nce`: on the source model's own head, softmax of its `logits` tap over the SOURCE
   classes, on the probe;
 - `checkpoint_index`: the position of the checkpoint's step in its run's log-spaced schedule
-  (`train.schedule`; 0 for the untrained step-0 model, which is scored like any other);
+  (the zoo record's `index`; 0 for the untrained step-0 model, which is scored like any other);
 - `param_count`: parameters of the whole checkpoint (backbone and head).
 A score that fails for one checkpoint (e.g. RSA on a layer with an all-zero sample, a score
 value that is not finite) is stored as NULL with the error in `extra` and logged: one dead
@@ -62,7 +62,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import pathlib
 import time
@@ -72,7 +71,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jtransfer import checkpointing, extract, results
+from jtransfer import checkpointing, extract, results, zoo
 from jtransfer import data as datasets
 from jtransfer import scores as scores_lib
 from jtransfer import workdir as workdir_files
@@ -81,7 +80,6 @@ from jtransfer.models import functional
 from jtransfer.progress import progress
 from jtransfer.scores import registry
 from jtransfer.scores.compute import default_chunk_size
-from jtransfer.train import schedule
 
 JOB = "score"
 NO_LAYER = "-"  # layer of the scores that do not depend on a tap
@@ -90,115 +88,6 @@ BASELINES = ("checkpoint_index", "param_count")  # computed here, not in the sco
 DEFAULT_MEMORY_BUDGET = 2 << 30
 
 log = logging.getLogger("jtransfer.score_job")
-
-
-# -- checkpoints ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Checkpoint:
-  """One checkpoint to score: its results key, its directory and what defines its model."""
-
-  source: str
-  arch: str
-  seed: int
-  step: int
-  path: str
-  epoch: float | None = None
-  num_classes: int | None = None
-
-  @property
-  def key(self) -> tuple[str, str, int, int]:
-    return (self.source, self.arch, self.seed, self.step)
-
-
-def _finite_or_none(value) -> float | None:
-  if value is None:
-    return None
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    return None
-  return value if math.isfinite(value) else None
-
-
-def _from_mapping(row: Mapping[str, Any], workdir: pathlib.Path | None) -> Checkpoint:
-  missing = [k for k in ("source", "arch", "seed", "step", "path") if row.get(k) is None]
-  if missing:
-    raise ValueError(f"checkpoint record {dict(row)!r} lacks {missing}")
-  path = pathlib.Path(os.fspath(row["path"]))
-  if not path.is_absolute() and workdir is not None:
-    path = workdir / path  # the checkpoints table stores paths relative to the workdir
-  nc = row.get("num_classes")
-  if nc is None and row.get("extra"):  # an imported checkpoint's row carries its class count
-    extra = json.loads(row["extra"]) if isinstance(row["extra"], str) else row["extra"]
-    nc = extra.get("num_classes") if isinstance(extra, Mapping) else None
-  return Checkpoint(
-    source=str(row["source"]),
-    arch=str(row["arch"]),
-    seed=int(row["seed"]),
-    step=int(row["step"]),
-    path=str(path.absolute()),
-    epoch=_finite_or_none(row.get("epoch")),
-    num_classes=None if nc is None else int(nc),
-  )
-
-
-def resolve_checkpoints(
-  checkpoints: Sequence[Any] | None, workdir: str | os.PathLike
-) -> list[Checkpoint]:
-  """The checkpoints to score, sorted by (source, arch, seed, step); see the module docstring."""
-  workdir = pathlib.Path(workdir)
-  if checkpoints is None:
-    try:
-      table = results.load(workdir, "checkpoints")
-    except FileNotFoundError:
-      raise ValueError(
-        f"no results store in {workdir}: run the pre-training job there first, or pass "
-        "`checkpoints` explicitly"
-      ) from None
-    if table.empty:
-      raise ValueError(f"the checkpoints table of {workdir} is empty: nothing to score")
-    out = [_from_mapping(row, workdir) for row in table.to_dict("records")]
-  else:
-    out = []
-    for item in checkpoints:
-      if isinstance(item, Checkpoint):
-        out.append(item)
-      elif isinstance(item, Mapping):
-        out.append(_from_mapping(item, workdir))
-      elif isinstance(item, str | os.PathLike):
-        extra = checkpointing.read_extra(item)
-        out.append(_from_mapping({**extra, "path": os.fspath(item)}, None))
-      else:
-        raise ValueError(f"a checkpoint must be a path, a dict or a Checkpoint, got {item!r}")
-    if not out:
-      raise ValueError("checkpoints is empty: nothing to score")
-  keys = [c.key for c in out]
-  dup = sorted({k for k in keys if keys.count(k) > 1})
-  if dup:
-    raise ValueError(f"checkpoints listed twice (source, arch, seed, step): {dup[:5]}")
-  absent = [c.path for c in out if not checkpointing.exists(c.path)]
-  if absent:
-    raise ValueError(f"{len(absent)} checkpoint(s) missing or incomplete, e.g. {absent[:3]}")
-  return sorted(out, key=lambda c: c.key)
-
-
-def checkpoint_index(ckpt: Checkpoint, known_steps: Sequence[int] = ()) -> int:
-  """Position of `ckpt.step` in its run's log-spaced schedule (0 for the untrained model).
-
-  The schedule needs the run's steps per epoch, recovered from the recorded epoch
-  (epoch = step / steps_per_epoch); the position of a step does not depend on the run's length.
-  Without an epoch the position among `known_steps` (the run's stored steps) is used.
-  """
-  if ckpt.step == 0:
-    return 0
-  if ckpt.epoch:
-    spe = round(ckpt.step / ckpt.epoch)
-    if spe >= 1:
-      return sum(s < ckpt.step for s in schedule.log_checkpoint_steps(spe, ckpt.step))
-  steps = sorted(set(known_steps) | {ckpt.step})
-  return steps.index(ckpt.step)
 
 
 # -- probe ----------------------------------------------------------------------------------
@@ -305,7 +194,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 # -- bookkeeping ----------------------------------------------------------------------------
 
 
-def done_key(ckpt: Checkpoint, target: str, probe: str) -> tuple:
+def done_key(ckpt: zoo.Entry, target: str, probe: str) -> tuple:
   return (*ckpt.key, target, probe)
 
 
@@ -334,20 +223,6 @@ def _covers(marker: dict, layers, names, probe: Probe, key) -> bool:
   )
 
 
-def pretrain_model_kwargs(workdir: str | os.PathLike) -> dict[tuple[str, str], dict]:
-  """{(source, arch): model_kwargs} from the pre-training entries of `<workdir>/config.json`."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    return {}
-  entries = json.loads(path.read_text() or "[]")
-  out = {}
-  for entry in entries if isinstance(entries, list) else [entries]:
-    c = entry.get("config", {})
-    if entry.get("job") == "pretrain" and "source" in c and "arch" in c:
-      out[(c["source"], c["arch"])] = dict(c.get("model_kwargs") or {})
-  return out
-
-
 # -- the job --------------------------------------------------------------------------------
 
 
@@ -356,10 +231,10 @@ class _Group:
   arch: str
   num_classes: int
   model_kwargs: dict
-  checkpoints: list[Checkpoint]
+  checkpoints: list[zoo.Entry]
 
 
-def _groups(ckpts, model_kwargs, pretrain_kwargs, target_spec) -> list[_Group]:
+def _groups(ckpts, model_kwargs, target_spec) -> list[_Group]:
   groups: dict[tuple, _Group] = {}
   for c in ckpts:
     nc = c.num_classes
@@ -371,7 +246,7 @@ def _groups(ckpts, model_kwargs, pretrain_kwargs, target_spec) -> list[_Group]:
           f"cannot tell the number of source classes of checkpoint {c.path}: source "
           f"{c.source!r} is not a registered dataset; pass num_classes in its record"
         ) from e
-    kw = dict(model_kwargs.get(c.arch, pretrain_kwargs.get((c.source, c.arch), {})))
+    kw = dict(model_kwargs.get(c.arch, c.model_kwargs or {}))
     # Input hyperparameters (an audio model's clip length, sample rate) follow the probe's data.
     kw = models_base.fit_to_data(c.arch, kw, target_spec)
     key = (c.arch, nc, json.dumps(kw, sort_keys=True, default=str))
@@ -379,11 +254,22 @@ def _groups(ckpts, model_kwargs, pretrain_kwargs, target_spec) -> list[_Group]:
   return list(groups.values())
 
 
-def _restore(group: _Group, ckpts: Sequence[Checkpoint], abstract_params) -> tuple[dict, dict]:
-  """(stacked params, stacked stored batch-norm statistics or {})."""
-  params, stored_rest = checkpointing.split_rest(
-    checkpointing.restore_stacked([c.path for c in ckpts])
-  )
+def _restore(group: _Group, ckpts: Sequence[zoo.Entry], abstract_params):
+  """(checkpoints read, stacked params, stacked stored batch-norm statistics or {}, failures).
+
+  A corrupt checkpoint is left out and returned in `failures` as (entry, error message).
+  """
+  trees, good, failures = [], [], []
+  for c in ckpts:
+    try:
+      trees.append(checkpointing.restore(c.path))
+      good.append(c)
+    except checkpointing.CorruptCheckpointError as e:
+      failures.append((c, str(e)))
+  if not good:
+    return good, {}, {}, failures
+  params, stored_rest = checkpointing.split_rest(checkpointing.stack(trees))
+  ckpts = good
   want = jax.tree.map(lambda s: tuple(s.shape), abstract_params)
   try:
     got = jax.tree.map(lambda x: tuple(x.shape[1:]), params)
@@ -396,7 +282,7 @@ def _restore(group: _Group, ckpts: Sequence[Checkpoint], abstract_params) -> tup
       f"num_classes={group.num_classes} and model_kwargs={group.model_kwargs}: pass the "
       "model_kwargs they were trained with"
     )
-  return params, stored_rest
+  return good, params, stored_rest, failures
 
 
 def _stacked_rest(group: _Group, m: int, abstract_rest, stored_rest):
@@ -416,6 +302,7 @@ def _stacked_rest(group: _Group, m: int, abstract_rest, stored_rest):
   return jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], m, axis=0), rest)
 
 
+@workdir_files.holds_lock(JOB)
 def run(
   *,
   workdir: str | os.PathLike,
@@ -445,8 +332,9 @@ def run(
     heldout_probe: also score on a probe of the other split, named "heldout".
     layers: taps to score (default: every tap of each architecture).
     scores: registry names and/or "checkpoint_index", "param_count" (default: all).
-    checkpoints: None (the workdir's checkpoints table) or a list of checkpoint dirs / dicts.
-    model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: from config.json).
+    checkpoints: None (every checkpoint of the workdir's zoo) or a list of checkpoint dirs /
+      dicts / `zoo.Entry`s (`zoo.select`).
+    model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: their records).
     memory_budget_bytes: bound on one group's activations (and the score kernels' chunks).
     batch_size: probe samples per forward pass.
     parallel: how stacked models share a device: "auto", "vmap" or "map" (`jtransfer.extract`).
@@ -477,15 +365,10 @@ def run(
   inputs = np.concatenate([p.inputs for p in probes])
 
   # Checkpoints, grouped by model; those whose markers cover this request are skipped.
-  ckpts = resolve_checkpoints(checkpoints, workdir)[pid::nproc]
-  steps_by_run: dict[tuple, list[int]] = {}
-  for c in ckpts:
-    steps_by_run.setdefault((c.source, c.arch, c.seed), []).append(c.step)
+  ckpts = _select(workdir, checkpoints)[pid::nproc]
   markers = _done_markers(workdir)
   plans = []
-  groups = _groups(
-    ckpts, dict(model_kwargs or {}), pretrain_model_kwargs(workdir), datasets.get(target)
-  )
+  groups = _groups(ckpts, dict(model_kwargs or {}), datasets.get(target))
   for group in groups:
     graphdef, abstract_params, abstract_rest = functional.abstract_init(
       group.arch, num_classes=group.num_classes, **group.model_kwargs
@@ -496,7 +379,7 @@ def run(
     if not use_layers and feature_names:
       raise ValueError("layers is empty; pass None for every tap")
 
-    def todo(c: Checkpoint, use_layers=use_layers) -> bool:
+    def todo(c: zoo.Entry, use_layers=use_layers) -> bool:
       for p in probes:
         key = results.key_str(done_key(c, target, p.name))
         if key not in markers or not _covers(markers[key], use_layers, requested, p, key):
@@ -513,6 +396,7 @@ def run(
     "checkpoints": len(ckpts),
     "skipped": len(ckpts) - pending,
     "scored": 0,
+    "failed": 0,
     "groups": 0,
     "rows": 0,
   }
@@ -542,10 +426,20 @@ def run(
         )  # fmt: skip
       n_params = models_base.count_params(abstract_params)
       for start in range(0, len(group.checkpoints), size):
-        chunk = group.checkpoints[start : start + size]
+        chunk, params, stored_rest, failures = _restore(
+          group, group.checkpoints[start : start + size], abstract_params
+        )
+        _record_failures(store, failures, target)
+        summary["failed"] += len(failures)
+        if bar is not None:
+          bar.update(len(failures))
+        if not chunk:
+          continue
         rows_by_ckpt = _score_chunk(
           group=group,
           chunk=chunk,
+          params=params,
+          stored_rest=stored_rest,
           graphdef=graphdef,
           abstract_params=abstract_params,
           abstract_rest=abstract_rest,
@@ -558,7 +452,6 @@ def run(
           prob_names=prob_names,
           baseline_names=baseline_names,
           n_params=n_params,
-          steps_by_run=steps_by_run,
           options=options,
           memory_budget_bytes=int(memory_budget_bytes),
           batch_size=batch_size,
@@ -576,6 +469,7 @@ def run(
             rows = rows_by_ckpt[(c.key, p.name)]
             store.mark_done(JOB, key, {"scores": rows}, extra=extra)
             summary["rows"] += len(rows)
+          store.clear_failure(JOB, c.key, target=target)
         summary["scored"] += len(chunk)
         summary["groups"] += 1
         if bar is not None:
@@ -587,6 +481,25 @@ def run(
   summary["seconds"] = time.time() - t0
   log.info("score %s done: %s", target, summary)
   return summary
+
+
+def _select(workdir: pathlib.Path, checkpoints) -> list[zoo.Entry]:
+  if checkpoints is not None and not list(checkpoints):
+    raise ValueError("checkpoints is empty: nothing to score")
+  ckpts = zoo.select(workdir, checkpoints)
+  if not ckpts:
+    raise ValueError(
+      f"no checkpoints in {workdir}: run the pre-training job there first, or pass "
+      "`checkpoints` explicitly"
+    )
+  return ckpts
+
+
+def _record_failures(store: results.Store, failures, target: str) -> None:
+  """Stores and logs every checkpoint that could not be read; the job goes on without it."""
+  for c, error in failures:
+    log.error("score %s: skipping checkpoint %s: %s", target, c.path, error)
+    store.record_failure(JOB, c.key, target=target, path=c.path, error=error)
 
 
 _CONFIG_KEYS = (
@@ -660,6 +573,8 @@ def _score_chunk(
   *,
   group,
   chunk,
+  params,
+  stored_rest,
   graphdef,
   abstract_params,
   abstract_rest,
@@ -672,14 +587,12 @@ def _score_chunk(
   prob_names,
   baseline_names,
   n_params,
-  steps_by_run,
   options,
   memory_budget_bytes,
   batch_size,
   parallel,
 ) -> dict[tuple, list[dict]]:
-  """Restore, extract and score one chunk; {(checkpoint key, probe name): rows}."""
-  params, stored_rest = _restore(group, chunk, abstract_params)
+  """Extract and score one restored chunk; {(checkpoint key, probe name): rows}."""
   rest = _stacked_rest(group, len(chunk), abstract_rest, stored_rest)
   per_probe = score_stacked(
     graphdef, params, rest, inputs, [p.labels for p in probes], num_classes=num_target_classes,
@@ -703,8 +616,7 @@ def _score_chunk(
         rows.append(dict(base, layer=layer, score=name, value=values[i], seconds=seconds,
                          extra=extra or None))  # fmt: skip
       if "checkpoint_index" in baseline_names:
-        idx = checkpoint_index(c, steps_by_run.get((c.source, c.arch, c.seed), ()))
-        rows.append(dict(base, layer=NO_LAYER, score="checkpoint_index", value=float(idx)))
+        rows.append(dict(base, layer=NO_LAYER, score="checkpoint_index", value=float(c.index)))
       if "param_count" in baseline_names:
         rows.append(dict(base, layer=NO_LAYER, score="param_count", value=float(n_params)))
       out[(c.key, p.name)] = rows

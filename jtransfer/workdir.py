@@ -1,14 +1,144 @@
-"""What every job writes into its run directory besides results: the config log and a log file."""
+"""What every job keeps in its run directory besides results: the config log, a log file and
+the lock that keeps a second job out while one runs.
+
+Lock. `locked(workdir, job)` (or the `holds_lock(job)` decorator on a job's `run`) takes an
+exclusive `flock` on `<workdir>/.lock` and writes who holds it (host, pid, job, since when,
+process count) into the file. A second job on the same workdir stops at once with
+`WorkdirInUseError` naming the holder. The kernel releases a flock when its process dies, so a
+lock left by a killed job (`kill -9`, OOM) never blocks the next run; the stale holder text is
+simply overwritten. Re-entrant within one process (the sweep runs its stages in one process).
+On network filesystems Linux maps flock to NFS byte-range locks (NFSv4: held across hosts).
+
+Several processes of one job (`jax.distributed`, sharing the workdir, each writing its own
+store shard): only process 0 takes the lock (the processes of one job must not exclude each
+other, and every job has a process 0, so two jobs always meet there); its outcome is broadcast
+to every process, so all of them go on together or all stop with the error.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
+import functools
 import json
 import logging
 import os
 import pathlib
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+LOCK_FILE = ".lock"
+_held: dict[str, list] = {}  # lock path -> [fd, depth] of the locks this process holds
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another job holds the workdir's lock."""
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _holder_text(path: pathlib.Path) -> str:
+  try:
+    info = json.loads(path.read_text() or "{}")
+  except (OSError, ValueError):
+    info = {}
+  if not info:
+    return "another process (it has not written its name yet)"
+  return (
+    f"job {info.get('job')!r} (pid {info.get('pid')} on host {info.get('host')}, "
+    f"{info.get('processes', 1)} process(es), since {info.get('since')})"
+  )
+
+
+def _acquire_local(workdir: pathlib.Path, job: str, processes: int) -> str:
+  """Takes the lock file's flock for this process (or deepens it); returns the lock path."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  path = (workdir / LOCK_FILE).absolute()
+  key = str(path)
+  if key in _held:
+    _held[key][1] += 1
+    return key
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    os.close(fd)
+    raise WorkdirInUseError(
+      f"workdir {workdir} is in use by {_holder_text(path)}: wait for that job to finish or "
+      f"use another workdir (lock file {path})"
+    ) from None
+  info = dict(job=job, host=socket.gethostname(), pid=os.getpid(), since=_now(),
+              processes=processes)  # fmt: skip
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, json.dumps(info).encode(), 0)
+  _held[key] = [fd, 1]
+  return key
+
+
+def _release_local(key: str) -> None:
+  entry = _held[key]
+  entry[1] -= 1
+  if entry[1] == 0:
+    fd = entry[0]
+    del _held[key]
+    os.ftruncate(fd, 0)  # before unlocking: a new holder's text is never cut
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _agree(ok: bool) -> bool:
+  """Whether process 0 got the lock, as every process of a multi-process job sees it."""
+  import jax
+
+  if jax.process_count() == 1:
+    return ok
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(ok)))
+
+
+@contextlib.contextmanager
+def locked(workdir: str | os.PathLike, job: str) -> Iterator[None]:
+  """Holds `<workdir>/.lock` for `job` while the block runs (see the module docstring)."""
+  import jax
+
+  workdir = pathlib.Path(workdir)
+  key, error = None, None
+  if jax.process_index() == 0:
+    try:
+      key = _acquire_local(workdir, job, jax.process_count())
+    except WorkdirInUseError as e:
+      error = e
+  try:
+    if not _agree(error is None):
+      raise error or WorkdirInUseError(
+        f"workdir {workdir} is in use: process 0 of this job could not lock it (see its log)"
+      )
+    yield
+  finally:
+    if key is not None:
+      _release_local(key)
+
+
+def holds_lock(job: str) -> Callable:
+  """Decorates a job's `run(*, workdir, ...)` so that it runs under `locked(workdir, job)`."""
+
+  def decorate(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      if "workdir" not in kwargs:
+        raise TypeError(f"{fn.__qualname__}() needs the keyword argument workdir")
+      with locked(kwargs["workdir"], job):
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+  return decorate
 
 
 def append_config(workdir: str | os.PathLike, job: str, config: Mapping[str, Any]) -> None:

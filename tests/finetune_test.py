@@ -15,6 +15,7 @@ from flax import nnx
 from references import pairwise_auroc
 
 from jtransfer import checkpointing, results
+from jtransfer import zoo as zoo_lib
 from jtransfer.models import base, functional
 from jtransfer.train import finetune
 
@@ -100,8 +101,8 @@ def test_schedule():
 
 
 def test_starts_from_the_backbone_and_a_head_shared_by_every_checkpoint(zoo):
-  ckpts = finetune.select_checkpoints(zoo)
-  assert [(c["seed"], c["step"]) for c in ckpts] == CKPTS
+  ckpts = zoo_lib.select(zoo)
+  assert [(c.seed, c.step) for c in ckpts] == CKPTS
   info = finetune.arch_info(ARCH, num_classes=10, model_kwargs={})
   members = finetune.plan_members(ckpts, info=info, modes=("full",), ft_seeds=(3,), baselines=True)
   assert [m.source for m in members] == ["mnist"] * 4 + ["random_init", "scratch"]
@@ -142,7 +143,7 @@ def test_frozen_layers_keep_every_bit_and_the_rest_train(zoo, data_dir):
   target = finetune.load_target(
     "mnist", data_dir=data_dir, train_examples=320, batch_size=32, duration={"steps": 6}
   )
-  ckpts = finetune.select_checkpoints(zoo)
+  ckpts = zoo_lib.select(zoo)
   info = finetune.arch_info(ARCH, num_classes=10, model_kwargs={})
   for spec, frozen in (("head", {"conv1", "conv2"}), ("frozen=1", {"conv1"})):
     members = finetune.plan_members(ckpts, info=info, modes=(spec,), ft_seeds=(0,), baselines=True)

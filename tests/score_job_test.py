@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jtransfer import checkpointing, data, extract, results, score_job, scores
+from jtransfer import checkpointing, data, extract, results, score_job, scores, zoo
 from jtransfer.models import functional
 
 SYNTH = "score_job_test_synth"  # 3 classes, 28x28x1, 20 per class per split
@@ -164,11 +164,11 @@ def test_rerun_skips_finished_checkpoints(scored, monkeypatch):
 
 def test_checkpoint_index_follows_thesis_schedule():
   steps = [0, 1, 3, 10, 30, 100, 300, 938, 2814, 9380, 28140, 93800]  # MNIST, batch 64
+  # Recomputed for checkpoints saved without a zoo record (new ones record their index).
   for i, step in enumerate(steps):
-    ckpt = score_job.Checkpoint("mnist", "cnn", 0, step, "/x", epoch=step / 938)
-    assert score_job.checkpoint_index(ckpt) == i
+    assert zoo.legacy_index(step, step / 938) == i
   # Off-schedule final step of a short run (spe 10: 0, 1, 3, 10, 30) comes after the last one.
-  assert score_job.checkpoint_index(score_job.Checkpoint("m", "cnn", 0, 50, "/x", 50 / 10)) == 5
+  assert zoo.legacy_index(50, 50 / 10) == 5
 
 
 def test_failing_score_is_null_with_error_and_new_layers_recompute(tmp_path, monkeypatch):
@@ -260,15 +260,15 @@ def test_explicit_checkpoint_dirs_read_their_metadata(tmp_path):
   make_zoo(tmp_path, [("mnist", 2, 3), ("mnist_split_0_4", 1, 0)])
   paths = [checkpointing.checkpoint_path(tmp_path, s, "cnn_tiny", seed, st) for s, seed, st in
            [("mnist_split_0_4", 1, 0), ("mnist", 2, 3)]]  # fmt: skip
-  got = score_job.resolve_checkpoints([str(p) for p in paths], tmp_path)
+  got = zoo.select(tmp_path, [str(p) for p in paths])
   assert [(c.source, c.arch, c.seed, c.step, c.epoch) for c in got] == [
     ("mnist", "cnn_tiny", 2, 3, 0.3),
     ("mnist_split_0_4", "cnn_tiny", 1, 0, 0.0),
   ]
-  from_table = score_job.resolve_checkpoints(None, tmp_path)
+  from_table = zoo.select(tmp_path)
   assert [c.path for c in from_table] == [c.path for c in got]
   with pytest.raises(ValueError, match="missing or incomplete"):
-    score_job.resolve_checkpoints([{"source": "mnist", "arch": "cnn", "seed": 0, "step": 1,
-                                    "path": str(tmp_path / "nope")}], tmp_path)  # fmt: skip
+    zoo.select(tmp_path, [{"source": "mnist", "arch": "cnn", "seed": 0, "step": 1,
+                           "path": str(tmp_path / "nope")}])  # fmt: skip
   with pytest.raises(ValueError, match="unknown scores"):
     score_job.select_scores(["rsa", "acc"])

@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from jtransfer import results
 from jtransfer.analysis import figures, power, published, signs, versus
 
 INTERVALS = (
@@ -473,6 +474,7 @@ def write(a, workdir) -> pathlib.Path:
   d.p("Differences in setup that explain gaps:")
   d.ul(published.differences(a))
 
+  failures_section(d, workdir)
   if a.notes:
     d.h(2, "Notes")
     d.ul(a.notes)
@@ -481,3 +483,20 @@ def write(a, workdir) -> pathlib.Path:
   md.write_text(d.markdown(), encoding="utf-8")
   (workdir / "report.html").write_text(d.html("jtransfer report"), encoding="utf-8")
   return md
+
+
+def failures_section(d: Doc, workdir) -> None:
+  """Checkpoints a job could not use (e.g. corrupt): listed, so a gap in the tables is never
+  silent. Nothing when there are none."""
+  try:
+    failed = results.load(workdir, "failures")
+  except FileNotFoundError:
+    return
+  if failed.empty:
+    return
+  d.h(2, "Failed checkpoints")
+  d.p(
+    f"{len(failed)} (job, checkpoint, target) could not be used and have no rows in the "
+    "tables above; a rerun of the job retries them."
+  )
+  d.table(failed[["job", "source", "arch", "seed", "step", "target", "error"]])

@@ -72,7 +72,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jtransfer import checkpointing, results, tracking
+from jtransfer import checkpointing, results, tracking, zoo
 from jtransfer import data as datasets
 from jtransfer import metrics as metrics_lib
 from jtransfer import workdir as workdir_files
@@ -152,7 +152,7 @@ class Member:
   arch: str
   seed: int
   step: int
-  path: str | None  # the checkpoint, relative to the workdir (None for baselines)
+  path: str | None  # the checkpoint (absolute, or relative to the workdir; None for baselines)
   frozen_layers: int
   ft_seed: int
   modes: tuple[str, ...]
@@ -181,60 +181,8 @@ def arch_info(arch: str, *, num_classes: int, model_kwargs: Mapping[str, Any]) -
   return ArchInfo(arch, dict(model_kwargs), tuple(model.layers), tuple(model.backbone_layers))
 
 
-def select_checkpoints(
-  workdir,
-  checkpoints: Sequence[Mapping[str, Any]] | None = None,
-  *,
-  sources: Sequence[str] | None = None,
-  archs: Sequence[str] | None = None,
-  seeds: Sequence[int] | None = None,
-  steps: Sequence[int] | None = None,
-) -> list[dict[str, Any]]:
-  """Checkpoints as dicts (source, arch, seed, step, path), default every `checkpoints` row.
-
-  `checkpoints`: explicit rows (need source, arch, seed, step; path defaults to the zoo layout).
-  The filters keep only the given sources / architectures / seeds / steps.
-  """
-  if checkpoints is None:
-    if not results.shard_paths(workdir):
-      rows = []
-    else:
-      rows = results.load(workdir, "checkpoints").to_dict("records")
-  else:
-    rows = [dict(r) for r in checkpoints]
-  out = []
-  for r in rows:
-    missing = [k for k in ("source", "arch", "seed", "step") if k not in r]
-    if missing:
-      raise ValueError(f"checkpoint {r!r} lacks {missing}")
-    if r["source"] in BASELINE_SOURCES:
-      raise ValueError(f"{r['source']!r} is a baseline name and cannot be a checkpoint source")
-    path = r.get("path") or checkpointing.checkpoint_path(
-      ".", r["source"], r["arch"], r["seed"], r["step"]
-    )
-    out.append(
-      dict(
-        source=str(r["source"]),
-        arch=str(r["arch"]),
-        seed=int(r["seed"]),
-        step=int(r["step"]),
-        path=str(path),
-      )
-    )
-  keep = lambda v, allowed: allowed is None or v in set(allowed)
-  out = [
-    r
-    for r in out
-    if keep(r["source"], sources)
-    and keep(r["arch"], archs)
-    and keep(r["seed"], seeds)
-    and keep(r["step"], steps)
-  ]
-  return sorted(out, key=lambda r: (r["arch"], r["source"], r["seed"], r["step"]))
-
-
 def plan_members(
-  ckpts: Sequence[Mapping[str, Any]],
+  ckpts: Sequence[zoo.Entry],
   *,
   info: ArchInfo,
   modes: Sequence[str],
@@ -246,7 +194,7 @@ def plan_members(
   by_count: dict[int, tuple[str, ...]] = {}
   for mode, count in pairs:
     by_count[count] = by_count.get(count, ()) + (mode,)
-  starts = [(c["source"], c["seed"], c["step"], c["path"]) for c in ckpts]
+  starts = [(c.source, c.seed, c.step, c.path) for c in ckpts]
   members = []
   for ft_seed in ft_seeds:
     for count, names in by_count.items():
@@ -655,27 +603,35 @@ def curve_rows(member: Member, mode: str, target: Target, curves, index: int) ->
 # -- the job --------------------------------------------------------------------------------
 
 
-def pretrain_model_kwargs(workdir, arch: str) -> dict:
-  """The `model_kwargs` the workdir's pre-training used for `arch` (from config.json), or {}."""
-  import json
-
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    return {}
-  entries = json.loads(path.read_text() or "[]")
-  found = [
-    e["config"].get("model_kwargs") or {}
-    for e in (entries if isinstance(entries, list) else [entries])
-    if e.get("job") == pretrain.JOB and e.get("config", {}).get("arch") == arch
-  ]
-  if any(f != found[-1] for f in found):
-    raise ValueError(
-      f"pre-training runs of {arch!r} in {workdir} used different model_kwargs {found}; "
-      "pass model_kwargs explicitly"
-    )
-  return dict(found[-1]) if found else {}
+def _arch_model_kwargs(workdir, arch: str, ckpts, explicit, target_spec) -> dict:
+  """The model_kwargs of `arch`: explicit, else those its zoo entries record (fitted to the
+  target's data), else {}."""
+  fit = lambda kw: base.fit_to_data(arch, kw, target_spec)  # noqa: E731
+  if explicit is not None:
+    return fit(explicit)
+  entries = [e for e in ckpts if e.arch == arch] or zoo.select(workdir, archs=[arch])
+  return zoo.shared_model_kwargs(entries, arch, fit=fit) or fit({})
 
 
+def _verified(store, workdir, ckpts, todo, target: str):
+  """(checkpoints whose data match their content hash, failures recorded in the store); only
+  checkpoints with work left are read. A corrupt one is never fine-tuned."""
+  wanted = {m.path for m in todo if m.path is not None}
+  good, failed = [], []
+  for c in ckpts:
+    if c.path in wanted:
+      try:
+        checkpointing.verify(pathlib.Path(workdir) / c.path)
+      except checkpointing.CorruptCheckpointError as e:
+        log.error("finetune on %s: skipping checkpoint %s: %s", target, c.path, e)
+        store.record_failure(JOB, c.key, target=target, path=c.path, error=str(e))
+        failed.append(c)
+        continue
+    good.append(c)
+  return good, failed
+
+
+@workdir_files.holds_lock(JOB)
 def run(
   *,
   workdir: str | os.PathLike,
@@ -714,10 +670,11 @@ def run(
     epochs, the thesis).
   optimizer / optimizer_kwargs: `optim.make_optimizer` (thesis CNN: adam 1e-4; VGG: sgd,
     learning_rate 0.01, momentum 0.9, decay_every_epochs 20).
-  model_kwargs: the architecture's hyperparameters (default: those of the workdir's
-    pre-training, from config.json).
-  checkpoints / sources / archs / seeds / steps: which checkpoints (default every row of the
-    workdir's `checkpoints` table, filtered).
+  model_kwargs: the architecture's hyperparameters (default: those the checkpoints' zoo
+    records give).
+  checkpoints / sources / archs / seeds / steps: which checkpoints (`zoo.select`: default every
+    checkpoint of the workdir's zoo, filtered). A corrupt checkpoint (content hash mismatch) is
+    recorded in the store's `failures` table and skipped; the others go on.
   baseline_archs: architectures to run baselines for when no checkpoint selects them.
   eval_examples: test examples evaluated (None = the whole test split);
   eval_train_examples: also evaluate on a fixed subset of the target's train split (None: no).
@@ -772,7 +729,7 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
   )
 
   # Units: every (start, freezing, ft_seed) not done yet, grouped.
-  ckpts = select_checkpoints(
+  ckpts = zoo.select(
     workdir,
     c["checkpoints"],
     sources=c["sources"],
@@ -780,7 +737,10 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
     seeds=c["seeds"],
     steps=c["steps"],
   )
-  arch_names = sorted({r["arch"] for r in ckpts} | set(c["baseline_archs"] or ()))
+  named = [e.source for e in ckpts if e.source in BASELINE_SOURCES]
+  if named:
+    raise ValueError(f"{named[0]!r} is a baseline name and cannot be a checkpoint source")
+  arch_names = sorted({r.arch for r in ckpts} | set(c["baseline_archs"] or ()))
   if not arch_names:
     raise ValueError(
       f"no checkpoints selected in {workdir} and no baseline_archs: nothing to fine-tune"
@@ -792,14 +752,11 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
     done = store.done_keys(JOB)
     infos, todo = {}, []
     for arch in arch_names:
-      kwargs = (
-        pretrain_model_kwargs(workdir, arch) if c["model_kwargs"] is None else c["model_kwargs"]
-      )
       # Input hyperparameters (an audio model's clip length, sample rate) follow the target.
-      kwargs = base.fit_to_data(arch, kwargs, datasets.get(name))
+      kwargs = _arch_model_kwargs(workdir, arch, ckpts, c["model_kwargs"], datasets.get(name))
       infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
       members = plan_members(
-        [r for r in ckpts if r["arch"] == arch],
+        [r for r in ckpts if r.arch == arch],
         info=infos[arch],
         modes=modes,
         ft_seeds=ft_seeds,
@@ -813,6 +770,9 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
         )
         if left:
           todo.append(dataclasses.replace(m, modes=left))
+    ckpts, failed = _verified(store, workdir, ckpts, todo, name)
+    failed_paths = {f.path for f in failed}
+    todo = [m for m in todo if m.path is None or m.path not in failed_paths]
     groups = group_members(todo, c["group_size"])[pid::nproc]
     summary = {
       "target": name,
@@ -822,6 +782,7 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
       "groups": len(groups),
       "members": sum(len(g) for g in groups),
       "units": sum(len(m.modes) for g in groups for m in g),
+      "failed": len(failed),
     }
     if not groups:
       log.info("finetune on %s: every unit already done", name)
@@ -900,6 +861,8 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
         for i, m in enumerate(group):
           for mode, key in zip(m.modes, m.unit_keys(name), strict=True):
             store.mark_done(JOB, key, {"finetune": curve_rows(m, mode, target, curves, i)})
+          if m.path is not None:
+            store.clear_failure(JOB, (m.source, m.arch, m.seed, m.step), target=name)
       writer.flush()
       final = curves[max(curves)]["test_acc"]
       log.info(

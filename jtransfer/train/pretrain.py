@@ -25,9 +25,12 @@ How the seeds share the hardware (`seed_parallel`):
   "loop" for several seeds, else "vmap" (which data-parallelises the one seed).
 
 Checkpoints. At `schedule.log_checkpoint_steps` (plus the final step) each seed's params go to
-`<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` (pure dict via `jtransfer.checkpointing`), train
-and test accuracy/loss are evaluated and one `checkpoints` row per seed is written together with its
-done marker (`pretrain`, `<source>/<arch>/seed_<k>/step_<step>`) in one transaction.
+`<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` with their zoo record (`jtransfer.zoo.Entry`:
+number of classes, model_kwargs, schedule index, metrics), train and test accuracy/loss are
+evaluated and one `checkpoints` row per seed is written together with its done marker
+(`pretrain`, `<source>/<arch>/seed_<k>/step_<step>`) in one transaction. A run first indexes
+the zoo checkpoints of its seeds that the store does not know (the zoo on disk is the truth: a
+lost `results.sqlite` is rebuilt, and seeds whose final checkpoint is on disk are not trained).
 
 Resume. The full train state (params, rest, optimizer state) of every seed is saved at each
 checkpoint step (and every `save_every_steps`) under
@@ -55,7 +58,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jtransfer import checkpointing, results, sharding, tracking
+from jtransfer import checkpointing, results, sharding, tracking, zoo
 from jtransfer import data as datasets
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
@@ -204,6 +207,16 @@ def _restore_train_state(workdir, source, arch, seeds, step, template):
   return jax.tree.map(lambda *xs: np.stack(xs), *per_seed)
 
 
+def _index_zoo(store, workdir, source, arch, seeds) -> None:
+  """Registers checkpoints that are in the zoo but not in the store (e.g. after the store was
+  lost): the zoo on disk is the truth, the `checkpoints` table and done markers its index."""
+  for entry in zoo.select(workdir, sources=[source], archs=[arch], seeds=seeds):
+    key = done_key(source, arch, entry.seed, entry.step)
+    if not store.is_done(JOB, key):
+      store.mark_done(JOB, key, {"checkpoints": [entry.index_row(workdir)]})
+      log.info("indexed zoo checkpoint %s", entry.path)
+
+
 # -- compiled functions ---------------------------------------------------------------------
 
 
@@ -274,6 +287,7 @@ def build_fns(
 # -- the job --------------------------------------------------------------------------------
 
 
+@workdir_files.holds_lock(JOB)
 def run(
   *,
   workdir: str | os.PathLike,
@@ -351,6 +365,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
   writer = None
   try:
     all_seeds = list(range(c["seed_offset"], c["seed_offset"] + c["num_seeds"]))[pid::nproc]
+    _index_zoo(store, workdir, source, arch, all_seeds)
     seeds = [s for s in all_seeds if not store.is_done(JOB, done_key(source, arch, s, total_steps))]
     summary = {
       "source": source,
@@ -459,22 +474,23 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
         if store.is_done(JOB, key):
           continue
         path = checkpointing.checkpoint_path(workdir, source, arch, seed, step)
-        row = dict(
-          source=source,
-          arch=arch,
-          seed=seed,
-          step=step,
-          epoch=step / spe,
-          path=str(path.relative_to(workdir)),
-          **{k: v[i] for k, v in metrics.items()},
-        )
-        if not checkpointing.exists(path):  # a rerun after a crash recomputes the same params
-          params_i = jax.tree.map(lambda a, i=i: a[i], host["params"])
-          rest_i = jax.tree.map(lambda a, i=i: a[i], host.get("rest") or {})
-          checkpointing.save(
-            path, checkpointing.with_rest(params_i, rest_i), extra=row, process_local=nproc > 1
-          )
-        store.mark_done(JOB, key, {"checkpoints": [row]})
+        if checkpointing.exists(path):  # a rerun after a crash recomputes the same params
+          entry = zoo.read_entry(path, workdir=workdir)
+        else:
+          entry = zoo.write_entry(
+            workdir,
+            zoo.Entry(
+              source=source, arch=arch, seed=seed, step=step, num_classes=num_classes,
+              model_kwargs=model_kwargs, index=ckpt_steps.index(step), epoch=step / spe,
+              metrics={k: v[i] for k, v in metrics.items()},
+            ),
+            checkpointing.with_rest(
+              jax.tree.map(lambda a, i=i: a[i], host["params"]),
+              jax.tree.map(lambda a, i=i: a[i], host.get("rest") or {}),
+            ),
+            process_local=nproc > 1,
+          )  # fmt: skip
+        store.mark_done(JOB, key, {"checkpoints": [entry.index_row(workdir)]})
       _save_train_state(workdir, source, arch, seeds, step, host)
       for i, unit in enumerate(units):
         writer.scalars(unit, step, {f"eval/{k}": v[i] for k, v in metrics.items()})
