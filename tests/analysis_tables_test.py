@@ -185,3 +185,14 @@ def test_transfer_matrix_and_asymmetry_by_hand():
   assert a.loc[1.0, "drop_b_to_a"] == pytest.approx(0.01)
   assert a.loc[1.0, "asymmetry"] == pytest.approx(-0.09)
   assert a.loc[0.0, "asymmetry"] == pytest.approx((0.79 - 0.8) - (0.88 - 0.9))
+
+
+def test_asymmetry_without_pairs_keeps_its_header(tmp_path):
+  """A study with no A->B / B->A pair still writes analysis_asymmetry.csv with named columns."""
+  rows = [dict(source="A", arch="cnn", seed=0, step=10, target="B", setting="full", frozen=0.0,
+               final_acc=0.7)]  # fmt: skip
+  a = tm.asymmetry(tm.transfer_matrix(pd.DataFrame(rows)))
+  assert a.empty
+  a.to_csv(tmp_path / "a.csv", index=False)
+  header = (tmp_path / "a.csv").read_text().splitlines()[0].split(",")
+  assert header[:3] == ["a", "b", "frozen"] and header[-1] == "asymmetry"

@@ -46,4 +46,6 @@ def asymmetry(matrix: pd.DataFrame, *, value: str = "final_acc") -> pd.DataFrame
       else:
         row["asymmetry"] = ab - ba
       rows.append(row)
-  return pd.DataFrame(rows)
+  # Named columns even without pairs, so the CSV always has its header.
+  columns = ["a", "b", "frozen", "a_to_b", "b_to_a", "drop_a_to_b", "drop_b_to_a", "asymmetry"]
+  return pd.DataFrame(rows, columns=columns)
