@@ -65,10 +65,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is not None:
     for e in _CONFIG.value.to_dict()["imports"]:
-      record = torch_weights.import_file(
+      entry = torch_weights.import_file(
         _WORKDIR.value, e["weights"], arch=e["arch"], source=e["source"], seed=e.get("seed", 0)
       )
-      print(f"[import] {e['weights']} -> {record['path']}", flush=True)
+      print(f"[import] {e['weights']} -> {entry.path}", flush=True)
     return
   if not (_SOURCE.value and _ARCH.value and _WEIGHTS.value):
     raise app.UsageError("pass --config, or all of --source, --arch and --weights")
@@ -79,18 +79,18 @@ def main(argv):
         raise app.UsageError("--num_classes is required for an orbax checkpoint")
       rename = dict(r.split("=", 1) for r in _RENAME.value)
       for step in _orbax_steps(weights):
-        record = flax_orbax.import_checkpoint(
+        entry = flax_orbax.import_checkpoint(
           _WORKDIR.value, weights, arch=_ARCH.value, source=_SOURCE.value,
           num_classes=_NUM_CLASSES.value, model_kwargs=json.loads(_MODEL_KWARGS.value),
           rename=rename, step=step, item=_ITEM.value, seed=seed,
         )  # fmt: skip
-        print(f"[import] {weights} -> {record['path']}", flush=True)
+        print(f"[import] {weights} -> {entry.path}", flush=True)
     else:
-      record = torch_weights.import_file(
+      entry = torch_weights.import_file(
         _WORKDIR.value, weights, arch=_ARCH.value, source=_SOURCE.value, seed=seed,
         step=_STEP.value or 0, head=_HEAD.value, num_classes=_NUM_CLASSES.value,
       )  # fmt: skip
-      print(f"[import] {weights} -> {record['path']}", flush=True)
+      print(f"[import] {weights} -> {entry.path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from jtransfer import checkpointing
+from jtransfer import checkpointing, zoo
 from jtransfer.importers import zoo_entry
 from jtransfer.models import functional
 
@@ -146,8 +146,8 @@ def import_checkpoint(
   step: int | None = None,
   item: str | None = None,
   seed: int = 0,
-) -> dict[str, Any]:
-  """Reads one orbax checkpoint of the user's `arch` and writes it as a zoo entry.
+) -> zoo.Entry:
+  """Reads one orbax checkpoint of the user's `arch` and writes it as a zoo entry; returns it.
 
   The zoo step is the manager's step when there is one (so a run's checkpoints keep their
   order), else `step` or 0.
