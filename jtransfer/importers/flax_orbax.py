@@ -17,8 +17,8 @@ How the tree maps onto the model (`to_model_trees`), in this order:
    {...}}` (what `nnx.state(model).to_pure_dict()` of a `models.base.Model` gives). Leaves the
    model declares as `nnx.Param` become params; the others (batch-norm mean / var) its
    non-parameter state. A params-only tree of a model with batch norm gets fresh statistics
-   (mean 0, var 1) and a warning in the record. Missing, extra or misshapen leaves are one
-   error naming them.
+   (mean 0, var 1) and a warning in the entry (`imported_from["warnings"]`). Missing, extra
+   or misshapen leaves are one error naming them.
 """
 
 from __future__ import annotations
