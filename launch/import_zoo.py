@@ -9,8 +9,11 @@
   python launch/import_zoo.py --workdir runs/mine --model_module my_models --arch my_net \
       --source my_data --num_classes 10 --weights ckpts/ --all_steps
 
-Then `launch/score.py`, `launch/finetune.py`, `launch/evaluate.py` on the same workdir. Importing
-the same file again is a no-op; different weights under one (source, arch, seed, step) fail.
+Then `launch/score.py`, `launch/finetune.py`, `launch/evaluate.py` on the same workdir: each
+imported checkpoint carries its zoo record (`jtransfer.zoo.read_entry(path)`: num_classes,
+model_kwargs, origin "imported", `imported_from` = file, file_sha256, original_keys), from which
+those jobs rebuild the model. Importing the same weights again is a no-op; different weights
+under one (source, arch, seed, step) fail.
 """
 
 import json
@@ -65,10 +68,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is not None:
     for e in _CONFIG.value.to_dict()["imports"]:
-      record = torch_weights.import_file(
+      entry = torch_weights.import_file(
         _WORKDIR.value, e["weights"], arch=e["arch"], source=e["source"], seed=e.get("seed", 0)
       )
-      print(f"[import] {e['weights']} -> {record['path']}", flush=True)
+      print(f"[import] {e['weights']} -> {entry.path}", flush=True)
     return
   if not (_SOURCE.value and _ARCH.value and _WEIGHTS.value):
     raise app.UsageError("pass --config, or all of --source, --arch and --weights")
@@ -79,18 +82,18 @@ def main(argv):
         raise app.UsageError("--num_classes is required for an orbax checkpoint")
       rename = dict(r.split("=", 1) for r in _RENAME.value)
       for step in _orbax_steps(weights):
-        record = flax_orbax.import_checkpoint(
+        entry = flax_orbax.import_checkpoint(
           _WORKDIR.value, weights, arch=_ARCH.value, source=_SOURCE.value,
           num_classes=_NUM_CLASSES.value, model_kwargs=json.loads(_MODEL_KWARGS.value),
           rename=rename, step=step, item=_ITEM.value, seed=seed,
         )  # fmt: skip
-        print(f"[import] {weights} -> {record['path']}", flush=True)
+        print(f"[import] {weights} -> {entry.path}", flush=True)
     else:
-      record = torch_weights.import_file(
+      entry = torch_weights.import_file(
         _WORKDIR.value, weights, arch=_ARCH.value, source=_SOURCE.value, seed=seed,
         step=_STEP.value or 0, head=_HEAD.value, num_classes=_NUM_CLASSES.value,
       )  # fmt: skip
-      print(f"[import] {weights} -> {record['path']}", flush=True)
+      print(f"[import] {weights} -> {entry.path}", flush=True)
 
 
 if __name__ == "__main__":

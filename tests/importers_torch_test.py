@@ -1,12 +1,15 @@
 """PyTorch (torchvision / timm layout) weights -> jtransfer: logits against a float64 NumPy
 forward pass written here in torch's own layout (NCHW activations, OIHW kernels, NCHW flatten)."""
 
+import hashlib
+import shutil
+
 import jax
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from jtransfer import checkpointing, results
+from jtransfer import checkpointing, results, zoo
 from jtransfer.importers import torch_weights
 from jtransfer.models import functional
 
@@ -253,13 +256,15 @@ def test_safetensors_file_into_the_zoo(tmp_path):
   sd = resnet_state_dict(rng)
   path = tmp_path / "r18.safetensors"
   save_file({f"module.{k}": v for k, v in sd.items()}, str(path))  # DataParallel prefix
-  record = torch_weights.import_file(tmp_path / "wd", path, arch="resnet18", source="imnet")
+  entry = torch_weights.import_file(tmp_path / "wd", path, arch="resnet18", source="imnet")
   ckpt = checkpointing.checkpoint_path(tmp_path / "wd", "imnet", "resnet18", 0, 0)
-  assert checkpointing.exists(ckpt)
-  saved = checkpointing.read_extra(ckpt)
-  assert saved["num_classes"] == 5 and saved["provenance"]["file_sha256"] == record[
-    "provenance"]["file_sha256"]  # fmt: skip
-  assert saved["provenance"]["original_keys"]["backbone/stem/conv/kernel"] == "conv1.weight"
+  assert checkpointing.exists(ckpt) and entry.path == str(ckpt.absolute())
+  saved = zoo.read_entry(ckpt)  # the one record, in the checkpoint's own metadata
+  assert saved == entry and saved.origin == zoo.IMPORTED and saved.index is None
+  assert saved.num_classes == 5 and saved.model_kwargs["stem"] == "imagenet"
+  assert saved.imported_from["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+  assert saved.imported_from["original_keys"]["backbone/stem/conv/kernel"] == "conv1.weight"
+  assert saved.content_hash == checkpointing.tree_hash(checkpointing.restore(ckpt))
   params, rest = checkpointing.split_rest(checkpointing.restore(ckpt))
   np.testing.assert_array_equal(
     params["backbone"]["stage2_block1"]["down_conv"]["kernel"],
@@ -268,12 +273,42 @@ def test_safetensors_file_into_the_zoo(tmp_path):
   np.testing.assert_array_equal(rest["backbone"]["stem"]["bn"]["mean"], sd["bn1.running_mean"])
   rows = results.load(tmp_path / "wd", "checkpoints")
   assert rows[["source", "arch", "seed", "step"]].values.tolist() == [["imnet", "resnet18", 0, 0]]
+  assert rows["path"].tolist() == [str(ckpt.relative_to(tmp_path / "wd"))]
+  assert [e.key for e in zoo.select(tmp_path / "wd")] == [("imnet", "resnet18", 0, 0)]
   # Importing the same file again is a no-op; different weights under the same key fail.
-  torch_weights.import_file(tmp_path / "wd", path, arch="resnet18", source="imnet")
+  meta = sorted((p.name, p.stat().st_mtime_ns) for p in ckpt.rglob("*"))
+  again = torch_weights.import_file(tmp_path / "wd", path, arch="resnet18", source="imnet")
+  assert again == entry and sorted((p.name, p.stat().st_mtime_ns) for p in ckpt.rglob("*")) == meta
   other = tmp_path / "other.safetensors"
   save_file(resnet_state_dict(np.random.default_rng(6)), str(other))
   with pytest.raises(FileExistsError, match="another --seed"):
     torch_weights.import_file(tmp_path / "wd", other, arch="resnet18", source="imnet")
+
+
+def test_reimport_over_an_old_importers_checkpoint(tmp_path):
+  # The first importers saved a flat record (no zoo record) and, earlier still, no content hash:
+  # the same weights again are a no-op read through the legacy record; other weights still fail.
+  rng = np.random.default_rng(11)
+  sd = vgg_state_dict(rng)
+  path = tmp_path / "v.safetensors"
+  save_file(sd, str(path))
+  c = torch_weights.convert(sd, "vgg16")
+  ckpt = checkpointing.checkpoint_path(tmp_path / "wd", "s", "vgg16", 0, 0)
+  provenance = {"format": "torch", "file": str(path), "file_sha256": "ab" * 32,
+                "original_keys": c.key_map}  # fmt: skip
+  checkpointing.save(ckpt, c.params, extra=dict(
+    source="s", arch="vgg16", seed=0, step=0, epoch=None, num_classes=c.num_classes,
+    model_kwargs=c.model_kwargs, provenance=provenance))  # fmt: skip
+  shutil.rmtree(ckpt / "integrity")  # saved before checkpoints recorded a content hash
+  assert checkpointing.content_hash(ckpt) is None
+  entry = torch_weights.import_file(tmp_path / "wd", path, arch="vgg16", source="s")
+  assert entry.origin == zoo.IMPORTED and entry.imported_from["file_sha256"] == "ab" * 32
+  assert entry.num_classes == c.num_classes and entry.content_hash is None
+  assert results.load(tmp_path / "wd", "checkpoints")["source"].tolist() == ["s"]
+  other = tmp_path / "other.safetensors"
+  save_file(vgg_state_dict(np.random.default_rng(12)), str(other))
+  with pytest.raises(FileExistsError, match="another --seed"):
+    torch_weights.import_file(tmp_path / "wd", other, arch="vgg16", source="s")
 
 
 def test_head_kept_or_replaced(tmp_path):
@@ -286,8 +321,9 @@ def test_head_kept_or_replaced(tmp_path):
   rec = torch_weights.import_file(
     tmp_path / "wd", path, arch="vgg16", source="s", head="new", num_classes=3
   )
-  assert rec["num_classes"] == 3 and rec["provenance"]["head"] == "new"
-  params = checkpointing.restore(tmp_path / "wd" / rec["path"])
+  assert rec.num_classes == 3 and rec.imported_from["head"] == "new"
+  assert zoo.read_entry(rec.path) == rec
+  params = checkpointing.restore(rec.path)
   # The backbone is the file's; the head is the architecture's fresh init (seed 0) for 3 classes.
   np.testing.assert_array_equal(
     params["backbone"]["conv1_1"]["conv"]["kernel"], sd["features.0.weight"].transpose(2, 3, 1, 0)

@@ -17,8 +17,8 @@ How the tree maps onto the model (`to_model_trees`), in this order:
    {...}}` (what `nnx.state(model).to_pure_dict()` of a `models.base.Model` gives). Leaves the
    model declares as `nnx.Param` become params; the others (batch-norm mean / var) its
    non-parameter state. A params-only tree of a model with batch norm gets fresh statistics
-   (mean 0, var 1) and a warning in the record. Missing, extra or misshapen leaves are one
-   error naming them.
+   (mean 0, var 1) and a warning in the entry (`imported_from["warnings"]`). Missing, extra
+   or misshapen leaves are one error naming them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from jtransfer import checkpointing
+from jtransfer import checkpointing, zoo
 from jtransfer.importers import zoo_entry
 from jtransfer.models import functional
 
@@ -146,8 +146,8 @@ def import_checkpoint(
   step: int | None = None,
   item: str | None = None,
   seed: int = 0,
-) -> dict[str, Any]:
-  """Reads one orbax checkpoint of the user's `arch` and writes it as a zoo entry.
+) -> zoo.Entry:
+  """Reads one orbax checkpoint of the user's `arch` and writes it as a zoo entry; returns it.
 
   The zoo step is the manager's step when there is one (so a run's checkpoints keep their
   order), else `step` or 0.

@@ -31,12 +31,15 @@ import math
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 
 from jtransfer.models import functional, vgg
+
+if TYPE_CHECKING:  # the zoo (and orbax) only load when a file is imported into one
+  from jtransfer import zoo
 
 ARCHS = ("vgg16", "vgg16_bn", "vgg19", "resnet18")
 _DROP = ("num_batches_tracked",)
@@ -300,8 +303,9 @@ def import_file(
   step: int = 0,
   head: str = "keep",
   num_classes: int | None = None,
-) -> dict[str, Any]:
-  """Reads, converts and writes one weights file as a zoo entry; returns its record.
+) -> zoo.Entry:
+  """Reads, converts and writes one weights file as a zoo entry (`zoo_entry.write_imported`);
+  returns the entry.
 
   head="keep" (default): the file's classifier, source classes and all (LEEP / NCE read it, the
   fc6 / fc7 probes need it). head="new": a freshly initialised head (the architecture's own

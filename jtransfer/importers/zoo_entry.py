@@ -1,20 +1,21 @@
 """One imported checkpoint -> one zoo entry that every job reads like a pre-trained one.
 
-  write_imported(workdir, source="imagenet", arch="vgg16", params=params, rest=rest,
-                 model_kwargs={...}, num_classes=1000, provenance={...}, seed=0)
+  entry = write_imported(workdir, source="imagenet", arch="vgg16", params=params, rest=rest,
+                         model_kwargs={...}, num_classes=1000, provenance={...}, seed=0)
 
-What it writes is what the pre-training job writes for each of its checkpoints:
+It writes what the pre-training job writes for each of its checkpoints, through the zoo
+contract (`jtransfer.zoo`):
 - the checkpoint at `checkpointing.checkpoint_path(workdir, source, arch, seed, step)` (params,
-  plus batch-norm statistics under `checkpointing.REST`), its JSON record holding the zoo row,
-  `num_classes`, `model_kwargs` and `provenance` (file, content hash, original key names);
-- one `checkpoints` row and its done marker (`pretrain`, `<source>/<arch>/seed_<k>/step_<s>`) in
-  one transaction, the row's `extra` carrying `num_classes` and `imported: true`;
-- a `pretrain` entry in `<workdir>/config.json` with the architecture's `model_kwargs` (the
-  score and fine-tune jobs read the hyperparameters from there).
+  plus batch-norm statistics under `checkpointing.REST`) holding its `zoo.Entry` record:
+  `num_classes`, `model_kwargs` (the score and fine-tune jobs rebuild the model from them),
+  `origin=zoo.IMPORTED` and `imported_from` = the provenance (file, file_sha256, original key
+  names, and whatever else the importer adds); `index` is None (no pre-training schedule);
+- its `checkpoints` row (`entry.index_row`) and done marker (`pretrain`,
+  `<source>/<arch>/seed_<k>/step_<s>`) in one transaction.
 
-This is the one place that knows that layout; it is meant to be re-pointed at the zoo contract
-once that exists. Writing the same entry again with the same content is a no-op; different
-content under the same (source, arch, seed, step) is an error (use another seed).
+Writing the same weights again is a no-op (the checkpoint's content hash equals
+`checkpointing.tree_hash` of the new tree); different weights under the same (source, arch,
+seed, step) are an error (use another seed).
 """
 
 from __future__ import annotations
@@ -26,27 +27,10 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import numpy as np
-
-from jtransfer import checkpointing, results
-from jtransfer import workdir as workdir_files
+from jtransfer import checkpointing, results, zoo
 from jtransfer.train import pretrain
 
 JOB = pretrain.JOB  # imported entries stand where pre-trained ones stand
-
-
-def params_hash(tree: Mapping[str, Any]) -> str:
-  """sha256 over every leaf's path, dtype, shape and bytes (order-independent of dict order)."""
-  h = hashlib.sha256()
-  for path, leaf in sorted(
-    ((jax.tree_util.keystr(k), v) for k, v in jax.tree_util.tree_leaves_with_path(tree)),
-    key=lambda kv: kv[0],
-  ):
-    a = np.ascontiguousarray(np.asarray(leaf))
-    h.update(f"{path}|{a.dtype.str}|{a.shape}".encode())
-    h.update(a.tobytes())
-  return h.hexdigest()
 
 
 def file_hash(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
@@ -76,69 +60,51 @@ def write_imported(
   seed: int = 0,
   step: int = 0,
   epoch: float | None = None,
-) -> dict[str, Any]:
-  """Saves one imported model as a zoo entry and registers it; returns its record."""
+) -> zoo.Entry:
+  """Saves one imported model as a zoo entry and registers it; returns the entry."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   if set(params) != {"backbone", "head"}:
     raise ValueError(f"params must have exactly 'backbone' and 'head', got {sorted(params)}")
-  path = checkpointing.checkpoint_path(workdir, source, arch, seed, step)
-  tree = checkpointing.with_rest(params, rest)
-  content = params_hash(tree)
-  row = dict(
+  entry = zoo.Entry(
     source=source,
     arch=arch,
     seed=int(seed),
     step=int(step),
+    num_classes=int(num_classes),
+    model_kwargs=_plain(model_kwargs),
+    index=None,
     epoch=epoch,
-    path=str(path.relative_to(workdir)),
+    origin=zoo.IMPORTED,
+    imported_from=_plain(provenance),
   )
-  record = {
-    **row,
-    "num_classes": int(num_classes),
-    "model_kwargs": _plain(model_kwargs),
-    "provenance": _plain(provenance),
-    "content_sha256": content,
-  }
+  tree = checkpointing.with_rest(params, rest)
+  path = checkpointing.checkpoint_path(workdir, source, arch, seed, step)
   if checkpointing.exists(path):
-    old = checkpointing.read_extra(path)
-    if old.get("content_sha256") != content:
+    if _saved_hash(path) != checkpointing.tree_hash(tree):
       raise FileExistsError(
         f"{path} already holds a different checkpoint of {source}/{arch} seed {seed}; import "
         "under another --seed or --source"
       )
+    entry = zoo.read_entry(path, workdir=workdir)  # the same weights: keep what is there
   else:
-    checkpointing.save(path, tree, extra=record)
-  _record_model_kwargs(workdir, source, arch, record["model_kwargs"], record["provenance"])
+    entry = zoo.write_entry(workdir, entry, tree)
   store = results.Store(workdir)
   try:
-    extra = {"num_classes": int(num_classes), "imported": True, "content_sha256": content}
     store.mark_done(
-      JOB, pretrain.done_key(source, arch, seed, step), {"checkpoints": [dict(row, extra=extra)]}
+      JOB, pretrain.done_key(source, arch, seed, step), {"checkpoints": [entry.index_row(workdir)]}
     )
   finally:
     store.close()
-  return record
+  return entry
 
 
-def _record_model_kwargs(workdir, source, arch, model_kwargs, provenance) -> None:
-  """A `pretrain` config entry for (source, arch), unless the same one is already there."""
-  path = workdir / "config.json"
-  entries = json.loads(path.read_text() or "[]") if path.exists() else []
-  for e in entries if isinstance(entries, list) else [entries]:
-    c = e.get("config", {})
-    if e.get("job") == JOB and c.get("source") == source and c.get("arch") == arch:
-      if (c.get("model_kwargs") or {}) == model_kwargs:
-        return
-  config = {
-    "source": source,
-    "arch": arch,
-    "model_kwargs": model_kwargs,
-    "imported_from": provenance.get("file"),
-  }
-  workdir_files.append_config(workdir, JOB, config)
+def _saved_hash(path: pathlib.Path) -> str:
+  """The content hash of the checkpoint at `path` (recomputed for one saved without it)."""
+  recorded = checkpointing.content_hash(path)
+  return recorded if recorded is not None else checkpointing.tree_hash(checkpointing.restore(path))
 
 
 def _plain(value: Any) -> Any:
-  """JSON-comparable form (tuples -> lists), so a reread record equals the written one."""
+  """JSON-comparable form (tuples -> lists), so the returned entry equals the one read back."""
   return json.loads(json.dumps(value, default=str))
