@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jtransfer import checkpointing, results, zoo
+from jtransfer import workdir as workdir_files
 from jtransfer.train import pretrain
 
 JOB = pretrain.JOB  # imported entries stand where pre-trained ones stand
@@ -78,7 +79,12 @@ def write_imported(
     origin=zoo.IMPORTED,
     imported_from=_plain(provenance),
   )
-  tree = checkpointing.with_rest(params, rest)
+  with workdir_files.locked(workdir, "import"):  # never beside a job writing this zoo
+    return _write_and_register(workdir, entry, checkpointing.with_rest(params, rest))
+
+
+def _write_and_register(workdir: pathlib.Path, entry: zoo.Entry, tree) -> zoo.Entry:
+  source, arch, seed, step = entry.key
   path = checkpointing.checkpoint_path(workdir, source, arch, seed, step)
   if checkpointing.exists(path):
     if _saved_hash(path) != checkpointing.tree_hash(tree):
