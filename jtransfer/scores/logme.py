@@ -6,9 +6,20 @@ w ~ N(0, α⁻¹ I_D) and noise ε ~ N(0, β⁻¹ I_N) (no bias, F not centred) 
   L = D/2 log α + N/2 log β − ½ Σ_{j=1..D} log(α + β σ_j) − β/2 res2 − α/2 m2 − N/2 log 2π,
 
 divided by N, with σ_j the eigenvalues of FᵀF, m = β A⁻¹ Fᵀ y the posterior mean (m2 = ‖m‖²)
-and res2 = ‖y − F m‖². The score is the mean of L over the columns. Everything is done in the
-eigenbasis of the N×N Gram F Fᵀ (`Shared.gram_eigh`): with x = Uᵀ y and t = α/β,
-γ = Σ σ/(σ+t), m2 = Σ σ x²/(σ+t)², res2 = Σ x² t²/(σ+t)² (components with σ = 0 give x²).
+and res2 = ‖y − F m‖². The score is the mean of L over the columns. In the eigenbasis of the
+N×N Gram F Fᵀ (eigenvalues σ, x = Uᵀ y, t = α/β): γ = Σ σ/(σ+t), m2 = Σ σ x²/(σ+t)²,
+res2 = Σ x² t²/(σ+t)² (components with σ = 0 give x²).
+
+F Fᵀ is never formed nor decomposed. F = Z + 1 νᵀ with Z the centred features (1ᵀZ = 0) and ν
+the mean (both in units of `Shared.scale`), so F Fᵀ = Z Zᵀ + a 1ᵀ + 1 aᵀ + ‖ν‖² 1 1ᵀ, a = Z ν:
+in the basis (1/√N, eigenvectors of Z Zᵀ) an arrowhead matrix. Every quantity above is a
+function of (F Fᵀ + tI)⁻¹ and det(F Fᵀ + tI), which the Schur complement on 1/√N gives from the
+centred Gram's eigendecomposition (`Shared.centered_gram_eigh`, shared with H-score, TransRate,
+GBC) plus O(N·C) work per t (`_resolvent`); σ_max is the top root of the secular equation.
+So the fused pass does one eigh, and the mean's ‖ν‖², which dominates F Fᵀ for post-ReLU
+channels with large means or any large offset, enters only as ‖ν_⊥‖² = ‖ν‖² − Σ b²/λ (the part
+of ν off the row space of Z) and never cancels against the small eigenvalues the evidence's
+optimum depends on: those are resolved relative to the centred spectrum's λ_max, not to σ_max.
 
 Correct for N < D (the published code is not): the log-det sum runs over all D eigenvalues of
 FᵀF, i.e. the min(N, D) from the Gram plus D − min(N, D) zeros, each contributing log α. Only
@@ -29,21 +40,22 @@ Schedules:
 
 Invariant to: a global scale a > 0 ("converged"; "thuml" only approximately: its 1e-5
 constants are absolute). Not to a common shift (no bias term): float32 agrees with float64 on the
-shifted features, except where the optimum needs eigenvalues of F Fᵀ below ≈ 1e-6·σ_max, which
-float32's eigh does not resolve. Features whose common mean dominates (post-ReLU channels with
-large means: σ_max/σ_2 ≈ 4e3 in tests/scores_float32_test.py, KNOWN) put the optimum of some
-columns just below float32's floor t = 1e-6·σ_max, and their evidence has plateaus whose tiny
-local maxima float64 resolves and float32 does not; there float32 can differ by O(0.1). A fix
-needs the eigenvalues with the mean direction deflated (a rank-one update of the centred Gram's
-eigendecomposition), not done yet.
+shifted features. benchmarks/scores_float32.py (three probes of tests/scores_probes.py: post-ReLU
+channels with means 20..60, where σ_max/λ_max ≈ 4e3; MNIST-like pixels; an embedding with a mean
+300× its spread; offsets 0..1e4× the spread, scales 1e-8..1e8): worst relative error 8.8e-7
+(it was 0.36 on the ReLU probe when the uncentred Gram was decomposed in float32).
 
 Classes without samples are skipped (the public functions reject them anyway).
 
-float32 vs float64 (C = 10): relative error 1.7e-5 (converged) / 1.8e-5 (thuml) for N = 500,
-D = 1600 ReLU features of MNIST (random projection; values ≈ −0.046, so ≈ 8e-7 absolute);
-1.4e-5 / 1.4e-5 for 500 MNIST pixel images (50/class); 2.8e-7 / 9.3e-7 for N = 1000 > D = 128.
-Cost beyond the shared Gram eigendecomposition at N = 1000, C = 10: ≈ 3 ms (the N×N×C
-projection and ~130 profile evaluations of O(N·C)).
+float32 vs float64 (C = 10), converged / thuml: relative error 6.7e-6 / 7.4e-8 for N = 500,
+D = 1600 ReLU features (benchmarks/scores.py's probe; it was 6.6e-5 / 1.1e-6 before the rank-two
+update); 3.7e-6 / 4.1e-6 for 500 MNIST pixel images (50/class; was 3.0e-5 / 3.0e-5);
+1.9e-7 / 8.1e-7 for N = 1000 > D = 128; on the ReLU probe 6.5e-7 / 3.1e-7 (was 0.36 / 5.9e-3),
+on the embedding probe 3.3e-7 / 3.6e-6 (thuml was 3.5e-2).
+Cost beyond the shared centred eigendecomposition at N = 1000, D = 4096, C = 10 (jitted, loaded
+2-core machine): ≈ 7 ms converged / 4 ms thuml (the matvec Z ν, the N×N×C projection, ~180
+profile evaluations of O(N·C), the σ_max bisection), against ≈ 3 / 2 ms on top of an eigh of
+F Fᵀ before; the fused pass no longer does that second N×N eigh.
 """
 
 from __future__ import annotations
@@ -90,6 +102,9 @@ class _Spectrum(NamedTuple):
   p: jax.Array  # [N, C] Vᵀ(y − ȳ 1)
   y0: jax.Array  # [C] eᵀ y
   n: int
+  p2: jax.Array  # [N, C] p², precomputed for the ~130 profile evaluations
+  bp: jax.Array  # [N, C] b p
+  b2_lam: jax.Array  # [N, 1] b²/λ (0 where λ = 0)
 
 
 def _spectrum(shared: Shared, onehot: jax.Array) -> _Spectrum:
@@ -106,14 +121,15 @@ def _spectrum(shared: Shared, onehot: jax.Array) -> _Spectrum:
   inv_lam = jnp.where(resolved, 1 / jnp.where(resolved, lam, 1), 0)
   k = jnp.sum(nu * nu) - jnp.sum(b * b * inv_lam)
   p = _dot(v.T, onehot - jnp.mean(onehot, axis=0))
-  return _Spectrum(lam, b, inv_lam, k, p, jnp.sum(onehot, axis=0) / np.sqrt(n), n)
+  y0 = jnp.sum(onehot, axis=0) / np.sqrt(n)
+  return _Spectrum(lam, b, inv_lam, k, p, y0, n, p**2, b * p, b * b * inv_lam)
 
 
 def _top(sp: _Spectrum) -> jax.Array:
   """The largest eigenvalue of F Fᵀ: the root above max(λ, N‖ν‖²) of the secular equation
   N‖ν‖² − σ + N Σ b²/(σ − λ) = 0 (decreasing there), by bisection."""
   n, lam, b2 = sp.n, sp.lam[:, 0], sp.b[:, 0] ** 2
-  mean2 = sp.k + jnp.sum(b2 * sp.inv_lam[:, 0])
+  mean2 = sp.k + jnp.sum(sp.b2_lam)
   lo = jnp.maximum(lam[-1], n * mean2)
   hi = lo + np.sqrt(n) * jnp.sqrt(jnp.sum(b2))
   tiny = jnp.finfo(lam.dtype).tiny
@@ -136,9 +152,9 @@ def _resolvent(t, sp: _Spectrum):
   the mean dominates F Fᵀ.
   """
   inv = 1 / (sp.lam + t)
-  h = jnp.sum(sp.p**2 * inv, axis=0)
-  phi = sp.y0 - np.sqrt(sp.n) * jnp.sum(sp.b * sp.p * inv, axis=0)
-  big_r = sp.k + t * jnp.sum(sp.b**2 * sp.inv_lam * inv, axis=0)
+  h = jnp.sum(sp.p2 * inv, axis=0)
+  phi = sp.y0 - np.sqrt(sp.n) * jnp.sum(sp.bp * inv, axis=0)
+  big_r = sp.k + t * jnp.sum(sp.b2_lam * inv, axis=0)
   return h, phi, sp.n * jnp.maximum(big_r, 0) / t, inv
 
 
@@ -193,7 +209,7 @@ def _converged(sp: _Spectrum):
     floor = jnp.maximum(floor, jnp.log(lam_max) + np.log(10) * _GRID_LO_F32_CENTRED)
   values = jax.lax.map(lambda s: _profile(jnp.full((c,), s), sp), grid)
   values = jnp.where((grid >= floor)[:, None], values, -jnp.inf)  # below the floor: round-off
-  at_infinity = 0.5 * jnp.log(n / jnp.sum(sp.p**2 + sp.y0**2, axis=0)) - 0.5 * (
+  at_infinity = 0.5 * jnp.log(n / (jnp.sum(sp.p2, axis=0) + sp.y0**2)) - 0.5 * (
     1 + np.log(2 * np.pi)
   )
   # Walk down from t = ∞ until the evidence drops by more than the tolerance (plateaus at
@@ -240,7 +256,7 @@ def _thuml_stats(t, sp: _Spectrum):
   _, phi, r, inv = _resolvent(t, sp)
   # γ: the centred part plus the Schur complement's share N (R − t ∂R/∂t)/(t (1 + r)), with
   # R − t ∂R/∂t = k + t² Σ b²/(λ (λ+t)²)
-  big_r2 = sp.k + t**2 * jnp.sum(sp.b**2 * sp.inv_lam * inv**2, axis=0)
+  big_r2 = sp.k + t**2 * jnp.sum(sp.b2_lam * inv**2, axis=0)
   gamma = jnp.sum(sp.lam * inv, axis=0) + n * jnp.maximum(big_r2, 0) / (t * (1 + r))
   u0 = phi / (t * (1 + r))  # u's coordinate on e
   u = (sp.p - rn * sp.b * u0) * inv  # [N, C] its coordinates on V
