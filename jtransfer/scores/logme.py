@@ -29,10 +29,11 @@ Schedules:
 - "converged" (default): the evidence at its maximum over (α, β). MacKay's fixed point
   α = γ/m2, β = (N − γ)/res2 is its stationarity condition, but iterating it can crawl or
   diverge to α = ∞ (no linear signal), both common when N < D. So β is profiled out in closed
-  form and the 1-D profile in log t is searched directly (`_converged`): the local maximum with
-  the largest t, or the t = ∞ limit. Exactly scale invariant; equal to the converged fixed point
-  wherever that converges. Degenerate data (rank(F) < N with y in range(F): duplicate rows with
-  equal labels or all-zero rows when N ≤ D) has unbounded evidence; see `_converged`.
+  form and the 1-D profile in log t is searched directly (`_converged`): its global maximum,
+  possibly the t = ∞ limit. Exactly scale invariant; equal to the converged fixed point wherever
+  that converges to the highest maximum. Degenerate data (rank(F) < N with y in range(F):
+  duplicate rows with equal labels or all-zero rows when N ≤ D) has unbounded evidence; see
+  `_converged`.
 - "thuml": the published 11-iteration schedule, exactly as REFERENCE.md spells it: α = β = 1,
   α = γ/(m2 + 1e-5), β = (N − γ)/(res2 + 1e-5), stop when |t_new − t|/t ≤ 1e-3; the evidence uses
   the updated α, β with that last iteration's m2, res2 (and, unlike the published code, the full
@@ -71,12 +72,11 @@ from jtransfer.scores.shared import HIGHEST, Shared
 
 SCHEDULES = ("converged", "thuml")
 MIN_PER_CLASS = 1
-# Grid for the converged evidence: t = α/β from σ_max·10^LO to σ_max·10^HI in STEP decades, σ_max
-# the largest eigenvalue of F Fᵀ. In float32 the grid also stops at 10^LO_F32_CENTRED·λ_max (λ the
-# centred Gram's eigenvalues; below that they are round-off): see `_converged`.
-_GRID_LO, _GRID_LO_F32_CENTRED, _GRID_HI, _GRID_STEP = -12.0, -6.0, 4.0, 0.2
+# Grid for the converged evidence: POINTS values of t = α/β, evenly in log t, from λ_max·10^LO
+# (λ_max the centred Gram's largest eigenvalue; smaller eigenvalues are round-off: LO is −12 in
+# float64, −6 in float32) to σ_max·10^HI (σ_max the largest of F Fᵀ, ≥ λ_max).
+_GRID_LO_F64, _GRID_LO_F32, _GRID_HI, _GRID_POINTS = -12.0, -6.0, 4.0, 121
 _GOLDEN_ITERS = 48  # bracket of 2 grid steps shrinks by 0.618⁴⁸ ≈ 1e-10
-_WALK_TOL = 1e-5  # a step down in t that loses less than 1e-5·(1 + |L|) does not stop the walk
 _TOP_ITERS = 80  # bisection for σ_max: the bracket shrinks by 2⁻⁸⁰
 _THUML_ITERS = 11
 _THUML_EPS = 1e-5
@@ -182,45 +182,38 @@ def _converged(sp: _Spectrum):
 
   MacKay's fixed point is the stationarity condition of `_profile` in s = log t, but iterating
   it can crawl (where the evidence is flat in t) or run off to t = ∞ (no linear signal: the
-  evidence is highest at w = 0). So the profile is evaluated on a grid of t (relative to σ_max,
-  hence scale invariant) plus the t = ∞ limit ½ log(N/‖y‖²) − ½ − ½ log 2π; starting at t = ∞ we
-  walk down in t until the evidence drops by more than `_WALK_TOL`·(1 + |L|) from one grid point
-  to the next, and refine the best point of the walked stretch by golden-section search: the
-  local maximum with the largest t (shallower dips and plateaus do not stop the walk). This is
-  the converged fixed point wherever that converges (unique maximum). The tolerance is the same
-  in float32 and float64, far above float32's round-off in the profile (≲ 1e-6), so both
-  precisions stop at the same maximum.
+  evidence is highest at w = 0). So the profile is evaluated on a grid of t (relative to the
+  spectrum, hence scale invariant; see `_GRID_POINTS`) plus the t = ∞ limit
+  ½ log(N/‖y‖²) − ½ − ½ log 2π, and the best grid point is refined by golden-section search: the
+  global maximum. This is the converged fixed
+  point wherever that converges to the highest maximum. The profile can have several local
+  maxima: when the common mean dominates F Fᵀ (post-ReLU channels with large means, any large
+  offset) a shallow one at t ≈ σ_max fits only the mean direction, far below the maximum at the
+  centred spectrum's scale (e.g. −0.47 vs 0.52 on a test case); the published schedule ("thuml")
+  and a numerical maximisation over (α, β) find the latter.
 
   Degenerate case: when rank(F) < N and y lies in range(F) (exact duplicate rows with equal
   labels, or all-zero rows, with N ≤ D) the evidence grows without bound as t → 0 (β → ∞:
-  noise-free interpolation), and any fixed point there is made by round-off. The walk from t = ∞
-  stops behind the first genuine local maximum; if there is none, the value at the floor is
-  returned (documented, not a maximum): t = 1e-12·σ_max in float64; in float32 the larger of
-  that and 1e-6·λ_max, λ the eigenvalues of the centred Gram, below which they are round-off.
+  noise-free interpolation); then the value at the floor is returned (documented, not a
+  maximum): t = 1e-12·λ_max in float64, 1e-6·λ_max in float32, λ_max the largest eigenvalue of
+  the centred Gram (smaller ones are round-off). Where the evidence tends to a
+  finite limit as t → 0 (N ≤ D, y in range(F) through the mean) the floor value is that limit to
+  ≈ 1e-5 relative in float32.
   """
   n, c = sp.n, sp.p.shape[1]
   dtype = sp.p.dtype
-  log_top = jnp.log(jnp.maximum(_top(sp), jnp.finfo(dtype).tiny))
-  grid = log_top + np.log(10) * jnp.arange(_GRID_LO, _GRID_HI + _GRID_STEP / 2, _GRID_STEP)
-  grid = grid.astype(dtype)
-  floor = grid[0]
-  if jnp.finfo(dtype).bits < 64:
-    lam_max = jnp.maximum(sp.lam[-1, 0], jnp.finfo(dtype).tiny)
-    floor = jnp.maximum(floor, jnp.log(lam_max) + np.log(10) * _GRID_LO_F32_CENTRED)
+  top = jnp.maximum(_top(sp), jnp.finfo(dtype).tiny)
+  lam_max = jnp.where(sp.lam[-1, 0] > 0, sp.lam[-1, 0], top)  # all samples equal: λ = 0
+  lo_decades = _GRID_LO_F64 if jnp.finfo(dtype).bits >= 64 else _GRID_LO_F32
+  floor = jnp.log(lam_max) + np.log(10) * lo_decades
+  step = (jnp.log(top) + np.log(10) * _GRID_HI - floor) / (_GRID_POINTS - 1)
+  grid = (floor + step * jnp.arange(_GRID_POINTS, dtype=dtype)).astype(dtype)
   values = jax.lax.map(lambda s: _profile(jnp.full((c,), s), sp), grid)
-  values = jnp.where((grid >= floor)[:, None], values, -jnp.inf)  # below the floor: round-off
   at_infinity = 0.5 * jnp.log(n / (jnp.sum(sp.p2, axis=0) + sp.y0**2)) - 0.5 * (
     1 + np.log(2 * np.pi)
   )
-  # Walk down from t = ∞ until the evidence drops by more than the tolerance (plateaus at
-  # large t are flat to working precision), then take the best point of the walked stretch.
   w = jnp.concatenate([values, at_infinity[None]], axis=0)  # [G + 1, C]
-  drop = w[:-1] < w[1:] - _WALK_TOL * (1 + jnp.abs(w[1:]))  # row j: j + 1 → j loses evidence
-  idx = jnp.arange(1, w.shape[0])[:, None]
-  first = jnp.max(jnp.where(drop, idx, 0), axis=0)  # [C]: the walk stops at this index
-  walked = jnp.where(jnp.arange(w.shape[0])[:, None] >= first, w, -jnp.inf)
-  stop = jnp.argmax(walked, axis=0)  # [C] (ties: the lowest index, i.e. smallest t)
-  step = np.log(10) * _GRID_STEP
+  stop = jnp.argmax(w, axis=0)  # [C] (ties: the lowest index, i.e. smallest t)
   centre = jnp.concatenate([grid, grid[-1:] + step])[stop]
   a, b = jnp.maximum(centre - step, floor), centre + step
 
