@@ -43,19 +43,20 @@ Invariant to: a global scale a > 0 ("converged"; "thuml" only approximately: its
 constants are absolute). Not to a common shift (no bias term): float32 agrees with float64 on the
 shifted features. benchmarks/scores_float32.py (three probes of tests/scores_probes.py: post-ReLU
 channels with means 20..60, where σ_max/λ_max ≈ 4e3; MNIST-like pixels; an embedding with a mean
-300× its spread; offsets 0..1e4× the spread, scales 1e-8..1e8): worst relative error 8.8e-7
-(it was 0.36 on the ReLU probe when the uncentred Gram was decomposed in float32).
+300× its spread; offsets 0..1e4× the spread, scales 1e-8..1e8): worst relative error 8.7e-5
+(offset 100×), ≤ 3.2e-6 elsewhere (it was 0.36 on the ReLU probe when the uncentred Gram was
+decomposed in float32).
 
 Classes without samples are skipped (the public functions reject them anyway).
 
-float32 vs float64 (C = 10), converged / thuml: relative error 6.7e-6 / 7.4e-8 for N = 500,
+float32 vs float64 (C = 10), converged / thuml: relative error 6.4e-6 / 7.4e-8 for N = 500,
 D = 1600 ReLU features (benchmarks/scores.py's probe; it was 6.6e-5 / 1.1e-6 before the rank-two
-update); 3.7e-6 / 4.1e-6 for 500 MNIST pixel images (50/class; was 3.0e-5 / 3.0e-5);
-1.9e-7 / 8.1e-7 for N = 1000 > D = 128; on the ReLU probe 6.5e-7 / 3.1e-7 (was 0.36 / 5.9e-3),
-on the embedding probe 3.3e-7 / 3.6e-6 (thuml was 3.5e-2).
+update); 3.5e-6 / 4.2e-6 for 500 MNIST pixel images (50/class; was 3.0e-5 / 3.0e-5);
+1.9e-7 / 8.1e-8 for N = 1000 > D = 128; on the ReLU probe 2.9e-7 / 3.1e-7 (was 0.36 / 5.9e-3),
+on the embedding probe 3.2e-6 / 3.6e-6 (thuml was 3.5e-2).
 Cost beyond the shared centred eigendecomposition at N = 1000, D = 4096, C = 10 (jitted, loaded
-2-core machine): ≈ 7 ms converged / 4 ms thuml (the matvec Z ν, the N×N×C projection, ~180
-profile evaluations of O(N·C), the σ_max bisection), against ≈ 3 / 2 ms on top of an eigh of
+2-core machine): ≈ 5 ms converged / 3 ms thuml (the matvec Z ν, the N×N×C projection, ~170
+profile evaluations of O(N·C), the σ_max bisection), against ≈ 2 / 2 ms on top of an eigh of
 F Fᵀ before; the fused pass no longer does that second N×N eigh.
 """
 
@@ -189,8 +190,9 @@ def _converged(sp: _Spectrum):
   point wherever that converges to the highest maximum. The profile can have several local
   maxima: when the common mean dominates F Fᵀ (post-ReLU channels with large means, any large
   offset) a shallow one at t ≈ σ_max fits only the mean direction, far below the maximum at the
-  centred spectrum's scale (e.g. −0.47 vs 0.52 on a test case); the published schedule ("thuml")
-  and a numerical maximisation over (α, β) find the latter.
+  centred spectrum's scale (−0.47 vs 0.52 on a test case; on tests/scores_probes.py's ReLU probe
+  0.418 vs 0.573, on its embedding −0.449 vs 0.043); the published schedule ("thuml") and a
+  numerical maximisation over (α, β) find the latter.
 
   Degenerate case: when rank(F) < N and y lies in range(F) (exact duplicate rows with equal
   labels, or all-zero rows, with N ≤ D) the evidence grows without bound as t → 0 (β → ∞:
