@@ -22,10 +22,6 @@ RTOL = 1e-3
 # Absolute tolerances where the value itself can be ~0: TransRate → 0 as features shrink
 # (first-order terms cancel, what is left is ~scale⁴); RSA on features dominated by one pattern.
 ATOL = {"transrate": 1e-9, "rsa": 1e-7}
-# Known limitation, asserted so that a fix shows up: LogME (no bias, uncentred Gram) on post-ReLU
-# channels with large means needs eigenvalues below eps·σ_max of F Fᵀ, which float32's eigh
-# cannot resolve (see logme.py).
-KNOWN = {("relu", "logme", off, sc) for off in (0.0,) for sc in SCALES}
 
 
 def _compute(x, labels):
@@ -72,7 +68,4 @@ def test_float32_matches_float64_under_offsets_and_scales(probe):
             want = orig_centred[name] if "shift" in inv else orig[name]
             if abs(got[name] - want) > tol * abs(want) + ATOL.get(name, 1e-9):
               failures.add((probe, name, offset, scale, "vs untransformed", got[name], want))
-  unexpected = {f for f in failures if f[:4] not in KNOWN}
-  assert not unexpected, sorted(unexpected)
-  known = {k for k in KNOWN if k[0] == probe}
-  assert known <= {f[:4] for f in failures}, "a known float32 limitation is gone: update KNOWN"
+  assert not failures, sorted(failures)

@@ -258,6 +258,17 @@ def test_logme_thuml_vs_transcription(x64, case):
   _close(got, ref_logme_thuml(feats, labels, c))
 
 
+@pytest.mark.parametrize("case", ["unequal", "n_lt_d"])
+@pytest.mark.parametrize("offset", [30.0, 1e4])
+def test_logme_mean_dominated_vs_reference(x64, case, offset):
+  """A common offset far above the spread: the mean dominates F Fᵀ (σ_max/σ_2 ≈ 1e3..1e9), which
+  LogME adds back to the centred Gram's eigendecomposition as a rank-two update."""
+  feats, labels, c = _case(case)
+  feats = feats + offset * np.std(feats) * np.linspace(0.5, 1.5, feats.shape[1])
+  _close(logme(feats, labels, num_classes=c), ref_logme_svd(feats, labels, c))
+  _close(logme(feats, labels, num_classes=c, schedule="thuml"), ref_logme_thuml(feats, labels, c))
+
+
 def test_logme_n_lt_d_equals_direct_dxd_formula(x64):
   feats, labels = _clustered(20, 45, [5, 7, 8], 5)
   c = 3

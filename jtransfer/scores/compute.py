@@ -3,12 +3,12 @@
 The BLAS pool is held to one thread while a pass runs (`threads.blas_threads`).
 
 `compute` validates once, then runs ONE jitted function in which a single `Shared` serves all
-requested kernels: one Gram matrix, at most two eigendecompositions (uncentred for LogME,
-centred for H-score / TransRate / GBC), one neighbour search (TWO-NN, kNN), one set of class
-statistics. `compute_batched` runs the same function over a leading model axis in fixed-size
-chunks: one compiled program per chunk (vmap over `chunk_size` models and, with several devices,
-the model axis sharded over a 1-D mesh via `jax.shard_map`), called once per chunk. The chunk
-width does not depend on M (the last chunk is padded by repeating model 0, the padding is
+requested kernels: one Gram matrix, one eigendecomposition (of the centred Gram: H-score,
+TransRate, GBC, and LogME through a rank-two update), one neighbour search (TWO-NN, kNN), one set
+of class statistics. `compute_batched` runs the same function over a leading model axis in
+fixed-size chunks: one compiled program per chunk (vmap over `chunk_size` models and, with several
+devices, the model axis sharded over a 1-D mesh via `jax.shard_map`), called once per chunk. The
+chunk width does not depend on M (the last chunk is padded by repeating model 0, the padding is
 dropped), so a model's scores are bit-identical whatever else is in its batch.
 """
 

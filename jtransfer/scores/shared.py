@@ -13,7 +13,8 @@ Conventions (all kernels rely on them):
 - float32 that holds on real features: the features are centred once (the mean in their own
   dtype) and divided by a power of two (`normalized`) before any Gram form, so shift- and
   scale-invariant scores see the same numbers whatever the offset and units. LogME (no bias:
-  not shift invariant) reads the uncentred Gram, rebuilt from the centred one.
+  not shift invariant) never forms the uncentred Gram: it adds the mean back as a rank-two
+  update of the centred Gram's eigendecomposition (see logme.py).
 - N×N forms are used throughout (probe sets are small: N ≤ a few thousand) so no D×D matrix is
   built when N < D; where N > D a kernel may use D×D forms via `cov_eigh`.
 """
@@ -125,37 +126,10 @@ class Shared:
     return _dot(self.normalized, self.normalized.T)
 
   @functools.cached_property
-  def gram_scale(self) -> jax.Array:
-    """s, the power of two just above max |F|: `gram` is F Fᵀ / s²."""
-    return _pow2_above(jnp.max(jnp.abs(self.features)))
-
-  @functools.cached_property
-  def gram(self) -> jax.Array:
-    """[N, N] F Fᵀ / s² (uncentred, LogME), s the power of two above max |F|.
-
-    Rebuilt from the centred Gram as s_z²/s² Z Zᵀ + a 1ᵀ + 1 aᵀ + ‖μ‖² 11ᵀ with a = Z μ, so the
-    fused pass still does one big matmul.
-    """
-    s = self.gram_scale
-    mu = self.mean / s
-    a = _dot(self.normalized, mu) * (self.scale / s)
-    ratio = self.scale / s
-    return ratio * ratio * self.centered_gram + a[:, None] + a[None, :] + jnp.sum(mu * mu)
-
-  @functools.cached_property
-  def gram_eigh(self) -> tuple[jax.Array, jax.Array]:
-    """Eigendecomposition of F Fᵀ / s²: (σ [N] ascending, clipped ≥ 0; U [N, N]).
-
-    σ are the squared singular values of F / s, U its left singular vectors (LogME's basis).
-    """
-    w, u = jnp.linalg.eigh(self.gram)
-    return jnp.maximum(w, 0), u
-
-  @functools.cached_property
   def centered_gram_eigh(self) -> tuple[jax.Array, jax.Array]:
     """Eigendecomposition of Z Zᵀ (σ ascending, clipped ≥ 0; U). PCA, H-score, TransRate.
 
-    σ are in the normalised units: multiply by `scale`² for those of F − μ.
+    σ are in the normalised units: multiply by `scale`² for those of F − μ. LogME reads it too.
     """
     w, u = jnp.linalg.eigh(self.centered_gram)
     return jnp.maximum(w, 0), u
