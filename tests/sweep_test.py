@@ -87,7 +87,9 @@ _TRAIN_TOL = dict(rtol=1e-6, atol=1e-7)
 # forms, RSA rewritten, TransRate through log1p), so they move in the last digits. Largest
 # relative changes measured against the stored tables: gbc 3.9e-4 (|values| ~1e-2, abs 2.6e-5),
 # logme 2.0e-5, rsa 1.3e-5, the others <= 1.3e-6; checkpoint_index, param_count, knn_accuracy,
-# leep, nce unchanged. 1e-3 relative leaves room for that and still catches a changed formula;
+# leep, nce unchanged. The three largest gbc changes all moved towards a float64 recomputation
+# from the same features (errors 5.9e-6, 1.7e-6, 3.2e-6 before; 1.4e-6, 2.9e-7, 2.6e-8 now).
+# 1e-3 relative leaves room for that and still catches a changed formula;
 # the scores whose code did not change keep the training tolerance.
 _SCORE_TOL = dict(rtol=1e-3, atol=1e-6)
 _UNCHANGED_SCORES = ("checkpoint_index", "param_count", "knn_accuracy", "leep", "nce")
