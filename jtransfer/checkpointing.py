@@ -120,7 +120,7 @@ def _check_tree(tree: Any, where: str = "params") -> None:
   elif not isinstance(tree, np.ndarray | jax.Array | np.generic):
     raise ValueError(
       f"{where} is a {type(tree).__name__}, not an array or dict; save a pure dict "
-      "(e.g. nnx.state(model, nnx.Param).to_pure_dict())"
+      "(e.g. nnx.to_pure_dict(nnx.state(model, nnx.Param)))"
     )
 
 

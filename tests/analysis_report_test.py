@@ -137,6 +137,7 @@ def test_sqlite_fallback_without_results_module(store, tmp_path, monkeypatch):
   assert "## Published numbers" in path.read_text()
 
 
+@pytest.mark.slow  # runs the evaluate CLI in a subprocess
 def test_evaluate_entry_point(store, tmp_path):
   workdir, _, _ = store
   out = subprocess.run(

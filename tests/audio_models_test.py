@@ -83,7 +83,7 @@ def test_taps_layers_and_shapes(name, taps):
   # Shapes only: abstract init and forward (no compilation).
   model = nnx.eval_shape(lambda: _build(name))
   assert model.taps[-1] == "logits" and model.layers[-1] == "logits"
-  params = nnx.state(model, nnx.Param).to_pure_dict()
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   assert set(params) == {"backbone", "head"} and set(params["head"]) == {"logits"}
   assert set(params["backbone"]) | set(params["head"]) == set(model.layers)
   graphdef, state = nnx.split(model)

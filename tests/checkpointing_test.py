@@ -158,6 +158,7 @@ _SAVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # SIGKILLs a subprocess
 def test_kill_during_saves_leaves_only_complete_checkpoints(tmp_path):
   script = tmp_path / "saver.py"
   script.write_text(_SAVER)
@@ -170,7 +171,7 @@ def test_kill_during_saves_leaves_only_complete_checkpoints(tmp_path):
     if line.startswith("SAVED 3"):
       os.kill(proc.pid, signal.SIGKILL)
       break
-  proc.wait(timeout=60)
+  proc.communicate(timeout=60)  # reaps it and closes the pipe
   steps = ckpt.complete_steps(root)
   assert steps[:4] == [0, 1, 2, 3] and steps == list(range(len(steps)))
   for step in steps:

@@ -69,6 +69,7 @@ def test_export_writes_every_table_with_the_stored_values(tmp_path, fmt, capsys)
   assert len(out["finetune"]) == 0 and "ft_step" in out["finetune"].columns
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_bad_workdir_is_one_line_exit_2(tmp_path):
   proc = subprocess.run(
     [sys.executable, "-m", "jtransfer", "export", str(tmp_path / "none")],
@@ -82,6 +83,7 @@ def test_bad_workdir_is_one_line_exit_2(tmp_path):
   ]
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_list_scores_command(tmp_path):
   proc = subprocess.run(
     [sys.executable, "-m", "jtransfer", "list", "scores"], capture_output=True, text=True

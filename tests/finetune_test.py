@@ -415,6 +415,7 @@ def _done_count(workdir):
     conn.close()
 
 
+@pytest.mark.slow  # SIGKILLs a subprocess
 def test_sigkill_leaves_complete_curves_and_a_resume_finishes(grouped, tmp_path, data_dir):
   workdir = tmp_path / "killed"
   _make_zoo(workdir)

@@ -227,7 +227,7 @@ def _kill_when(proc, line_prefix: str) -> list[str]:
     if line.startswith(line_prefix):
       os.kill(proc.pid, signal.SIGKILL)
       break
-  proc.wait(timeout=60)
+  proc.communicate(timeout=60)  # reaps it and closes the pipe
   assert proc.returncode == -signal.SIGKILL, seen
   return seen
 
@@ -247,6 +247,7 @@ def _check_complete_units(workdir, k) -> set[int]:
   return units
 
 
+@pytest.mark.slow  # SIGKILLs a subprocess
 def test_kill_mid_transaction_then_resume(tmp_path):
   units, k = 8, 6
   proc = _start(tmp_path, units, k, hang_at=5)
@@ -263,6 +264,7 @@ def test_kill_mid_transaction_then_resume(tmp_path):
   assert len(results.load(workdir, "scores")) == units * k
 
 
+@pytest.mark.slow  # SIGKILLs a subprocess
 def test_kill_at_an_arbitrary_moment_then_resume(tmp_path):
   units, k = 150, 50
   proc = _start(tmp_path, units, k)
@@ -270,11 +272,13 @@ def test_kill_at_an_arbitrary_moment_then_resume(tmp_path):
   workdir = tmp_path / "wd"
   assert len(_check_complete_units(workdir, k)) >= 31
   proc = _start(tmp_path, units, k)
-  assert proc.wait(timeout=240) == 0
+  proc.communicate(timeout=240)
+  assert proc.returncode == 0
   assert _check_complete_units(workdir, k) == set(range(units))
   assert len(results.load(workdir, "scores")) == units * k
 
 
+@pytest.mark.slow  # two subprocesses
 def test_two_processes_share_one_file_without_losing_rows(tmp_path):
   # Two writers on the same results.sqlite, each doing all units (the same keys): the lock
   # serialises them and every unit ends complete exactly once.

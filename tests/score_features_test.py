@@ -31,6 +31,7 @@ def _set(rng, n=30, c=3, cs=5):
   return x.astype(np.float32), y, probs.astype(np.float32)
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_score_features_end_to_end(tmp_path):
   rng = np.random.default_rng(0)
   a, b1, b2 = _set(rng), _set(rng), _set(rng)

@@ -219,6 +219,7 @@ KILL_KW = dict(
 )  # fmt: skip
 
 
+@pytest.mark.slow  # SIGKILLs a subprocess
 def test_sigkill_mid_job_then_resume(tmp_path, monkeypatch):
   register_synth()
   make_zoo(tmp_path, ZOO)
@@ -235,7 +236,7 @@ def test_sigkill_mid_job_then_resume(tmp_path, monkeypatch):
     proc.send_signal(signal.SIGKILL)
   finally:
     proc.kill()
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)  # reaps it and closes the pipe
   assert proc.returncode == -signal.SIGKILL
 
   scores_df = results.load(tmp_path, "scores")

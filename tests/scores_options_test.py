@@ -110,6 +110,7 @@ def test_feature_sets_missing_inputs(tmp_path):
     table.score_feature_sets(table.load_feature_sets([tmp_path / "strlabels.npz"]))
 
 
+@pytest.mark.slow  # runs the CLI in subprocesses
 def test_cli_one_line_errors_and_notes(tmp_path):
   x, y = _data()
   np.savez(tmp_path / "noprobs.npz", features=x, labels=y)

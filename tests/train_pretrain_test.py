@@ -172,6 +172,7 @@ pretrain.run(**json.loads(sys.argv[1]))
 """
 
 
+@pytest.mark.slow  # SIGKILLs a subprocess
 def test_resume_after_sigkill_equals_uninterrupted_run(zoo, tmp_path, data_dir):
   # The zoo fixture's run again in a child process (same 8 fake devices, inherited XLA_FLAGS),
   # also saving the train state every 5 steps; killed with SIGKILL once one is on disk.

@@ -98,7 +98,7 @@ def test_second_job_stops_at_once_naming_the_holder(tmp_path):
     assert sorted(p.name for p in workdir.iterdir()) == [".lock"]
   finally:
     proc.kill()
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)  # reaps it and closes the pipe
 
 
 @pytest.mark.slow
@@ -106,7 +106,7 @@ def test_lock_of_a_killed_job_does_not_block_the_next(tmp_path):
   workdir = tmp_path / "w"
   proc = _start_holder(tmp_path, workdir)
   os.kill(proc.pid, signal.SIGKILL)
-  proc.wait(timeout=60)
+  proc.communicate(timeout=60)
   # The dead holder's text is still in the file; the kernel has dropped its flock.
   assert json.loads((workdir / ".lock").read_text())["pid"] == proc.pid
   with workdir_files.locked(workdir, "score"):

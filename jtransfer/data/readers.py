@@ -90,7 +90,8 @@ def read_npz_array(path: str, *, shape: tuple[int, ...], key: str = "arr_0") -> 
 def _read_npz_cached(path: str, shape, key: str, size: int, mtime: int) -> np.ndarray:
   del size, mtime
   try:
-    with np.load(path, allow_pickle=False) as z:
+    # Our own handle: np.load leaks the one it opens when the zip directory is unreadable.
+    with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
       if key not in z.files:
         raise ValueError(f"{path}: no array {key!r} in npz (has {z.files})")
       arr = z[key]

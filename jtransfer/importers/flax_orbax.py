@@ -14,7 +14,7 @@ How the tree maps onto the model (`to_model_trees`), in this order:
    its value (what `nnx.state(model)` inside a train state or a linen `{"params": ...}` gives);
 2. `rename` maps top-level names to jtransfer's (e.g. {"encoder": "backbone"});
 3. the tree must then be the registered model's state: `{"backbone": {<layer>: ...}, "head":
-   {...}}` (what `nnx.state(model).to_pure_dict()` of a `models.base.Model` gives). Leaves the
+   {...}}` (what `nnx.to_pure_dict(nnx.state(model))` of a `models.base.Model` gives). Leaves the
    model declares as `nnx.Param` become params; the others (batch-norm mean / var) its
    non-parameter state. A params-only tree of a model with batch norm gets fresh statistics
    (mean 0, var 1) and a warning in the entry (`imported_from["warnings"]`). Missing, extra

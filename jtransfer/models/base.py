@@ -14,7 +14,7 @@ Conventions:
   dropout (keys from `dropout_key`, required then) and batch-norm statistics updates; the mode is
   an argument, not module state, so the same model runs under `jax.vmap` over stacked params.
 - Parameters are organised as `{"backbone": {<layer>: ...}, "head": {<layer>: ...}}` in the pure
-  dict (`nnx.state(model, nnx.Param).to_pure_dict()`); `model.layers` is the ordered tuple of
+  dict (`nnx.to_pure_dict(nnx.state(model, nnx.Param))`); `model.layers` is the ordered tuple of
   parameterised layer names (input to output), so "freeze the first l layers" is a label tree.
 - `head` holds exactly the layers that are replaced on transfer (the classifier).
 - The last tap is always "logits" (the pre-softmax output); taps are returned unflattened
