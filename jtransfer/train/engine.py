@@ -145,10 +145,28 @@ def eval_arrays(
   )
 
 
-def device_batches(arrays, place: Placement) -> list:
-  """An `eval_arrays` set as a list of (x, y, mask) batches on the devices."""
-  xs, ys, m = arrays
-  return [jax.device_put((xs[b], ys[b], m[b]), place.eval_batch) for b in range(len(xs))]
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+  batches: list  # (x, y, mask) per batch, on the devices: the eval step takes one batch
+  valid: np.ndarray  # the flat padding mask (host), for per-example metrics
+  labels: np.ndarray  # the labels of the valid examples, in order (host)
+
+
+def eval_sets(splits: dict, *, batch_size: int, place: Placement) -> dict[str, EvalSet]:
+  """name -> `EvalSet`, from name -> (x, y, examples, subset_seed) (see `eval_arrays`)."""
+  out = {}
+  for name, (x, y, examples, subset_seed) in splits.items():
+    xs, ys, m = eval_arrays(
+      x,
+      y,
+      examples=examples,
+      batch_size=batch_size,
+      subset_seed=subset_seed,
+      multiple=place.eval_multiple,
+    )
+    on_devices = [jax.device_put((xs[b], ys[b], m[b]), place.eval_batch) for b in range(len(xs))]
+    out[name] = EvalSet(on_devices, m.reshape(-1), ys.reshape(-1)[m.reshape(-1)])
+  return out
 
 
 def eval_outputs(eval_fn, state, batch_list) -> list:

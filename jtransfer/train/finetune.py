@@ -396,34 +396,12 @@ class _Trainer:
 
 
 def _eval_sets(target: Target, *, place, eval_examples, eval_train_examples, batch_size):
-  multiple = place.eval_multiple
-  sets = {
-    "test": engine.eval_arrays(
-      *target.test,
-      examples=eval_examples,
-      batch_size=batch_size,
-      subset_seed=None,
-      multiple=multiple,
-    )
-  }
+  splits = {"test": (*target.test, eval_examples, None)}
   if target.val is not None:  # every validation example, fixed order
-    sets["val"] = engine.eval_arrays(
-      *target.val, examples=None, batch_size=batch_size, subset_seed=None, multiple=multiple
-    )
+    splits["val"] = (*target.val, None, None)
   if eval_train_examples:
-    sets["train"] = engine.eval_arrays(
-      *target.train,
-      examples=eval_train_examples,
-      batch_size=batch_size,
-      subset_seed=engine.EVAL_SUBSET_SEED,
-      multiple=multiple,
-    )
-  # name -> (list of (x, y, mask) batches on the devices, the eval step takes one batch; the
-  # flat padding mask and labels on the host, for per-example metrics).
-  return {
-    k: (engine.device_batches((xs, ys, m), place), m.reshape(-1), ys.reshape(-1)[m.reshape(-1)])
-    for k, (xs, ys, m) in sets.items()
-  }
+    splits["train"] = (*target.train, eval_train_examples, engine.EVAL_SUBSET_SEED)
+  return engine.eval_sets(splits, batch_size=batch_size, place=place)
 
 
 def train_group(
@@ -476,12 +454,12 @@ def train_group(
 
   def evaluate(step):
     out = {}
-    for name, (batch_list, valid, labels) in eval_sets.items():
-      parts = engine.eval_outputs(fns["eval"], state, batch_list)
+    for name, eval_set in eval_sets.items():
+      parts = engine.eval_outputs(fns["eval"], state, eval_set.batches)
       out[f"{name}_loss"], out[f"{name}_acc"] = step_lib.mean_loss_and_accuracy(parts)
       if "margin" in parts[0]:  # [G, B] per batch -> [G, examples], padding dropped
-        margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, valid]
-        out[f"{name}_auroc"] = _auroc_or_nan(margin, labels)
+        margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, eval_set.valid]
+        out[f"{name}_auroc"] = _auroc_or_nan(margin, eval_set.labels)
     curves[step] = out
 
   eval_steps = set(target.eval_steps)

@@ -252,27 +252,12 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     # Data (device side): the training set stays on the devices; steps send indices only.
     train_x_dev = jax.device_put(train_x, place.replicated)
     train_y_dev = jax.device_put(train_y, place.replicated)
-    multiple = place.eval_multiple
-    eval_sets = {
-      "train": engine.eval_arrays(
-        train_x,
-        train_y,
-        examples=c["eval_train_examples"],
-        batch_size=c["eval_batch_size"],
-        subset_seed=engine.EVAL_SUBSET_SEED,
-        multiple=multiple,
-      ),
-      "test": engine.eval_arrays(
-        test_x,
-        test_y,
-        examples=c["eval_test_examples"],
-        batch_size=c["eval_batch_size"],
-        subset_seed=None,
-        multiple=multiple,
-      ),
-    }
-    # name -> list of (x, y, mask) batches on the devices
-    eval_sets = {k: engine.device_batches(v, place) for k, v in eval_sets.items()}
+    train_subset = (train_x, train_y, c["eval_train_examples"], engine.EVAL_SUBSET_SEED)
+    eval_sets = engine.eval_sets(
+      {"train": train_subset, "test": (test_x, test_y, c["eval_test_examples"], None)},
+      batch_size=c["eval_batch_size"],
+      place=place,
+    )
 
     # Model and optimizer.
     # Input hyperparameters (an audio model's clip length, sample rate) follow the source.
@@ -303,8 +288,8 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
 
     def save_checkpoint(step: int, state) -> dict[str, list[float]]:
       metrics = {}
-      for name, batches_ in eval_sets.items():
-        parts = engine.eval_outputs(eval_fn, state, batches_)
+      for name, eval_set in eval_sets.items():
+        parts = engine.eval_outputs(eval_fn, state, eval_set.batches)
         loss, acc = step_lib.mean_loss_and_accuracy(parts)
         metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
       host = jax.device_get(state)
