@@ -49,12 +49,10 @@ os.environ["XLA_FLAGS"] = (
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from jtransfer import data as datasets  # noqa: E402
 from jtransfer.models import functional  # noqa: E402
-from jtransfer.train import batches, optim, pretrain  # noqa: E402
+from jtransfer.train import batches, engine, optim  # noqa: E402
 
 LR = 1e-4
 
@@ -72,30 +70,24 @@ def _load():
 
 def jax_rate(x, y, seeds, mode, devices) -> float:
   """Median images/s of `mode` ("vmap", "loop" = lax.map, "devices") training `seeds` at once."""
-  mesh = pretrain.make_mesh(mode, num_seeds=len(seeds), batch_size=ARGS.batch_size, devices=devices)
-  replicated = NamedSharding(mesh, P())
-  state_sharding = NamedSharding(mesh, P("model")) if mode == "devices" else replicated
-  idx_sharding = NamedSharding(mesh, P("model") if mode == "devices" else P(None, "data"))
+  mesh = engine.make_mesh(mode, num_seeds=len(seeds), batch_size=ARGS.batch_size, devices=devices)
+  place = engine.placement(mesh, mode)
   graphdef, params, rest = functional.init_stacked(ARGS.arch, num_classes=10, seeds=seeds)
   spec = ("adam", (("learning_rate", LR),))
   tx = optim.make_optimizer("adam", learning_rate=LR)
-  state = {
-    "params": params,
-    "rest": rest,
-    "opt_state": jax.jit(jax.vmap(tx.init))(params),
-    "seed": jnp.asarray(seeds, jnp.int32),
-  }
-  state = jax.device_put(state, state_sharding)
-  x_dev, y_dev = jax.device_put(x, replicated), jax.device_put(y, replicated)
-  train_fn, _ = pretrain.build_fns(graphdef, spec, mesh, mode, jax.default_backend())
+  state = {"params": params, "rest": rest, "opt_state": jax.jit(jax.vmap(tx.init))(params)}
+  state = jax.device_put(state, place.state)
+  dropout_seeds = jax.device_put(np.asarray(seeds, np.int32), place.state)
+  x_dev, y_dev = jax.device_put(x, place.replicated), jax.device_put(y, place.replicated)
+  train_fn, _ = engine.build_fns(graphdef, spec, mesh, mode, jax.default_backend())
   stream = batches.index_stream(seeds, num_examples=len(x), batch_size=ARGS.batch_size)
   step = 0
 
   def steps(n):
     nonlocal state, step
     for _ in range(n):
-      idx = jax.device_put(next(stream), idx_sharding)
-      state, _ = train_fn(state, x_dev, y_dev, idx, jnp.int32(step))
+      idx = jax.device_put(next(stream), place.batch_index)
+      state, _ = train_fn(state, dropout_seeds, x_dev, y_dev, idx, jnp.int32(step))
       step += 1
     jax.block_until_ready(state)
 

@@ -44,9 +44,10 @@ done key does not include it: use a fresh workdir when switching it on.
 
 Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
 of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
-pre-training job's step builder and device placement, `pretrain.build_fns`). Every member of a
-group sees the same batches (data order from `data_seed(ft_seed)`) and the same dropout masks
-(`dropout_seed(ft_seed)`), so a member trained in a group equals the member trained alone.
+training engine's step builder and device placement shared with pre-training,
+`engine.build_fns`). Every member of a group sees the same batches (data order from
+`data_seed(ft_seed)`) and the same dropout masks (every member's dropout seed is
+`dropout_seed(ft_seed)`), so a member trained in a group equals the member trained alone.
 
 Resume. A unit (checkpoint, target, mode, frozen_layers, ft_seed) is written with its done
 marker (`finetune`, `[source, arch, seed, step, target, mode, frozen_layers, ft_seed]`) in one
@@ -69,8 +70,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jtransfer import checkpointing, results, tracking, zoo
 from jtransfer import data as datasets
@@ -78,7 +77,7 @@ from jtransfer import metrics as metrics_lib
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
 from jtransfer.progress import progress
-from jtransfer.train import batches, freezing, optim, pretrain, schedule, validation
+from jtransfer.train import batches, engine, freezing, optim, schedule, validation
 from jtransfer.train import step as step_lib
 
 JOB = "finetune"
@@ -87,7 +86,6 @@ BASELINE_SOURCES = (SCRATCH, RANDOM_INIT)
 # Independent random streams derived from ft_seed (see `derived_seed`).
 _HEAD_STREAM, _RANDOM_BACKBONE_STREAM, _SCRATCH_STREAM = 0x4EAD, 0xBA5E, 0x5C2A
 _DATA_STREAM, _DROPOUT_STREAM = 0xDA7A, 0xD20B
-_EVAL_SUBSET_SEED = 0
 _VAL_SPLIT_SEED = 0  # one validation split per target, shared by every model and ft_seed
 
 log = logging.getLogger("jtransfer.finetune")
@@ -327,7 +325,7 @@ def load_target(
   """The normalised target task (train and test split) and its fine-tune schedule; with
   `val_fraction`, a stratified validation split held out of train (the schedule counts the
   remaining train examples)."""
-  num_classes, train, test = pretrain.load_source(name, data_dir, train_examples)
+  num_classes, train, test = engine.load_source(name, data_dir, train_examples)
   val = None
   if val_fraction:
     keep, held = validation.split(train[1], fraction=val_fraction, seed=_VAL_SPLIT_SEED)
@@ -366,15 +364,15 @@ class _Trainer:
     self._cache: dict[tuple, Any] = {}
 
   def get(self, frozen_layers: int, group: int):
-    mode = pretrain.resolve_seed_parallel(
+    mode = engine.resolve_seed_parallel(
       self.seed_parallel, backend=self.backend, num_seeds=group, num_devices=len(self.devices)
     )
     key = (frozen_layers, group, mode)
     if key not in self._cache:
-      mesh = pretrain.make_mesh(
+      mesh = engine.make_mesh(
         mode, num_seeds=group, batch_size=self.batch_size, devices=self.devices
       )
-      # The pre-training step builder takes the optimiser as a hashable (name, kwargs) spec;
+      # The engine's step builder takes the optimiser as a hashable (name, kwargs) spec;
       # freezing is the registered "freeze" optimiser wrapping the configured one.
       spec = freezing.optimizer_spec(
         self.optimizer,
@@ -383,12 +381,11 @@ class _Trainer:
         layers=self.layers,
       )
       tx = optim.make_optimizer(spec[0], **dict(spec[1]))
-      train_fn, eval_fn = pretrain.build_fns(
+      train_fn, eval_fn = engine.build_fns(
         self.graphdef, spec, mesh, mode, self.backend, margins=self.margins
       )
       self._cache[key] = dict(
-        mode=mode,
-        mesh=mesh,
+        place=engine.placement(mesh, mode),
         tx=tx,
         train=train_fn,
         eval=eval_fn,
@@ -398,40 +395,13 @@ class _Trainer:
     return self._cache[key]
 
 
-def _eval_sets(target: Target, *, mode, mesh, eval_examples, eval_train_examples, batch_size):
-  multiple = 1 if mode == "devices" else mesh.shape["data"]
-  sets = {
-    "test": pretrain.eval_arrays(
-      *target.test,
-      examples=eval_examples,
-      batch_size=batch_size,
-      subset_seed=None,
-      multiple=multiple,
-    )
-  }
+def _eval_sets(target: Target, *, place, eval_examples, eval_train_examples, batch_size):
+  splits = {"test": (*target.test, eval_examples, None)}
   if target.val is not None:  # every validation example, fixed order
-    sets["val"] = pretrain.eval_arrays(
-      *target.val, examples=None, batch_size=batch_size, subset_seed=None, multiple=multiple
-    )
+    splits["val"] = (*target.val, None, None)
   if eval_train_examples:
-    sets["train"] = pretrain.eval_arrays(
-      *target.train,
-      examples=eval_train_examples,
-      batch_size=batch_size,
-      subset_seed=_EVAL_SUBSET_SEED,
-      multiple=multiple,
-    )
-  # name -> (list of (x, y, mask) batches on the devices, the eval step takes one batch; the
-  # flat padding mask and labels on the host, for per-example metrics).
-  sharding = NamedSharding(mesh, P() if mode == "devices" else P("data"))
-  return {
-    k: (
-      [jax.device_put((xs[i], ys[i], m[i]), sharding) for i in range(len(xs))],
-      m.reshape(-1),
-      ys.reshape(-1)[m.reshape(-1)],
-    )
-    for k, (xs, ys, m) in sets.items()
-  }
+    splits["train"] = (*target.train, eval_train_examples, engine.EVAL_SUBSET_SEED)
+  return engine.eval_sets(splits, batch_size=batch_size, place=place)
 
 
 def train_group(
@@ -460,44 +430,36 @@ def train_group(
     raise ValueError("a group shares one ft_seed and one frozen_layers")
   g = len(members)
   fns = trainer.get(frozen, g)
-  mode, mesh = fns["mode"], fns["mesh"]
-  replicated = NamedSharding(mesh, P())
-  state_sharding = NamedSharding(mesh, P("model")) if mode == "devices" else replicated
-  idx_sharding = NamedSharding(mesh, P("model") if mode == "devices" else P(None, "data"))
+  place = fns["place"]
   eval_sets = _eval_sets(
     target,
-    mode=mode,
-    mesh=mesh,
+    place=place,
     eval_examples=eval_examples,
     eval_train_examples=eval_train_examples,
     batch_size=eval_batch_size,
   )
-  train_x, train_y = (jax.device_put(a, replicated) for a in target.train)
+  train_x, train_y = (jax.device_put(a, place.replicated) for a in target.train)
 
-  state = {
-    "params": params,
-    "rest": rest,
-    "opt_state": fns["init"](params),
-    # pretrain's step derives the dropout key from this "seed" and the step: one per ft_seed.
-    "seed": np.full((g,), dropout_seed(ft_seed), np.int32),
-  }
-  state = jax.device_put(state, state_sharding)
+  state = {"params": params, "rest": rest, "opt_state": fns["init"](params)}
+  state = jax.device_put(state, place.state)
+  # Every member draws the same dropout masks: one dropout seed per ft_seed.
+  dropout_seeds = jax.device_put(np.full((g,), dropout_seed(ft_seed), np.int32), place.state)
   rest_mask = freezing.frozen_rest_mask(rest, frozen, trainer.layers)
   keep_rest = bool(rest) and any(jax.tree.leaves(rest_mask))
   # Its own buffers: the train step donates (deletes) the state it is given.
-  kept_rest = jax.device_put(rest, state_sharding) if keep_rest else None
+  kept_rest = jax.device_put(rest, place.state) if keep_rest else None
   frozen_mask_static = _Static(rest_mask) if keep_rest else None
 
   curves: dict[int, dict[str, np.ndarray]] = {}
 
   def evaluate(step):
     out = {}
-    for name, (batch_list, valid, labels) in eval_sets.items():
-      parts = jax.device_get([fns["eval"](state, *batch) for batch in batch_list])
+    for name, eval_set in eval_sets.items():
+      parts = engine.eval_outputs(fns["eval"], state, eval_set.batches)
       out[f"{name}_loss"], out[f"{name}_acc"] = step_lib.mean_loss_and_accuracy(parts)
       if "margin" in parts[0]:  # [G, B] per batch -> [G, examples], padding dropped
-        margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, valid]
-        out[f"{name}_auroc"] = _auroc_or_nan(margin, labels)
+        margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, eval_set.valid]
+        out[f"{name}_auroc"] = _auroc_or_nan(margin, eval_set.labels)
     curves[step] = out
 
   eval_steps = set(target.eval_steps)
@@ -513,7 +475,12 @@ def train_group(
     idx = np.repeat(next(stream), g, axis=0)  # every member sees the same batch
     with tracking.compile_note(bar, "fine-tune step", first=note_compile and step == 0):
       state, metrics = fns["train"](
-        state, train_x, train_y, jax.device_put(idx, idx_sharding), jnp.int32(step)
+        state,
+        dropout_seeds,
+        train_x,
+        train_y,
+        jax.device_put(idx, place.batch_index),
+        jnp.int32(step),
       )
     if pending is not None:  # the previous record step has finished by now
       on_train_metrics(pending[0], jax.device_get(pending[1]))

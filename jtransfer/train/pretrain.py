@@ -9,20 +9,11 @@ init -> step fn -> loop -> final save.
 Seeds. All seeds train in ONE jitted step: params, optimizer state and `rest` are stacked on a
 leading seed axis. Seed `s` gets its own init (`jax.random.key(s)`), its own data order
 (`batches.epoch_permutation(s, epoch)`) and its own dropout keys (folded from `s` and the
-step), so a seed trained in a batch equals the seed trained alone.
+step: `s` is its dropout seed), so a seed trained in a batch equals the seed trained alone.
 
-How the seeds share the hardware (`seed_parallel`):
-- "vmap": the seed axis is vmapped; the batch axis is split over the local devices (`data`
-  mesh axis, params replicated). Fastest on GPU/TPU.
-- "loop": like "vmap" but the step holds one un-batched copy of the model per seed
-  (`step.over_seeds(..., "unroll")`), so each convolution stays un-batched.
-- "devices": the seed axis is split over the devices (`model` mesh axis, `shard_map`); each
-  device runs its own seeds, un-batched on CPU ("unroll"), vmapped elsewhere. XLA:CPU lowers
-  vmapped convolutions to slow grouped convolutions and one CPU device does not use all cores,
-  so this is the fast choice on CPU (with several fake host devices,
-  `--xla_force_host_platform_device_count`).
-- "auto": "vmap" on GPU/TPU; on CPU "devices" when there are several seeds and devices, else
-  "loop" for several seeds, else "vmap" (which data-parallelises the one seed).
+How the seeds share the hardware (`seed_parallel`: "auto", "vmap", "loop", "devices"): see
+`jtransfer.train.engine`, which holds the mesh, the step builders and the eval sets this loop
+shares with fine-tuning.
 
 Checkpoints. At `schedule.log_checkpoint_steps` (plus the final step) each seed's params go to
 `<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` with their zoo record (`jtransfer.zoo.Entry`:
@@ -42,34 +33,27 @@ Seeds whose final checkpoint is done are not trained again.
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import os
 import pathlib
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from jtransfer import checkpointing, results, sharding, tracking, zoo
+from jtransfer import checkpointing, results, tracking, zoo
 from jtransfer import data as datasets
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
 from jtransfer.progress import progress
-from jtransfer.train import batches, optim, schedule
+from jtransfer.train import batches, engine, optim, schedule
 from jtransfer.train import step as step_lib
 
 JOB = "pretrain"
-SEED_PARALLEL = ("auto", "vmap", "loop", "devices")
-_DROPOUT_STREAM = 0x5EED  # dropout keys: fold_in(key(seed), _DROPOUT_STREAM) then the step
-_EVAL_SUBSET_SEED = 0  # the fixed train subset used to measure train accuracy
 
 log = logging.getLogger("jtransfer.pretrain")
 
@@ -83,73 +67,6 @@ def done_key(source: str, arch: str, seed: int, step: int) -> str:
 
 def train_state_dir(workdir, source: str, arch: str, seed: int) -> pathlib.Path:
   return pathlib.Path(workdir) / "train_state" / source / arch / f"seed_{seed}"
-
-
-def resolve_seed_parallel(mode: str, *, backend: str, num_seeds: int, num_devices: int) -> str:
-  if mode not in SEED_PARALLEL:
-    raise ValueError(f"unknown seed_parallel {mode!r}; valid: {', '.join(SEED_PARALLEL)}")
-  if mode != "auto":
-    return mode
-  if backend != "cpu":
-    return "vmap"
-  if num_seeds > 1 and num_devices > 1:
-    return "devices"
-  return "loop" if num_seeds > 1 else "vmap"
-
-
-def _largest_divisor(n: int, at_most: int) -> int:
-  return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
-
-
-def make_mesh(mode: str, *, num_seeds: int, batch_size: int, devices: Sequence) -> Mesh:
-  """'devices': a `model` axis over seeds; else a `data` axis over the batch.
-
-  Axis sizes divide the seed count / batch size; devices that do not fit stay idle.
-  """
-  if mode == "devices":
-    m = _largest_divisor(num_seeds, len(devices))
-    return sharding.make_mesh(("model",), devices[:m])
-  d = _largest_divisor(batch_size, len(devices))
-  return sharding.make_mesh(("data",), devices[:d])
-
-
-def load_source(source: str, data_dir, train_examples: int | None):
-  spec = datasets.get(source)
-  train_x, train_y = datasets.load(source, "train", data_dir=data_dir)
-  test_x, test_y = datasets.load(source, "test", data_dir=data_dir)
-  train_x, test_x = datasets.normalize(source, train_x), datasets.normalize(source, test_x)
-  if train_examples is not None:
-    if not 0 < train_examples <= len(train_x):
-      raise ValueError(f"train_examples must be in [1, {len(train_x)}], got {train_examples}")
-    train_x, train_y = train_x[:train_examples], train_y[:train_examples]
-  cast = lambda x, y: (np.asarray(x, np.float32), np.asarray(y, np.int32))
-  return spec.num_classes, cast(train_x, train_y), cast(test_x, test_y)
-
-
-def eval_arrays(
-  x, y, *, examples: int | None, batch_size: int, subset_seed: int | None, multiple: int = 1
-):
-  """`[num_batches, batch_size, ...]` padded eval set and its mask (fixed shape, no recompile).
-
-  The batch size is rounded up to a multiple of `multiple` (the data-parallel devices).
-  """
-  n = len(x) if examples is None else min(examples, len(x))
-  if subset_seed is None:
-    index = np.arange(n)
-  else:
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([subset_seed])))
-    index = np.sort(rng.permutation(len(x))[:n])
-  bs = -(-min(batch_size, n) // multiple) * multiple
-  nb = math.ceil(n / bs)
-  pad = nb * bs - n
-  xs = np.concatenate([x[index], np.zeros((pad, *x.shape[1:]), x.dtype)])
-  ys = np.concatenate([y[index], np.zeros((pad,), y.dtype)])
-  mask = np.arange(nb * bs) < n
-  return (
-    xs.reshape(nb, bs, *x.shape[1:]),
-    ys.reshape(nb, bs),
-    mask.reshape(nb, bs),
-  )
 
 
 # -- train state on disk (resume) -----------------------------------------------------------
@@ -215,73 +132,6 @@ def _index_zoo(store, workdir, source, arch, seeds) -> None:
     if not store.is_done(JOB, key):
       store.mark_done(JOB, key, {"checkpoints": [entry.index_row(workdir)]})
       log.info("indexed zoo checkpoint %s", entry.path)
-
-
-# -- compiled functions ---------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=16)
-def build_fns(
-  graphdef, optimizer_spec: tuple, mesh: Mesh, mode: str, backend: str, *, margins: bool = False
-):
-  """(train_fn, eval_fn) over the stacked state, sharded for `mode`.
-
-  `margins`: the eval step also returns each example's two-class logit margin (`step_lib`).
-
-  Cached on the (hashable) model graph, optimizer spec and mesh, so a second run with the same
-  set-up in one process (other sources, a resume) reuses the compiled steps.
-  """
-  name, kwargs = optimizer_spec
-  optimizer = optim.make_optimizer(name, **dict(kwargs))
-  one_step = step_lib.make_train_step(graphdef, optimizer)
-  one_eval = step_lib.make_eval_step(graphdef, margins=margins)
-
-  def seed_train(params, rest, opt_state, seed, x, y, step):
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _DROPOUT_STREAM), step)
-    return one_step(params, rest, opt_state, x, y, key)
-
-  def local_train(loop, state, train_x, train_y, idx, step):
-    x, y = train_x[idx], train_y[idx]  # [S_local, B, ...], gathered on the device
-    if mode != "devices":
-      x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(None, "data")))
-    params, rest, opt_state, metrics = step_lib.over_seeds(
-      lambda p, r, o, s, xx, yy: seed_train(p, r, o, s, xx, yy, step), loop
-    )(state["params"], state["rest"], state["opt_state"], state["seed"], x, y)
-    return {"params": params, "rest": rest, "opt_state": opt_state, "seed": state["seed"]}, metrics
-
-  def local_eval(loop, state, x, y, mask):
-    # One eval batch for every seed; the host loops over batches (a lax.scan over them would
-    # put the convolutions in a loop body, which XLA:CPU runs far slower).
-    fn = lambda p, r: one_eval(p, r, x, y, mask)
-    return step_lib.over_seeds(fn, loop)(state["params"], state["rest"])
-
-  if mode == "devices":
-    loop = "unroll" if backend == "cpu" else "vmap"
-    train = jax.shard_map(
-      lambda *a: local_train(loop, *a),
-      mesh=mesh,
-      in_specs=(P("model"), P(), P(), P("model"), P()),
-      out_specs=(P("model"), P("model")),
-      check_vma=False,  # every value is per-device; no collectives to check
-    )
-    evaluate = jax.shard_map(
-      lambda *a: local_eval(loop, *a),
-      mesh=mesh,
-      in_specs=(P("model"), P(), P(), P()),
-      out_specs=P("model"),
-      check_vma=False,
-    )
-    return jax.jit(train, donate_argnums=0), jax.jit(evaluate)
-
-  loop = "vmap" if mode == "vmap" else "unroll"
-  replicated = NamedSharding(mesh, P())
-  train = jax.jit(
-    lambda *a: local_train(loop, *a),
-    donate_argnums=0,
-    out_shardings=(replicated, replicated),
-  )
-  evaluate = jax.jit(lambda *a: local_eval(loop, *a), out_shardings=replicated)
-  return train, evaluate
 
 
 # -- the job --------------------------------------------------------------------------------
@@ -353,7 +203,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
   nproc, pid = jax.process_count(), jax.process_index()
 
   # Data (host side): sizes decide the schedule, so it comes before the done check.
-  num_classes, (train_x, train_y), (test_x, test_y) = load_source(
+  num_classes, (train_x, train_y), (test_x, test_y) = engine.load_source(
     source, c["data_dir"], c["train_examples"]
   )
   spe = batches.steps_per_epoch(len(train_x), c["batch_size"])
@@ -389,45 +239,25 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     # Mesh.
     backend = jax.default_backend()
     devices = jax.local_devices()[: c["num_devices"]] if c["num_devices"] else jax.local_devices()
-    mode = resolve_seed_parallel(
+    mode = engine.resolve_seed_parallel(
       c["seed_parallel"], backend=backend, num_seeds=len(seeds), num_devices=len(devices)
     )
-    mesh = make_mesh(mode, num_seeds=len(seeds), batch_size=c["batch_size"], devices=devices)
-    replicated = NamedSharding(mesh, P())
-    state_sharding = NamedSharding(mesh, P("model")) if mode == "devices" else replicated
-    idx_sharding = NamedSharding(mesh, P("model") if mode == "devices" else P(None, "data"))
+    mesh = engine.make_mesh(mode, num_seeds=len(seeds), batch_size=c["batch_size"], devices=devices)
+    place = engine.placement(mesh, mode)
     log.info(
       "%s/%s seeds %s: %d steps (%d/epoch), checkpoints at %s, seed_parallel=%s, mesh %s",
       source, arch, seeds, total_steps, spe, ckpt_steps, mode, dict(mesh.shape),
     )  # fmt: skip
 
     # Data (device side): the training set stays on the devices; steps send indices only.
-    train_x_dev = jax.device_put(train_x, replicated)
-    train_y_dev = jax.device_put(train_y, replicated)
-    multiple = 1 if mode == "devices" else mesh.shape["data"]
-    eval_sets = {
-      "train": eval_arrays(
-        train_x,
-        train_y,
-        examples=c["eval_train_examples"],
-        batch_size=c["eval_batch_size"],
-        subset_seed=_EVAL_SUBSET_SEED,
-        multiple=multiple,
-      ),
-      "test": eval_arrays(
-        test_x,
-        test_y,
-        examples=c["eval_test_examples"],
-        batch_size=c["eval_batch_size"],
-        subset_seed=None,
-        multiple=multiple,
-      ),
-    }
-    eval_sharding = replicated if mode == "devices" else NamedSharding(mesh, P("data"))
-    eval_sets = {  # name -> list of (x, y, mask) batches on the devices
-      k: [jax.device_put((xs[b], ys[b], m[b]), eval_sharding) for b in range(len(xs))]
-      for k, (xs, ys, m) in eval_sets.items()
-    }
+    train_x_dev = jax.device_put(train_x, place.replicated)
+    train_y_dev = jax.device_put(train_y, place.replicated)
+    train_subset = (train_x, train_y, c["eval_train_examples"], engine.EVAL_SUBSET_SEED)
+    eval_sets = engine.eval_sets(
+      {"train": train_subset, "test": (test_x, test_y, c["eval_test_examples"], None)},
+      batch_size=c["eval_batch_size"],
+      place=place,
+    )
 
     # Model and optimizer.
     # Input hyperparameters (an audio model's clip length, sample rate) follow the source.
@@ -441,34 +271,28 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     )
     tx = optim.make_optimizer(optimizer_spec[0], **dict(optimizer_spec[1]))
     opt_state = jax.jit(jax.vmap(tx.init))(params)  # one compile, not one per eager op
-    state = {
-      "params": params,
-      "rest": rest,
-      "opt_state": opt_state,
-      "seed": jnp.asarray(seeds, jnp.int32),
-    }
+    state = {"params": params, "rest": rest, "opt_state": opt_state}
 
     # Restore or init.
     start_step = 0
     latest = _latest_common_train_state(workdir, source, arch, seeds)
     if latest is not None:
-      trainable = {k: v for k, v in state.items() if k != "seed"}
-      restored = _restore_train_state(workdir, source, arch, seeds, latest, trainable)
-      state = {**restored, "seed": state["seed"]}
+      state = _restore_train_state(workdir, source, arch, seeds, latest, state)
       start_step = latest
       log.info("restored the train state of seeds %s at step %d", seeds, latest)
-    state = jax.device_put(state, state_sharding)
+    state = jax.device_put(state, place.state)
+    dropout_seeds = jax.device_put(np.asarray(seeds, np.int32), place.state)  # seed s: its own
 
     # Step functions.
-    train_fn, eval_fn = build_fns(graphdef, optimizer_spec, mesh, mode, backend)
+    train_fn, eval_fn = engine.build_fns(graphdef, optimizer_spec, mesh, mode, backend)
 
     def save_checkpoint(step: int, state) -> dict[str, list[float]]:
       metrics = {}
-      for name, batches_ in eval_sets.items():
-        parts = jax.device_get([eval_fn(state, *batch) for batch in batches_])
+      for name, eval_set in eval_sets.items():
+        parts = engine.eval_outputs(eval_fn, state, eval_set.batches)
         loss, acc = step_lib.mean_loss_and_accuracy(parts)
         metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
-      host = jax.device_get({k: v for k, v in state.items() if k != "seed"})
+      host = jax.device_get(state)
       for i, seed in enumerate(seeds):
         key = done_key(source, arch, seed, step)
         if store.is_done(JOB, key):
@@ -526,10 +350,12 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
     bar = progress(steps, total=len(steps), desc=f"{JOB} {source}") if c["show_progress"] else None
     profiler = tracking.Profiler(workdir / "profile" / JOB, start_step + 1, c["profile_steps"])
     for step in bar or steps:
-      idx = jax.device_put(next(stream), idx_sharding)
+      idx = jax.device_put(next(stream), place.batch_index)
       profiler.step(step, state)
       with tracking.compile_note(bar, "train step", first=step == start_step):
-        state, metrics = train_fn(state, train_x_dev, train_y_dev, idx, jnp.int32(step))
+        state, metrics = train_fn(
+          state, dropout_seeds, train_x_dev, train_y_dev, idx, jnp.int32(step)
+        )
       # Record the previous record step's metrics: it is finished by now, so no pipeline stall.
       if pending is not None:
         record(*pending)
@@ -538,7 +364,7 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
       if done_steps in ckpt_set:
         save_checkpoint(done_steps, state)
       elif c["save_every_steps"] and done_steps % c["save_every_steps"] == 0:
-        host = jax.device_get({k: v for k, v in state.items() if k != "seed"})
+        host = jax.device_get(state)
         _save_train_state(workdir, source, arch, seeds, done_steps, host)
     if pending is not None:
       record(*pending)
