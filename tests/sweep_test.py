@@ -113,6 +113,13 @@ def _compare(table, before, after):
     was, now = merged[f"{col}_before"], merged[col]
     rtol, atol = _tolerance(table, merged)
     close = np.isclose(now, was, rtol=rtol, atol=atol, equal_nan=True)
+    if table == "scores":
+      # LogME ("converged") now returns the global maximum of the evidence over t = α/β; before,
+      # the local maximum with the largest t. Where they differ (post-ReLU layers dominated by
+      # the features' mean: pool2 here, up to 10 % higher) the new value can only be higher,
+      # since both are maxima of the same function. tests/scores_spectral_test.py checks the new
+      # value against a numerical maximisation in float64.
+      close |= (merged["score"] == "logme").to_numpy() & (now.to_numpy() >= was.to_numpy())
     diff = merged.loc[~close, keys + [f"{col}_before", col]]
     assert close.all(), f"{table}.{col} differs:\n{diff}"
 
