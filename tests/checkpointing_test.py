@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
+from two_processes import run_two
 
 from jtransfer import checkpointing as ckpt
 
@@ -235,28 +236,9 @@ _MULTI = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_processes_restore_locally_and_save_collectively(tmp_path):
-  import socket
-
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
   ckpt.save(tmp_path / "single", {"backbone": {"w": np.full(3, 5.0, np.float32)}})
-  script = tmp_path / "multi.py"
-  script.write_text(_MULTI)
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  procs = [
-    subprocess.Popen(
-      [sys.executable, str(script), str(pid), str(port), str(tmp_path)],
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-      env=env,
-    )
-    for pid in range(2)
-  ]
-  outs = [p.communicate(timeout=180)[0] for p in procs]
-  for pid, (p, out) in enumerate(zip(procs, outs, strict=True)):
-    assert p.returncode == 0, out[-3000:]
+  outs = run_two(_MULTI, tmp_path, tmp_path)
+  for pid, out in enumerate(outs):
     assert f"RESULT {pid} [0.0, 1.0, 2.0] [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]" in out
   np.testing.assert_array_equal(ckpt.restore(tmp_path / "p0")["backbone"]["w"], np.full(3, 7.0))
   assert not (tmp_path / "p1").exists()

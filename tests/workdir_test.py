@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+from two_processes import run_two
 
 from jtransfer import score_job
 from jtransfer import workdir as workdir_files
@@ -129,26 +130,7 @@ _MULTI = textwrap.dedent(
 
 
 def _two_processes(tmp_path, workdir) -> list[str]:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  script = tmp_path / "multi.py"
-  script.write_text(_MULTI)
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  procs = [
-    subprocess.Popen(
-      [sys.executable, str(script), str(pid), str(port), str(workdir)],
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-      env=env,
-    )
-    for pid in range(2)
-  ]
-  outs = [p.communicate(timeout=180)[0] for p in procs]
-  for p, out in zip(procs, outs, strict=True):
-    assert p.returncode == 0, out[-3000:]
-  return outs
+  return run_two(_MULTI, tmp_path, workdir)
 
 
 @pytest.mark.slow
