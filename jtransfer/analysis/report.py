@@ -358,15 +358,18 @@ def write(a, workdir) -> pathlib.Path:
   d.h(2, "Baselines")
   d.p(
     "Each score's ρ beside the baselines' (checkpoint index = pre-training length, kNN accuracy "
-    "on the probe, parameter count); ✓ = the score's ρ is higher, ✗ = not higher (the score "
-    "does not beat that baseline), – = undefined (e.g. constant baseline)."
+    "on the probe, parameter count); ✓ = the score's point ρ is higher, ✗ = not higher, – = "
+    "undefined (e.g. constant baseline). A ✓ is no claim that the score beats the baseline: "
+    "that takes the paired interval below."
   )
   b = _focus(a.baselines, a, breakdown="all")
   if len(b):
     cols = ["target", "score", "spearman"] + [
       c for bl in signs.BASELINES for c in (f"spearman_{bl}", f"beats_{bl}")
     ]
-    d.table(b[cols], digits=2)
+    # Shown as "higher than": the point comparison, not the paired test of the sentences below.
+    shown = {f"beats_{bl}": f"ρ higher than {bl}" for bl in signs.BASELINES}
+    d.table(b[cols].rename(columns=shown), digits=2)
   d.p(
     "Against `checkpoint_index` (pre-training length alone), at the focus layer: the difference "
     "ρ(score) − ρ(checkpoint_index) on the same models, with a paired cluster-bootstrap 95% "
