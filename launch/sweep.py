@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import flags  # noqa: E402
 
 from jtransfer import config_checks, config_cli, sweep  # noqa: E402
-from jtransfer.data import image_folder  # noqa: E402
 from jtransfer.models import user_modules  # noqa: E402
 
 _CONFIG = config_cli.ConfigFlag(
@@ -43,9 +42,9 @@ user_modules.define_flag()  # --model_module: the user's architectures
 
 def main(argv):
   del argv
+  # The config's own architectures and image folders were loaded by its start-up check
+  # (config_checks.check_study), before any name in it was checked.
   c = _CONFIG.value.to_dict()
-  user_modules.import_modules(c.get("model_modules", ()))  # the config's own architectures
-  image_folder.register_all(c.get("image_folders", ()))  # and its image-folder datasets
   flag = "xla_force_host_platform_device_count"
   if c.get("cpu_devices") and flag not in os.environ.get("XLA_FLAGS", ""):
     # On a CPU host, several XLA devices let seeds / fine-tune groups run side by side. Read when
