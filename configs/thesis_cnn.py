@@ -12,6 +12,18 @@ Thesis-deciding variant (sized so the seed spread is well below the gaps between
 
   python launch/sweep.py --config configs/thesis_cnn.py:thesis --workdir runs/thesis_cnn_thesis
 
+One stage at a time, on the same workdir (each launcher runs one stage of this config and takes
+the sweep's flags; `--stages` picks others):
+
+  python launch/pretrain.py --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
+  python launch/score.py    --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
+  python launch/finetune.py --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
+  python launch/evaluate.py --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
+
+Smaller runs are overrides, e.g. scoring two taps on a 200-image probe
+(`--config.score.layers=pool2,fc1 --config.score.probe_per_class=20`) or fine-tuning only the
+final checkpoints in two modes (`--config.finetune.steps=400 --config.finetune.modes=full,head`).
+
 Why this size. The quick run's seed-to-seed SD of a model's log-AUC is 0.01-0.04 with 2 seeds
 and 400 pre-training steps (under an epoch, models far from converged), as large as many gaps
 between sources. This variant trains 10 seeds (the thesis' number) for 3 full epochs on the full
@@ -77,7 +89,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     raise ValueError(f"unknown variant {arg!r}; valid: full, thesis, quick, tiny")
   c = ml_collections.ConfigDict()
   # >0: on a CPU-only host, split the CPU into this many XLA devices so that seeds and
-  # fine-tune groups run side by side (launch/sweep.py sets XLA_FLAGS; ignored on GPU/TPU).
+  # fine-tune groups run side by side (`jtransfer.devices`; a GPU/TPU keeps its own devices).
   c.cpu_devices = 0
   c.sources = [{"name": name, "batch_size": bs} for name, bs in SOURCES]
 

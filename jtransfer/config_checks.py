@@ -14,7 +14,10 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+  import ml_collections
 
 DURATION_UNITS = ("steps", "epochs", "examples")
 # Keyword arguments of the stage jobs that the sweep (or the launcher) sets itself.
@@ -95,8 +98,33 @@ def study_models(config) -> list[tuple[str, str, dict]]:
   ]
 
 
-def check_study(config) -> None:
-  """Raises ValueError (one line) at the first field that cannot work; see the module doc."""
+def minimal_study() -> ml_collections.ConfigDict:
+  """A study config with no sources and no targets: what `launch/evaluate.py` runs without
+  `--config` (its `evaluate` section takes every `analysis.run` keyword as an override)."""
+  import ml_collections  # noqa: PLC0415
+
+  return ml_collections.ConfigDict(
+    {
+      "cpu_devices": 0,
+      "sources": [],
+      "pretrain": {},
+      "score": {"targets": []},
+      "finetune": {"targets": []},
+      "evaluate": {},
+    }
+  )
+
+
+def _name(target) -> str:
+  return target["name"] if isinstance(target, Mapping) else target
+
+
+def check_study(config, stages: Sequence[str] | None = None) -> None:
+  """Raises ValueError (one line) at the first field that cannot work; see the module doc.
+
+  stages: the stages about to run (default: the config's `stages`, else all); the sources must
+  be non-empty only for pre-training, and the targets only for the stages that use them.
+  """
   from jtransfer import data, models, score_job, scores  # noqa: PLC0415
   from jtransfer.data import image_folder  # noqa: PLC0415
   from jtransfer.models import user_modules  # noqa: PLC0415
@@ -108,23 +136,24 @@ def check_study(config) -> None:
   image_folder.register_all(c.get("image_folders") or ())
   datasets = data.names()
   imports = c.get("imports") or ()
-  if not c["sources"] and not imports:
+  stages = tuple(stages or c.get("stages") or ("pretrain", "score", "finetune", "evaluate"))
+  if "pretrain" in stages and not c["sources"] and not imports:
     raise ValueError("sources: empty; name at least one source dataset (or imports)")
   _one_of("sources", [s["name"] for s in c["sources"]], datasets)
-  stages = c.get("stages") or ("score", "finetune")
   for stage in ("score", "finetune"):
     if stage not in stages:  # a study that skips the stage (gradual transfer: no scores)
       continue
     if not c[stage].get("targets"):
       raise ValueError(f"{stage}.targets: empty; name at least one target dataset")
     # A target is a dataset name or {"name": ..., **that stage's overrides for it}.
-    names = [t["name"] if isinstance(t, Mapping) else t for t in c[stage]["targets"]]
+    names = [_name(t) for t in c[stage]["targets"]]
     _one_of(f"{stage}.targets", names, datasets)
   runs = study_models(c)
   _one_of("pretrain.arch", sorted({arch for _, arch, _ in runs}), models.names())
   _one_of("imports.arch", sorted({imp["arch"] for imp in imports}), models.names())
   # An imported source is no dataset: its taps are those of its architecture on a target.
-  runs += [(c["score"]["targets"][0], imp["arch"], {}) for imp in imports]
+  if imports and c["score"].get("targets"):
+    runs += [(_name(c["score"]["targets"][0]), imp["arch"], {}) for imp in imports]
   check_duration("pretrain.duration", c["pretrain"].get("duration") or {"epochs": 100})
   for src in c["sources"]:
     if "duration" in src:
@@ -134,7 +163,7 @@ def check_study(config) -> None:
     _one_of("score.scores", c["score"]["scores"], [*scores.names(), *score_job.BASELINES])
 
   layers = c["score"].get("layers") or ()
-  focus = (c["evaluate"] or {}).get("focus_layer")
+  focus = (c.get("evaluate") or {}).get("focus_layer")
   for source, arch, kwargs in runs:
     model = abstract_model(arch, source, kwargs)
     taps = tuple(model.taps)

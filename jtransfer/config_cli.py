@@ -282,20 +282,22 @@ def _unknown(path: str, key: str, where: str, valid: Sequence[str]) -> ConfigErr
 class ConfigFlag:
   """`--<name>=FILE[:VARIANT]` plus overrides; `.value` is the checked, locked ConfigDict."""
 
-  def __init__(self, name, help_, *, schema=None, exclude=None, checks=None):
+  def __init__(self, name, help_, *, schema=None, exclude=None, checks=None, default=None):
+    """default: a function giving the config when the flag is not passed (None: required)."""
     from absl import flags  # noqa: PLC0415
 
     self.name, self.schema, self.exclude, self.checks = name, schema, exclude, checks
+    self.default = default
     help_ = f"{help_} FILE[:VARIANT]; override fields with --{name}.<key>=<value>."
-    self._flag = flags.DEFINE_string(name, None, help_)
+    self._flag = flags.DEFINE_string(name, None, help_, required=default is None)
     self.overrides: list[tuple[str, str]] = []
     self.value: ml_collections.ConfigDict | None = None
 
   def build(self) -> ml_collections.ConfigDict:
     schema = self.schema() if callable(self.schema) else self.schema
-    config = apply_overrides(
-      load(self._flag.value), self.overrides, schema=schema, exclude=self.exclude
-    )
+    spec = self._flag.value
+    config = load(spec) if spec is not None else self.default()
+    config = apply_overrides(config, self.overrides, schema=schema, exclude=self.exclude)
     if self.checks is not None:
       self.checks(config)
     config.lock()
@@ -313,19 +315,20 @@ def run(main: Callable, config: ConfigFlag) -> None:
       rest, config.overrides = split_argv(argv, config.name)
       return flags.FLAGS(rest)
     except (ConfigError, flags.Error) as e:
-      _fail(e)
+      fail(e)
 
   def checked_main(argv):
     try:
       config.value = config.build()
     except (ValueError, FileNotFoundError) as e:  # ConfigError, the checks, a missing folder
-      _fail(e)
+      fail(e)
     return main(argv)
 
   app.run(checked_main, flags_parser=parser)
 
 
-def _fail(error: Exception) -> typing.NoReturn:
+def fail(error: Exception) -> typing.NoReturn:
+  """Ends the program before any work: `error: <one line>` on stderr, exit status 2."""
   print(f"error: {error}", file=sys.stderr)
   raise SystemExit(2)
 

@@ -136,3 +136,27 @@ def run(
         out = _timed(f"report {name}", fn, workdir)
         print(f"[sweep] {name}: {out}", flush=True)
   return report
+
+
+def run_study(
+  config: Mapping[str, Any],
+  *,
+  workdir: str | pathlib.Path,
+  stages: Sequence[str] | None = None,
+  data_dir: str | None = None,
+) -> pathlib.Path | None:
+  """`run` over a study config (`configs/*.py`: sources, pretrain, score, finetune, evaluate,
+  optional reports and stages); stages None: the config's `stages`, else all."""
+  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return run(
+    workdir=workdir,
+    sources=c["sources"],
+    pretrain=c["pretrain"],
+    score=c["score"],
+    finetune=c["finetune"],
+    evaluate=c["evaluate"],
+    # A study that needs no scores (gradual transfer) declares its stages in its config.
+    stages=tuple(stages or c.get("stages") or STAGES),
+    data_dir=data_dir,
+    reports=c.get("reports") or (),
+  )

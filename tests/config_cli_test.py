@@ -59,9 +59,8 @@ def test_none_fields_take_their_declared_type():
   assert c.pretrain.eval_test_examples == 500  # absent from the config: typed by pretrain.run
   with pytest.raises(config_cli.ConfigError, match=r"eval_test_examples=5x: expected an int"):
     _thesis("full", "pretrain.eval_test_examples=5x")
-  c = config_cli.load(str(REPO / "configs" / "mnist_zoo.py"))
-  config_cli.apply_overrides(c, [("train_examples", "512"), ("num_devices", "none")])
-  assert c.train_examples == 512 and c.num_devices is None
+  c = _thesis("quick", "pretrain.train_examples=512", "pretrain.num_devices=none")
+  assert c.pretrain.train_examples == 512 and c.pretrain.num_devices is None
 
 
 def test_unknown_keys_name_the_valid_ones():

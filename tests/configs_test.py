@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jtransfer import config_checks, config_cli, data, models, score_job, scores
+from jtransfer import config_checks, config_cli, data, models, score_job, scores, sweep
 from jtransfer.train import freezing
 
 # Every config file (a module with get_config); study report modules beside them are not configs.
@@ -24,9 +24,11 @@ def _ids(case):
 
 
 def test_every_config_is_listed_with_variants():
-  assert {p.stem for p in CONFIGS} >= {"thesis_cnn", "audio_fsdd", "audio_nc", "mnist_zoo"}
+  assert {p.stem for p in CONFIGS} >= {"thesis_cnn", "thesis_vgg", "audio_fsdd", "audio_nc"}
   for path in CONFIGS:  # every config has a full variant and a small one for a laptop CPU
     assert "full" in config_cli.variants(path) and len(config_cli.variants(path)) >= 2
+  retired = {"mnist_zoo", "score_mnist", "finetune_mnist"}  # restated thesis_cnn (issue 12)
+  assert not retired & {p.stem for p in CONFIGS}
 
 
 def _n_params(model) -> int:
@@ -56,41 +58,48 @@ def test_config_variant_loads_checks_and_builds(case, tmp_path):
   path, variant = case
   c = config_cli.load(f"{path}:{variant}")
   d = c.to_dict()
-  if "pretrain" in d:  # a study config (the sweep's schema)
-    _stand_in_folders(d, tmp_path)
-    config_checks.check_study(d)
-    runs = config_checks.study_models(d)
-    # Imported zoos (thesis_vgg) pre-train nothing: their sources come from `imports`.
-    assert len(runs) == len(d["sources"]) and (runs or d.get("imports"))
-    for source, arch, kwargs in runs:
-      model = config_checks.abstract_model(arch, source, kwargs)
-      from flax import nnx  # noqa: PLC0415
+  # One schema: every config is a study config the sweep (and every launcher) runs.
+  assert {"sources", "pretrain", "score", "finetune", "evaluate"} <= set(d), sorted(d)
+  assert set(d.get("stages") or sweep.STAGES) <= set(sweep.STAGES)
+  _stand_in_folders(d, tmp_path)
+  config_checks.check_study(d)
+  runs = config_checks.study_models(d)
+  # Imported zoos (thesis_vgg) pre-train nothing: their sources come from `imports`.
+  assert len(runs) == len(d["sources"]) and (runs or d.get("imports"))
+  for source, arch, kwargs in runs:
+    model = config_checks.abstract_model(arch, source, kwargs)
+    from flax import nnx  # noqa: PLC0415
 
-      leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
-      assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)  # no arrays
-      assert _n_params(model) > 0 and model.taps[-1] == "logits"
-      logits_kernel = model.head  # the classifier width is the source's class count
-      assert data.get(source).num_classes in {
-        x.shape[-1] for x in jax.tree.leaves(logits_kernel) if hasattr(x, "shape")
-      }
-    for stage in ("score", "finetune"):  # a target is a name or {"name": ..., **overrides}
-      names = {t["name"] if isinstance(t, dict) else t for t in d[stage]["targets"]}
-      assert names <= set(data.names())
-    return
-  # The single-stage launchers' own schemas.
-  if "arch" in d:  # launch/pretrain.py
-    for src in d["sources"]:
-      model = config_checks.abstract_model(d["arch"], src["name"], d["model_kwargs"])
-      assert _n_params(model) > 0
-  if "layers" in d:  # launch/score.py: the thesis CNN's taps
-    cnn = config_checks.abstract_model("cnn", d["targets"][0])
-    assert set(d["layers"]) <= set(cnn.taps)
-    assert set(d["scores"]) <= {*scores.names(), *score_job.BASELINES}
-  if "modes" in d:  # launch/finetune.py
-    cnn = config_checks.abstract_model("cnn", d["targets"][0])
-    assert freezing.parse_modes(d["modes"], layers=cnn.layers, backbone_layers=cnn.backbone_layers)
-  assert set(d.get("targets", ())) <= set(data.names())
-  assert all(s["name"] in data.names() for s in d.get("sources") or ())
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)  # no arrays
+    assert _n_params(model) > 0 and model.taps[-1] == "logits"
+    logits_kernel = model.head  # the classifier width is the source's class count
+    assert data.get(source).num_classes in {
+      x.shape[-1] for x in jax.tree.leaves(logits_kernel) if hasattr(x, "shape")
+    }
+    if d["score"].get("layers"):
+      assert set(d["score"]["layers"]) <= set(model.taps)
+    assert freezing.parse_modes(
+      d["finetune"].get("modes") or ("full",),
+      layers=model.layers,
+      backbone_layers=model.backbone_layers,
+    )
+  assert set(d["score"].get("scores") or ()) <= {*scores.names(), *score_job.BASELINES}
+  for stage in ("score", "finetune"):  # a target is a name or {"name": ..., **overrides}
+    names = {t["name"] if isinstance(t, dict) else t for t in d[stage]["targets"]}
+    assert names <= set(data.names())
+  # Every key of every stage section is a keyword of that stage's job (what the sweep passes).
+  schema = config_checks.study_schema()
+  for section, fields in schema.items():
+    extra = set(d[section] or {}) - set(fields)
+    assert not extra, f"{section}: {sorted(extra)} are no keywords of its job"
+    for target in (d[section] or {}).get("targets") or ():  # per-target overrides
+      if isinstance(target, dict):
+        assert set(target) - {"name"} <= set(fields), (section, target)
+  for src in d["sources"]:  # per-source overrides of the pretrain section
+    assert set(src) - {"name"} <= set(schema["pretrain"]), src
+  # cpu_devices is what devices.request_cpu_devices takes.
+  assert isinstance(d.get("cpu_devices", 0), int) and d.get("cpu_devices", 0) >= 0
 
 
 def test_abstract_model_matches_a_real_one():
@@ -100,3 +109,29 @@ def test_abstract_model_matches_a_real_one():
   abstract = config_checks.abstract_model("cnn_tiny", "mnist")
   real = models.get_model("cnn_tiny", num_classes=10, rngs=nnx.Rngs(0))
   assert _n_params(abstract) == models.count_params(nnx.state(real, nnx.Param))
+
+
+def test_minimal_study_is_what_evaluate_runs_without_a_config():
+  """launch/evaluate.py's default: no sources or targets, enough for the evaluate stage only."""
+  c = config_checks.minimal_study()
+  config_checks.check_study(c, stages=("evaluate",))
+  with pytest.raises(ValueError, match=r"^sources: empty"):
+    config_checks.check_study(c, stages=("pretrain", "evaluate"))
+  with pytest.raises(ValueError, match=r"^score.targets: empty"):
+    config_checks.check_study(c, stages=("score",))
+  overridden = config_cli.apply_overrides(
+    c, [("evaluate.n_boot", "0"), ("evaluate.with_figures", "false")],
+    schema=config_checks.study_schema(),
+  )  # fmt: skip
+  assert overridden.to_dict()["evaluate"] == {"n_boot": 0, "with_figures": False}
+
+
+def test_stage_checks_follow_the_stages_that_run():
+  """A score-only run of a study checks the score targets, not the fine-tune ones."""
+  c = config_cli.load(f"{CONFIGS[0].parent / 'thesis_cnn.py'}:tiny")
+  bad = config_cli.apply_overrides(c, [("finetune.targets", "no_such_set")])
+  config_checks.check_study(bad, stages=("score",))
+  with pytest.raises(ValueError, match=r"^finetune.targets: unknown 'no_such_set'"):
+    config_checks.check_study(bad, stages=("finetune",))
+  with pytest.raises(ValueError, match=r"^finetune.targets: unknown 'no_such_set'"):
+    config_checks.check_study(bad)  # no stages given: the config's, else all

@@ -1,0 +1,70 @@
+"""The command line of every study launcher (`launch/*.py`): one study config, some stages of it.
+
+  launcher.main()                          # launch/sweep.py: every stage (or the config's)
+  launcher.main(stages=("score",))         # launch/score.py: the score stage by default
+
+Flags: `--config FILE[:VARIANT]` plus `--config.<path>=<value>` overrides (`config_cli`),
+`--workdir`, `--stages`, `--data_dir`, `--model_module`, and the multi-process flags
+(`distributed`). The config is overridden and checked (`config_checks.check_study`, for the
+stages about to run) before any work; then the CPU devices it asks for are requested, the
+processes joined, and the stages run by `sweep.run_study`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from absl import app, flags
+
+from jtransfer import config_checks, config_cli, devices, distributed, sweep
+from jtransfer.models import user_modules
+
+
+def main(stages: Sequence[str] | None = None, *, default_config: Callable | None = None) -> None:
+  """Defines the flags and runs the launcher; call it under `if __name__ == "__main__"`.
+
+  stages: what `--stages` defaults to (None: the config's `stages`, else all of them).
+  default_config: the config without `--config` (None: `--config` is required).
+  """
+  default = ", ".join(stages) if stages else "the config's `stages`, else all"
+  stages_flag = flags.DEFINE_list(
+    "stages", list(stages or sweep.STAGES),
+    f"Stages to run, of {', '.join(sweep.STAGES)} (always in that order); default: {default}.",
+  )  # fmt: skip
+  flags.register_validator(
+    "stages",
+    lambda names: set(names) <= set(sweep.STAGES),
+    f"--stages: each stage must be one of {', '.join(sweep.STAGES)}",
+  )
+
+  def to_run() -> tuple[str, ...] | None:
+    if stages_flag.present or stages:
+      return tuple(stages_flag.value)
+    return None  # the config's own `stages`, else all
+
+  config_flag = config_cli.ConfigFlag(
+    "config",
+    "Study config.",
+    schema=config_checks.study_schema,
+    exclude=config_checks.SET_BY_SWEEP,
+    checks=lambda c: config_checks.check_study(c, stages=to_run()),
+    default=default_config,
+  )
+  workdir = flags.DEFINE_string("workdir", None, "Run directory (rerun to resume).", required=True)
+  data_dir = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
+  distributed.define_flags()
+  user_modules.define_flag()  # --model_module: the user's architectures
+
+  def run(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # The config's own architectures and image folders were loaded by its start-up check.
+    config = config_flag.value
+    try:  # both before any device use
+      devices.request_cpu_devices(config.get("cpu_devices") or 0)
+      distributed.initialize_from_flags()
+    except ValueError as e:
+      config_cli.fail(e)
+    sweep.run_study(config, workdir=workdir.value, stages=to_run(), data_dir=data_dir.value)
+
+  config_cli.run(run, config_flag)
