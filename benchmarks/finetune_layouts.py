@@ -28,8 +28,9 @@ LAYOUTS = ((1, 16), (4, 16), (4, 1))  # (fake CPU devices, group_size)
 
 def _one(args):
   """Child: one fine-tune run in the given layout; prints its wall time as JSON."""
-  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+  from jtransfer import devices  # noqa: PLC0415
+
+  devices.request_cpu_devices(args.devices)  # before JAX starts its CPU backend
   from jtransfer.train import finetune  # noqa: PLC0415
 
   t = time.perf_counter()

@@ -10,18 +10,26 @@ relative error |v32 − v64| / max(|v64|, 1e-6) per score and transform over the
 where float32 raised, e.g. a non-finite result).
 """
 
+import importlib.util
 import pathlib
-import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+import jtransfer.scores as scores
+from jtransfer.scores import registry
 
-import scores_probes  # noqa: E402
 
-import jtransfer.scores as scores  # noqa: E402
-from jtransfer.scores import registry  # noqa: E402
+def _load_probes():
+  """tests/scores_probes.py, by path: the tests folder is no package (and no sys.path entry)."""
+  path = pathlib.Path(__file__).resolve().parents[1] / "tests" / "scores_probes.py"
+  spec = importlib.util.spec_from_file_location("scores_probes", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+scores_probes = _load_probes()
 
 NAMES = [n for n, s in registry.REGISTRY.items() if not s.needs_source_probs]
 TRANSFORMS = [(0, 1), (100, 1), (1e4, 1), (0, 1e-8), (0, 1e8), (1e4, 1e-8), (1e4, 1e8)]

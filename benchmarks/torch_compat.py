@@ -19,7 +19,6 @@ import argparse
 import json
 import pathlib
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -134,7 +133,6 @@ def _rel(got, want) -> float:
 
 
 def jax_side(torch_python: str, images: int, seed: int) -> list[dict]:
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
   from jtransfer.importers import torch_weights
   from jtransfer.models import functional
 

@@ -16,7 +16,8 @@ Ways of training S seeds (each a separate model with its own init and data order
 
 Only the optimiser steps are timed (after a warm-up that compiles), not evaluation or
 checkpointing; the training set stays on the device and each step gathers its batch there.
-The script sets XLA_FLAGS for `--cpu_devices` fake host devices itself, before JAX starts.
+The script asks for `--cpu_devices` fake host devices itself (`jtransfer.devices`) before JAX
+starts.
 """
 
 import argparse
@@ -42,9 +43,9 @@ _parser.add_argument(
 )
 ARGS = _parser.parse_args()
 
-os.environ["XLA_FLAGS"] = (
-  f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={ARGS.cpu_devices}"
-)
+from jtransfer import devices  # noqa: E402
+
+devices.request_cpu_devices(ARGS.cpu_devices)  # before JAX starts its CPU backend
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -17,16 +17,13 @@ under one (source, arch, seed, step) fail.
 """
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from absl import app, flags
+from ml_collections import config_flags
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from jtransfer.importers import flax_orbax, torch_weights  # noqa: E402
-from jtransfer.models import user_modules  # noqa: E402
+from jtransfer.importers import flax_orbax, torch_weights
+from jtransfer.models import user_modules
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "A study config whose `imports` list {source, arch, weights} entries (instead "

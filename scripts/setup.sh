@@ -27,7 +27,15 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv/.jtransfer-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# Editable, so `python launch/x.py` imports this checkout's jtransfer and configs (the launchers
+# do not touch sys.path); reinstalled when pyproject changes or the install points elsewhere.
+here=$(pwd -P)
+from_here() {
+  (cd / && "$here/.venv/bin/python" -c "import configs, jtransfer, pathlib, sys
+sys.exit(any(pathlib.Path(m.__file__).resolve().parents[1] != pathlib.Path('$here') for m in (configs, jtransfer)))") \
+    >/dev/null 2>&1
+}
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! from_here; then
   echo "[setup] installing jtransfer and its test extras into .venv"
   .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import jax, flax, optax, orbax.checkpoint, tensorflow_datasets" \

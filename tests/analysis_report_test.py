@@ -141,8 +141,8 @@ def test_sqlite_fallback_without_results_module(store, tmp_path, monkeypatch):
 def test_evaluate_entry_point(store, tmp_path):
   workdir, _, _ = store
   out = subprocess.run(
-    [sys.executable, "launch/evaluate.py", f"--workdir={workdir}", "--n_boot=0", "--nofigures",
-     "--seeds=keep"],
+    [sys.executable, "launch/evaluate.py", f"--workdir={workdir}", "--config.evaluate.n_boot=0",
+     "--config.evaluate.with_figures=false", "--config.evaluate.keep_seeds=true"],
     capture_output=True, text=True, check=True, cwd=pathlib.Path(__file__).parents[1],
   )  # fmt: skip
   assert f"report: {workdir / 'report.md'}" in out.stdout

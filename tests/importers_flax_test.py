@@ -64,16 +64,19 @@ USER_MODULE = textwrap.dedent('''
 
 
 FINETUNE_CONFIG = textwrap.dedent("""
-  from configs import finetune_mnist
+  from configs import thesis_cnn
 
 
   def get_config(arg="tiny"):
-    c = finetune_mnist.get_config("tiny")
-    c.targets = ["user_images"]
-    c.modes = ["full", "frozen=2"]
-    c.duration = {"steps": 6}
-    c.train_examples = 24
-    c.eval_examples = 6
+    if arg != "tiny":
+      raise ValueError(f"unknown variant {arg!r}; valid: tiny")
+    c = thesis_cnn.get_config("tiny")
+    c.sources = []  # the zoo was imported, not pre-trained by this study
+    c.finetune.targets = ["user_images"]
+    c.finetune.modes = ["full", "frozen=2"]
+    c.finetune.duration = {"steps": 6}
+    c.finetune.train_examples = 24
+    c.finetune.eval_examples = 6
     return c
 """)
 
@@ -187,20 +190,21 @@ def test_user_model_import_score_finetune_report_from_the_command_line(tmp_path,
        "--all_steps", env=env)  # fmt: skip
   ckpts = results.load(wd, "checkpoints")
   assert sorted(ckpts["step"]) == [5, 50] and set(ckpts["arch"]) == {"user_net_e2e"}
-  _run("launch/score.py", f"--workdir={wd}", mod, "--config=configs/score_mnist.py:quick",
-       "--config.targets=('user_images',)", "--config.layers=('pool','fc')",
-       "--config.probe_per_class=4", env=env)  # fmt: skip
+  _run("launch/score.py", f"--workdir={wd}", mod, "--config=configs/thesis_cnn.py:quick",
+       "--config.sources=", "--config.score.targets=user_images", "--config.score.layers=pool,fc",
+       "--config.score.probe_per_class=4", env=env)  # fmt: skip
   scores = results.load(wd, "scores")
   assert set(scores["step"]) == {5, 50} and set(scores["layer"]) >= {"pool", "fc", "-"}
   assert scores.loc[scores.score == "knn_accuracy", "value"].between(0, 1).all()
-  # List-valued fields cannot be set by flags: the user's own config derives from the tiny one.
-  (tmp_path / "my_finetune.py").write_text(FINETUNE_CONFIG)
-  _run("launch/finetune.py", f"--workdir={wd}", mod, f"--config={tmp_path / 'my_finetune.py'}",
+  # The user's own study config, derived from the thesis one (overrides would do as well).
+  (tmp_path / "my_study.py").write_text(FINETUNE_CONFIG)
+  _run("launch/finetune.py", f"--workdir={wd}", mod, f"--config={tmp_path / 'my_study.py'}",
        env=env)  # fmt: skip
   ft = results.load(wd, "finetune")
   assert {"my_pretrain", "scratch", "random_init"} <= set(ft["source"])
   assert ft["test_acc"].between(0, 1).all()
-  out = _run("launch/evaluate.py", f"--workdir={wd}", mod, "--n_boot=0", "--nofigures", env=env)
+  out = _run("launch/evaluate.py", f"--workdir={wd}", mod, "--config.evaluate.n_boot=0",
+             "--config.evaluate.with_figures=false", env=env)  # fmt: skip
   report = pathlib.Path(out.strip().split("report: ")[-1])
   assert report.is_file() and "user_images" in report.read_text()
   # The jobs rebuilt the user's model from the zoo entries alone: no pre-training config entry.

@@ -1,0 +1,123 @@
+"""The launchers' shared pieces: the multi-process flags (one definition), the CPU-device helper,
+and the single-stage launchers running one stage of a study config (`jtransfer.launcher`)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import pytest
+from absl import flags
+
+from jtransfer import devices, distributed
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+# -- distributed flags --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def calls(monkeypatch):
+  """Records jax.distributed.initialize's arguments instead of starting a cluster."""
+  seen = []
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **kw: seen.append((a, kw)))
+  return seen
+
+
+def _parsed(*argv):
+  fv = flags.FlagValues()
+  distributed.define_flags(fv)
+  fv(["prog", *argv])
+  return fv
+
+
+def test_flags_give_initialize_the_coordinator_and_the_process(calls):
+  fv = _parsed("--coordinator=10.0.0.1:1234", "--num_processes=4", "--process_id=3")
+  assert distributed.initialize_from_flags(fv) is True
+  assert calls == [
+    ((), {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3})
+  ]
+
+
+def test_auto_lets_jax_detect_the_cluster(calls):
+  assert distributed.initialize_from_flags(_parsed("--distributed_auto")) is True
+  assert calls == [((), {})]
+
+
+def test_no_flags_is_one_process_and_no_call(calls):
+  fv = _parsed()
+  assert (fv.coordinator, fv.num_processes, fv.process_id, fv.distributed_auto) == (
+    None, None, None, False,
+  )  # fmt: skip
+  assert distributed.initialize_from_flags(fv) is False and calls == []
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--coordinator=h:1"], "give all of coordinator, num_processes and process_id"),
+    (["--num_processes=2", "--process_id=0"], "give all of coordinator"),
+    (["--coordinator=h:1", "--num_processes=2", "--process_id=2"],
+     "--process_id=2 must be below --num_processes=2"),
+    (["--distributed_auto", "--coordinator=h:1"], "--distributed_auto detects the cluster"),
+  ],
+)  # fmt: skip
+def test_bad_flag_sets_fail_in_one_line_without_a_call(calls, argv, message):
+  with pytest.raises(ValueError) as e:
+    distributed.initialize_from_flags(_parsed(*argv))
+  assert str(e.value).startswith(message) and "\n" not in str(e.value)
+  assert calls == []
+
+
+def test_flags_reject_impossible_numbers():
+  for bad in ("--num_processes=0", "--process_id=-1", "--num_processes=two"):
+    with pytest.raises(flags.IllegalFlagValueError):
+      _parsed(bad)
+
+
+# -- CPU devices ------------------------------------------------------------------------------
+
+
+def test_request_cpu_devices_rejects_bad_counts():
+  for bad in (-1, 2.0, True, "4"):
+    with pytest.raises(ValueError, match="cpu_devices must be a non-negative int"):
+      devices.request_cpu_devices(bad)
+  assert devices.request_cpu_devices(0) is False and devices.request_cpu_devices(None) is False
+
+
+def test_request_cpu_devices_leaves_an_explicit_xla_flag_alone():
+  # conftest set --xla_force_host_platform_device_count=8: the explicit choice wins.
+  assert "xla_force_host_platform_device_count=8" in os.environ["XLA_FLAGS"]
+  assert devices.request_cpu_devices(3) is False
+  assert jax.device_count() == 8
+
+
+def test_request_cpu_devices_after_start_up_is_an_error(monkeypatch):
+  jax.devices()  # the backend has started with 8 devices
+  monkeypatch.setenv("XLA_FLAGS", "")
+  with pytest.raises(RuntimeError, match="before backends are initialized"):
+    devices.request_cpu_devices(3)
+  assert jax.device_count() == 8
+
+
+def _device_count(n, xla_flags):
+  code = (
+    "import sys; from jtransfer import devices; import jax\n"
+    f"set_ = devices.request_cpu_devices({n})\n"
+    "print(set_, jax.device_count(), jax.devices()[0].platform)"
+  )
+  env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
+  out = subprocess.run(
+    [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
+  )
+  return out.stdout.split()
+
+
+@pytest.mark.slow  # fresh interpreters: the device count is fixed when JAX starts
+def test_request_cpu_devices_in_a_fresh_process():
+  assert _device_count(3, "") == ["True", "3", "cpu"]
+  assert _device_count(0, "") == ["False", "1", "cpu"]
+  assert _device_count(3, "--xla_force_host_platform_device_count=2") == ["False", "2", "cpu"]
