@@ -121,3 +121,66 @@ def test_request_cpu_devices_in_a_fresh_process():
   assert _device_count(3, "") == ["True", "3", "cpu"]
   assert _device_count(0, "") == ["False", "1", "cpu"]
   assert _device_count(3, "--xla_force_host_platform_device_count=2") == ["False", "2", "cpu"]
+
+
+# -- the single-stage launchers ---------------------------------------------------------------
+
+
+def test_run_study_passes_the_config_sections_and_the_stages(monkeypatch, tmp_path):
+  from jtransfer import config_cli, sweep  # noqa: PLC0415
+
+  seen = []
+  monkeypatch.setattr(sweep, "run", lambda **kw: seen.append(kw))
+  thesis = config_cli.load(f"{REPO / 'configs' / 'thesis_cnn.py'}:tiny")
+  sweep.run_study(thesis, workdir=tmp_path, stages=("score",), data_dir="d")
+  d = thesis.to_dict()
+  assert seen[-1] == dict(
+    workdir=tmp_path, sources=d["sources"], pretrain=d["pretrain"], score=d["score"],
+    finetune=d["finetune"], evaluate=d["evaluate"], stages=("score",), data_dir="d", reports=(),
+  )  # fmt: skip
+  sweep.run_study(thesis, workdir=tmp_path)  # no stages: all of them
+  assert seen[-1]["stages"] == sweep.STAGES
+  gradual = config_cli.load(f"{REPO / 'configs' / 'gradual_transfer.py'}:quick")
+  sweep.run_study(gradual, workdir=tmp_path)  # the config's own stages and reports
+  assert seen[-1]["stages"] == tuple(gradual.stages) != sweep.STAGES
+  assert seen[-1]["reports"] == list(gradual.reports) and seen[-1]["evaluate"] is None
+
+
+@pytest.mark.slow  # four launcher processes: the tiny study, one stage each
+def test_single_stage_launchers_run_one_stage_each_and_match_the_sweep(tmp_path, data_dir):
+  """pretrain.py, score.py, finetune.py, evaluate.py on one workdir: each runs only its stage of
+  the study config, and together they write the tables the tiny sweep wrote before issue 12."""
+  import sweep_test  # noqa: PLC0415  (the stored tables and their comparison)
+
+  from jtransfer import results  # noqa: PLC0415
+
+  wd = tmp_path / "run"
+
+  def launch(name, *extra):
+    out = subprocess.run(
+      [sys.executable, str(REPO / "launch" / f"{name}.py"),
+       f"--config={REPO / 'configs' / 'thesis_cnn.py'}:tiny", f"--workdir={wd}",
+       f"--data_dir={data_dir}", *extra],
+      capture_output=True, text=True, timeout=1800, cwd=tmp_path,
+      env={**os.environ, "JTRANSFER_QUIET": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, f"{name}:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return out.stdout
+
+  def rows():
+    return {t: len(results.load(wd, t)) for t in sweep_test._TABLES}
+
+  out = launch("pretrain", "--config.pretrain.show_progress=false")
+  assert "[sweep] pretrain mnist_noise done" in out and "[sweep] score" not in out
+  assert rows()["checkpoints"] > 0 and rows()["scores"] == rows()["finetune"] == 0
+  out = launch("score")
+  assert "[sweep] score on mnist done" in out and "[sweep] pretrain" not in out
+  assert rows()["scores"] > 0 and rows()["finetune"] == 0
+  out = launch("finetune")
+  assert "[sweep] finetune on mnist done" in out and "[sweep] score" not in out
+  for table in sweep_test._TABLES:
+    before = sweep_test.pd.read_csv(sweep_test._BEFORE / f"{table}.csv")
+    sweep_test._compare(table, before, results.load(wd, table))
+  out = launch("evaluate", "--config.evaluate.with_figures=false")
+  assert f"report: {wd / 'report.md'}" in out and "[sweep] finetune" not in out
+  assert (wd / "report.md").is_file() and not list(wd.glob("figures/*.png"))
