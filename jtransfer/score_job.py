@@ -3,8 +3,13 @@
   score_job.run(workdir="/tmp/zoo", target="mnist", probe_per_class=50)
   results.load("/tmp/zoo", "scores")  # source arch seed step target probe layer score value
 
-Top-down: probe -> checkpoints -> groups -> per group: restore stacked -> extract -> score ->
-one transaction per checkpoint.
+Two phases. PLANNING (`_plan`) builds the probe, selects this process's checkpoints, groups
+them by model, drops those whose done markers cover the request and cuts the rest into chunks
+within the memory budget: a list of `_Chunk`s, with nothing read from a checkpoint yet.
+EXECUTION (`_execute`) runs each chunk: restore stacked -> extract -> score -> one transaction
+per (checkpoint, probe). The parameters come in once, as a frozen `ScoreConfig`, and the run
+lives in a `jtransfer.job` context (log file, store shard, process share, devices, config
+record).
 
 Probe. Built ONCE per run (`data.probe_set`: `probe_per_class` samples of every target class,
 the same samples on every call and machine) and fed unchanged to every checkpoint. It is
@@ -45,7 +50,10 @@ every layer):
 - `param_count`: parameters of the whole checkpoint (backbone and head).
 A score that fails for one checkpoint (e.g. RSA on a layer with an all-zero sample, a score
 value that is not finite) is stored as NULL with the error in `extra` and logged: one dead
-layer never stops the job, and never becomes a silent NaN.
+layer never stops the job, and never becomes a silent NaN. One rule finds it
+(`scores.compute.compute_isolated`): a failing call is split into its models, then into its
+scores, until the failure is pinned on one (checkpoint, score); its batch-mates keep the values
+they get in the batch.
 
 Resume. Rows of one (checkpoint, target, probe) and their done marker
 `("score", (source, arch, seed, step, target, probe))` are written in ONE transaction, so a rerun

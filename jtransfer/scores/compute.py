@@ -10,6 +10,8 @@ fixed-size chunks: one compiled program per chunk (vmap over `chunk_size` models
 devices, the model axis sharded over a 1-D mesh via `jax.shard_map`), called once per chunk. The
 chunk width does not depend on M (the last chunk is padded by repeating model 0, the padding is
 dropped), so a model's scores are bit-identical whatever else is in its batch.
+`compute_isolated` is `compute_batched` for jobs: a (model, score) that fails becomes NaN with
+its error instead of stopping the batch.
 """
 
 from __future__ import annotations
