@@ -3,8 +3,12 @@
   run(workdir="/tmp/zoo", source="mnist", arch="cnn", num_seeds=10, batch_size=64,
       duration={"epochs": 100}, optimizer="adam", optimizer_kwargs={"learning_rate": 1e-4})
 
-One top-down loop (big_vision `train.py`): mesh -> data -> model and optimizer -> restore or
-init -> step fn -> loop -> final save.
+`run` checks its parameters once into a frozen `PretrainConfig` and works inside a
+`jtransfer.job` context (log file, store shard, this process's share of the seeds, devices,
+config record). Then, top-down (big_vision `train.py`): planning (`_plan`: data sizes ->
+schedule -> seeds still to train) -> placement (`_place`: mesh -> data on the devices -> model
+and optimizer -> restore or init -> step fns) -> the loop (`_loop`), which saves at the
+checkpoint steps (`_save_checkpoint`).
 
 Seeds. All seeds train in ONE jitted step: params, optimizer state and `rest` are stacked on a
 leading seed axis. Seed `s` gets its own init (`jax.random.key(s)`), its own data order
