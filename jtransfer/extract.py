@@ -9,13 +9,16 @@ returns every requested tap at once (flattened to [N, D] per model, in the model
 every score is invariant to a fixed permutation of feature columns). The last mini-batch is
 padded to the batch size so the function compiles once per (graphdef, taps, batch shape).
 
-How the M models share the device (`parallel`):
+How the M models share the device (`parallel`, the modes of `jtransfer.stacking`):
 - "vmap": the model axis is vmapped (one batched forward pass). Fastest on GPU/TPU.
-- "map": the models run one after another inside the same jitted call (`jax.lax.map`), so
-  every convolution stays un-batched. XLA:CPU lowers vmapped convolutions over stacked kernels
-  to slow grouped convolutions; on CPU this is the faster choice (see BENCHMARKS.md).
-- "auto": "vmap" on GPU/TPU, "map" on CPU.
-Both give the same numbers as running each model alone (`extract_one`), up to float rounding.
+- "loop" (old name "map", still accepted): the models run one after another inside the same
+  jitted call (`jax.lax.map`), so every convolution stays un-batched. XLA:CPU lowers vmapped
+  convolutions over stacked kernels to slow grouped convolutions; on CPU this is the faster
+  choice (see BENCHMARKS.md).
+- "auto": `stacking.resolve` on one device: "vmap" on GPU/TPU, on CPU "loop" for several
+  models and "vmap" for one (with one model the two are the same forward pass).
+Extraction runs on one device, so "devices" is not available. Every mode gives the same
+numbers as running each model alone (`extract_one`), up to float rounding.
 """
 
 from __future__ import annotations
@@ -28,18 +31,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtransfer import stacking
 from jtransfer.models import functional
 
-PARALLEL = ("auto", "vmap", "map")
+PARALLEL = ("auto", "vmap", "loop", "map")  # "map": the old name of "loop"
+_SUPPORTED = ("vmap", "loop")
 
 
-def resolve_parallel(parallel: str, backend: str | None = None) -> str:
-  """ "vmap" or "map" for `parallel` ("auto" picks by backend; see the module docstring)."""
-  if parallel not in PARALLEL:
-    raise ValueError(f"parallel must be one of {PARALLEL}, got {parallel!r}")
-  if parallel != "auto":
-    return parallel
-  return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
+def resolve_parallel(parallel: str, backend: str | None = None, members: int = 2) -> str:
+  """ "vmap" or "loop" for `parallel` on one device (`stacking.resolve`)."""
+  return stacking.resolve(
+    parallel,
+    backend=backend or jax.default_backend(),
+    members=members,
+    devices=1,
+    supported=_SUPPORTED,
+    name="parallel",
+  )
 
 
 def _one_model(graphdef, taps: tuple[str, ...]):
@@ -135,12 +143,12 @@ def extract(
     inputs: [N, ...] the probe, already normalised.
     taps: tap names of the architecture; all are read in the same forward pass.
     batch_size: probe samples per forward pass (bounds the activation memory on the device).
-    parallel: "vmap", "map" or "auto" (see the module docstring).
+    parallel: "auto", "vmap" or "loop" ("map" = "loop"; see the module docstring).
   """
   taps = _check_taps(taps)
   x = _check_inputs(inputs, batch_size)
-  _num_models(stacked_params)
-  fn = _jitted(graphdef, taps, resolve_parallel(parallel))
+  m = _num_models(stacked_params)
+  fn = _jitted(graphdef, taps, resolve_parallel(parallel, members=m))
   params = jax.tree.map(jnp.asarray, stacked_params)
   rest = jax.tree.map(jnp.asarray, stacked_rest)
   # Dispatch every batch before reading any back: the host copies overlap device work.

@@ -3,8 +3,13 @@
   score_job.run(workdir="/tmp/zoo", target="mnist", probe_per_class=50)
   results.load("/tmp/zoo", "scores")  # source arch seed step target probe layer score value
 
-Top-down: probe -> checkpoints -> groups -> per group: restore stacked -> extract -> score ->
-one transaction per checkpoint.
+Two phases. PLANNING (`_plan`) builds the probe, selects this process's checkpoints, groups
+them by model, drops those whose done markers cover the request and cuts the rest into chunks
+within the memory budget: a list of `_Chunk`s, with nothing read from a checkpoint yet.
+EXECUTION (`_execute`) runs each chunk: restore stacked -> extract -> score -> one transaction
+per (checkpoint, probe). The parameters come in once, as a frozen `ScoreConfig`, and the run
+lives in a `jtransfer.job` context (log file, store shard, process share, devices, config
+record).
 
 Probe. Built ONCE per run (`data.probe_set`: `probe_per_class` samples of every target class,
 the same samples on every call and machine) and fed unchanged to every checkpoint. It is
@@ -45,7 +50,10 @@ every layer):
 - `param_count`: parameters of the whole checkpoint (backbone and head).
 A score that fails for one checkpoint (e.g. RSA on a layer with an all-zero sample, a score
 value that is not finite) is stored as NULL with the error in `extra` and logged: one dead
-layer never stops the job, and never becomes a silent NaN.
+layer never stops the job, and never becomes a silent NaN. One rule finds it
+(`scores.compute.compute_isolated`): a failing call is split into its models, then into its
+scores, until the failure is pinned on one (checkpoint, score); its batch-mates keep the values
+they get in the batch.
 
 Resume. Rows of one (checkpoint, target, probe) and their done marker
 `("score", (source, arch, seed, step, target, probe))` are written in ONE transaction, so a rerun
@@ -71,15 +79,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jtransfer import checkpointing, extract, results, zoo
+from jtransfer import checkpointing, extract, job, results, stacking, zoo
 from jtransfer import data as datasets
-from jtransfer import scores as scores_lib
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base as models_base
 from jtransfer.models import functional
 from jtransfer.progress import progress
 from jtransfer.scores import registry
-from jtransfer.scores.compute import default_chunk_size
+from jtransfer.scores.compute import compute_isolated, default_chunk_size
 
 JOB = "score"
 NO_LAYER = "-"  # layer of the scores that do not depend on a tap
@@ -148,43 +155,6 @@ def select_scores(names: Sequence[str] | None) -> tuple[list[str], list[str], li
   return feature, probs, [n for n in names if n in BASELINES]
 
 
-def _score_models(features, labels, *, num_classes, names, source_probs, chunk_size, options):
-  """{name: ([M] float64 values, [M] error message or None)}.
-
-  One `compute_batched` call for all names. Only if that raises (a bad layer of some model) are
-  the models retried one by one through the same compiled chunk program (so a good model's
-  values do not depend on a bad batch-mate), and a model that still fails score by score.
-  """
-  m = (features if features is not None else source_probs).shape[0]
-
-  def batched(which, lo=0, hi=m):
-    out = scores_lib.compute_batched(
-      None if features is None else features[lo:hi], labels, num_classes=num_classes,
-      names=which, source_probs=None if source_probs is None else source_probs[lo:hi],
-      chunk_size=chunk_size, options={n: options[n] for n in which if n in options},
-    )  # fmt: skip
-    return {n: np.asarray(v, np.float64) for n, v in out.items()}
-
-  try:
-    return {n: (v, [None] * m) for n, v in batched(names).items()}
-  except ValueError:
-    pass
-  result = {n: (np.full(m, np.nan), [None] * m) for n in names}
-  for i in range(m):
-    try:
-      one = batched(names, i, i + 1)
-    except ValueError:
-      one = {}
-      for name in names:
-        try:
-          one.update(batched([name], i, i + 1))
-        except ValueError as e:
-          result[name][1][i] = str(e)
-    for name, value in one.items():
-      result[name][0][i] = value[0]
-  return result
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
   z = logits.astype(np.float64)
   z = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -223,83 +193,58 @@ def _covers(marker: dict, layers, names, probe: Probe, key) -> bool:
   )
 
 
+# -- the config -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+  """The typed, validated parameters of one score run (see `run` for their meaning)."""
+
+  workdir: pathlib.Path
+  target: str
+  probe_per_class: int = 50
+  probe_split: str = "train"
+  heldout_probe: bool = False
+  layers: tuple[str, ...] | None = None
+  scores: tuple[str, ...] | None = None
+  checkpoints: tuple[Any, ...] | None = None
+  model_kwargs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
+  batch_size: int = 250
+  parallel: str = "auto"
+  data_dir: str | None = None
+  probe_seed: int = 0
+  score_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  show_progress: bool = True
+  store_shard: str | None = None
+
+  def __post_init__(self):
+    if self.memory_budget_bytes < 1:
+      raise ValueError(f"memory_budget_bytes must be positive, got {self.memory_budget_bytes}")
+    unknown = sorted(set(self.score_options) - set(self.requested))  # also checks `scores`
+    if unknown:
+      raise ValueError(f"score_options given for scores not requested: {unknown}")
+    stacking.canonical(self.parallel, name="parallel")
+    if self.checkpoints is not None and not self.checkpoints:
+      raise ValueError("checkpoints is empty: nothing to score")
+
+  def score_names(self) -> tuple[list[str], list[str], list[str]]:
+    """(feature scores, source-softmax scores, baselines) asked for."""
+    return select_scores(self.scores)
+
+  @property
+  def requested(self) -> list[str]:
+    feature, probs, baselines = self.score_names()
+    return [*feature, *probs, *baselines]
+
+
+def _names(value) -> tuple[str, ...] | None:
+  if value is None:
+    return None
+  return (value,) if isinstance(value, str) else tuple(value)
+
+
 # -- the job --------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Group:
-  arch: str
-  num_classes: int
-  model_kwargs: dict
-  checkpoints: list[zoo.Entry]
-
-
-def _groups(ckpts, model_kwargs, target_spec) -> list[_Group]:
-  groups: dict[tuple, _Group] = {}
-  for c in ckpts:
-    nc = c.num_classes
-    if nc is None:
-      try:
-        nc = datasets.get(c.source).num_classes
-      except ValueError as e:
-        raise ValueError(
-          f"cannot tell the number of source classes of checkpoint {c.path}: source "
-          f"{c.source!r} is not a registered dataset; pass num_classes in its record"
-        ) from e
-    kw = dict(model_kwargs.get(c.arch, c.model_kwargs or {}))
-    # Input hyperparameters (an audio model's clip length, sample rate) follow the probe's data.
-    kw = models_base.fit_to_data(c.arch, kw, target_spec)
-    key = (c.arch, nc, json.dumps(kw, sort_keys=True, default=str))
-    groups.setdefault(key, _Group(c.arch, nc, kw, [])).checkpoints.append(c)
-  return list(groups.values())
-
-
-def _restore(group: _Group, ckpts: Sequence[zoo.Entry], abstract_params):
-  """(checkpoints read, stacked params, stacked stored batch-norm statistics or {}, failures).
-
-  A corrupt checkpoint is left out and returned in `failures` as (entry, error message).
-  """
-  trees, good, failures = [], [], []
-  for c in ckpts:
-    try:
-      trees.append(checkpointing.restore(c.path))
-      good.append(c)
-    except checkpointing.CorruptCheckpointError as e:
-      failures.append((c, str(e)))
-  if not good:
-    return good, {}, {}, failures
-  params, stored_rest = checkpointing.split_rest(checkpointing.stack(trees))
-  ckpts = good
-  want = jax.tree.map(lambda s: tuple(s.shape), abstract_params)
-  try:
-    got = jax.tree.map(lambda x: tuple(x.shape[1:]), params)
-    same = jax.tree.structure(got) == jax.tree.structure(want) and got == want
-  except ValueError:
-    same = False
-  if not same:
-    raise ValueError(
-      f"checkpoints {[c.path for c in ckpts][:2]}... do not match {group.arch} with "
-      f"num_classes={group.num_classes} and model_kwargs={group.model_kwargs}: pass the "
-      "model_kwargs they were trained with"
-    )
-  return good, params, stored_rest, failures
-
-
-def _stacked_rest(group: _Group, m: int, abstract_rest, stored_rest):
-  if not jax.tree.leaves(abstract_rest):
-    return {}
-  if jax.tree.leaves(stored_rest):
-    return stored_rest
-  # Older checkpoints without stored batch statistics run on freshly initialised ones.
-  log.warning(
-    "%s has non-parameter state (batch-norm statistics) that these checkpoints do not store; "
-    "extracting with initial statistics",
-    group.arch,
-  )
-  _, _, rest = functional.init(
-    group.arch, num_classes=group.num_classes, seed=0, **group.model_kwargs
-  )
-  return jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], m, axis=0), rest)
 
 
 @workdir_files.holds_lock(JOB)
@@ -337,155 +282,131 @@ def run(
     model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: their records).
     memory_budget_bytes: bound on one group's activations (and the score kernels' chunks).
     batch_size: probe samples per forward pass.
-    parallel: how stacked models share a device: "auto", "vmap" or "map" (`jtransfer.extract`).
+    parallel: how stacked models share a device in extraction: "auto", "vmap" or "loop"
+      (`jtransfer.stacking`; "map" is the old name of "loop").
     score_options: per-score option overrides (stored in every row's `extra`).
   """
   t0 = time.time()
-  workdir = pathlib.Path(workdir)
-  if int(memory_budget_bytes) < 1:
-    raise ValueError(f"memory_budget_bytes must be positive, got {memory_budget_bytes}")
-  feature_names, prob_names, baseline_names = select_scores(scores)
-  requested = [*feature_names, *prob_names, *baseline_names]
-  options = {k: dict(v) for k, v in dict(score_options or {}).items()}
-  unknown_opts = sorted(set(options) - set(requested))
-  if unknown_opts:
-    raise ValueError(f"score_options given for scores not requested: {unknown_opts}")
-  nproc, pid = jax.process_count(), jax.process_index()
-
-  # Probe(s): built once, the same for every checkpoint.
-  probes = [build_probe(target, probe_split, probe_per_class, seed=probe_seed, data_dir=data_dir)]
-  if heldout_probe:
-    other = "test" if probe_split != "test" else "train"
-    probes.append(
-      build_probe(target, other, probe_per_class, seed=probe_seed, data_dir=data_dir, name=HELDOUT)
-    )
-  if len({p.name for p in probes}) < len(probes):
-    raise ValueError(f"probe names clash: {[p.name for p in probes]}")
-  num_target_classes = datasets.get(target).num_classes
-  inputs = np.concatenate([p.inputs for p in probes])
-
-  # Checkpoints, grouped by model; those whose markers cover this request are skipped.
-  ckpts = _select(workdir, checkpoints)[pid::nproc]
-  markers = _done_markers(workdir)
-  plans = []
-  groups = _groups(ckpts, dict(model_kwargs or {}), datasets.get(target))
-  for group in groups:
-    graphdef, abstract_params, abstract_rest = functional.abstract_init(
-      group.arch, num_classes=group.num_classes, **group.model_kwargs
-    )
-    model_taps = tuple(functional.merge(graphdef, abstract_params, abstract_rest).taps)
-    use_layers = model_taps if layers is None else tuple(dict.fromkeys(layers))
-    models_base.check_taps(use_layers, model_taps)
-    if not use_layers and feature_names:
-      raise ValueError("layers is empty; pass None for every tap")
-
-    def todo(c: zoo.Entry, use_layers=use_layers) -> bool:
-      for p in probes:
-        key = results.key_str(done_key(c, target, p.name))
-        if key not in markers or not _covers(markers[key], use_layers, requested, p, key):
-          return True
-      return False
-
-    group.checkpoints = [c for c in group.checkpoints if todo(c)]
-    if group.checkpoints:
-      plans.append((group, graphdef, abstract_params, abstract_rest, use_layers))
-  pending = sum(len(g.checkpoints) for g, *_ in plans)
-  summary = {
-    "target": target,
-    "probes": [p.name for p in probes],
-    "checkpoints": len(ckpts),
-    "skipped": len(ckpts) - pending,
-    "scored": 0,
-    "failed": 0,
-    "groups": 0,
-    "rows": 0,
-  }
-  if not pending:
-    log.info("score %s: all %d checkpoints already scored", target, len(ckpts))
-    return {**summary, "seconds": time.time() - t0}
-  store = results.Store(workdir, shard=store_shard or (f"host{pid}" if nproc > 1 else None))
-  if pid == 0:
-    config = {k: v for k, v in locals().items() if k in _CONFIG_KEYS}
-    workdir_files.append_config(workdir, JOB, config)
-  bar = progress(total=pending, desc=f"score {target}", unit="ckpt") if show_progress else None
-  try:
-    for group, graphdef, abstract_params, abstract_rest, use_layers in plans:
-      taps = tuple(dict.fromkeys([*use_layers, *(["logits"] if prob_names else [])]))
-      zeros = lambda tree: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), tree)  # noqa: E731
-      dims = extract.tap_dims(
-        graphdef, zeros(abstract_params), zeros(abstract_rest), inputs.shape[1:], taps
-      )
-      per_model = extract.activation_bytes(dims, len(inputs))
-      # Largest group within the budget, then balanced: 48 at a cap of 29 is 2 x 24, not 29 + 19.
-      cap = max(1, int(memory_budget_bytes) // per_model)
-      size = -(-len(group.checkpoints) // -(-len(group.checkpoints) // cap))
-      if per_model > memory_budget_bytes:
-        log.warning(
-          "one %s checkpoint needs %.3g GB of activations, over the %.3g GB budget",
-          group.arch, per_model / 1e9, memory_budget_bytes / 1e9,
-        )  # fmt: skip
-      n_params = models_base.count_params(abstract_params)
-      for start in range(0, len(group.checkpoints), size):
-        chunk, params, stored_rest, failures = _restore(
-          group, group.checkpoints[start : start + size], abstract_params
-        )
-        _record_failures(store, failures, target)
-        summary["failed"] += len(failures)
-        if bar is not None:
-          bar.update(len(failures))
-        if not chunk:
-          continue
-        rows_by_ckpt = _score_chunk(
-          group=group,
-          chunk=chunk,
-          params=params,
-          stored_rest=stored_rest,
-          graphdef=graphdef,
-          abstract_params=abstract_params,
-          abstract_rest=abstract_rest,
-          layers=use_layers,
-          inputs=inputs,
-          probes=probes,
-          target=target,
-          num_target_classes=num_target_classes,
-          feature_names=feature_names,
-          prob_names=prob_names,
-          baseline_names=baseline_names,
-          n_params=n_params,
-          options=options,
-          memory_budget_bytes=int(memory_budget_bytes),
-          batch_size=batch_size,
-          parallel=parallel,
-        )
-        for c in chunk:
-          for p in probes:
-            key = done_key(c, target, p.name)
-            old = markers.get(results.key_str(key), {})
-            extra = {
-              "probe": p.describe(),
-              "layers": sorted(set(old.get("layers", ())) | set(use_layers)),
-              "scores": sorted(set(old.get("scores", ())) | set(requested)),
-            }
-            rows = rows_by_ckpt[(c.key, p.name)]
-            store.mark_done(JOB, key, {"scores": rows}, extra=extra)
-            summary["rows"] += len(rows)
-          store.clear_failure(JOB, c.key, target=target)
-        summary["scored"] += len(chunk)
-        summary["groups"] += 1
-        if bar is not None:
-          bar.update(len(chunk))
-  finally:
-    if bar is not None:
-      bar.close()
-    store.close()
+  config = ScoreConfig(
+    workdir=pathlib.Path(workdir),
+    target=target,
+    probe_per_class=probe_per_class,
+    probe_split=probe_split,
+    heldout_probe=heldout_probe,
+    layers=_names(layers),
+    scores=_names(scores),
+    checkpoints=None if checkpoints is None else tuple(checkpoints),
+    model_kwargs={k: dict(v) for k, v in dict(model_kwargs or {}).items()},
+    memory_budget_bytes=int(memory_budget_bytes),
+    batch_size=batch_size,
+    parallel=parallel,
+    data_dir=None if data_dir is None else os.fspath(data_dir),
+    probe_seed=probe_seed,
+    score_options={k: dict(v) for k, v in dict(score_options or {}).items()},
+    show_progress=show_progress,
+    store_shard=store_shard,
+  )
+  with job.open_context(config.workdir, JOB, config, logger=log, store_shard=store_shard) as ctx:
+    plan = _plan(config, ctx)
+    summary = {
+      "target": target,
+      "probes": [p.name for p in plan.probes],
+      "checkpoints": plan.selected,
+      "skipped": plan.selected - plan.pending,
+      "scored": 0,
+      "failed": 0,
+      "groups": 0,
+      "rows": 0,
+    }
+    if not plan.pending:
+      log.info("score %s: all %d checkpoints already scored", target, plan.selected)
+      return {**summary, "seconds": time.time() - t0}
+    ctx.record_config()
+    summary.update(_execute(config, ctx, plan))
   summary["seconds"] = time.time() - t0
   log.info("score %s done: %s", target, summary)
   return summary
 
 
+# -- planning: probes, checkpoints, groups, done markers -> chunks --------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+  """One group's architecture, built abstractly (shapes only)."""
+
+  arch: str
+  num_classes: int
+  model_kwargs: dict
+  graphdef: Any
+  abstract_params: Any
+  abstract_rest: Any
+  layers: tuple[str, ...]  # the taps scored
+  n_params: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+  """Checkpoints of one model restored, extracted and scored together."""
+
+  model: _Model
+  checkpoints: tuple[zoo.Entry, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  probes: list[Probe]
+  inputs: np.ndarray  # the probes, concatenated
+  num_target_classes: int
+  markers: dict[str, dict]  # done markers already in the store
+  selected: int  # this process's checkpoints
+  chunks: list[_Chunk]  # the checkpoints whose markers do not cover this request
+
+  @property
+  def pending(self) -> int:
+    return sum(len(c.checkpoints) for c in self.chunks)
+
+
+def _plan(config: ScoreConfig, ctx: job.Context) -> _Plan:
+  # Probe(s): built once, the same for every checkpoint.
+  probes = _build_probes(config)
+  inputs = np.concatenate([p.inputs for p in probes])
+  target_spec = datasets.get(config.target)
+  # Checkpoints, grouped by model; those whose markers cover this request are skipped.
+  ckpts = ctx.share(_select(config.workdir, config.checkpoints))
+  markers = _done_markers(config.workdir)
+  chunks = []
+  for group in _groups(ckpts, config.model_kwargs, target_spec):
+    model = _abstract_model(group, config)
+
+    def todo(c: zoo.Entry, layers=model.layers) -> bool:
+      for p in probes:
+        key = results.key_str(done_key(c, config.target, p.name))
+        if key not in markers or not _covers(markers[key], layers, config.requested, p, key):
+          return True
+      return False
+
+    pending = [c for c in group.checkpoints if todo(c)]
+    if pending:
+      size = _chunk_size(model, len(pending), inputs, config)
+      chunks += [_Chunk(model, tuple(pending[i : i + size])) for i in range(0, len(pending), size)]
+  return _Plan(probes, inputs, target_spec.num_classes, markers, len(ckpts), chunks)
+
+
+def _build_probes(config: ScoreConfig) -> list[Probe]:
+  c = config
+  probes = [build_probe(c.target, c.probe_split, c.probe_per_class, seed=c.probe_seed,
+                        data_dir=c.data_dir)]  # fmt: skip
+  if c.heldout_probe:
+    other = "test" if c.probe_split != "test" else "train"
+    probes.append(build_probe(c.target, other, c.probe_per_class, seed=c.probe_seed,
+                              data_dir=c.data_dir, name=HELDOUT))  # fmt: skip
+  if len({p.name for p in probes}) < len(probes):
+    raise ValueError(f"probe names clash: {[p.name for p in probes]}")
+  return probes
+
+
 def _select(workdir: pathlib.Path, checkpoints) -> list[zoo.Entry]:
-  if checkpoints is not None and not list(checkpoints):
-    raise ValueError("checkpoints is empty: nothing to score")
   ckpts = zoo.select(workdir, checkpoints)
   if not ckpts:
     raise ValueError(
@@ -495,6 +416,164 @@ def _select(workdir: pathlib.Path, checkpoints) -> list[zoo.Entry]:
   return ckpts
 
 
+@dataclasses.dataclass
+class _Group:
+  arch: str
+  num_classes: int
+  model_kwargs: dict
+  checkpoints: list[zoo.Entry]
+
+
+def _groups(ckpts, model_kwargs, target_spec) -> list[_Group]:
+  """Checkpoints by (arch, number of source classes, hyperparameters), in first-seen order."""
+  groups: dict[tuple, _Group] = {}
+  for c in ckpts:
+    nc = c.num_classes
+    if nc is None:
+      try:
+        nc = datasets.get(c.source).num_classes
+      except ValueError as e:
+        raise ValueError(
+          f"cannot tell the number of source classes of checkpoint {c.path}: source "
+          f"{c.source!r} is not a registered dataset; pass num_classes in its record"
+        ) from e
+    kw = dict(model_kwargs.get(c.arch, c.model_kwargs or {}))
+    # Input hyperparameters (an audio model's clip length, sample rate) follow the probe's data.
+    kw = models_base.fit_to_data(c.arch, kw, target_spec)
+    key = (c.arch, nc, json.dumps(kw, sort_keys=True, default=str))
+    groups.setdefault(key, _Group(c.arch, nc, kw, [])).checkpoints.append(c)
+  return list(groups.values())
+
+
+def _abstract_model(group: _Group, config: ScoreConfig) -> _Model:
+  graphdef, abstract_params, abstract_rest = functional.abstract_init(
+    group.arch, num_classes=group.num_classes, **group.model_kwargs
+  )
+  model_taps = tuple(functional.merge(graphdef, abstract_params, abstract_rest).taps)
+  layers = model_taps if config.layers is None else tuple(dict.fromkeys(config.layers))
+  models_base.check_taps(layers, model_taps)
+  if not layers and config.score_names()[0]:
+    raise ValueError("layers is empty; pass None for every tap")
+  return _Model(
+    arch=group.arch,
+    num_classes=group.num_classes,
+    model_kwargs=group.model_kwargs,
+    graphdef=graphdef,
+    abstract_params=abstract_params,
+    abstract_rest=abstract_rest,
+    layers=layers,
+    n_params=models_base.count_params(abstract_params),
+  )
+
+
+def _chunk_size(model: _Model, pending: int, inputs: np.ndarray, config: ScoreConfig) -> int:
+  """Checkpoints per chunk: the largest number whose activations fit the memory budget, then
+  balanced (48 at a cap of 29 is 2 x 24, not 29 + 19)."""
+  taps = _taps(model.layers, bool(config.score_names()[1]))
+  zeros = lambda tree: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), tree)  # noqa: E731
+  dims = extract.tap_dims(
+    model.graphdef, zeros(model.abstract_params), zeros(model.abstract_rest), inputs.shape[1:], taps
+  )
+  per_model = extract.activation_bytes(dims, len(inputs))
+  budget = config.memory_budget_bytes
+  if per_model > budget:
+    log.warning(
+      "one %s checkpoint needs %.3g GB of activations, over the %.3g GB budget",
+      model.arch, per_model / 1e9, budget / 1e9,
+    )  # fmt: skip
+  cap = max(1, budget // per_model)
+  return -(-pending // -(-pending // cap))
+
+
+def _taps(layers: Sequence[str], source_probs: bool) -> tuple[str, ...]:
+  """The taps read: the scored layers, and the logits for the source-softmax scores."""
+  return tuple(dict.fromkeys([*layers, *(["logits"] if source_probs else [])]))
+
+
+# -- execution: restore, extract, score, mark done ------------------------------------------
+
+
+def _execute(config: ScoreConfig, ctx: job.Context, plan: _Plan) -> dict[str, int]:
+  """Runs every planned chunk; the summary's counts."""
+  counts = {"scored": 0, "failed": 0, "groups": 0, "rows": 0}
+  bar = None
+  if config.show_progress:
+    bar = progress(total=plan.pending, desc=f"score {config.target}", unit="ckpt")
+  try:
+    for chunk in plan.chunks:
+      good, params, stored_rest, failures = _restore(chunk.model, chunk.checkpoints)
+      _record_failures(ctx.store, failures, config.target)
+      counts["failed"] += len(failures)
+      if bar is not None:
+        bar.update(len(failures))
+      if not good:
+        continue
+      rest = _stacked_rest(chunk.model, len(good), stored_rest)
+      per_probe = score_stacked(
+        chunk.model.graphdef, params, rest, plan.inputs, [p.labels for p in plan.probes],
+        num_classes=plan.num_target_classes, layers=chunk.model.layers,
+        feature_names=config.score_names()[0], prob_names=config.score_names()[1],
+        memory_budget_bytes=config.memory_budget_bytes, batch_size=config.batch_size,
+        parallel=config.parallel, options=config.score_options, devices=ctx.devices,
+      )  # fmt: skip
+      counts["rows"] += _mark_done(config, ctx, plan, chunk.model, good, per_probe)
+      counts["scored"] += len(good)
+      counts["groups"] += 1
+      if bar is not None:
+        bar.update(len(good))
+  finally:
+    if bar is not None:
+      bar.close()
+  return counts
+
+
+def _restore(model: _Model, ckpts: Sequence[zoo.Entry]):
+  """(checkpoints read, stacked params, stacked stored batch-norm statistics or {}, failures).
+
+  A corrupt checkpoint is left out and returned in `failures` as (entry, error message).
+  """
+  trees, good, failures = [], [], []
+  for c in ckpts:
+    try:
+      trees.append(checkpointing.restore(c.path))
+      good.append(c)
+    except checkpointing.CorruptCheckpointError as e:
+      failures.append((c, str(e)))
+  if not good:
+    return good, {}, {}, failures
+  params, stored_rest = checkpointing.split_rest(checkpointing.stack(trees))
+  want = jax.tree.map(lambda s: tuple(s.shape), model.abstract_params)
+  try:
+    got = jax.tree.map(lambda x: tuple(x.shape[1:]), params)
+    same = jax.tree.structure(got) == jax.tree.structure(want) and got == want
+  except ValueError:
+    same = False
+  if not same:
+    raise ValueError(
+      f"checkpoints {[c.path for c in good][:2]}... do not match {model.arch} with "
+      f"num_classes={model.num_classes} and model_kwargs={model.model_kwargs}: pass the "
+      "model_kwargs they were trained with"
+    )
+  return good, params, stored_rest, failures
+
+
+def _stacked_rest(model: _Model, m: int, stored_rest):
+  if not jax.tree.leaves(model.abstract_rest):
+    return {}
+  if jax.tree.leaves(stored_rest):
+    return stored_rest
+  # Older checkpoints without stored batch statistics run on freshly initialised ones.
+  log.warning(
+    "%s has non-parameter state (batch-norm statistics) that these checkpoints do not store; "
+    "extracting with initial statistics",
+    model.arch,
+  )
+  _, _, rest = functional.init(
+    model.arch, num_classes=model.num_classes, seed=0, **model.model_kwargs
+  )
+  return jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], m, axis=0), rest)
+
+
 def _record_failures(store: results.Store, failures, target: str) -> None:
   """Stores and logs every checkpoint that could not be read; the job goes on without it."""
   for c, error in failures:
@@ -502,11 +581,49 @@ def _record_failures(store: results.Store, failures, target: str) -> None:
     store.record_failure(JOB, c.key, target=target, path=c.path, error=error)
 
 
-_CONFIG_KEYS = (
-  "target", "probe_per_class", "probe_split", "heldout_probe", "layers", "scores",
-  "model_kwargs", "memory_budget_bytes", "batch_size", "parallel", "probe_seed",
-  "score_options",
-)  # fmt: skip
+def _mark_done(config, ctx, plan: _Plan, model: _Model, ckpts, per_probe) -> int:
+  """Writes each (checkpoint, probe)'s rows with its done marker, in one transaction; the
+  number of rows written."""
+  requested, written = config.requested, 0
+  for i, c in enumerate(ckpts):
+    for p, res in zip(plan.probes, per_probe, strict=True):
+      key = done_key(c, config.target, p.name)
+      old = plan.markers.get(results.key_str(key), {})
+      extra = {
+        "probe": p.describe(),
+        "layers": sorted(set(old.get("layers", ())) | set(model.layers)),
+        "scores": sorted(set(old.get("scores", ())) | set(requested)),
+      }
+      rows = _rows(config, model, c, i, p, res)
+      ctx.store.mark_done(JOB, key, {"scores": rows}, extra=extra)
+      written += len(rows)
+    ctx.store.clear_failure(JOB, c.key, target=config.target)
+  return written
+
+
+def _rows(config: ScoreConfig, model: _Model, c: zoo.Entry, i: int, probe: Probe, res) -> list:
+  """The score rows of checkpoint `c` (model `i` of its chunk) on `probe`."""
+  base = dict(source=c.source, arch=c.arch, seed=c.seed, step=c.step, target=config.target,
+              probe=probe.name)  # fmt: skip
+  options, baselines = config.score_options, config.score_names()[2]
+  rows = []
+  for (layer, name), (values, errors, seconds) in res.items():
+    extra = {}
+    if errors[i] is not None:
+      extra["error"] = errors[i]
+      log.warning("%s at %s of %s: stored as NULL: %s", name, layer, c.path, errors[i])
+    if options.get(name):
+      extra["options"] = options[name]
+    rows.append(dict(base, layer=layer, score=name, value=values[i], seconds=seconds,
+                     extra=extra or None))  # fmt: skip
+  if "checkpoint_index" in baselines:
+    rows.append(dict(base, layer=NO_LAYER, score="checkpoint_index", value=float(c.index)))
+  if "param_count" in baselines:
+    rows.append(dict(base, layer=NO_LAYER, score="param_count", value=float(model.n_params)))
+  return rows
+
+
+# -- the compute path -----------------------------------------------------------------------
 
 
 def score_stacked(
@@ -524,6 +641,7 @@ def score_stacked(
   batch_size: int = 250,
   parallel: str = "auto",
   options: Mapping[str, Mapping[str, Any]] | None = None,
+  devices: Sequence[jax.Device] | None = None,
 ) -> list[dict[tuple[str, str], tuple[np.ndarray, list, float]]]:
   """Extract + score M stacked models in memory (no I/O): the job's compute path.
 
@@ -533,7 +651,7 @@ def score_stacked(
   """
   options = dict(options or {})
   m = len(next(iter(jax.tree.leaves(params))))
-  taps = tuple(dict.fromkeys([*layers, *(["logits"] if prob_names else [])]))
+  taps = _taps(layers, bool(prob_names))
   acts = extract.extract(
     graphdef, params, rest, inputs, taps=taps, batch_size=batch_size, parallel=parallel
   )
@@ -550,74 +668,20 @@ def score_stacked(
         hi - lo, feats.shape[-1], 4, memory_budget_bytes, platform=jax.default_backend()
       )
       t = time.perf_counter()
-      vals = _score_models(
-        feats, labels, num_classes=num_classes, names=feature_names, source_probs=None,
-        chunk_size=chunk, options=options,
+      vals = compute_isolated(
+        feats, labels, num_classes=num_classes, names=feature_names, chunk_size=chunk,
+        options=options, devices=devices,
       )  # fmt: skip
       per = (time.perf_counter() - t) / m
       res.update({(layer, n): (*vals[n], per) for n in feature_names})
     if prob_names:
       probs = _softmax(acts["logits"][:, lo:hi])
       t = time.perf_counter()
-      vals = _score_models(
+      vals = compute_isolated(
         None, labels, num_classes=num_classes, names=prob_names, source_probs=probs,
-        chunk_size=None, options=options,
+        options=options, devices=devices,
       )  # fmt: skip
       per = (time.perf_counter() - t) / m
       res.update({(NO_LAYER, n): (*vals[n], per) for n in prob_names})
     out.append(res)
-  return out
-
-
-def _score_chunk(
-  *,
-  group,
-  chunk,
-  params,
-  stored_rest,
-  graphdef,
-  abstract_params,
-  abstract_rest,
-  layers,
-  inputs,
-  probes,
-  target,
-  num_target_classes,
-  feature_names,
-  prob_names,
-  baseline_names,
-  n_params,
-  options,
-  memory_budget_bytes,
-  batch_size,
-  parallel,
-) -> dict[tuple, list[dict]]:
-  """Extract and score one restored chunk; {(checkpoint key, probe name): rows}."""
-  rest = _stacked_rest(group, len(chunk), abstract_rest, stored_rest)
-  per_probe = score_stacked(
-    graphdef, params, rest, inputs, [p.labels for p in probes], num_classes=num_target_classes,
-    layers=layers, feature_names=feature_names, prob_names=prob_names,
-    memory_budget_bytes=memory_budget_bytes, batch_size=batch_size, parallel=parallel,
-    options=options,
-  )  # fmt: skip
-  out = {}
-  for p, res in zip(probes, per_probe, strict=True):
-    for i, c in enumerate(chunk):
-      base = dict(source=c.source, arch=c.arch, seed=c.seed, step=c.step, target=target,
-                  probe=p.name)  # fmt: skip
-      rows = []
-      for (layer, name), (values, errors, seconds) in res.items():
-        extra = {}
-        if errors[i] is not None:
-          extra["error"] = errors[i]
-          log.warning("%s at %s of %s: stored as NULL: %s", name, layer, c.path, errors[i])
-        if options.get(name):
-          extra["options"] = options[name]
-        rows.append(dict(base, layer=layer, score=name, value=values[i], seconds=seconds,
-                         extra=extra or None))  # fmt: skip
-      if "checkpoint_index" in baseline_names:
-        rows.append(dict(base, layer=NO_LAYER, score="checkpoint_index", value=float(c.index)))
-      if "param_count" in baseline_names:
-        rows.append(dict(base, layer=NO_LAYER, score="param_count", value=float(n_params)))
-      out[(c.key, p.name)] = rows
   return out

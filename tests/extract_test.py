@@ -32,7 +32,7 @@ def _numpy_conv1_pool1(params, x):
   return out.reshape(n, -1), np.maximum(pooled, 0).reshape(n, -1)
 
 
-@pytest.mark.parametrize("parallel", ["vmap", "map"])
+@pytest.mark.parametrize("parallel", ["vmap", "loop", "map"])  # "map": the old name of "loop"
 def test_stacked_equals_one_by_one(zoo, parallel):
   graphdef, params, rest, x = zoo
   acts = extract.extract(graphdef, params, rest, x, taps=TAPS, batch_size=16, parallel=parallel)
@@ -42,6 +42,18 @@ def test_stacked_equals_one_by_one(zoo, parallel):
       assert acts[t].shape == (3, 37, ref[t].shape[1])
       assert acts[t].dtype == np.float32
       np.testing.assert_allclose(acts[t][i], ref[t], rtol=1e-5, atol=1e-6)
+
+
+def test_one_model_vmap_is_the_loop_forward_pass(zoo):
+  # "auto" stacks one model with "vmap" and several with "loop" on CPU (`jtransfer.stacking`);
+  # one model vmapped runs the very convolutions the loop runs, so the values are identical.
+  graphdef, params, rest, x = zoo
+  one = jax.tree.map(lambda a: a[1:2], params)
+  assert extract.resolve_parallel("auto", "cpu", members=1) == "vmap"
+  vmapped = extract.extract(graphdef, one, rest, x, taps=TAPS, batch_size=16, parallel="vmap")
+  looped = extract.extract(graphdef, one, rest, x, taps=TAPS, batch_size=16, parallel="loop")
+  for t in TAPS:
+    np.testing.assert_array_equal(vmapped[t], looped[t])
 
 
 def test_taps_match_numpy_forward_and_batching(zoo):

@@ -273,3 +273,20 @@ def test_explicit_checkpoint_dirs_read_their_metadata(tmp_path):
                            "path": str(tmp_path / "nope")}])  # fmt: skip
   with pytest.raises(ValueError, match="unknown scores"):
     score_job.select_scores(["rsa", "acc"])
+
+
+def test_config_is_checked_before_any_work(tmp_path):
+  register_synth()
+  make_zoo(tmp_path, [("mnist", 0, 0)])
+  before = sorted(p.name for p in tmp_path.iterdir())
+  kw = dict(workdir=tmp_path, target=SYNTH, show_progress=False)
+  with pytest.raises(ValueError, match="unknown parallel 'pmap'"):
+    score_job.run(**kw, parallel="pmap")
+  with pytest.raises(ValueError, match="checkpoints is empty"):
+    score_job.run(**kw, checkpoints=[])
+  with pytest.raises(ValueError, match=r"score_options given for scores not requested: \['rsa'\]"):
+    score_job.run(**kw, scores="leep", score_options={"rsa": {}})
+  after = sorted(p.name for p in tmp_path.iterdir())
+  assert set(after) - set(before) == {".lock"}  # no log, no config record
+  config = score_job.ScoreConfig(workdir=tmp_path, target=SYNTH, scores=("leep", "param_count"))
+  assert config.score_names() == ([], ["leep"], ["param_count"])

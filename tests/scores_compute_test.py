@@ -7,7 +7,12 @@ import pytest
 
 import jtransfer.scores as scores
 from jtransfer.scores import registry
-from jtransfer.scores.compute import _kernels, _resolve_options, default_chunk_size
+from jtransfer.scores.compute import (
+  _kernels,
+  _resolve_options,
+  compute_isolated,
+  default_chunk_size,
+)
 
 NAMES = (
   "two_nn", "sum_of_squares", "rsa", "nc_score", "nc_score_eq2", "logme", "h_score",
@@ -136,3 +141,35 @@ def test_default_chunk_size_bounds_memory():
   assert default_chunk_size(500, 1600, 4, budget_bytes=2 << 30) == (2 << 30) // 15_600_000
   assert default_chunk_size(20000, 4096, 4, budget_bytes=2 << 30) == 1
   assert default_chunk_size(500, 1600, 4, platform="cpu") == 1
+
+
+def test_isolated_failures_are_pinned_on_one_model_and_score():
+  # Model 1's features are constant per sample, so RSA (which needs non-constant rows) cannot
+  # be computed for it; every other (model, score) is computed as if nothing had failed.
+  rng = np.random.default_rng(3)
+  labels = np.repeat(np.arange(3), 8)
+  feats = rng.normal(size=(3, 24, 6)).astype(np.float32) + labels[None, :, None]
+  feats[1] = np.repeat(rng.normal(size=(24, 1)), 6, axis=1)
+  names = ["rsa", "sum_of_squares", "h_score"]
+  got = compute_isolated(feats, labels, num_classes=3, names=names, chunk_size=1)
+  values, errors = got["rsa"]
+  assert np.isnan(values[1]) and "constant" in errors[1]
+  assert errors[0] is None and errors[2] is None
+  good = scores.compute_batched(feats[[0, 2]], labels, num_classes=3, names=names, chunk_size=1)
+  for name in names:
+    # batch-invariant: the good models' values are those they get without the bad one
+    np.testing.assert_array_equal(got[name][0][[0, 2]], np.asarray(good[name], np.float64))
+  for name in ("sum_of_squares", "h_score"):
+    alone = scores.compute_batched(feats[1:2], labels, num_classes=3, names=[name], chunk_size=1)
+    assert got[name][1][1] is None
+    np.testing.assert_array_equal(got[name][0][1], np.asarray(alone[name], np.float64)[0])
+  # Independent check of one isolated value: SS = within-class / total sum of squares.
+  f = feats[1].astype(np.float64)
+  ssw = sum(((f[labels == c] - f[labels == c].mean(0)) ** 2).sum() for c in range(3))
+  np.testing.assert_allclose(got["sum_of_squares"][0][1], ssw / ((f - f.mean(0)) ** 2).sum(),
+                             rtol=1e-4)  # fmt: skip
+  # Nothing fails: one call, the values of `compute_batched`.
+  clean = compute_isolated(feats[[0, 2]], labels, num_classes=3, names=names, chunk_size=1)
+  for name in names:
+    np.testing.assert_array_equal(clean[name][0], np.asarray(good[name], np.float64))
+    assert clean[name][1] == [None, None]

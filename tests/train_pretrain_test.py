@@ -1,5 +1,6 @@
 """The pre-training job on real MNIST (tiny model, a few hundred images, a few steps)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -209,3 +210,23 @@ def test_resume_after_sigkill_equals_uninterrupted_run(zoo, tmp_path, data_dir):
   # Metrics of the resumed run equal the uninterrupted run's.
   ref = results.load(zoo[0], "checkpoints")
   np.testing.assert_allclose(df.test_loss, ref.test_loss, rtol=1e-5)
+
+
+def test_config_is_typed_recorded_and_checked_before_any_work(zoo, tmp_path):
+  workdir, _ = zoo
+  recorded = json.loads((workdir / "config.json").read_text())[-1]["config"]
+  # The typed config as run: defaults filled in, the workdir left out, paths as strings.
+  assert recorded["duration"] == {"steps": 25} and recorded["seed_parallel"] == "auto"
+  assert set(recorded) == {f.name for f in dataclasses.fields(pretrain.PretrainConfig)} - {
+    "workdir"
+  }
+  config = pretrain.PretrainConfig(workdir=tmp_path, source="mnist", num_seeds=3, seed_offset=2)
+  assert config.seeds == [2, 3, 4] and config.optimizer_kwargs == {"learning_rate": 1e-4}
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    config.num_seeds = 4
+  bad = tmp_path / "bad"
+  with pytest.raises(ValueError, match="unknown seed_parallel 'pmap'"):
+    pretrain.run(workdir=bad, source="mnist", seed_parallel="pmap")
+  with pytest.raises(ValueError, match="num_seeds >= 1"):
+    pretrain.run(workdir=bad, source="mnist", num_seeds=0)
+  assert [p.name for p in bad.iterdir()] == [".lock"]  # nothing read or written

@@ -10,6 +10,8 @@ fixed-size chunks: one compiled program per chunk (vmap over `chunk_size` models
 devices, the model axis sharded over a 1-D mesh via `jax.shard_map`), called once per chunk. The
 chunk width does not depend on M (the last chunk is padded by repeating model 0, the padding is
 dropped), so a model's scores are bit-identical whatever else is in its batch.
+`compute_isolated` is `compute_batched` for jobs: a (model, score) that fails becomes NaN with
+its error instead of stopping the batch.
 """
 
 from __future__ import annotations
@@ -263,3 +265,56 @@ def compute_batched(
   for name, value in out.items():
     validation.check_finite_result(value, name)
   return out
+
+
+def compute_isolated(
+  features,
+  labels,
+  *,
+  num_classes: int | None,
+  names: Sequence[str],
+  source_probs=None,
+  chunk_size: int | None = None,
+  options: Mapping[str, Mapping[str, Any]] | None = None,
+  devices: Sequence[jax.Device] | None = None,
+) -> dict[str, tuple[np.ndarray, list[str | None]]]:
+  """`compute_batched` that isolates failures: {name: ([M] float64 values, [M] errors)}.
+
+  Where a score cannot be computed for a model (a check refuses its inputs, e.g. RSA on a layer
+  with a constant sample, or its value is not finite), its value is NaN and its error the
+  one-line message; every other (model, score) gets the value `compute_batched` gives it.
+
+  One rule isolates a failure: a call that raises is split, first into its models, then (for
+  one model) into its scores, until the failure is pinned on one (model, score). Every call
+  runs the same fixed-width chunk program, so a good model's values do not depend on a failing
+  batch-mate; the first call is the whole batch, so with no failure this is one call.
+  """
+  names = list(dict.fromkeys(names))
+  m = (features if features is not None else source_probs).shape[0]
+  options = dict(options or {})
+  values = {n: np.full(m, np.nan) for n in names}
+  errors: dict[str, list[str | None]] = {n: [None] * m for n in names}
+
+  def attempt(lo: int, hi: int, which: list[str]) -> None:
+    try:
+      out = compute_batched(
+        None if features is None else features[lo:hi], labels, num_classes=num_classes,
+        names=which, source_probs=None if source_probs is None else source_probs[lo:hi],
+        chunk_size=chunk_size, options={n: options[n] for n in which if n in options},
+        devices=devices,
+      )  # fmt: skip
+    except ValueError as e:
+      if hi - lo > 1:
+        for i in range(lo, hi):
+          attempt(i, i + 1, which)
+      elif len(which) > 1:
+        for name in which:
+          attempt(lo, hi, [name])
+      else:
+        errors[which[0]][lo] = str(e)
+      return
+    for name, value in out.items():
+      values[name][lo:hi] = np.asarray(value, np.float64)
+
+  attempt(0, m, names)
+  return {n: (values[n], errors[n]) for n in names}

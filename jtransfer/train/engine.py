@@ -6,18 +6,10 @@ member axis and one jitted step trains every member. This module holds the piece
 that do not depend on which loop runs it: the mesh and the shardings, the step builders
 (`build_fns`), the source/target data and the padded eval sets.
 
-How stacked members share the devices (`seed_parallel`, the vocabulary of both jobs):
-- "vmap": the member axis is vmapped; the batch axis is split over the local devices (`data`
-  mesh axis, params replicated). Fastest on GPU/TPU.
-- "loop": like "vmap" but the step holds one un-batched copy of the model per member
-  (`step.over_seeds(..., "unroll")`), so each convolution stays un-batched.
-- "devices": the member axis is split over the devices (`model` mesh axis, `shard_map`); each
-  device runs its own members, un-batched on CPU ("unroll"), vmapped elsewhere. XLA:CPU lowers
-  vmapped convolutions to slow grouped convolutions and one CPU device does not use all cores,
-  so this is the fast choice on CPU (with several fake host devices,
-  `--xla_force_host_platform_device_count`).
-- "auto": "vmap" on GPU/TPU; on CPU "devices" when there are several members and devices, else
-  "loop" for several members, else "vmap" (which data-parallelises the one member).
+How stacked members share the devices (`seed_parallel`): the modes of `jtransfer.stacking`
+("auto", "vmap", "loop", "devices"), the vocabulary of every job. Here "loop" unrolls the
+members in the step (`step.over_seeds(..., "unroll")`) and "devices" puts them on a `model`
+mesh axis, each device running its members un-batched on CPU, vmapped elsewhere.
 
 Dropout. Member `i` draws its dropout keys from `dropout_seeds[i]` (an argument of the train
 step, not part of the trained state) and the step number, so a member trained in a stack
@@ -37,11 +29,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jtransfer import data as datasets
-from jtransfer import sharding
+from jtransfer import sharding, stacking
 from jtransfer.train import optim
 from jtransfer.train import step as step_lib
 
-SEED_PARALLEL = ("auto", "vmap", "loop", "devices")
+SEED_PARALLEL = stacking.MODES
 _DROPOUT_STREAM = 0x5EED  # key: fold_in(fold_in(key(dropout seed), _DROPOUT_STREAM), step)
 EVAL_SUBSET_SEED = 0  # the fixed train subset used to measure train accuracy
 
@@ -50,15 +42,10 @@ EVAL_SUBSET_SEED = 0  # the fixed train subset used to measure train accuracy
 
 
 def resolve_seed_parallel(mode: str, *, backend: str, num_seeds: int, num_devices: int) -> str:
-  if mode not in SEED_PARALLEL:
-    raise ValueError(f"unknown seed_parallel {mode!r}; valid: {', '.join(SEED_PARALLEL)}")
-  if mode != "auto":
-    return mode
-  if backend != "cpu":
-    return "vmap"
-  if num_seeds > 1 and num_devices > 1:
-    return "devices"
-  return "loop" if num_seeds > 1 else "vmap"
+  """`stacking.resolve` under the training jobs' argument names."""
+  return stacking.resolve(
+    mode, backend=backend, members=num_seeds, devices=num_devices, name="seed_parallel"
+  )
 
 
 def _largest_divisor(n: int, at_most: int) -> int:

@@ -3,8 +3,12 @@
   run(workdir="/tmp/zoo", source="mnist", arch="cnn", num_seeds=10, batch_size=64,
       duration={"epochs": 100}, optimizer="adam", optimizer_kwargs={"learning_rate": 1e-4})
 
-One top-down loop (big_vision `train.py`): mesh -> data -> model and optimizer -> restore or
-init -> step fn -> loop -> final save.
+`run` checks its parameters once into a frozen `PretrainConfig` and works inside a
+`jtransfer.job` context (log file, store shard, this process's share of the seeds, devices,
+config record). Then, top-down (big_vision `train.py`): planning (`_plan`: data sizes ->
+schedule -> seeds still to train) -> placement (`_place`: mesh -> data on the devices -> model
+and optimizer -> restore or init -> step fns) -> the loop (`_loop`), which saves at the
+checkpoint steps (`_save_checkpoint`).
 
 Seeds. All seeds train in ONE jitted step: params, optimizer state and `rest` are stacked on a
 leading seed axis. Seed `s` gets its own init (`jax.random.key(s)`), its own data order
@@ -33,6 +37,7 @@ Seeds whose final checkpoint is done are not trained again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pathlib
@@ -45,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtransfer import checkpointing, results, tracking, zoo
+from jtransfer import checkpointing, job, stacking, tracking, zoo
 from jtransfer import data as datasets
 from jtransfer import workdir as workdir_files
 from jtransfer.models import base, functional
@@ -134,6 +139,54 @@ def _index_zoo(store, workdir, source, arch, seeds) -> None:
       log.info("indexed zoo checkpoint %s", entry.path)
 
 
+# -- the config -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+  """The typed, validated parameters of one pre-training run (see `run` for their meaning)."""
+
+  workdir: pathlib.Path
+  source: str
+  arch: str = "cnn"
+  num_seeds: int = 1
+  seed_offset: int = 0
+  batch_size: int = 64
+  duration: dict[str, float] = dataclasses.field(default_factory=lambda: {"epochs": 100})
+  optimizer: str = "adam"
+  optimizer_kwargs: dict[str, Any] = dataclasses.field(
+    default_factory=lambda: {"learning_rate": 1e-4}
+  )
+  model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+  eval_batch_size: int = 1000
+  eval_train_examples: int | None = 10_000
+  eval_test_examples: int | None = None
+  train_examples: int | None = None
+  data_dir: str | None = None
+  seed_parallel: str = "auto"
+  num_devices: int | None = None
+  save_every_steps: int | None = None
+  log_every_steps: int = 50
+  show_progress: bool = True
+  store_shard: str | None = None
+  tensorboard: bool = True
+  profile_steps: int = 0
+
+  def __post_init__(self):
+    if self.num_seeds < 1 or self.seed_offset < 0:
+      raise ValueError(
+        f"need num_seeds >= 1 and seed_offset >= 0, got {self.num_seeds}, {self.seed_offset}"
+      )
+    for name in ("batch_size", "eval_batch_size"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    stacking.canonical(self.seed_parallel, name="seed_parallel")
+
+  @property
+  def seeds(self) -> list[int]:
+    return list(range(self.seed_offset, self.seed_offset + self.num_seeds))
+
+
 # -- the job --------------------------------------------------------------------------------
 
 
@@ -179,214 +232,319 @@ def run(
     one) to `<workdir>/profile/pretrain`.
   """
   t_start = time.time()
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  duration = dict(duration or {"epochs": 100})
-  optimizer_kwargs = dict(optimizer_kwargs or {"learning_rate": 1e-4})
-  model_kwargs = dict(model_kwargs or {})
-  if num_seeds < 1 or seed_offset < 0:
-    raise ValueError(f"need num_seeds >= 1 and seed_offset >= 0, got {num_seeds}, {seed_offset}")
-  config = {k: v for k, v in locals().items() if k not in ("t_start",)}
-  config["workdir"] = str(workdir)
-  handler = workdir_files.file_logging(workdir, JOB, log)
-  try:
-    return _run(config, t_start=t_start)
-  finally:
-    log.removeHandler(handler)
-    handler.close()
-
-
-def _run(c: dict, *, t_start: float) -> dict[str, Any]:
-  workdir, source, arch = pathlib.Path(c["workdir"]), c["source"], c["arch"]
-  # Several processes (hosts): each trains its share of the seeds on its own devices and
-  # writes its own store shard; nothing crosses hosts.
-  nproc, pid = jax.process_count(), jax.process_index()
-
-  # Data (host side): sizes decide the schedule, so it comes before the done check.
-  num_classes, (train_x, train_y), (test_x, test_y) = engine.load_source(
-    source, c["data_dir"], c["train_examples"]
+  config = PretrainConfig(
+    workdir=pathlib.Path(workdir),
+    source=source,
+    arch=arch,
+    num_seeds=num_seeds,
+    seed_offset=seed_offset,
+    batch_size=batch_size,
+    duration=dict(duration or {"epochs": 100}),
+    optimizer=optimizer,
+    optimizer_kwargs=dict(optimizer_kwargs or {"learning_rate": 1e-4}),
+    model_kwargs=dict(model_kwargs or {}),
+    eval_batch_size=eval_batch_size,
+    eval_train_examples=eval_train_examples,
+    eval_test_examples=eval_test_examples,
+    train_examples=train_examples,
+    data_dir=None if data_dir is None else os.fspath(data_dir),
+    seed_parallel=seed_parallel,
+    num_devices=num_devices,
+    save_every_steps=save_every_steps,
+    log_every_steps=log_every_steps,
+    show_progress=show_progress,
+    store_shard=store_shard,
+    tensorboard=tensorboard,
+    profile_steps=profile_steps,
   )
-  spe = batches.steps_per_epoch(len(train_x), c["batch_size"])
-  total_steps = schedule.to_steps(c["duration"], steps_per_epoch=spe, batch_size=c["batch_size"])
-  ckpt_steps = schedule.log_checkpoint_steps(spe, total_steps, include_final=True)
-
-  shard = c["store_shard"] or (f"host{pid}" if nproc > 1 else None)
-  store = results.Store(workdir, shard=shard)
-  writer = None
-  try:
-    all_seeds = list(range(c["seed_offset"], c["seed_offset"] + c["num_seeds"]))[pid::nproc]
-    _index_zoo(store, workdir, source, arch, all_seeds)
-    seeds = [s for s in all_seeds if not store.is_done(JOB, done_key(source, arch, s, total_steps))]
-    summary = {
-      "source": source,
-      "arch": arch,
-      "seeds": all_seeds,
-      "trained_seeds": seeds,
-      "total_steps": total_steps,
-      "steps_per_epoch": spe,
-      "checkpoint_steps": ckpt_steps,
-    }
-    if not seeds:
-      log.info("%s/%s: all %d seeds already done, nothing to do", source, arch, len(all_seeds))
-      return {**summary, "seed_parallel": None, "steps_run": 0, "images_per_second": 0.0}
-    if pid == 0:
-      workdir_files.append_config(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
-    writer = tracking.MetricWriter(
-      workdir, JOB, store, tensorboard=c["tensorboard"], process_index=pid
-    )
-    units = [f"{source}/{arch}/seed_{seed}" for seed in seeds]
-
-    # Mesh.
-    backend = jax.default_backend()
-    devices = jax.local_devices()[: c["num_devices"]] if c["num_devices"] else jax.local_devices()
-    mode = engine.resolve_seed_parallel(
-      c["seed_parallel"], backend=backend, num_seeds=len(seeds), num_devices=len(devices)
-    )
-    mesh = engine.make_mesh(mode, num_seeds=len(seeds), batch_size=c["batch_size"], devices=devices)
-    place = engine.placement(mesh, mode)
-    log.info(
-      "%s/%s seeds %s: %d steps (%d/epoch), checkpoints at %s, seed_parallel=%s, mesh %s",
-      source, arch, seeds, total_steps, spe, ckpt_steps, mode, dict(mesh.shape),
-    )  # fmt: skip
-
-    # Data (device side): the training set stays on the devices; steps send indices only.
-    train_x_dev = jax.device_put(train_x, place.replicated)
-    train_y_dev = jax.device_put(train_y, place.replicated)
-    train_subset = (train_x, train_y, c["eval_train_examples"], engine.EVAL_SUBSET_SEED)
-    eval_sets = engine.eval_sets(
-      {"train": train_subset, "test": (test_x, test_y, c["eval_test_examples"], None)},
-      batch_size=c["eval_batch_size"],
-      place=place,
-    )
-
-    # Model and optimizer.
-    # Input hyperparameters (an audio model's clip length, sample rate) follow the source.
-    model_kwargs = base.fit_to_data(arch, c["model_kwargs"], datasets.get(source))
-    graphdef, params, rest = functional.init_stacked(
-      arch, num_classes=num_classes, seeds=seeds, **model_kwargs
-    )
-    optimizer_spec = (
-      c["optimizer"],
-      tuple(sorted({**c["optimizer_kwargs"], "steps_per_epoch": spe}.items())),
-    )
-    tx = optim.make_optimizer(optimizer_spec[0], **dict(optimizer_spec[1]))
-    opt_state = jax.jit(jax.vmap(tx.init))(params)  # one compile, not one per eager op
-    state = {"params": params, "rest": rest, "opt_state": opt_state}
-
-    # Restore or init.
-    start_step = 0
-    latest = _latest_common_train_state(workdir, source, arch, seeds)
-    if latest is not None:
-      state = _restore_train_state(workdir, source, arch, seeds, latest, state)
-      start_step = latest
-      log.info("restored the train state of seeds %s at step %d", seeds, latest)
-    state = jax.device_put(state, place.state)
-    dropout_seeds = jax.device_put(np.asarray(seeds, np.int32), place.state)  # seed s: its own
-
-    # Step functions.
-    train_fn, eval_fn = engine.build_fns(graphdef, optimizer_spec, mesh, mode, backend)
-
-    def save_checkpoint(step: int, state) -> dict[str, list[float]]:
-      metrics = {}
-      for name, eval_set in eval_sets.items():
-        parts = engine.eval_outputs(eval_fn, state, eval_set.batches)
-        loss, acc = step_lib.mean_loss_and_accuracy(parts)
-        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
-      host = jax.device_get(state)
-      for i, seed in enumerate(seeds):
-        key = done_key(source, arch, seed, step)
-        if store.is_done(JOB, key):
-          continue
-        path = checkpointing.checkpoint_path(workdir, source, arch, seed, step)
-        if checkpointing.exists(path):  # a rerun after a crash recomputes the same params
-          entry = zoo.read_entry(path, workdir=workdir)
-        else:
-          entry = zoo.write_entry(
-            workdir,
-            zoo.Entry(
-              source=source, arch=arch, seed=seed, step=step, num_classes=num_classes,
-              model_kwargs=model_kwargs, index=ckpt_steps.index(step), epoch=step / spe,
-              metrics={k: v[i] for k, v in metrics.items()},
-            ),
-            checkpointing.with_rest(
-              jax.tree.map(lambda a, i=i: a[i], host["params"]),
-              jax.tree.map(lambda a, i=i: a[i], host.get("rest") or {}),
-            ),
-            process_local=nproc > 1,
-          )  # fmt: skip
-        store.mark_done(JOB, key, {"checkpoints": [entry.index_row(workdir)]})
-      _save_train_state(workdir, source, arch, seeds, step, host)
-      for i, unit in enumerate(units):
-        writer.scalars(unit, step, {f"eval/{k}": v[i] for k, v in metrics.items()})
-      writer.flush()
-      log.info(
-        "step %d (%.3g epochs): test acc %s",
-        step,
-        step / spe,
-        ", ".join(f"seed {s}={a:.4f}" for s, a in zip(seeds, metrics["test_acc"], strict=True)),
-      )
-      return metrics
-
-    def record(step: int, metrics) -> None:
-      host = jax.device_get(metrics)  # [S] per name; a step that finished already: no stall
-      for i, unit in enumerate(units):
-        writer.scalars(
-          unit, step, {"train/loss": host["loss"][i], "train/accuracy": host["accuracy"][i]}
-        )
-      if bar is not None:
-        bar.set_postfix(loss=np.mean(host["loss"]), acc=np.mean(host["accuracy"]))
-
-    # Loop.
-    ckpt_set = set(ckpt_steps)
-    if start_step in ckpt_set:
-      with tracking.compile_note(None, "eval step (and the first checkpoint)", first=True):
-        save_checkpoint(start_step, state)
-    stream = batches.index_stream(
-      seeds, num_examples=len(train_x), batch_size=c["batch_size"], start_step=start_step
-    )
-    t_loop, pending = time.time(), None
-    record_at = tracking.record_steps(total_steps, c["log_every_steps"])
-    steps = range(start_step, total_steps)
-    bar = progress(steps, total=len(steps), desc=f"{JOB} {source}") if c["show_progress"] else None
-    profiler = tracking.Profiler(workdir / "profile" / JOB, start_step + 1, c["profile_steps"])
-    for step in bar or steps:
-      idx = jax.device_put(next(stream), place.batch_index)
-      profiler.step(step, state)
-      with tracking.compile_note(bar, "train step", first=step == start_step):
-        state, metrics = train_fn(
-          state, dropout_seeds, train_x_dev, train_y_dev, idx, jnp.int32(step)
-        )
-      # Record the previous record step's metrics: it is finished by now, so no pipeline stall.
-      if pending is not None:
-        record(*pending)
-      pending = (step, metrics) if step in record_at else None
-      done_steps = step + 1
-      if done_steps in ckpt_set:
-        save_checkpoint(done_steps, state)
-      elif c["save_every_steps"] and done_steps % c["save_every_steps"] == 0:
-        host = jax.device_get(state)
-        _save_train_state(workdir, source, arch, seeds, done_steps, host)
-    if pending is not None:
-      record(*pending)
-    profiler.stop(state)
-    if bar is not None:
-      bar.close()
-    jax.block_until_ready(state)
-    seconds = time.time() - t_loop
-    steps_run = total_steps - start_step
-    images = steps_run * c["batch_size"] * len(seeds)
-    summary.update(
-      seed_parallel=mode,
-      mesh=dict(mesh.shape),
-      start_step=start_step,
-      steps_run=steps_run,
-      seconds=seconds,
-      images_per_second=images / seconds if seconds > 0 else 0.0,
-      total_seconds=time.time() - t_start,
-    )
+  with job.open_context(
+    config.workdir, JOB, config, logger=log, store_shard=store_shard, num_devices=num_devices
+  ) as ctx:
+    # Several processes (hosts): each trains its share of the seeds on its own devices and
+    # writes its own store shard; nothing crosses hosts.
+    plan = _plan(config, ctx)
+    if not plan.seeds:
+      log.info("%s/%s: all %d seeds already done, nothing to do", source, arch, len(plan.all_seeds))
+      return {**plan.summary(), "seed_parallel": None, "steps_run": 0, "images_per_second": 0.0}
+    ctx.record_config()
+    summary = _train(config, ctx, plan)
+    summary["total_seconds"] = time.time() - t_start
     log.info("%s/%s done: %s", source, arch, summary)
     return summary
+
+
+# -- planning: data sizes, schedule, which seeds still need training ------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  source: str
+  arch: str
+  num_classes: int
+  train: tuple[np.ndarray, np.ndarray]  # host arrays, normalised
+  test: tuple[np.ndarray, np.ndarray]
+  steps_per_epoch: int
+  total_steps: int
+  checkpoint_steps: list[int]
+  all_seeds: list[int]  # this process's share of the seeds
+  seeds: list[int]  # those whose final checkpoint is not done yet
+
+  def summary(self) -> dict[str, Any]:
+    return {
+      "source": self.source,
+      "arch": self.arch,
+      "seeds": self.all_seeds,
+      "trained_seeds": self.seeds,
+      "total_steps": self.total_steps,
+      "steps_per_epoch": self.steps_per_epoch,
+      "checkpoint_steps": self.checkpoint_steps,
+    }
+
+
+def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
+  """Loads the data (its size decides the schedule), indexes the zoo, finds the seeds to train."""
+  source, arch = config.source, config.arch
+  num_classes, train, test = engine.load_source(source, config.data_dir, config.train_examples)
+  spe = batches.steps_per_epoch(len(train[0]), config.batch_size)
+  total_steps = schedule.to_steps(
+    config.duration, steps_per_epoch=spe, batch_size=config.batch_size
+  )
+  all_seeds = ctx.share(config.seeds)
+  _index_zoo(ctx.store, ctx.workdir, source, arch, all_seeds)
+  todo = [
+    s for s in all_seeds if not ctx.store.is_done(JOB, done_key(source, arch, s, total_steps))
+  ]
+  return _Plan(
+    source=source,
+    arch=arch,
+    num_classes=num_classes,
+    train=train,
+    test=test,
+    steps_per_epoch=spe,
+    total_steps=total_steps,
+    checkpoint_steps=schedule.log_checkpoint_steps(spe, total_steps, include_final=True),
+    all_seeds=all_seeds,
+    seeds=todo,
+  )
+
+
+# -- placement: mesh, data on the devices, model, optimizer, restored state -----------------
+
+
+@dataclasses.dataclass
+class _Setup:
+  """Everything the loop needs, on the devices."""
+
+  mode: str
+  mesh: Any
+  place: engine.Placement
+  train_x: jax.Array  # the whole training set, replicated: steps send indices only
+  train_y: jax.Array
+  eval_sets: dict[str, engine.EvalSet]
+  model_kwargs: dict[str, Any]  # as built (input hyperparameters fitted to the source)
+  state: dict  # stacked {"params", "rest", "opt_state"}
+  dropout_seeds: jax.Array
+  start_step: int
+  train_fn: Any
+  eval_fn: Any
+
+
+def _place(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> _Setup:
+  seeds, backend = plan.seeds, jax.default_backend()
+  mode = engine.resolve_seed_parallel(
+    config.seed_parallel, backend=backend, num_seeds=len(seeds), num_devices=len(ctx.devices)
+  )
+  mesh = engine.make_mesh(
+    mode, num_seeds=len(seeds), batch_size=config.batch_size, devices=ctx.devices
+  )
+  place = engine.placement(mesh, mode)
+  log.info(
+    "%s/%s seeds %s: %d steps (%d/epoch), checkpoints at %s, seed_parallel=%s, mesh %s",
+    plan.source, plan.arch, seeds, plan.total_steps, plan.steps_per_epoch,
+    plan.checkpoint_steps, mode, dict(mesh.shape),
+  )  # fmt: skip
+  (train_x, train_y), (test_x, test_y) = plan.train, plan.test
+  train_subset = (train_x, train_y, config.eval_train_examples, engine.EVAL_SUBSET_SEED)
+  eval_sets = engine.eval_sets(
+    {"train": train_subset, "test": (test_x, test_y, config.eval_test_examples, None)},
+    batch_size=config.eval_batch_size,
+    place=place,
+  )
+  # Input hyperparameters (an audio model's clip length, sample rate) follow the source.
+  model_kwargs = base.fit_to_data(plan.arch, config.model_kwargs, datasets.get(plan.source))
+  graphdef, params, rest = functional.init_stacked(
+    plan.arch, num_classes=plan.num_classes, seeds=seeds, **model_kwargs
+  )
+  optimizer_spec = (
+    config.optimizer,
+    tuple(sorted({**config.optimizer_kwargs, "steps_per_epoch": plan.steps_per_epoch}.items())),
+  )
+  tx = optim.make_optimizer(optimizer_spec[0], **dict(optimizer_spec[1]))
+  opt_state = jax.jit(jax.vmap(tx.init))(params)  # one compile, not one per eager op
+  state, start_step = _restore_or_init(ctx.workdir, plan, params, rest, opt_state)
+  train_fn, eval_fn = engine.build_fns(graphdef, optimizer_spec, mesh, mode, backend)
+  return _Setup(
+    mode=mode,
+    mesh=mesh,
+    place=place,
+    train_x=jax.device_put(train_x, place.replicated),
+    train_y=jax.device_put(train_y, place.replicated),
+    eval_sets=eval_sets,
+    model_kwargs=model_kwargs,
+    state=jax.device_put(state, place.state),
+    dropout_seeds=jax.device_put(np.asarray(seeds, np.int32), place.state),  # seed s: its own
+    start_step=start_step,
+    train_fn=train_fn,
+    eval_fn=eval_fn,
+  )
+
+
+def _restore_or_init(workdir, plan: _Plan, params, rest, opt_state) -> tuple[dict, int]:
+  """(host or fresh stacked state, its step): the latest train state all seeds have, else 0."""
+  state = {"params": params, "rest": rest, "opt_state": opt_state}
+  latest = _latest_common_train_state(workdir, plan.source, plan.arch, plan.seeds)
+  if latest is None:
+    return state, 0
+  state = _restore_train_state(workdir, plan.source, plan.arch, plan.seeds, latest, state)
+  log.info("restored the train state of seeds %s at step %d", plan.seeds, latest)
+  return state, latest
+
+
+# -- checkpoint saves -----------------------------------------------------------------------
+
+
+def _evaluate(setup: _Setup, state) -> dict[str, list[float]]:
+  """{"<split>_loss" / "<split>_acc": one value per seed} on the fixed eval sets."""
+  metrics = {}
+  for name, eval_set in setup.eval_sets.items():
+    parts = engine.eval_outputs(setup.eval_fn, state, eval_set.batches)
+    loss, acc = step_lib.mean_loss_and_accuracy(parts)
+    metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
+  return metrics
+
+
+def _save_checkpoint(ctx: job.Context, plan: _Plan, setup: _Setup, writer, step: int, state):
+  """Evaluates, writes each seed's zoo checkpoint and its row + done marker, then the train
+  state (for resume) and the eval scalars."""
+  metrics = _evaluate(setup, state)
+  host = jax.device_get(state)
+  for i, seed in enumerate(plan.seeds):
+    key = done_key(plan.source, plan.arch, seed, step)
+    if ctx.store.is_done(JOB, key):
+      continue
+    path = checkpointing.checkpoint_path(ctx.workdir, plan.source, plan.arch, seed, step)
+    if checkpointing.exists(path):  # a rerun after a crash recomputes the same params
+      entry = zoo.read_entry(path, workdir=ctx.workdir)
+    else:
+      entry = zoo.write_entry(
+        ctx.workdir,
+        zoo.Entry(
+          source=plan.source, arch=plan.arch, seed=seed, step=step,
+          num_classes=plan.num_classes, model_kwargs=setup.model_kwargs,
+          index=plan.checkpoint_steps.index(step), epoch=step / plan.steps_per_epoch,
+          metrics={k: v[i] for k, v in metrics.items()},
+        ),
+        checkpointing.with_rest(
+          jax.tree.map(lambda a, i=i: a[i], host["params"]),
+          jax.tree.map(lambda a, i=i: a[i], host.get("rest") or {}),
+        ),
+        process_local=ctx.process_count > 1,
+      )  # fmt: skip
+    ctx.store.mark_done(JOB, key, {"checkpoints": [entry.index_row(ctx.workdir)]})
+  _save_train_state(ctx.workdir, plan.source, plan.arch, plan.seeds, step, host)
+  for i, seed in enumerate(plan.seeds):
+    writer.scalars(_unit(plan, seed), step, {f"eval/{k}": v[i] for k, v in metrics.items()})
+  writer.flush()
+  log.info(
+    "step %d (%.3g epochs): test acc %s",
+    step,
+    step / plan.steps_per_epoch,
+    ", ".join(f"seed {s}={a:.4f}" for s, a in zip(plan.seeds, metrics["test_acc"], strict=True)),
+  )
+
+
+def _unit(plan: _Plan, seed: int) -> str:
+  return f"{plan.source}/{plan.arch}/seed_{seed}"
+
+
+# -- the loop -------------------------------------------------------------------------------
+
+
+def _train(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> dict[str, Any]:
+  """Places the stack, runs the loop; the summary of `run`."""
+  setup = _place(config, ctx, plan)
+  writer = tracking.MetricWriter(
+    ctx.workdir, JOB, ctx.store, tensorboard=config.tensorboard, process_index=ctx.process_index
+  )
+  try:
+    seconds = _loop(config, ctx, plan, setup, writer)
   finally:
-    if writer is not None:
-      writer.close()
-    store.close()
+    writer.close()
+  steps_run = plan.total_steps - setup.start_step
+  images = steps_run * config.batch_size * len(plan.seeds)
+  return {
+    **plan.summary(),
+    "seed_parallel": setup.mode,
+    "mesh": dict(setup.mesh.shape),
+    "start_step": setup.start_step,
+    "steps_run": steps_run,
+    "seconds": seconds,
+    "images_per_second": images / seconds if seconds > 0 else 0.0,
+  }
+
+
+def _loop(config: PretrainConfig, ctx: job.Context, plan: _Plan, setup: _Setup, writer) -> float:
+  """Steps `start_step .. total_steps`, saving at the checkpoint steps; seconds of the loop."""
+  start, state = setup.start_step, setup.state
+  ckpt_set = set(plan.checkpoint_steps)
+  save = lambda step, state: _save_checkpoint(ctx, plan, setup, writer, step, state)  # noqa: E731
+  if start in ckpt_set:
+    with tracking.compile_note(None, "eval step (and the first checkpoint)", first=True):
+      save(start, state)
+  stream = batches.index_stream(
+    plan.seeds, num_examples=len(plan.train[0]), batch_size=config.batch_size, start_step=start
+  )
+  record_at = tracking.record_steps(plan.total_steps, config.log_every_steps)
+  steps = range(start, plan.total_steps)
+  bar = None
+  if config.show_progress:
+    bar = progress(steps, total=len(steps), desc=f"{JOB} {plan.source}")
+  profiler = tracking.Profiler(ctx.workdir / "profile" / JOB, start + 1, config.profile_steps)
+  t_loop, pending = time.time(), None
+  for step in bar or steps:
+    idx = jax.device_put(next(stream), setup.place.batch_index)
+    profiler.step(step, state)
+    with tracking.compile_note(bar, "train step", first=step == start):
+      state, metrics = setup.train_fn(
+        state, setup.dropout_seeds, setup.train_x, setup.train_y, idx, jnp.int32(step)
+      )
+    # Record the previous record step's metrics: it is finished by now, so no pipeline stall.
+    if pending is not None:
+      _record(plan, writer, bar, *pending)
+    pending = (step, metrics) if step in record_at else None
+    done_steps = step + 1
+    if done_steps in ckpt_set:
+      save(done_steps, state)
+    elif config.save_every_steps and done_steps % config.save_every_steps == 0:
+      host = jax.device_get(state)
+      _save_train_state(ctx.workdir, plan.source, plan.arch, plan.seeds, done_steps, host)
+  if pending is not None:
+    _record(plan, writer, bar, *pending)
+  profiler.stop(state)
+  if bar is not None:
+    bar.close()
+  jax.block_until_ready(state)
+  return time.time() - t_loop
+
+
+def _record(plan: _Plan, writer, bar, step: int, metrics) -> None:
+  """Each seed's batch loss and accuracy at `step` (a finished step: no stall)."""
+  host = jax.device_get(metrics)  # [S] per name
+  for i, seed in enumerate(plan.seeds):
+    writer.scalars(
+      _unit(plan, seed),
+      step,
+      {"train/loss": host["loss"][i], "train/accuracy": host["accuracy"][i]},
+    )
+  if bar is not None:
+    bar.set_postfix(loss=np.mean(host["loss"]), acc=np.mean(host["accuracy"]))
