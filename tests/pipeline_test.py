@@ -299,3 +299,71 @@ def test_streaming_a_dataset_larger_than_the_rss_budget(tmp_path):
   # examples, the permutations) stays under half the dataset; streaming itself adds a fifth.
   assert r["peak"] < 0.5 * size, (r, size)
   assert r["peak"] - r["before"] < 0.2 * size, (r, size)
+
+
+def test_a_tfds_data_source_feeds_the_pipeline_like_the_materialised_split():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=50):
+    x, y = datasets.load("tfds:mnist", "train")  # what engine.load_source starts from
+    src = datasets.source("tfds:mnist", "train")  # tfds.data_source, random access
+    got = list(
+      pipeline.train_batches(
+        src, [1, 4], batch_size=16, stop_step=7, transform=pipeline.normalizer("tfds:mnist")
+      )
+    )
+  x = datasets.normalize("tfds:mnist", x)
+  stream = batches.index_stream([1, 4], num_examples=50, batch_size=16)
+  for (gx, gy), idx in zip(got, stream, strict=False):  # 3 steps per epoch: 2 boundaries
+    np.testing.assert_array_equal(gx, x[idx])
+    np.testing.assert_array_equal(gy, y[idx])
+  assert "tensorflow" not in sys.modules
+
+
+def test_eval_subset_and_prefix_pick_the_in_memory_jobs_rows(records):
+  path, x, y = records
+  src = pipeline.RecordSource(path)
+  norm = pipeline.normalizer("mnist")
+  xn = norm(x)
+  for examples, subset_seed in ((40, 0), (40, None), (None, 3), (500, 0)):
+    ex, ey = pipeline.eval_subset(src, examples, subset_seed, norm)
+    wx, wy, mask = engine.eval_arrays(
+      xn, y, examples=examples, batch_size=16, subset_seed=subset_seed
+    )
+    np.testing.assert_array_equal(ex, wx.reshape(-1, *x.shape[1:])[mask.reshape(-1)])
+    np.testing.assert_array_equal(ey, wy.reshape(-1)[mask.reshape(-1)])
+  # train_examples=50: the stream of the first 50 rows is the in-memory stream of x[:50].
+  head = pipeline.Rows(src, np.arange(50))
+  got = list(pipeline.train_batches(head, [2], batch_size=B, stop_step=8))
+  for (gx, gy), idx in zip(
+    got, batches.index_stream([2], num_examples=50, batch_size=B), strict=False
+  ):
+    np.testing.assert_array_equal(gx, x[:50][idx])
+    np.testing.assert_array_equal(gy, y[:50][idx])
+  # A train/validation split's train part: the stream of x[keep] (renumbered).
+  keep = np.sort(np.random.default_rng(0).permutation(N)[:60])
+  got = list(pipeline.train_batches(pipeline.Rows(src, keep), [2], batch_size=B, stop_step=8))
+  for (gx, gy), idx in zip(
+    got, batches.index_stream([2], num_examples=60, batch_size=B), strict=False
+  ):
+    np.testing.assert_array_equal(gx, x[keep][idx])
+    np.testing.assert_array_equal(gy, y[keep][idx])
+  with pytest.raises(ValueError, match=r"non-empty subset of \[0, 103\)"):
+    pipeline.Rows(src, [0, 103])
+
+
+def test_device_prefetch_keeps_order_and_repeats_the_member_axis():
+  x, y = _raw()
+  src = pipeline.ArraySource(x, y)
+  mesh = engine.make_mesh("devices", num_seeds=3, batch_size=B, devices=jax.devices()[:3])
+  place = engine.placement(mesh, "devices")
+  host = list(pipeline.train_batches(src, [4], batch_size=B, stop_step=5))
+  moved = list(
+    pipeline.device_prefetch(
+      pipeline.train_batches(src, [4], batch_size=B, stop_step=5), place.batch_index, repeat=3
+    )
+  )
+  assert len(moved) == 5
+  for (hx, hy), (dx, dy) in zip(host, moved, strict=True):
+    assert dx.sharding == place.batch_index and dx.shape == (3, B, 6, 5, 1)
+    np.testing.assert_array_equal(np.asarray(dx), np.repeat(hx, 3, axis=0))
+    np.testing.assert_array_equal(np.asarray(dy), np.repeat(hy, 3, axis=0))

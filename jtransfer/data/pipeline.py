@@ -36,19 +36,38 @@ present (one batched read instead of one call per example). `RecordSource` reads
 files written by `write_records` (one example per record: int32 label + raw array bytes;
 uint8 images stay uint8 on disk and are normalised by `normalizer` after augmentation).
 
-Wiring into a training loop (pre-training; fine-tuning is the same with its group's members):
+Wiring (an `input_pipeline="memory" | "stream"` option; "memory" stays today's code).
+Pre-training, `pretrain._run`:
 
-    # data (host): instead of engine.load_source's train arrays on the devices
-    it = pipeline.train_batches(src, seeds, batch_size=bs, start_step=start_step,
-                                stop_step=total_steps, transform=pipeline.normalizer(source))
-    it = pipeline.device_prefetch(it, place.batch_index)  # x, y: the idx sharding fits both
+    # Data (host): the source instead of the train arrays (test split and eval as today).
+    src = datasets.source(source, "train", data_dir=...)          # or RecordSource(path);
+    # datasets without one (offline, they fit): ArraySource(*train), train normalised, norm None
+    if train_examples: src = pipeline.Rows(src, np.arange(train_examples))
+    norm = pipeline.normalizer(source)
+    spe = batches.steps_per_epoch(len(src), batch_size)           # was len(train_x)
+    train_subset = (*pipeline.eval_subset(src, eval_train_examples, engine.EVAL_SUBSET_SEED,
+                                          norm), None, None)      # same rows as today
+    # Data (device): no train_x_dev / train_y_dev.
+    # Step functions: keep eval_fn from engine.build_fns, replace its train_fn:
     train_fn = stream_step.build_train_fn(graphdef, optimizer_spec, mesh, mode, backend)
-    # loop: instead of idx = device_put(next(stream)); train_fn(state, ..., train_x_dev, ...)
-    x, y = next(it)
-    state, metrics = train_fn(state, dropout_seeds, x, y, jnp.int32(step))
+    # Loop: replaces `stream = batches.index_stream(...)` and the idx device_put.
+    it = pipeline.device_prefetch(pipeline.train_batches(
+        src, seeds, batch_size=batch_size, start_step=start_step, stop_step=total_steps,
+        transform=norm, augment=augment), place.batch_index)
+    for step in ...:
+      x, y = next(it)
+      state, metrics = train_fn(state, dropout_seeds, x, y, jnp.int32(step))
 
-(`jtransfer.train.stream_step.build_train_fn` is `engine.build_fns`'s train step without the
-on-device gather.) The eval sets stay as they are (a fixed, small subset).
+Fine-tuning, `finetune.train_group` (every member of a group of `g` sees one batch): the
+same, with `train_batches(src, [data_seed(ft_seed)], ..., start_step=0, stop_step=total_steps)`,
+`device_prefetch(..., place.batch_index, repeat=g)` (replaces `np.repeat(next(stream), g)`),
+`stream_step.build_train_fn(graphdef, spec, mesh, mode, backend)` next to `engine.build_fns` in
+`_Trainer.get`, and `keep_rest` unchanged. A validation split: `pipeline.Rows(src, keep)` for
+train and `pipeline.read_rows(src, held)` (normalised) for val. `augment`: off unless the
+job's option names it (`augment.for_dataset(name)` gives a dataset's declared one).
+(`stream_step.build_train_fn` is `engine.build_fns`'s train step without the on-device gather;
+with `augment=None` a streamed run trains exactly like the in-memory one: same batches, same
+dropout keys, tested.)
 """
 
 from __future__ import annotations
@@ -176,6 +195,41 @@ def read_rows(source, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return source.take(indices)
   pairs = [source[int(i)] for i in indices]
   return np.stack([np.asarray(p[0]) for p in pairs]), np.asarray([p[1] for p in pairs], np.int32)
+
+
+class Rows:
+  """The examples `index` of a source, renumbered 0..len(index)-1, without reading them: a
+  job's `train_examples` (`Rows(src, np.arange(n))`) or fine-tuning's train part of a
+  train/validation split (`Rows(src, keep)`)."""
+
+  def __init__(self, source, index):
+    index = np.asarray(index, np.int64).reshape(-1)
+    if index.size == 0 or index.min() < 0 or index.max() >= len(source):
+      raise ValueError(f"row indices must be a non-empty subset of [0, {len(source)})")
+    self.source, self.index = source, index
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def __getitem__(self, i: int):
+    return self.source[int(self.index[int(i)])]
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return read_rows(self.source, self.index[np.asarray(indices).reshape(-1)])
+
+
+def eval_subset(source, examples: int | None, subset_seed: int | None, transform=None):
+  """(x, y) of the rows `engine.eval_arrays` evaluates for a split of `len(source)` examples
+  (`examples` of them, the first ones or a seeded sorted subset), read from the source, so the
+  streamed job measures train accuracy on the same fixed subset as the in-memory job."""
+  n = len(source) if examples is None else min(examples, len(source))
+  if subset_seed is None:
+    index = np.arange(n)
+  else:
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([subset_seed])))
+    index = np.sort(rng.permutation(len(source))[:n])
+  x, y = read_rows(source, index)
+  return (x if transform is None else transform(x)), np.asarray(y, np.int32)
 
 
 def normalizer(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -328,13 +382,20 @@ def train_batches(
   return iter(dataset)
 
 
-def device_prefetch(iterator: Iterator, sharding, size: int = 2) -> Iterator:
+def device_prefetch(iterator: Iterator, sharding, size: int = 2, repeat: int = 1) -> Iterator:
   """`jax.device_put(batch, sharding)` of the next `size` batches kept in flight, so a step's
-  host-to-device copy overlaps the previous step (flax's `prefetch_to_device` pattern)."""
+  host-to-device copy overlaps the previous step (flax's `prefetch_to_device` pattern).
+
+  repeat: copies of the member axis (fine-tuning: the `g` members of a group see one batch).
+  """
   import jax  # noqa: PLC0415
 
+  if size < 1 or repeat < 1:
+    raise ValueError(f"need size >= 1 and repeat >= 1, got {size}, {repeat}")
   queue: deque = deque()
   for batch in iterator:
+    if repeat > 1:
+      batch = tuple(np.repeat(a, repeat, axis=0) for a in batch)
     queue.append(jax.device_put(batch, sharding))
     if len(queue) > size:
       yield queue.popleft()
