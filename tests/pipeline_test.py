@@ -367,3 +367,31 @@ def test_device_prefetch_keeps_order_and_repeats_the_member_axis():
     assert dx.sharding == place.batch_index and dx.shape == (3, B, 6, 5, 1)
     np.testing.assert_array_equal(np.asarray(dx), np.repeat(hx, 3, axis=0))
     np.testing.assert_array_equal(np.asarray(dy), np.repeat(hy, 3, axis=0))
+
+
+def test_a_source_of_several_record_files_is_their_concatenation(tmp_path):
+  x, y = _raw()
+  cuts = [0, 40, 41, N]  # a one-record file in the middle
+  paths = []
+  for f in range(3):
+    paths.append(tmp_path / f"part{f}.arrayrecord")
+    pipeline.write_records(paths[-1], x[cuts[f] : cuts[f + 1]], y[cuts[f] : cuts[f + 1]])
+  src = pipeline.RecordSource(paths)
+  assert len(src) == N
+  k = np.array([40, 0, 102, 39, 41, 40])
+  got_x, got_y = src.read(k)
+  np.testing.assert_array_equal(got_x, x[k])
+  np.testing.assert_array_equal(got_y, y[k])
+  _assert_same(
+    list(
+      pipeline.train_batches(
+        src, SEEDS, batch_size=B, stop_step=12, transform=pipeline.normalizer("mnist")
+      )
+    ),
+    _memory(x, y, SEEDS, 12),
+  )
+  with pytest.raises(IndexError, match="out of range for 103 records"):
+    src.read(np.array([103]))
+  pipeline.write_records(tmp_path / "rgb.arrayrecord", np.zeros((2, 6, 5, 3), np.uint8), [0, 1])
+  with pytest.raises(ValueError, match="different example shapes or dtypes"):
+    pipeline.RecordSource([paths[0], tmp_path / "rgb.arrayrecord"])
