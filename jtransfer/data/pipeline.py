@@ -19,10 +19,10 @@ augment, normalise), `.to_iter_dataset(ReadOptions(num_threads, prefetch))`: `nu
 threads build the next `prefetch` steps while the device trains on this one (grain keeps them
 in step order). `device_prefetch` then keeps the next batches' host-to-device copies in flight.
 Host memory is bounded by `prefetch` batches plus the source's read buffers, whatever the size of
-the dataset (tests/pipeline_test.py streams a 768 MB ArrayRecord file with a peak RSS of ~290 MB,
-~200 MB of it the imports). glibc gives each reading thread its own malloc arena and the arenas
-keep freed batch buffers: with large batches set MALLOC_ARENA_MAX=2 (uncapped, that test's RSS
-crept ~100 MB higher over one epoch, bounded but wasteful).
+the dataset (tests/pipeline_test.py streams a 772 MB ArrayRecord file, 2 members x 256 examples
+of 12 KB a step, at a peak RSS of ~290 MB, ~165 MB of it the imports). glibc gives each reading
+thread its own malloc arena and the arenas keep freed batch buffers: with large batches set
+MALLOC_ARENA_MAX=2 (uncapped, the same stream peaked at ~385 MB, creeping up over the epoch).
 
 Processes. `shard_by="member"`: process `i` of `n` reads the members `seeds[i::n]` (the way the
 jobs split seeds), output [len(seeds[i::n]), B, ...]. `shard_by="batch"`: every process has every
