@@ -14,7 +14,8 @@ number of timed steps (after a warm-up that compiles) both ways:
   (`pipeline.device_prefetch`) and trained by `stream_step.build_train_fn`.
 Both see the same batches (checked on the first step). Repeats alternate memory / stream so
 machine load drifts hit both; the medians and their ratio are printed (goal: stream >= 0.9x).
-The script sets XLA_FLAGS for `--cpu_devices` fake host devices itself, before JAX starts.
+`--cpu_devices` splits the CPU into that many JAX devices (`jax_num_cpu_devices`, what main's
+`jtransfer.devices.request_cpu_devices` sets; an XLA_FLAGS device count already set wins).
 """
 
 import argparse
@@ -36,10 +37,6 @@ _parser.add_argument("--prefetch", type=int, default=4, help="pipeline steps rea
 _parser.add_argument("--data_dir", default=None, help="default $JTRANSFER_DATA_DIR")
 ARGS = _parser.parse_args()
 
-os.environ["XLA_FLAGS"] = (
-  f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={ARGS.cpu_devices}"
-)
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -48,6 +45,11 @@ from jtransfer import data as datasets  # noqa: E402
 from jtransfer.data import pipeline  # noqa: E402
 from jtransfer.models import functional  # noqa: E402
 from jtransfer.train import batches, engine, optim, stream_step  # noqa: E402
+
+if ARGS.cpu_devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get(
+  "XLA_FLAGS", ""
+):
+  jax.config.update("jax_num_cpu_devices", ARGS.cpu_devices)  # before any JAX computation
 
 LR = 1e-4
 

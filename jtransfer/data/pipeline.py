@@ -36,23 +36,23 @@ present (one batched read instead of one call per example). `RecordSource` reads
 files written by `write_records` (one example per record: int32 label + raw array bytes;
 uint8 images stay uint8 on disk and are normalised by `normalizer` after augmentation).
 
-Wiring (an `input_pipeline="memory" | "stream"` option; "memory" stays today's code).
-Pre-training, `pretrain._run`:
+Wiring (an `input_pipeline="memory" | "stream"` option; "memory" stays today's code). Pre-training,
+in the phases of main's `pretrain` (`_plan`, `_place`, `_loop`):
 
-    # Data (host): the source instead of the train arrays (test split and eval as today).
+    # _plan: the source instead of the train arrays (the test split loads as today).
     src = datasets.source(source, "train", data_dir=...)          # or RecordSource(path);
-    # datasets without one (offline, they fit): ArraySource(*train), train normalised, norm None
+    # datasets without one (offline, they fit): ArraySource(*train) (normalised), norm None
     if train_examples: src = pipeline.Rows(src, np.arange(train_examples))
     norm = pipeline.normalizer(source)
-    spe = batches.steps_per_epoch(len(src), batch_size)           # was len(train_x)
+    spe = batches.steps_per_epoch(len(src), batch_size)           # was len(train[0])
+    # _place: the same train-eval rows as today, no train_x / train_y on the devices, and the
+    # train step that takes the batch (keep eval_fn from engine.build_fns):
     train_subset = (*pipeline.eval_subset(src, eval_train_examples, engine.EVAL_SUBSET_SEED,
-                                          norm), None, None)      # same rows as today
-    # Data (device): no train_x_dev / train_y_dev.
-    # Step functions: keep eval_fn from engine.build_fns, replace its train_fn:
+                                          norm), None, None)
     train_fn = stream_step.build_train_fn(graphdef, optimizer_spec, mesh, mode, backend)
-    # Loop: replaces `stream = batches.index_stream(...)` and the idx device_put.
+    # _loop: replaces `stream = batches.index_stream(...)` and `idx = jax.device_put(...)`.
     it = pipeline.device_prefetch(pipeline.train_batches(
-        src, seeds, batch_size=batch_size, start_step=start_step, stop_step=total_steps,
+        src, plan.seeds, batch_size=batch_size, start_step=start, stop_step=total_steps,
         transform=norm, augment=augment), place.batch_index)
     for step in ...:
       x, y = next(it)
