@@ -162,7 +162,6 @@ def test_frozen_layers_keep_every_bit_and_the_rest_train(zoo, data_dir):
     )
     _, final = finetune.train_group(
       members,
-      graphdef=graphdef,
       params=params,
       rest=rest,
       target=target,
@@ -231,7 +230,6 @@ def _train_tiny_group(
   )
   return finetune.train_group(
     members,
-    graphdef=graphdef,
     params=params,
     rest=rest,
     target=target,

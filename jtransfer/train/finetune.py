@@ -232,7 +232,6 @@ class _Group:
 def train_group(
   members: Sequence[Member],
   *,
-  graphdef,
   params,
   rest,
   target: Target,
@@ -246,11 +245,11 @@ def train_group(
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, Any]]:
   """Fine-tunes one group; returns ({ft_step: {metric: [G]}}, final host params and rest).
 
+  `params` / `rest`: the group's `transfer.initial_state`, of the trainer's model (graphdef).
   All members share `ft_seed` and the freezing (`members[0]`). `on_train_metrics(step,
   {"loss": [G], "accuracy": [G]})` receives the batch metrics at `tracking.record_steps`, read
   one step late (no host sync in the loop); `note_compile` says when the step compiles.
   """
-  del graphdef  # the trainer's (one per architecture)
   ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
   if any(m.ft_seed != ft_seed or m.frozen_layers != frozen for m in members):
     raise ValueError("a group shares one ft_seed and one frozen_layers")
@@ -562,7 +561,6 @@ class _Loop:
 
     curves, _ = train_group(
       group,
-      graphdef=graphdef,
       params=params,
       rest=rest,
       target=target,
