@@ -168,6 +168,7 @@ class Trainer:
     self._cache: dict[tuple, Any] = {}
 
   def get(self, frozen_layers: int, group: int) -> dict[str, Any]:
+    """{place, train, eval, init} for `group` members that freeze `frozen_layers` layers."""
     mode = engine.resolve_seed_parallel(
       self.seed_parallel, backend=self.backend, num_seeds=group, num_devices=len(self.devices)
     )
@@ -176,6 +177,7 @@ class Trainer:
       mesh = engine.make_mesh(
         mode, num_seeds=group, batch_size=self.batch_size, devices=self.devices
       )
+      # The engine's step builder takes the optimiser as a hashable (name, kwargs) spec.
       spec = transfer.optimizer_spec(
         self.optimizer,
         self.optimizer_kwargs,
