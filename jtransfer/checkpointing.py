@@ -142,12 +142,21 @@ def _checkpointer(process_local: bool) -> ocp.Checkpointer:
     registry = None
     cache_key = "global"
   if cache_key not in _checkpointers:
-    tree_kwargs = {} if registry is None else {"type_handler_registry": registry}
+    tree_kwargs, composite_kwargs = {}, {}
+    if registry is not None:
+      tree_kwargs["type_handler_registry"] = registry
+      # Item folders created before the writes, not announced by a signal: orbax keys its
+      # signals in jax.distributed's key-value store by an operation counter that each process
+      # counts on its own, so another process's local save at the same count would announce
+      # folders this one has not made yet (FileNotFoundError, seen with two processes).
+      composite_kwargs["async_options"] = ocp.options.AsyncOptions(
+        create_directories_asynchronously=False
+      )
     # Every layer gets the options: item handlers left to the registry default to process 0 as
     # the primary host, and would skip writing metadata on any other process.
     _checkpointers[cache_key] = ocp.Checkpointer(
       ocp.CompositeCheckpointHandler(
-        composite_options=ocp.CompositeOptions(multiprocessing_options=options),
+        composite_options=ocp.CompositeOptions(multiprocessing_options=options, **composite_kwargs),
         **{
           _PARAMS: ocp.PyTreeCheckpointHandler(multiprocessing_options=options, **tree_kwargs),
           _META: ocp.JsonCheckpointHandler(multiprocessing_options=options),
