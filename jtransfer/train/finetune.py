@@ -717,19 +717,22 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
   writer = None
   try:
     done = store.done_keys(JOB)
-    infos, todo = {}, []
+    infos, members, todo = {}, [], []
     for arch in arch_names:
       # Input hyperparameters (an audio model's clip length, sample rate) follow the target.
       kwargs = _arch_model_kwargs(workdir, arch, ckpts, c["model_kwargs"], datasets.get(name))
       infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
-      members = plan_members(
+      members += plan_members(
         [r for r in ckpts if r.arch == arch],
         info=infos[arch],
         modes=modes,
         ft_seeds=ft_seeds,
         baselines=c["baselines"],
       )
-      for m in members:
+    # This process's share: every nproc-th group of all the units, done or not, so the split
+    # never depends on what another process has finished by the time this one looks.
+    for group in group_members(members, c["group_size"])[pid::nproc]:
+      for m in group:
         left = tuple(
           mode
           for mode, key in zip(m.modes, m.unit_keys(name), strict=True)
@@ -740,7 +743,7 @@ def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
     ckpts, failed = _verified(store, workdir, ckpts, todo, name)
     failed_paths = {f.path for f in failed}
     todo = [m for m in todo if m.path is None or m.path not in failed_paths]
-    groups = group_members(todo, c["group_size"])[pid::nproc]
+    groups = group_members(todo, c["group_size"])
     summary = {
       "target": name,
       "steps_per_epoch": spe,

@@ -163,6 +163,7 @@ def run(
   store_shard: str | None = None,
   tensorboard: bool = True,
   profile_steps: int = 0,
+  first_process: int = 0,
 ) -> dict[str, Any]:
   """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
 
@@ -177,6 +178,9 @@ def run(
     `<workdir>/tensorboard/pretrain` unless `tensorboard=False`.
   profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
     one) to `<workdir>/profile/pretrain`.
+  first_process: under several processes, seed i is trained by process
+    `(first_process + i) % process_count` (the sweep counts on across sources, so its
+    (source, seed) pairs spread evenly over the processes).
   """
   t_start = time.time()
   workdir = pathlib.Path(workdir)
@@ -214,7 +218,8 @@ def _run(c: dict, *, t_start: float) -> dict[str, Any]:
   store = results.Store(workdir, shard=shard)
   writer = None
   try:
-    all_seeds = list(range(c["seed_offset"], c["seed_offset"] + c["num_seeds"]))[pid::nproc]
+    all_seeds = list(range(c["seed_offset"], c["seed_offset"] + c["num_seeds"]))
+    all_seeds = all_seeds[(pid - c["first_process"]) % nproc :: nproc]
     _index_zoo(store, workdir, source, arch, all_seeds)
     seeds = [s for s in all_seeds if not store.is_done(JOB, done_key(source, arch, s, total_steps))]
     summary = {
