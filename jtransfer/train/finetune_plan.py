@@ -359,20 +359,23 @@ def make_plan(
       f"no checkpoints selected in {c.workdir} and no baseline_archs: nothing to fine-tune"
     )
   done = store.done_keys(JOB)
-  infos, todo = {}, []
+  infos, members = {}, []
   for arch in arch_names:
     # Input hyperparameters (an audio model's clip length, sample rate) follow the target.
     kwargs = arch_model_kwargs(c.workdir, arch, ckpts, c.model_kwargs, datasets.get(name))
     infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
-    members = plan_members(
+    members += plan_members(
       [r for r in ckpts if r.arch == arch],
       info=infos[arch],
       modes=c.modes,
       ft_seeds=c.ft_seeds,
       baselines=c.baselines,
     )
-    todo += units_left(members, done, name)
+  # This process's share is taken of all the groups, done or not, so that the split never
+  # depends on what another process has finished by the time this one looks.
+  todo = [m for group in share(group_members(members, c.group_size)) for m in group]
+  todo = units_left(todo, done, name)
   _, failed = verified(store, c.workdir, ckpts, todo, name)
   failed_paths = {f.path for f in failed}
   todo = [m for m in todo if m.path is None or m.path not in failed_paths]
-  return Plan(infos, share(group_members(todo, c.group_size)), failed)
+  return Plan(infos, group_members(todo, c.group_size), failed)

@@ -171,6 +171,7 @@ class PretrainConfig:
   store_shard: str | None = None
   tensorboard: bool = True
   profile_steps: int = 0
+  first_process: int = 0
 
   def __post_init__(self):
     if self.num_seeds < 1 or self.seed_offset < 0:
@@ -216,6 +217,7 @@ def run(
   store_shard: str | None = None,
   tensorboard: bool = True,
   profile_steps: int = 0,
+  first_process: int = 0,
 ) -> dict[str, Any]:
   """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
 
@@ -230,6 +232,9 @@ def run(
     `<workdir>/tensorboard/pretrain` unless `tensorboard=False`.
   profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
     one) to `<workdir>/profile/pretrain`.
+  first_process: under several processes, seed i is trained by process
+    `(first_process + i) % process_count` (the sweep counts on across sources, so its
+    (source, seed) pairs spread evenly over the processes).
   """
   t_start = time.time()
   config = PretrainConfig(
@@ -256,6 +261,7 @@ def run(
     store_shard=store_shard,
     tensorboard=tensorboard,
     profile_steps=profile_steps,
+    first_process=first_process,
   )
   with job.open_context(
     config.workdir, JOB, config, logger=log, store_shard=store_shard, num_devices=num_devices
@@ -309,7 +315,7 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
   total_steps = schedule.to_steps(
     config.duration, steps_per_epoch=spe, batch_size=config.batch_size
   )
-  all_seeds = ctx.share(config.seeds)
+  all_seeds = ctx.share(config.seeds, first_process=config.first_process)
   _index_zoo(ctx.store, ctx.workdir, source, arch, all_seeds)
   todo = [
     s for s in all_seeds if not ctx.store.is_done(JOB, done_key(source, arch, s, total_steps))
