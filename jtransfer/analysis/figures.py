@@ -24,6 +24,7 @@ from scipy import stats  # noqa: E402
 from jtransfer.analysis import labels, signs  # noqa: E402
 from jtransfer.analysis.stats import null_band  # noqa: E402
 from jtransfer.scores import REGISTRY  # noqa: E402
+from jtransfer.scores.registry import CHECKPOINT_BASELINES  # noqa: E402
 
 DPI = 110
 LAYER_FREE = ("-", "")  # the layer a score is stored at when it has none
@@ -199,10 +200,9 @@ def _layer_axis(layers) -> list[str]:
 
 # Scores that belong to a checkpoint, not a layer: the analysis tables copy them onto every
 # layer (`tables.spread_layerless`), so they are recognised by name as well as by placeholder.
-_CHECKPOINT_SCORES = {n for n, s in REGISTRY.items() if not s.needs_features} | {
-  "checkpoint_index",
-  "param_count",
-}
+_CHECKPOINT_SCORES = {n for n, s in REGISTRY.items() if not s.needs_features} | set(
+  CHECKPOINT_BASELINES
+)
 
 
 def _layer_free_scores(df: pd.DataFrame) -> set[str]:
