@@ -75,14 +75,7 @@ def prepare_scores(
   `checkpoint_index` (rank of the step within its run) when it is not stored, and adds
   `oriented` (lower-is-better scores negated)."""
   required = {"source", "seed", "step", "target", "layer", "score", "value"}
-  missing = sorted(required - set(scores.columns))
-  if missing:
-    raise ValueError(f"scores table lacks columns {missing}")
-  df = scores.copy()
-  if "arch" not in df:
-    df["arch"] = "-"
-  if "probe" not in df:
-    df["probe"] = "train"
+  df = gt_lib.checked_copy(scores, "scores", required, {"arch": "-", "probe": "train"})
   df["layer"] = df["layer"].astype(str)
   df["probe"] = df["probe"].astype(str)
   df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
