@@ -12,7 +12,7 @@ from analysis_conclusions_test import _study
 from flax import nnx
 
 from jtransfer import models, studies
-from jtransfer.analysis import auroc, figures, focus, pipeline, report, signs
+from jtransfer.analysis import auroc, figures, pipeline, report, signs, taps
 from jtransfer.scores import registry
 from jtransfer.studies import gradual, neural_collapse, thesis
 
@@ -48,7 +48,7 @@ def test_a_score_without_a_registered_sign_fails_unless_given_one():
 def test_default_focus_layer_is_what_the_head_reads(arch, shape):
   """Independent check: the activation at that tap, flattened, is exactly the input of the
   head's first layer (its kernel's fan-in), and the tap is not itself a head layer."""
-  tap = focus.head_input(arch)
+  tap = taps.head_input(arch)
   model = models.get_model(arch, num_classes=3, rngs=nnx.Rngs(0))
   act = model(jnp.zeros((2, *shape)), taps=(tap,))[tap]
   first_head = next(t for t in model.taps if t in model.head)
@@ -56,15 +56,42 @@ def test_default_focus_layer_is_what_the_head_reads(arch, shape):
   assert int(np.prod(act.shape[1:])) == model.head[first_head].kernel.shape[0]
 
 
+# The order the analysis used to hard-code for every tap name of the registered models.
+_OLD_ORDER = (
+  "input", "stem", *(f"{kind}{i}" for i in range(1, 6) for kind in ("conv", "pool")),
+  *(f"block{i}" for i in range(1, 9)), *(f"stage{i}" for i in range(1, 5)), "pool", "gru",
+  "embedding", "fc1", "fc6", "fc7", "logits",
+)  # fmt: skip
+
+
+def _old_order(layers):
+  return [x for x in _OLD_ORDER if x in layers] + [x for x in layers if x not in _OLD_ORDER]
+
+
+@pytest.mark.parametrize(
+  "archs",
+  [[a] for a in models.names()]
+  + [["audio_cnn", "audio_crnn", "dcase_cnn"], ["audio_cnn_tiny", "audio_crnn_tiny"]],
+)
+def test_layer_order_comes_from_the_taps_and_keeps_the_old_order(archs):
+  names = sorted({t for a in archs for t in taps.model_taps(a)})
+  assert names and set(names) <= set(_OLD_ORDER)
+  shuffled = list(np.random.default_rng(0).permutation(names))
+  assert taps.layer_order(shuffled, archs) == _old_order(shuffled)
+  # A layer no model declares keeps its place of first appearance, after the known ones.
+  assert taps.layer_order(["mine", *shuffled[:2]], archs) == [*_old_order(shuffled[:2]), "mine"]
+  assert taps.layer_order(["b", "a"], ["not_a_model"]) == ["b", "a"]
+
+
 def test_default_focus_layer_from_the_store():
   # cnn: its head input even when a deeper tap (fc1, logits) was scored.
-  assert focus.default_focus_layer(["cnn"], ["conv1", "pool2", "fc1", "logits"]) == "pool2"
+  assert taps.default_focus_layer(["cnn"], ["conv1", "pool2", "fc1", "logits"]) == "pool2"
   # An architecture the registry does not know: the second-deepest stored layer.
-  assert focus.head_input("not_a_model") is None
-  assert focus.default_focus_layer(["-"], ["a", "b", "c"]) == "b"
-  assert focus.default_focus_layer(["-"], ["a"]) == "a"
+  assert taps.head_input("not_a_model") is None
+  assert taps.default_focus_layer(["-"], ["a", "b", "c"]) == "b"
+  assert taps.default_focus_layer(["-"], ["a"]) == "a"
   # The head input was not scored: fall back as well.
-  assert focus.default_focus_layer(["cnn"], ["conv1", "fc1", "logits"]) == "fc1"
+  assert taps.default_focus_layer(["cnn"], ["conv1", "fc1", "logits"]) == "fc1"
 
 
 def test_analyse_takes_the_focus_layer_from_the_models_taps():

@@ -11,12 +11,12 @@ from jtransfer.analysis import (
   breakdown,
   dependence,
   figures,
-  focus,
   penalty,
   power,
   selection,
   stability,
   tables,
+  taps,
   versus,
 )
 from jtransfer.analysis import transfer_matrix as tm
@@ -127,9 +127,9 @@ def _context(joint, prepared, setting, probe, focus_layer) -> dict:
   """The run's settings, probes and layers, and the main setting, probe and focus layer."""
   settings = sorted(set(joint["setting"]), key=lambda s: (s != "full", s))
   probes = sorted(set(joint["probe"]), key=lambda p: (p != "train", p))
-  layers = tables.layer_order(prepared["layer"])
+  layers = taps.layer_order(prepared["layer"], prepared["arch"])
   if focus_layer is None:
-    focus_layer = focus.default_focus_layer(prepared["arch"], layers)
+    focus_layer = taps.default_focus_layer(prepared["arch"], layers)
   elif focus_layer not in layers:
     raise ValueError(f"focus layer {focus_layer!r} not in the store; have {layers}")
   return dict(
@@ -202,7 +202,7 @@ def analyse(
   detail_all_settings: bool = False,
 ) -> Analysis:
   """All statistics from the three tables (see the module docs of each step). The focus layer
-  defaults to the tap the classifier head reads (`focus.default_focus_layer`)."""
+  defaults to the tap the classifier head reads (`taps.default_focus_layer`)."""
   if scores is None or scores.empty:
     raise ValueError("the scores table is empty: run the score job first")
   if finetune is None or finetune.empty:

@@ -9,29 +9,6 @@ import pandas as pd
 from jtransfer.analysis import signs
 from jtransfer.analysis import truth as gt_lib
 
-# Tap orders of the project's models; unknown layers keep their order of first appearance.
-# Input-to-output order of every tap name the registered models use (CNN, VGG, ResNet, audio).
-_KNOWN_LAYER_ORDER = (
-  "input",
-  "stem",
-  *(f"{kind}{i}" for i in range(1, 6) for kind in ("conv", "pool")),
-  *(f"block{i}" for i in range(1, 9)),
-  *(f"stage{i}" for i in range(1, 5)),
-  "pool",
-  "gru",
-  "embedding",
-  "fc1",
-  "fc6",
-  "fc7",
-  "logits",
-)
-
-
-def layer_order(layers) -> list[str]:
-  seen = list(dict.fromkeys(str(x) for x in layers))
-  known = [x for x in _KNOWN_LAYER_ORDER if x in seen]
-  return known + [x for x in seen if x not in known]
-
 
 def model_keys(keep_seeds: bool) -> list[str]:
   return ["source", "arch", "seed", "step"] if keep_seeds else ["source", "arch", "step"]
