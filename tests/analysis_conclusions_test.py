@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from jtransfer.analysis import dependence, pipeline, power, published, report, tables
+from jtransfer.analysis import dependence, pipeline, power, report, tables
+from jtransfer.studies import thesis
 
 # Epoch lengths of the full protocol: batch-64 sources, MNIST 0-4 and MNIST 5-9.
 EPOCH = {"mnist": 937, "fashion_mnist": 937, "mnist_split_0_4": 956, "mnist_split_5_9": 918,
@@ -154,7 +155,7 @@ def test_noise_finding_ignores_fine_tune_baselines(study):
   worst = gt[gt["setting"] == "full"].groupby("source")["log_auc"].mean().idxmin()
   assert worst == "random_init"  # the unflattering case the check must not count as a source
   row = (
-    published.compare(a)
+    thesis.compare(a)
     .set_index("finding")
     .loc["noise sources transfer worst (log-AUC, longest pre-training, target MNIST)"]
   )
@@ -174,7 +175,7 @@ def test_power_numbers_by_hand(study):
   c = a.correlations
   row = c[(c["breakdown"] == "all") & (c["score"] == "rsa") & (c["layer"] == "pool2")].iloc[0]
   assert r["rho_halfwidth"] == pytest.approx((row["cluster_ci_hi"] - row["cluster_ci_lo"]) / 2)
-  lines = power.findings(a)
+  lines = thesis.findings(a) + power.findings(a)
   assert any(x.startswith("noise sources transfer worst (MNIST): **decided**") for x in lines)
   assert any("scores vs checkpoint_index (mnist, pool2)" in x for x in lines)
 

@@ -12,7 +12,8 @@ from jtransfer import results, sweep
 from jtransfer.train import finetune
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import gradual_report, gradual_transfer  # noqa: E402
+from configs import gradual_transfer  # noqa: E402
+from jtransfer.studies import gradual as gradual_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")

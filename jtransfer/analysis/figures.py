@@ -7,6 +7,7 @@ convention in a caption line at the bottom, and is tidied before saving so that 
 the canvas and no two tick labels collide.
 """
 
+import functools
 import math
 import pathlib
 import re
@@ -24,6 +25,7 @@ from scipy import stats  # noqa: E402
 from jtransfer.analysis import labels, signs  # noqa: E402
 from jtransfer.analysis.stats import null_band  # noqa: E402
 from jtransfer.scores import REGISTRY  # noqa: E402
+from jtransfer.scores.registry import CHECKPOINT_BASELINES  # noqa: E402
 
 DPI = 110
 LAYER_FREE = ("-", "")  # the layer a score is stored at when it has none
@@ -199,10 +201,9 @@ def _layer_axis(layers) -> list[str]:
 
 # Scores that belong to a checkpoint, not a layer: the analysis tables copy them onto every
 # layer (`tables.spread_layerless`), so they are recognised by name as well as by placeholder.
-_CHECKPOINT_SCORES = {n for n, s in REGISTRY.items() if not s.needs_features} | {
-  "checkpoint_index",
-  "param_count",
-}
+_CHECKPOINT_SCORES = {n for n, s in REGISTRY.items() if not s.needs_features} | set(
+  CHECKPOINT_BASELINES
+)
 
 
 def _layer_free_scores(df: pd.DataFrame) -> set[str]:
@@ -318,6 +319,41 @@ def _log_steps(ax, ft_steps):
   ax.set_xlabel("fine-tune step (batches; log axis at step + 1)")
 
 
+def _xy(m: pd.Series):
+  return m.index + 1, m.to_numpy()
+
+
+def _minus(base: pd.Series, m: pd.Series):
+  """The accuracy curve `m` minus `base` at the fine-tune steps both have."""
+  common = m.index.intersection(base.index)
+  return common + 1, (m[common] - base[common]).to_numpy()
+
+
+def _checkpoint_lines(ax, zoo: pd.DataFrame, colors, *, to_xy=_xy) -> None:
+  """One line of fine-tune accuracy per (source, pre-train step), seed mean: later checkpoints
+  darker, the longest thick and labelled; `to_xy(curve)` gives the points drawn."""
+  for source, sgrp in zoo.groupby("source"):
+    alpha = _step_alpha(sgrp["step"])
+    last = max(alpha)
+    for step, g in sgrp.groupby("step"):
+      x, y = to_xy(g.groupby("ft_step")["test_acc"].mean())
+      ax.plot(
+        x,
+        y,
+        color=colors[source],
+        alpha=alpha[step],
+        lw=2.2 if step == last else 0.8,
+        label=source if step == last else None,
+      )
+
+
+def _finish_curves(ax, ft_steps, ylabel: str) -> None:
+  _log_steps(ax, ft_steps)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+
+
 def finetune_curves(curves: pd.DataFrame, out_dir, *, setting: str) -> list[pathlib.Path]:
   """Per target: accuracy vs fine-tune step (log axis), one line per (source, pre-train step),
   later checkpoints darker, the longest thick; scratch in grey (thesis figs. 3.5, 3.7)."""
@@ -326,28 +362,12 @@ def finetune_curves(curves: pd.DataFrame, out_dir, *, setting: str) -> list[path
   paths = []
   for target, tgrp in curves[curves["setting"] == setting].groupby("target"):
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    zoo = tgrp[tgrp["source"] != "scratch"]
-    for source, sgrp in zoo.groupby("source"):
-      alpha = _step_alpha(sgrp["step"])
-      last = max(alpha)
-      for step, g in sgrp.groupby("step"):
-        m = g.groupby("ft_step")["test_acc"].mean()
-        ax.plot(
-          m.index + 1,
-          m.to_numpy(),
-          color=colors[source],
-          alpha=alpha[step],
-          lw=2.2 if step == last else 0.8,
-          label=source if step == last else None,
-        )
+    _checkpoint_lines(ax, tgrp[tgrp["source"] != "scratch"], colors)
     scratch = tgrp[tgrp["source"] == "scratch"]
     if not scratch.empty:
       m = scratch.groupby("ft_step")["test_acc"].mean()
       ax.plot(m.index + 1, m.to_numpy(), color="0.4", ls="--", lw=2, label="scratch")
-    _log_steps(ax, tgrp["ft_step"])
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _finish_curves(ax, tgrp["ft_step"], "test accuracy")
     _titles(
       fig,
       f"Fine-tuning on {target} ({setting})",
@@ -381,24 +401,8 @@ def delta_to_scratch(curves: pd.DataFrame, out_dir, *, setting: str) -> list[pat
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     ax.fill_between(base.index + 1, -2 * sd, 2 * sd, color="0.6", alpha=0.35, label="scratch ± 2σ")
     ax.axhline(0, color="0.4", lw=1)
-    for source, sgrp in zoo.groupby("source"):
-      alpha = _step_alpha(sgrp["step"])
-      last = max(alpha)
-      for step, g in sgrp.groupby("step"):
-        m = g.groupby("ft_step")["test_acc"].mean()
-        common = m.index.intersection(base.index)
-        ax.plot(
-          common + 1,
-          (m[common] - base[common]).to_numpy(),
-          color=colors[source],
-          alpha=alpha[step],
-          lw=2.2 if step == last else 0.8,
-          label=source if step == last else None,
-        )
-    _log_steps(ax, tgrp["ft_step"])
-    ax.set_ylabel("Δ test accuracy to scratch")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _checkpoint_lines(ax, zoo, colors, to_xy=functools.partial(_minus, base))
+    _finish_curves(ax, tgrp["ft_step"], "Δ test accuracy to scratch")
     _titles(
       fig,
       f"{target} ({setting}): accuracy minus training from scratch",

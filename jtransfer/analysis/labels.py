@@ -1,6 +1,6 @@
 """Display names of scores and ground-truth columns for figures: a reader sees "NC score (↓
 better)", never `nc_score_eq2`. The direction comes from the sign table (the score registry,
-then `signs`' fallback for baselines, then caller overrides)."""
+with its checkpoint baselines, then caller overrides)."""
 
 import re
 from collections.abc import Mapping

@@ -3,6 +3,7 @@
 import dataclasses
 import pathlib
 import sqlite3
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -15,6 +16,7 @@ from jtransfer.analysis import (
   selection,
   stability,
   tables,
+  taps,
   versus,
 )
 from jtransfer.analysis import transfer_matrix as tm
@@ -93,6 +95,97 @@ def _pick(options, preferred, what):
   return options[0]
 
 
+def _prepare_scores(scores, overrides: dict, param_penalty: float, notes: list) -> pd.DataFrame:
+  """The oriented scores (+ the parameter-penalised ones, whose signs join `overrides`)."""
+  prepared = tables.prepare_scores(scores, overrides=overrides)
+  if prepared.attrs.get("dropped_non_finite"):
+    notes.append(f"{prepared.attrs['dropped_non_finite']} non-finite score values were dropped.")
+  if "checkpoint_index" not in set(scores["score"]):
+    notes.append("checkpoint_index was not stored; derived from the rank of the pre-train step.")
+  if param_penalty:
+    pen = penalty.param_penalised(prepared, param_penalty)
+    if pen.empty:
+      notes.append("parameter-count penalty requested but no param_count rows are stored.")
+    else:
+      overrides.update({name: True for name in set(pen["score"])})
+      prepared = pd.concat([prepared, pen], ignore_index=True)
+  return prepared
+
+
+def _ground_truth(finetune, notes: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """(complete per-model ground truth, per-ft-step curves)."""
+  gt, cur = tables.ground_truth_tables(finetune)
+  all_gt = tables.gt_lib.ground_truth(finetune)
+  if len(all_gt) > len(gt):
+    notes.append(f"{len(all_gt) - len(gt)} incomplete fine-tune curves were left out.")
+  if gt.empty:
+    raise ValueError("no complete fine-tune curve (>= 2 fine-tune steps) in the finetune table")
+  return gt, cur
+
+
+def _context(joint, prepared, setting, probe, focus_layer) -> dict:
+  """The run's settings, probes and layers, and the main setting, probe and focus layer."""
+  settings = sorted(set(joint["setting"]), key=lambda s: (s != "full", s))
+  probes = sorted(set(joint["probe"]), key=lambda p: (p != "train", p))
+  layers = taps.layer_order(prepared["layer"], prepared["arch"])
+  if focus_layer is None:
+    focus_layer = taps.default_focus_layer(prepared["arch"], layers)
+  elif focus_layer not in layers:
+    raise ValueError(f"focus layer {focus_layer!r} not in the store; have {layers}")
+  return dict(
+    settings=settings,
+    probes=probes,
+    layers=layers,
+    setting=_pick(settings, setting, "setting"),
+    probe=_pick(probes, probe, "probe"),
+    focus_layer=focus_layer,
+  )
+
+
+def _correlations(joint, joint_ft, ctx, *, detail_all_settings, notes, **kwargs):
+  """Every breakdown's correlations; the undefined ones counted in `notes`."""
+  corr = breakdown.all_breakdowns(
+    joint,
+    joint_ft,
+    settings_for_detail=None if detail_all_settings else [ctx["setting"]],
+    probes_for_detail=None if detail_all_settings else [ctx["probe"]],
+    **kwargs,
+  )
+  flagged = corr[corr["flag"] != ""]
+  if not flagged.empty:
+    counts = flagged.groupby(["breakdown", "flag"]).size()
+    notes.append(
+      "correlations left undefined (NaN): "
+      + "; ".join(f"{b}: {n} × {f}" for (b, f), n in counts.items())
+    )
+  return corr
+
+
+def _selection(joint, main, keys, notes) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """(top-1 selection over all models and per checkpoint, its comparison with the baselines)."""
+  pooled = dependence.merge_shared_init(joint, keys)
+  if shared := dependence.shared_summary(pooled):
+    notes.append(shared)
+  sel = pd.concat(
+    [
+      selection.select(pooled, model_keys=keys).assign(breakdown="all"),
+      selection.select(main, model_keys=keys, by="ckpt_index").assign(breakdown="per_checkpoint"),
+    ],
+    ignore_index=True,
+  )
+  return sel, selection.compare_to_baselines(sel, metric="regret", better="lower")
+
+
+def _stability(prepared, corr, keys) -> dict:
+  per_model = prepared.groupby([*keys, "target", "probe", "layer", "score"])["oriented"].mean()
+  corr_all = corr[corr["breakdown"] == "all"]
+  return dict(
+    stability_models=stability.model_ranking_stability(per_model.reset_index(), model_keys=keys),
+    stability_rho=stability.rho_stability(corr_all),
+    stability_winner=stability.winner_stability(corr_all),
+  )
+
+
 def analyse(
   scores: pd.DataFrame,
   finetune: pd.DataFrame,
@@ -108,33 +201,15 @@ def analyse(
   focus_layer: str | None = None,
   detail_all_settings: bool = False,
 ) -> Analysis:
-  """All statistics from the three tables (see the module docs of each step)."""
+  """All statistics from the three tables (see the module docs of each step). The focus layer
+  defaults to the tap the classifier head reads (`taps.default_focus_layer`)."""
   if scores is None or scores.empty:
     raise ValueError("the scores table is empty: run the score job first")
   if finetune is None or finetune.empty:
     raise ValueError("the finetune table is empty: run the fine-tune job first")
-  notes = []
-  overrides = dict(higher_is_better or {})
-  prepared = tables.prepare_scores(scores, overrides=overrides)
-  if prepared.attrs.get("dropped_non_finite"):
-    notes.append(f"{prepared.attrs['dropped_non_finite']} non-finite score values were dropped.")
-  if "checkpoint_index" not in set(scores["score"]):
-    notes.append("checkpoint_index was not stored; derived from the rank of the pre-train step.")
-  if param_penalty:
-    pen = penalty.param_penalised(prepared, param_penalty)
-    if pen.empty:
-      notes.append("parameter-count penalty requested but no param_count rows are stored.")
-    else:
-      overrides.update({name: True for name in set(pen["score"])})
-      prepared = pd.concat([prepared, pen], ignore_index=True)
-
-  gt, cur = tables.ground_truth_tables(finetune)
-  all_gt = tables.gt_lib.ground_truth(finetune)
-  if len(all_gt) > len(gt):
-    notes.append(f"{len(all_gt) - len(gt)} incomplete fine-tune curves were left out.")
-  if gt.empty:
-    raise ValueError("no complete fine-tune curve (>= 2 fine-tune steps) in the finetune table")
-
+  notes, overrides = [], dict(higher_is_better or {})
+  prepared = _prepare_scores(scores, overrides, param_penalty, notes)
+  gt, cur = _ground_truth(finetune, notes)
   keys = tables.model_keys(keep_seeds)
   joint = tables.joint(
     prepared, gt, keep_seeds=keep_seeds, truth_cols=["log_auc", "final_acc", "best_acc"]
@@ -144,63 +219,19 @@ def analyse(
   joint_ft = tables.joint(
     prepared, cur[cur["source"] != "scratch"], keep_seeds=keep_seeds, truth_cols=["test_acc"]
   )
-
-  settings = sorted(set(joint["setting"]), key=lambda s: (s != "full", s))
-  probes = sorted(set(joint["probe"]), key=lambda p: (p != "train", p))
-  layers = tables.layer_order(prepared["layer"])
-  setting = _pick(settings, setting, "setting")
-  probe = _pick(probes, probe, "probe")
-  if focus_layer is None:
-    focus_layer = "pool2" if "pool2" in layers else layers[-2] if len(layers) > 1 else layers[0]
-  elif focus_layer not in layers:
-    raise ValueError(f"focus layer {focus_layer!r} not in the store; have {layers}")
-
-  corr = breakdown.all_breakdowns(
-    joint,
-    joint_ft,
-    settings_for_detail=None if detail_all_settings else [setting],
-    probes_for_detail=None if detail_all_settings else [probe],
-    n_boot=n_boot,
-    seed=seed,
-    overrides=overrides,
-    keep_seeds=keep_seeds,
-  )
-  flagged = corr[corr["flag"] != ""]
-  if not flagged.empty:
-    counts = flagged.groupby(["breakdown", "flag"]).size()
-    notes.append(
-      "correlations left undefined (NaN): "
-      + "; ".join(f"{b}: {n} × {f}" for (b, f), n in counts.items())
-    )
-  base = selection.compare_to_baselines(corr, metric="spearman")
-
-  pooled = dependence.merge_shared_init(joint, keys)
-  if shared := dependence.shared_summary(pooled):
-    notes.append(shared)
-  main = joint[(joint["setting"] == setting) & (joint["probe"] == probe)]
-  sel = pd.concat(
-    [
-      selection.select(pooled, model_keys=keys).assign(breakdown="all"),
-      selection.select(main, model_keys=keys, by="ckpt_index").assign(breakdown="per_checkpoint"),
-    ],
-    ignore_index=True,
-  )
-  sel_base = selection.compare_to_baselines(sel, metric="regret", better="lower")
-
-  per_model = prepared.groupby([*keys, "target", "probe", "layer", "score"])["oriented"].mean()
-  corr_all = corr[corr["breakdown"] == "all"]
+  ctx = _context(joint, prepared, setting, probe, focus_layer)
+  stats = dict(n_boot=n_boot, seed=seed, overrides=overrides, keep_seeds=keep_seeds)
+  corr = _correlations(joint, joint_ft, ctx, detail_all_settings=detail_all_settings,
+                       notes=notes, **stats)  # fmt: skip
+  main = joint[(joint["setting"] == ctx["setting"]) & (joint["probe"] == ctx["probe"])]
+  sel, sel_base = _selection(joint, main, keys, notes)
   matrix = tm.transfer_matrix(gt)
   return Analysis(
     keep_seeds=keep_seeds,
     n_boot=n_boot,
     param_penalty=param_penalty,
-    setting=setting,
-    probe=probe,
-    focus_layer=focus_layer,
-    layers=layers,
+    **ctx,
     targets=sorted(set(joint["target"])),
-    settings=settings,
-    probes=probes,
     model_keys=keys,
     overrides=overrides,
     checkpoints=checkpoints if checkpoints is not None else pd.DataFrame(),
@@ -209,12 +240,10 @@ def analyse(
     curves=cur,
     joint=joint,
     correlations=corr,
-    baselines=base,
+    baselines=selection.compare_to_baselines(corr, metric="spearman"),
     selection=sel,
     selection_baselines=sel_base,
-    stability_models=stability.model_ranking_stability(per_model.reset_index(), model_keys=keys),
-    stability_rho=stability.rho_stability(corr_all),
-    stability_winner=stability.winner_stability(corr_all),
+    **_stability(prepared, corr, keys),
     transfer_matrix=matrix,
     asymmetry=tm.asymmetry(matrix),
     **_conclusions(
@@ -223,10 +252,10 @@ def analyse(
       gt,
       keys=keys,
       keep_seeds=keep_seeds,
-      context=(setting, probe, focus_layer),
       n_boot=n_boot,
       seed=seed,
-    ),
+      context=(ctx["setting"], ctx["probe"], ctx["focus_layer"]),
+    ),  # fmt: skip
     notes=notes,
   )
 
@@ -317,8 +346,11 @@ CSV_TABLES = (
 )
 
 
-def write_outputs(a: Analysis, workdir, *, with_figures: bool = True) -> pathlib.Path:
-  """CSV tables, figures (PNG + PDF in figures/), report.md and report.html; returns report.md."""
+def write_outputs(
+  a: Analysis, workdir, *, with_figures: bool = True, studies: Sequence = ()
+) -> pathlib.Path:
+  """CSV tables, figures (PNG + PDF in figures/), report.md and report.html; returns report.md.
+  `studies`: study modules whose parts the report shows (`report.write`)."""
   from jtransfer.analysis import report  # noqa: PLC0415 (report imports run's Analysis)
 
   workdir = pathlib.Path(workdir)
@@ -327,7 +359,7 @@ def write_outputs(a: Analysis, workdir, *, with_figures: bool = True) -> pathlib
     getattr(a, name).to_csv(workdir / f"analysis_{name}.csv", index=False)
   if with_figures:
     a.figures = make_figures(a, workdir / "figures")
-  return report.write(a, workdir)
+  return report.write(a, workdir, studies=studies)
 
 
 def run(
@@ -342,8 +374,15 @@ def run(
   probe: str | None = None,
   focus_layer: str | None = None,
   with_figures: bool = True,
+  studies: tuple[str, ...] | None = None,
 ) -> pathlib.Path:
-  """Reads the workdir's results store, writes analysis_*.csv, figures/ and report.md/.html."""
+  """Reads the workdir's results store, writes analysis_*.csv, figures/ and report.md/.html.
+
+  studies: names of `jtransfer.studies` whose parts the report shows; None: the studies' own
+  default (`jtransfer.studies.REPORT_DEFAULT`)."""
+  from jtransfer import studies as studies_lib  # noqa: PLC0415 (the studies import analysis)
+
+  modules = studies_lib.resolve(studies)
   t = load_tables(workdir)
   a = analyse(
     t["scores"],
@@ -358,4 +397,4 @@ def run(
     probe=probe,
     focus_layer=focus_layer,
   )
-  return write_outputs(a, workdir, with_figures=with_figures)
+  return write_outputs(a, workdir, with_figures=with_figures, studies=modules)

@@ -11,8 +11,8 @@
 import numpy as np
 import pandas as pd
 
-from jtransfer.analysis import published, versus
 from jtransfer.analysis import truth as gt_lib
+from jtransfer.analysis import versus
 from jtransfer.analysis.stats import Z95
 
 
@@ -79,43 +79,6 @@ def noise_worst_decidable(
   return bool(abs(gap) > resolvable), gap, resolvable
 
 
-def _rsa_finding(a) -> str | None:
-  """The thesis' RSA ρ ≈ 0.9 at pool2 on MNIST: contradicted, consistent, or undecided."""
-  c = a.correlations
-  r = c[(c["breakdown"] == "all") & (c["target"] == "mnist") & (c["setting"] == a.setting)]
-  r = r[(r["probe"] == a.probe) & (r["layer"] == "pool2") & (r["score"] == "rsa")]
-  if r.empty:
-    return None
-  want = published.THESIS["rsa_pool2_rho_mnist"]
-  if not np.isfinite(r["cluster_ci_lo"].iloc[0]):
-    return (
-      f"RSA at pool2 ρ ≈ {want} (MNIST): **cannot decide** — {int(r['n_clusters'].iloc[0])} "
-      "independent clusters (sources / runs) are too few for an interval."
-    )
-  lo, hi = float(r["cluster_ci_lo"].iloc[0]), float(r["cluster_ci_hi"].iloc[0])
-  ci = f"ρ = {r['spearman'].iloc[0]:.2f}, cluster CI [{lo:.2f}, {hi:.2f}]"
-  if not lo <= want <= hi:
-    return f"RSA at pool2 ρ ≈ {want} (MNIST): **decided** — the run contradicts it ({ci})."
-  if (hi - lo) / 2 <= 0.1:
-    return f"RSA at pool2 ρ ≈ {want} (MNIST): **decided** — consistent ({ci})."
-  return (
-    f"RSA at pool2 ρ ≈ {want} (MNIST): **cannot decide** — {ci} holds {want} and values far "
-    "from it."
-  )
-
-
-def _noise_finding(a) -> str | None:
-  got = noise_worst_decidable(a.source_gaps, a.power_seeds, published.NOISE_SOURCES, "mnist")
-  if got is None:
-    return None
-  decided, gap, resolvable = got
-  verdict = "**decided**" if decided else "**cannot decide**"
-  return (
-    f"noise sources transfer worst (MNIST): {verdict} — gap between the worst other source and "
-    f"the best noise source {gap:+.4f} log-AUC vs resolvable {resolvable:.4f}."
-  )
-
-
 def _baseline_finding(a) -> list[str]:
   v = a.versus_checkpoint
   if v is None or v.empty:
@@ -150,6 +113,6 @@ def _ranking_finding(a) -> list[str]:
 
 
 def findings(a) -> list[str]:
-  """One line per thesis finding: whether this run's data can decide it."""
-  lines = [_rsa_finding(a), _noise_finding(a), *_baseline_finding(a), *_ranking_finding(a)]
-  return [x for x in lines if x]
+  """One line per study-independent finding (scores vs checkpoint_index, the source ranking):
+  whether this run's data can decide it. Studies add their own (`jtransfer.studies`)."""
+  return [*_baseline_finding(a), *_ranking_finding(a)]

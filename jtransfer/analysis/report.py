@@ -1,6 +1,7 @@
-"""report.md and report.html from one list of blocks (heading, text, table, list, image)."""
+"""report.md and report.html: a sequence of section renderers over the analysis tables
+(`SECTIONS`), written into one `doc.Doc`."""
 
-import html
+import dataclasses
 import os
 import pathlib
 
@@ -8,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from jtransfer import results
-from jtransfer.analysis import figures, power, published, signs, versus
+from jtransfer.analysis import figures, power, signs, versus
+from jtransfer.analysis.doc import CSS, Doc, cell  # noqa: F401 (CSS, Doc: part of the report API)
 
 INTERVALS = (
   "Four intervals appear and mean different things: the **cluster bootstrap CI** (the default, "
@@ -40,16 +42,6 @@ def probe_origin(probes) -> str:
   return "probes: " + "; ".join(known)
 
 
-def _cell(x, digits=3) -> str:
-  if x is None or x is pd.NA:
-    return "–"
-  if isinstance(x, bool | np.bool_):
-    return "✓" if x else "✗"
-  if isinstance(x, float | np.floating):
-    return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
-  return str(x)
-
-
 def _rho_cell(row) -> str:
   if not np.isfinite(row["spearman"]):
     return f"– ({row['flag']})" if row.get("flag") else "–"
@@ -58,97 +50,6 @@ def _rho_cell(row) -> str:
   if not (np.isfinite(lo) and np.isfinite(hi)):
     lo, hi = row["spearman_ci_lo"], row["spearman_ci_hi"]  # Bonett–Wright when no clusters.
   return f"{row['spearman']:.2f}{mark} [{lo:.2f}, {hi:.2f}]"
-
-
-# Plain string (not an f-string): a doubled brace here would be a stray "}}" in the page.
-CSS = (
-  "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em;line-height:1.4}"
-  "table{border-collapse:collapse;font-size:12px;margin:0.5em 0}"
-  "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
-  "th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}"
-  "img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:13px;color:#444}"
-  "code{background:#f4f4f4;padding:0 3px}"
-)
-
-
-class Doc:
-  def __init__(self):
-    self.blocks = []
-
-  def h(self, level, text):
-    self.blocks.append(("h", level, text))
-
-  def p(self, text):
-    self.blocks.append(("p", text))
-
-  def ul(self, items):
-    if items:
-      self.blocks.append(("ul", list(items)))
-
-  def table(self, df: pd.DataFrame, digits=3):
-    if df is not None and not df.empty:
-      self.blocks.append(("table", df, digits))
-    else:
-      self.p("(no data)")
-
-  def img(self, path, caption):
-    self.blocks.append(("img", path, caption))
-
-  def markdown(self) -> str:
-    out = []
-    for b in self.blocks:
-      if b[0] == "h":
-        out.append("#" * b[1] + " " + b[2])
-      elif b[0] == "p":
-        out.append(b[1])
-      elif b[0] == "ul":
-        out.append("\n".join(f"- {x}" for x in b[1]))
-      elif b[0] == "table":
-        df, digits = b[1], b[2]
-        head = "| " + " | ".join(str(c) for c in df.columns) + " |"
-        sep = "|" + "|".join("---" for _ in df.columns) + "|"
-        body = [
-          "| " + " | ".join(_cell(v, digits).replace("|", "\\|") for v in row) + " |"
-          for row in df.itertuples(index=False)
-        ]
-        out.append("\n".join([head, sep, *body]))
-      elif b[0] == "img":
-        out.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
-    return "\n\n".join(out) + "\n"
-
-  def html(self, title) -> str:
-    e = html.escape
-    out = [
-      "<!doctype html><html><head><meta charset='utf-8'>",
-      f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
-    ]
-    for b in self.blocks:
-      if b[0] == "h":
-        out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
-      elif b[0] == "p":
-        out.append(f"<p>{_inline(b[1])}</p>")
-      elif b[0] == "ul":
-        out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b[1]) + "</ul>")
-      elif b[0] == "table":
-        df, digits = b[1], b[2]
-        head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
-        body = "".join(
-          "<tr>" + "".join(f"<td>{e(_cell(v, digits))}</td>" for v in row) + "</tr>"
-          for row in df.itertuples(index=False)
-        )
-        out.append(f"<table><tr>{head}</tr>{body}</table>")
-      elif b[0] == "img":
-        out.append(f"<figure><img src='{e(b[1])}'><figcaption>{e(b[2])}</figcaption></figure>")
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
-def _inline(text: str) -> str:
-  """Escapes text and renders **bold** and `code` (the only inline markup the report uses)."""
-  parts = html.escape(text).split("**")
-  text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-  parts = text.split("`")
-  return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def correlation_grid(a, target) -> pd.DataFrame:
@@ -227,7 +128,7 @@ def baseline_sentences(a) -> list[str]:
     if t.empty:
       continue
     rho_b = t["rho_baseline"].iloc[0]
-    head = f"**{target}**: `checkpoint_index` alone has ρ = {_cell(rho_b, 2)}"
+    head = f"**{target}**: `checkpoint_index` alone has ρ = {cell(rho_b, 2)}"
     beats = t[t["verdict"] == versus.BEATS]
     unresolved = t[t["verdict"] == versus.UNRESOLVED]
     if beats.empty:
@@ -246,35 +147,25 @@ def baseline_sentences(a) -> list[str]:
   return out
 
 
-def power_section(d, a) -> None:
-  """What differences the run can resolve, and which thesis findings it can decide."""
-  d.h(2, "Power: what this run can resolve")
-  d.p(
-    "Per headline ρ (all models, focus layer): `rho_halfwidth` = half the cluster-bootstrap "
-    "interval (differences of ρ smaller than this are within the run's noise); "
-    "`diff_halfwidth` = half the paired interval of ρ − ρ(checkpoint_index)."
-  )
-  d.table(a.power_rho, digits=3)
-  d.p(
-    "Seed-to-seed spread of log-AUC: σ_s = RMS over models of the SD over seeds, k seeds; two "
-    "sources whose seed-mean log-AUCs differ by less than 1.96·σ_s·√(2/k) cannot be ranked."
-  )
-  d.table(a.power_seeds, digits=4)
-  lines = power.findings(a)
-  d.p("Thesis findings this run can and cannot decide:")
-  d.ul(lines or ["none of the thesis' findings can be checked with this run's sources/targets."])
+# -- sections ---------------------------------------------------------------------------------
+# Each renders one part of the report from the analysis tables: `fn(d, a, page)`.
 
 
-def write(a, workdir) -> pathlib.Path:
-  workdir = pathlib.Path(workdir)
-  d = Doc()
-  d.h(1, "jtransfer evaluation report")
+@dataclasses.dataclass(frozen=True)
+class Page:
+  """What a section needs beside the analysis: where the report goes, the studies it shows."""
+
+  workdir: pathlib.Path
+  studies: tuple = ()  # study modules: `findings(a) -> [str]`, `section(d, a)`
+
+
+def setup_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Setup")
   s = a.scores
   seeds_note = "kept as separate models" if a.keep_seeds else "averaged first, as the thesis"
   d.ul(
     [
-      f"workdir: `{workdir}`",
+      f"workdir: `{page.workdir}`",
       f"sources: {', '.join(sorted(set(s['source'])))}; architectures: "
       f"{', '.join(sorted(set(s['arch'].astype(str))))}",
       f"seeds: {s['seed'].nunique()} ({seeds_note}); pre-train checkpoints: {s['step'].nunique()}",
@@ -290,6 +181,9 @@ def write(a, workdir) -> pathlib.Path:
       f"bootstrap resamples: {a.n_boot}; parameter-count penalty λ = {a.param_penalty:g}",
     ]
   )
+
+
+def ground_truth_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Ground truth")
   gt = a.ground_truth
   gtm = gt[gt["setting"] == a.setting]
@@ -300,6 +194,15 @@ def write(a, workdir) -> pathlib.Path:
   )
   d.table(summary.reset_index())
 
+
+FOCUS_COLUMNS = [
+  "score", "n", "n_clusters", "spearman", "cluster_ci_lo", "cluster_ci_hi", "significant",
+  "wrong_direction", "spearman_ci_lo", "spearman_ci_hi", "bootstrap_ci_lo", "bootstrap_ci_hi",
+  "null_band_hi", "pearson", "kendall", "weighted_tau", "flag",
+]  # fmt: skip
+
+
+def correlation_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Correlation of scores with log-AUC (all models)")
   d.p(INTERVALS)
   d.p(
@@ -313,28 +216,11 @@ def write(a, workdir) -> pathlib.Path:
     d.table(correlation_grid(a, target))
     f = _focus(a.correlations, a, breakdown="all", target=target)
     if len(f):
-      cols = [
-        "score",
-        "n",
-        "n_clusters",
-        "spearman",
-        "cluster_ci_lo",
-        "cluster_ci_hi",
-        "significant",
-        "wrong_direction",
-        "spearman_ci_lo",
-        "spearman_ci_hi",
-        "bootstrap_ci_lo",
-        "bootstrap_ci_hi",
-        "null_band_hi",
-        "pearson",
-        "kendall",
-        "weighted_tau",
-        "flag",
-      ]
       d.p(f"All statistics at the focus layer {a.focus_layer} (null band = ±null_band_hi):")
-      d.table(f[cols], digits=3)
+      d.table(f[FOCUS_COLUMNS], digits=3)
 
+
+def breakdown_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Breakdowns (thesis section 3.3)")
   d.p(
     "Median Spearman ρ over the groups of each breakdown at the focus layer (per source: the "
@@ -355,6 +241,8 @@ def write(a, workdir) -> pathlib.Path:
   )
   d.table(per_checkpoint_table(a), digits=2)
 
+
+def baselines_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Baselines")
   d.p(
     "Each score's ρ beside the baselines' (checkpoint index = pre-training length, kNN accuracy "
@@ -377,6 +265,14 @@ def write(a, workdir) -> pathlib.Path:
   )
   d.ul(baseline_sentences(a))
 
+
+SELECTION_COLUMNS = [
+  "target", "score", "n", "n_tied", "pick", "pick_truth", "best", "best_truth", "regret",
+  "pick_rank", "top3_hit",
+]  # fmt: skip
+
+
+def selection_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Model selection")
   d.p(
     "Top-1 pick of each score over all models: regret = best achievable log-AUC − the pick's; "
@@ -386,23 +282,7 @@ def write(a, workdir) -> pathlib.Path:
   )
   sel = _focus(a.selection, a, breakdown="all")
   if len(sel):
-    d.table(
-      sel[
-        [
-          "target",
-          "score",
-          "n",
-          "n_tied",
-          "pick",
-          "pick_truth",
-          "best",
-          "best_truth",
-          "regret",
-          "pick_rank",
-          "top3_hit",
-        ]
-      ]
-    )
+    d.table(sel[SELECTION_COLUMNS])
   pc = _focus(a.selection, a, breakdown="per_checkpoint")
   if len(pc):
     agg = pc.groupby(["target", "score"]).agg(
@@ -412,32 +292,58 @@ def write(a, workdir) -> pathlib.Path:
     )
     d.table(agg.reset_index())
 
-  if len(a.probes) > 1:
-    d.h(2, "Training probe vs held-out probe")
-    d.p("The NC paper asks for scores that use held-out data too; ρ (all models) per probe:")
-    f = a.correlations
-    f = f[(f["breakdown"] == "all") & (f["setting"] == a.setting) & (f["layer"] == a.focus_layer)]
-    d.table(
-      f.pivot_table(index=["target", "score"], columns="probe", values="spearman").reset_index(),
-      digits=2,
-    )
 
-  if a.param_penalty:
-    d.h(2, "Parameter-count penalty")
-    pen = [x for x in set(a.scores["score"]) if "-pc" in x]
-    if pen:
-      d.p(
-        f"Penalised score = z(score) − {a.param_penalty:g}·z(log parameter count) over the models "
-        "of a context (NC paper: prefer the smaller model at similar scores). With a single "
-        "architecture the penalty is zero and the rows equal the originals."
-      )
-      f = _focus(a.correlations, a, breakdown="all")
-      d.table(f[f["score"].str.contains("-pc")][["target", "score", "spearman", "n"]], digits=3)
-    else:
-      d.p("No param_count rows in the store: the penalty could not be applied.")
+def probes_section(d: Doc, a, page: Page) -> None:
+  if len(a.probes) <= 1:
+    return
+  d.h(2, "Training probe vs held-out probe")
+  d.p("The NC paper asks for scores that use held-out data too; ρ (all models) per probe:")
+  f = a.correlations
+  f = f[(f["breakdown"] == "all") & (f["setting"] == a.setting) & (f["layer"] == a.focus_layer)]
+  d.table(
+    f.pivot_table(index=["target", "score"], columns="probe", values="spearman").reset_index(),
+    digits=2,
+  )
 
-  power_section(d, a)
 
+def penalty_section(d: Doc, a, page: Page) -> None:
+  if not a.param_penalty:
+    return
+  d.h(2, "Parameter-count penalty")
+  pen = [x for x in set(a.scores["score"]) if "-pc" in x]
+  if not pen:
+    d.p("No param_count rows in the store: the penalty could not be applied.")
+    return
+  d.p(
+    f"Penalised score = z(score) − {a.param_penalty:g}·z(log parameter count) over the models "
+    "of a context (NC paper: prefer the smaller model at similar scores). With a single "
+    "architecture the penalty is zero and the rows equal the originals."
+  )
+  f = _focus(a.correlations, a, breakdown="all")
+  d.table(f[f["score"].str.contains("-pc")][["target", "score", "spearman", "n"]], digits=3)
+
+
+def power_section(d: Doc, a, page: Page) -> None:
+  """What differences the run can resolve, and which findings (the studies' first) it can
+  decide."""
+  d.h(2, "Power: what this run can resolve")
+  d.p(
+    "Per headline ρ (all models, focus layer): `rho_halfwidth` = half the cluster-bootstrap "
+    "interval (differences of ρ smaller than this are within the run's noise); "
+    "`diff_halfwidth` = half the paired interval of ρ − ρ(checkpoint_index)."
+  )
+  d.table(a.power_rho, digits=3)
+  d.p(
+    "Seed-to-seed spread of log-AUC: σ_s = RMS over models of the SD over seeds, k seeds; two "
+    "sources whose seed-mean log-AUCs differ by less than 1.96·σ_s·√(2/k) cannot be ranked."
+  )
+  d.table(a.power_seeds, digits=4)
+  lines = [x for study in page.studies for x in study.findings(a)] + power.findings(a)
+  d.p("Thesis findings this run can and cannot decide:")
+  d.ul(lines or ["none of the thesis' findings can be checked with this run's sources/targets."])
+
+
+def stability_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Stability across setups (Agostinelli et al.)")
   d.p(
     "Model ranking: Kendall τ-b between a score's rankings of the same models in two setups "
@@ -449,42 +355,76 @@ def write(a, workdir) -> pathlib.Path:
   d.p("Which score wins (highest ρ, baselines excluded) and how often the winner flips:")
   d.table(a.stability_winner, digits=2)
 
+
+def transfer_matrix_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Layer-wise transfer matrix (gradual transfer)")
   if a.transfer_matrix.empty:
     d.p("No frozen-layer settings stored.")
-  else:
-    m = a.transfer_matrix.assign(
-      pair=lambda x: x["source"] + " → " + x["target"],
-      frozen=lambda x: "frozen " + x["frozen"].astype(int).astype(str),
-    )
-    d.table(m.pivot_table(index="pair", columns="frozen", values="final_acc").reset_index())
-    d.p(
-      "Asymmetry per frozen count: drop(A→B) − drop(B→A) relative to the self-transfers where "
-      "those exist, else the raw difference of final accuracies."
-    )
-    d.table(a.asymmetry)
+    return
+  m = a.transfer_matrix.assign(
+    pair=lambda x: x["source"] + " → " + x["target"],
+    frozen=lambda x: "frozen " + x["frozen"].astype(int).astype(str),
+  )
+  d.table(m.pivot_table(index="pair", columns="frozen", values="final_acc").reset_index())
+  d.p(
+    "Asymmetry per frozen count: drop(A→B) − drop(B→A) relative to the self-transfers where "
+    "those exist, else the raw difference of final accuracies."
+  )
+  d.table(a.asymmetry)
 
+
+def figures_section(d: Doc, a, page: Page) -> None:
   if a.figures:
     d.h(2, "Figure index")
-    d.ul(figure_index(a.figures, workdir))
+    d.ul(figure_index(a.figures, page.workdir))
   d.h(2, "Figures")
   for paths in a.figures.values():
     for p in paths:
-      d.img(os.path.relpath(p, workdir), f"{figures.caption(p)} ({pathlib.Path(p).stem})")
+      d.img(os.path.relpath(p, page.workdir), f"{figures.caption(p)} ({pathlib.Path(p).stem})")
 
-  d.h(2, "Published numbers (thesis, CNN study)")
-  d.table(published.compare(a))
-  d.p("Differences in setup that explain gaps:")
-  d.ul(published.differences(a))
 
-  failures_section(d, workdir)
+def studies_section(d: Doc, a, page: Page) -> None:
+  for study in page.studies:
+    study.section(d, a)
+
+
+def notes_section(d: Doc, a, page: Page) -> None:
+  failures_section(d, page.workdir)
   if a.notes:
     d.h(2, "Notes")
     d.ul(a.notes)
 
-  md = workdir / "report.md"
+
+SECTIONS = (
+  setup_section,
+  ground_truth_section,
+  correlation_section,
+  breakdown_section,
+  baselines_section,
+  selection_section,
+  probes_section,
+  penalty_section,
+  power_section,
+  stability_section,
+  transfer_matrix_section,
+  figures_section,
+  studies_section,
+  notes_section,
+)
+
+
+def write(a, workdir, *, studies=()) -> pathlib.Path:
+  """report.md and report.html in `workdir`: every section of `SECTIONS` in order, with the
+  parts of `studies` (modules with `findings(a)` and `section(d, a)`, e.g.
+  `jtransfer.studies.thesis`)."""
+  page = Page(pathlib.Path(workdir), tuple(studies))
+  d = Doc()
+  d.h(1, "jtransfer evaluation report")
+  for section in SECTIONS:
+    section(d, a, page)
+  md = page.workdir / "report.md"
   md.write_text(d.markdown(), encoding="utf-8")
-  (workdir / "report.html").write_text(d.html("jtransfer report"), encoding="utf-8")
+  (page.workdir / "report.html").write_text(d.html("jtransfer report"), encoding="utf-8")
   return md
 
 

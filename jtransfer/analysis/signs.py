@@ -1,8 +1,7 @@
 """Score sign convention: which direction of a score means "transfers better".
 
-The score registry (`jtransfer.scores.registry.REGISTRY`) is the source of truth; a small fallback
-table keeps the analysis usable (and testable) when the registry cannot be imported, and callers
-can override any entry.
+Every sign comes from the score registry (`jtransfer.scores.registry.signs`: the registered
+scores and the checkpoint baselines); callers can override any entry or add their own scores.
 """
 
 from collections.abc import Mapping
@@ -10,42 +9,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-# Used only when the registry is not importable. Baselines are ordinary score names.
-FALLBACK_HIGHER_IS_BETTER = {
-  "two_nn": False,
-  "sum_of_squares": False,
-  "nc_score": False,
-  "nc_score_eq2": False,
-  "rsa": True,
-  "logme": True,
-  "h_score": True,
-  "h_score_shrinkage": True,
-  "transrate": True,
-  "gbc": True,
-  "knn_accuracy": True,
-  "leep": True,
-  "nce": True,
-  "checkpoint_index": True,
-  "param_count": True,
-}
+from jtransfer.scores import registry
 
+# The reference scores every score is compared with: pre-training length, parameter count (the
+# checkpoint baselines) and kNN accuracy on the probe (a registered score).
 BASELINES = ("checkpoint_index", "knn_accuracy", "param_count")
 
 
-def _registry_signs() -> dict[str, bool]:
-  try:
-    from jtransfer.scores.registry import REGISTRY  # noqa: PLC0415 (optional, built elsewhere)
-  except Exception:  # noqa: BLE001 - any import problem means "use the fallback table"
-    return {}
-  return {name: bool(spec.higher_is_better) for name, spec in REGISTRY.items()}
-
-
 def sign_table(overrides: Mapping[str, bool] | None = None) -> dict[str, bool]:
-  """name -> higher_is_better: fallback, then the registry, then `overrides` (last wins)."""
-  table = dict(FALLBACK_HIGHER_IS_BETTER)
-  table.update(_registry_signs())
-  table.update(overrides or {})
-  return table
+  """name -> higher_is_better: the registry's signs, then `overrides` (last wins)."""
+  return {**registry.signs(), **(overrides or {})}
 
 
 def higher_is_better(name: str, overrides: Mapping[str, bool] | None = None) -> bool:

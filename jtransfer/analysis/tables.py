@@ -9,29 +9,6 @@ import pandas as pd
 from jtransfer.analysis import signs
 from jtransfer.analysis import truth as gt_lib
 
-# Tap orders of the project's models; unknown layers keep their order of first appearance.
-# Input-to-output order of every tap name the registered models use (CNN, VGG, ResNet, audio).
-_KNOWN_LAYER_ORDER = (
-  "input",
-  "stem",
-  *(f"{kind}{i}" for i in range(1, 6) for kind in ("conv", "pool")),
-  *(f"block{i}" for i in range(1, 9)),
-  *(f"stage{i}" for i in range(1, 5)),
-  "pool",
-  "gru",
-  "embedding",
-  "fc1",
-  "fc6",
-  "fc7",
-  "logits",
-)
-
-
-def layer_order(layers) -> list[str]:
-  seen = list(dict.fromkeys(str(x) for x in layers))
-  known = [x for x in _KNOWN_LAYER_ORDER if x in seen]
-  return known + [x for x in seen if x not in known]
-
 
 def model_keys(keep_seeds: bool) -> list[str]:
   return ["source", "arch", "seed", "step"] if keep_seeds else ["source", "arch", "step"]
@@ -75,14 +52,7 @@ def prepare_scores(
   `checkpoint_index` (rank of the step within its run) when it is not stored, and adds
   `oriented` (lower-is-better scores negated)."""
   required = {"source", "seed", "step", "target", "layer", "score", "value"}
-  missing = sorted(required - set(scores.columns))
-  if missing:
-    raise ValueError(f"scores table lacks columns {missing}")
-  df = scores.copy()
-  if "arch" not in df:
-    df["arch"] = "-"
-  if "probe" not in df:
-    df["probe"] = "train"
+  df = gt_lib.checked_copy(scores, "scores", required, {"arch": "-", "probe": "train"})
   df["layer"] = df["layer"].astype(str)
   df["probe"] = df["probe"].astype(str)
   df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)

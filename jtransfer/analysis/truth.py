@@ -49,19 +49,24 @@ def frozen_count(setting: str) -> float:
   return float("nan")
 
 
+def checked_copy(table: pd.DataFrame, name: str, required, defaults: dict) -> pd.DataFrame:
+  """A copy of the `name` table, which must hold the `required` columns, with each column of
+  `defaults` it lacks added at its default value."""
+  missing = sorted(set(required) - set(table.columns))
+  if missing:
+    raise ValueError(f"{name} table lacks columns {missing}")
+  df = table.copy()
+  for column, value in defaults.items():
+    if column not in df:
+      df[column] = value
+  return df
+
+
 def normalise_finetune(finetune: pd.DataFrame) -> pd.DataFrame:
   """Checks columns and adds `setting` (transfer-setting label)."""
   required = {"source", "seed", "step", "target", "mode", "ft_step", "test_acc"}
-  missing = sorted(required - set(finetune.columns))
-  if missing:
-    raise ValueError(f"finetune table lacks columns {missing}")
-  df = finetune.copy()
-  if "arch" not in df:
-    df["arch"] = "-"
-  if "frozen_layers" not in df:
-    df["frozen_layers"] = np.nan
-  if "ft_seed" not in df:
-    df["ft_seed"] = 0
+  defaults = {"arch": "-", "frozen_layers": np.nan, "ft_seed": 0}
+  df = checked_copy(finetune, "finetune", required, defaults)
   df["setting"] = [
     setting_label(m, f) for m, f in zip(df["mode"], df["frozen_layers"], strict=True)
   ]

@@ -121,6 +121,17 @@ _SPECS = (
 
 REGISTRY: Mapping[str, ScoreSpec] = MappingProxyType({s.name: s for s in _SPECS})
 
+# Scores of a checkpoint itself, not of its features (the score job computes them without a
+# spec): their sign, so every sign the analysis reads comes from this module.
+CHECKPOINT_BASELINES: Mapping[str, bool] = MappingProxyType(
+  {"checkpoint_index": True, "param_count": True}
+)
+
+
+def signs() -> dict[str, bool]:
+  """name -> higher_is_better for every registered score and checkpoint baseline."""
+  return {**{n: s.higher_is_better for n, s in REGISTRY.items()}, **CHECKPOINT_BASELINES}
+
 
 def get(name: str) -> ScoreSpec:
   """The spec of score `name`; an unknown name fails listing the valid ones."""

@@ -1,0 +1,148 @@
+"""Tables and figures of the gradual-transfer study (`configs/gradual_transfer.py`).
+
+  run(workdir) -> [gradual_matrix.csv, gradual_asymmetry.csv, figures/gradual_*.png]
+
+The matrix is M[source → target, l] = seed mean of the fine-tune log-AUC (the thesis' ground
+truth) and of the final test accuracy (Fayek's measure) with l frozen leading layers, from each
+source's last checkpoint (`jtransfer.analysis.transfer_matrix`); only complete curves count. The
+asymmetry of a pair {A, B} at l is drop(A→B) − drop(B→A), each drop taken against the target's
+self-transfer at the same l. Baselines (scratch, random_init) are not sources of the matrix;
+scratch is drawn as the reference line of "a model trained on the target alone".
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from jtransfer import results  # noqa: E402
+from jtransfer.analysis import transfer_matrix as tm  # noqa: E402
+from jtransfer.analysis import truth  # noqa: E402
+
+VALUES = ("log_auc", "final_acc")
+LABELS = {"log_auc": "fine-tune log-AUC", "final_acc": "final test accuracy"}
+BASELINES = ("scratch", "random_init")
+
+
+def tables(finetune: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+  """(matrix, asymmetry, scratch) from the finetune rows.
+
+  matrix: source, arch, target, frozen, <value>, <value>_std, n (seeds) for every VALUE;
+  asymmetry: value, a, b, frozen, a_to_b, b_to_a, drop_a_to_b, drop_b_to_a, asymmetry;
+  scratch: target, <value> (mean over fine-tune seeds) of the scratch baseline.
+  """
+  gt = truth.ground_truth(finetune)
+  if gt.empty:
+    raise ValueError("the finetune table is empty: nothing to build a transfer matrix from")
+  gt = gt[gt["complete"]]
+  models = gt[~gt["source"].isin(BASELINES)]
+  keys = ["source", "arch", "target", "frozen"]
+  parts, asym = [], []
+  for value in VALUES:
+    m = tm.transfer_matrix(models, value=value)
+    asym.append(tm.asymmetry(m, value=value).assign(value=value))
+    parts.append(m.rename(columns={"std": f"{value}_std"}).set_index(keys))
+  matrix = parts[0].drop(columns="n").join(parts[1]).reset_index()
+  asymmetry = pd.concat(asym, ignore_index=True)
+  if not asymmetry.empty:
+    asymmetry = asymmetry[["value", *[c for c in asymmetry.columns if c != "value"]]]
+  scratch = gt[gt["source"] == "scratch"].groupby("target")[list(VALUES)].mean().reset_index()
+  return matrix, asymmetry, scratch
+
+
+def _save(fig, out_dir: pathlib.Path, name: str) -> pathlib.Path:
+  out_dir.mkdir(parents=True, exist_ok=True)
+  png = out_dir / f"{name}.png"
+  fig.savefig(png, dpi=110)
+  fig.savefig(out_dir / f"{name}.pdf")
+  plt.close(fig)
+  return png
+
+
+def _line(ax, matrix, source, target, value, **style):
+  d = matrix[(matrix["source"] == source) & (matrix["target"] == target)].sort_values("frozen")
+  if not d.empty:
+    std = d[f"{value}_std"].fillna(0.0)
+    ax.errorbar(d["frozen"], d[value], yerr=std, marker="o", capsize=3, **style)
+
+
+def transfer_figure(matrix, asymmetry, scratch, value: str, out_dir) -> pathlib.Path | None:
+  """Fayek's Fig. 1 per pair: value vs frozen layers on B (A→B, B→B), on A, and the asymmetry."""
+  asym = asymmetry[asymmetry["value"] == value] if not asymmetry.empty else asymmetry
+  if asym.empty:
+    return None
+  pairs = list(dict.fromkeys(zip(asym["a"], asym["b"], strict=True)))
+  fig, axes = plt.subplots(
+    len(pairs), 3, figsize=(12, 3.1 * len(pairs)), squeeze=False, constrained_layout=True
+  )
+  ref = scratch.set_index("target")[value] if not scratch.empty else pd.Series(dtype=float)
+  for row, (a, b) in zip(axes, pairs, strict=True):
+    for ax, (src, tgt) in zip(row[:2], ((a, b), (b, a)), strict=True):
+      _line(ax, matrix, src, tgt, value, label=f"{src} → {tgt}")
+      _line(ax, matrix, tgt, tgt, value, label=f"{tgt} → {tgt} (self)", ls="--")
+      if tgt in ref.index:
+        ax.axhline(ref[tgt], color="grey", ls=":", label="scratch on target")
+      ax.set_title(f"target {tgt}", fontsize=9)
+      ax.set_xlabel("frozen leading layers l")
+      ax.set_ylabel(LABELS[value])
+      ax.legend(fontsize=7)
+    d = asym[(asym["a"] == a) & (asym["b"] == b)].sort_values("frozen")
+    ax = row[2]
+    if "drop_a_to_b" in d:
+      ax.plot(d["frozen"], d["drop_a_to_b"], marker="o", label=f"drop {a} → {b}")
+      ax.plot(d["frozen"], d["drop_b_to_a"], marker="s", label=f"drop {b} → {a}")
+    ax.plot(d["frozen"], d["asymmetry"], marker="^", color="k", label="asymmetry")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_title(f"{a} ↔ {b}", fontsize=9)
+    for axis in row:
+      axis.set_xticks(sorted(set(d["frozen"].astype(int))))
+    ax.set_xlabel("frozen leading layers l")
+    ax.set_ylabel(f"Δ {LABELS[value]} vs self-transfer")
+    ax.legend(fontsize=7)
+  fig.suptitle(f"Gradual transfer: {LABELS[value]} (seed mean ± std)")
+  return _save(fig, pathlib.Path(out_dir), f"gradual_transfer_{value}")
+
+
+def matrix_figure(matrix, value: str, out_dir) -> pathlib.Path | None:
+  """Heatmap of M[source → target, l]: one row per ordered pair, one column per l."""
+  if matrix.empty:
+    return None
+  table = matrix.pivot_table(index=["target", "source"], columns="frozen", values=value)
+  labels = [f"{s} → {t}" for t, s in table.index]
+  fig, ax = plt.subplots(
+    figsize=(1.2 + 0.9 * table.shape[1], 0.9 + 0.42 * len(table)), constrained_layout=True
+  )
+  im = ax.imshow(table.to_numpy(dtype=float), aspect="auto", cmap="viridis")
+  ax.set_xticks(range(table.shape[1]), [str(int(f)) for f in table.columns])
+  ax.set_yticks(range(len(labels)), labels, fontsize=8)
+  ax.set_xlabel("frozen leading layers l")
+  for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+    if np.isfinite(v):  # dark text on the bright end of viridis
+      color = "k" if im.norm(v) > 0.6 else "w"
+      ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color=color)
+  fig.colorbar(im, ax=ax, label=LABELS[value])
+  ax.set_title(f"Layer-wise transfer matrix ({LABELS[value]})", fontsize=9)
+  return _save(fig, pathlib.Path(out_dir), f"gradual_matrix_{value}")
+
+
+def run(workdir) -> list[pathlib.Path]:
+  """Writes the tables and figures of a finished gradual-transfer run; returns their paths."""
+  workdir = pathlib.Path(workdir)
+  matrix, asymmetry, scratch = tables(results.load(workdir, "finetune"))
+  paths = [workdir / "gradual_matrix.csv", workdir / "gradual_asymmetry.csv"]
+  matrix.to_csv(paths[0], index=False)
+  asymmetry.to_csv(paths[1], index=False)
+  for value in VALUES:
+    for fig in (
+      transfer_figure(matrix, asymmetry, scratch, value, workdir / "figures"),
+      matrix_figure(matrix, value, workdir / "figures"),
+    ):
+      if fig is not None:
+        paths.append(fig)
+  return paths

@@ -1,0 +1,144 @@
+"""The studies apart from the analysis library: signs from the score registry only, the focus
+layer from the model's taps, study parts added to the report only when asked for."""
+
+import pathlib
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_conclusions_test import _study
+from flax import nnx
+
+from jtransfer import models, studies
+from jtransfer.analysis import auroc, figures, pipeline, report, signs, taps
+from jtransfer.scores import registry
+from jtransfer.studies import gradual, neural_collapse, thesis
+
+# -- signs ------------------------------------------------------------------------------------
+
+
+def test_every_sign_is_the_registrys():
+  table = signs.sign_table()
+  for name, spec in registry.REGISTRY.items():
+    assert table[name] is spec.higher_is_better, name
+  assert {k: table[k] for k in registry.CHECKPOINT_BASELINES} == dict(registry.CHECKPOINT_BASELINES)
+  assert set(table) == set(registry.REGISTRY) | set(registry.CHECKPOINT_BASELINES)
+  # Every baseline the analysis compares with has a sign there, and the figures' layer-free
+  # scores take the checkpoint baselines from the same place.
+  assert set(signs.BASELINES) <= set(table)
+  assert set(registry.CHECKPOINT_BASELINES) <= figures._CHECKPOINT_SCORES
+
+
+def test_a_score_without_a_registered_sign_fails_unless_given_one():
+  df = pd.DataFrame(dict(score=["mine", "two_nn"], value=[2.0, 3.0]))
+  with pytest.raises(ValueError, match="unknown score.*'mine'"):
+    signs.orient(df)
+  out = signs.orient(df, {"mine": False, "two_nn": True})  # overrides win over the registry
+  np.testing.assert_array_equal(out["oriented"], [-2.0, 3.0])
+
+
+# -- focus layer ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "arch, shape", [("cnn", (28, 28, 1)), ("vgg_tiny", (32, 32, 3)), ("resnet_tiny", (32, 32, 3))]
+)
+def test_default_focus_layer_is_what_the_head_reads(arch, shape):
+  """Independent check: the activation at that tap, flattened, is exactly the input of the
+  head's first layer (its kernel's fan-in), and the tap is not itself a head layer."""
+  tap = taps.head_input(arch)
+  model = models.get_model(arch, num_classes=3, rngs=nnx.Rngs(0))
+  act = model(jnp.zeros((2, *shape)), taps=(tap,))[tap]
+  first_head = next(t for t in model.taps if t in model.head)
+  assert tap not in model.head
+  assert int(np.prod(act.shape[1:])) == model.head[first_head].kernel.shape[0]
+
+
+# The order the analysis used to hard-code for every tap name of the registered models.
+_OLD_ORDER = (
+  "input", "stem", *(f"{kind}{i}" for i in range(1, 6) for kind in ("conv", "pool")),
+  *(f"block{i}" for i in range(1, 9)), *(f"stage{i}" for i in range(1, 5)), "pool", "gru",
+  "embedding", "fc1", "fc6", "fc7", "logits",
+)  # fmt: skip
+
+
+def _old_order(layers):
+  return [x for x in _OLD_ORDER if x in layers] + [x for x in layers if x not in _OLD_ORDER]
+
+
+@pytest.mark.parametrize(
+  "archs",
+  [[a] for a in models.names()]
+  + [["audio_cnn", "audio_crnn", "dcase_cnn"], ["audio_cnn_tiny", "audio_crnn_tiny"]],
+)
+def test_layer_order_comes_from_the_taps_and_keeps_the_old_order(archs):
+  names = sorted({t for a in archs for t in taps.model_taps(a)})
+  assert names and set(names) <= set(_OLD_ORDER)
+  shuffled = list(np.random.default_rng(0).permutation(names))
+  assert taps.layer_order(shuffled, archs) == _old_order(shuffled)
+  # A layer no model declares keeps its place of first appearance, after the known ones.
+  assert taps.layer_order(["mine", *shuffled[:2]], archs) == [*_old_order(shuffled[:2]), "mine"]
+  assert taps.layer_order(["b", "a"], ["not_a_model"]) == ["b", "a"]
+
+
+def test_default_focus_layer_from_the_store():
+  # cnn: its head input even when a deeper tap (fc1, logits) was scored.
+  assert taps.default_focus_layer(["cnn"], ["conv1", "pool2", "fc1", "logits"]) == "pool2"
+  # An architecture the registry does not know: the second-deepest stored layer.
+  assert taps.head_input("not_a_model") is None
+  assert taps.default_focus_layer(["-"], ["a", "b", "c"]) == "b"
+  assert taps.default_focus_layer(["-"], ["a"]) == "a"
+  # The head input was not scored: fall back as well.
+  assert taps.default_focus_layer(["cnn"], ["conv1", "fc1", "logits"]) == "fc1"
+
+
+def test_analyse_takes_the_focus_layer_from_the_models_taps():
+  sc, ft = _study()
+  # Scores at fc1 and logits too: the second-deepest layer is now fc1, the head input pool2.
+  deeper = sc[sc["layer"] == "pool2"]
+  sc = pd.concat([sc, deeper.assign(layer="fc1"), deeper.assign(layer="logits")])
+  a = pipeline.analyse(sc, ft, n_boot=0)
+  assert a.layers[-3:] == ["pool2", "fc1", "logits"] and a.focus_layer == "pool2"
+  a = pipeline.analyse(sc.assign(arch="mine"), ft.assign(arch="mine"), n_boot=0)
+  assert a.focus_layer == "fc1"
+
+
+# -- studies in the report --------------------------------------------------------------------
+
+
+def test_resolve_studies():
+  assert studies.resolve(None) == (thesis,)
+  assert studies.resolve([]) == ()
+  with pytest.raises(ValueError, match="unknown report studies.*valid: thesis"):
+    studies.resolve(["nope"])
+
+
+def test_report_shows_a_studys_parts_only_when_asked(tmp_path):
+  sc, ft = _study()
+  a = pipeline.analyse(sc, ft, n_boot=50)
+  plain = report.write(a, tmp_path).read_text()
+  assert "## Published numbers" not in plain and "RSA at pool2" not in plain
+  with_thesis = report.write(a, tmp_path, studies=[thesis]).read_text()
+  assert "## Published numbers (thesis, CNN study)" in with_thesis
+  # The study's findings lead the power section's list, before the generic ones.
+  lines = [x[2:] for x in with_thesis.split("\n") if x.startswith("- ")]
+  first = next(i for i, x in enumerate(lines) if x.startswith("noise sources transfer worst"))
+  generic = next(i for i, x in enumerate(lines) if x.startswith("scores vs checkpoint_index"))
+  assert first < generic
+  # Everything else is the same page.
+  drop = {"## Published numbers (thesis, CNN study)", *thesis.findings(a)}
+  kept = [x for x in with_thesis.split("\n") if x.removeprefix("- ") not in drop]
+  assert "\n".join(kept).startswith(plain.split("## Power")[0])
+
+
+def test_moved_names_stay_reachable_from_the_old_places():
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+  from configs import gradual_report  # noqa: PLC0415
+
+  assert auroc.nc_comparison is neural_collapse.nc_comparison
+  assert auroc.NC_SCORES == ("nc_score", "leep", "logme")
+  assert gradual_report.run is gradual.run and gradual_report.tables is gradual.tables
+  with pytest.raises(AttributeError):
+    auroc.not_a_name  # noqa: B018
