@@ -112,6 +112,6 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
 
 def report(workdir: str):
   """`nc_comparison.md` / `.csv` of a finished run of this config; returns the .md path."""
-  from jtransfer.analysis import auroc  # noqa: PLC0415
+  from jtransfer.studies import neural_collapse  # noqa: PLC0415
 
-  return auroc.nc_comparison(workdir, auroc_targets=BINARY_TARGETS, embedding=EMBEDDING)
+  return neural_collapse.nc_comparison(workdir, auroc_targets=BINARY_TARGETS, embedding=EMBEDDING)

@@ -8,7 +8,7 @@ stage then runs `plot` (this config's `reports`), which writes `scale.csv` and
 `figures/scale_classes.png` / `scale_samples.png`: fine-tune log-AUC of each source's last
 checkpoint (seed mean ± std) against the number of source classes and against samples per
 class, with the NC score, LogME and LEEP (at `pool`) in panels beside it
-(`jtransfer.analysis.scale`).
+(`jtransfer.studies.audio_scale`).
 
 Sources (all on speakers 0-3; `jtransfer.data.audio_tasks`):
 - class ladder (every train clip, 180 per class): `fsdd_digit_c2` (digits 0-1),
@@ -63,7 +63,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
 
 def plot(workdir: str, *, layer: str = PLOT_LAYER, scores=PLOT_SCORES) -> list:
   """Writes scale.csv and the two scale figures of a finished run; returns their paths."""
-  from jtransfer.analysis import scale  # noqa: PLC0415
+  from jtransfer.studies import audio_scale as scale  # noqa: PLC0415
 
   _, figures = scale.run(workdir, ladder=LADDER, target=TARGET, layer=layer, score_names=scores)
   return [pathlib.Path(workdir) / "scale.csv", *figures]

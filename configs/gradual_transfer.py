@@ -14,7 +14,7 @@ the target only, for the fine-tune length) is drawn beside it.
 Pairs: MNIST ↔ Fashion-MNIST and MNIST 0-4 ↔ 5-9 (thesis CNN), FSDD digits ↔ speakers of the
 same clips of speakers 0-3 (`audio_cnn`; the paper's ASR ↔ SER analogue: same audio, two tasks).
 No scores are computed (stages pretrain, finetune, evaluate); the evaluate stage runs `plot`
-(`configs.gradual_report`), which writes `gradual_matrix.csv` (source, target, l: log-AUC and
+(`jtransfer.studies.gradual`), which writes `gradual_matrix.csv` (source, target, l: log-AUC and
 final accuracy, seed mean/std), `gradual_asymmetry.csv` and, under figures/,
 `gradual_transfer_<value>.png` (Fayek's Fig. 1 layout: per pair, value vs l for A→B and B→B, B→A
 and A→A, and the asymmetry) and `gradual_matrix_<value>.png` (the source→target × l matrix).
@@ -171,6 +171,6 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
 
 def plot(workdir: str) -> list:
   """gradual_matrix.csv, gradual_asymmetry.csv and the figures of a finished run; their paths."""
-  from configs import gradual_report  # noqa: PLC0415
+  from jtransfer.studies import gradual  # noqa: PLC0415
 
-  return gradual_report.run(workdir)
+  return gradual.run(workdir)

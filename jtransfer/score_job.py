@@ -91,7 +91,7 @@ from jtransfer.scores.compute import compute_isolated, default_chunk_size
 JOB = "score"
 NO_LAYER = "-"  # layer of the scores that do not depend on a tap
 HELDOUT = "heldout"
-BASELINES = ("checkpoint_index", "param_count")  # computed here, not in the score registry
+BASELINES = tuple(registry.CHECKPOINT_BASELINES)  # computed here from the checkpoint record
 DEFAULT_MEMORY_BUDGET = 2 << 30
 
 log = logging.getLogger("jtransfer.score_job")

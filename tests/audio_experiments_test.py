@@ -149,7 +149,7 @@ def test_scale_report_matches_the_tables(tiny_run):
 
 def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
   """The fine-tune job stores a binary target's AUROC; the NC comparison reads it."""
-  from jtransfer.analysis import auroc
+  from jtransfer.studies import neural_collapse
   from jtransfer.train import finetune
 
   workdir, c, _, _ = tiny_run
@@ -200,4 +200,4 @@ def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
   assert len(p_values) and ((p_values >= 0) & (p_values <= 1)).all()
   assert "| score | layer | n | full | head |" in path.read_text()
   with pytest.raises(ValueError, match="two-class targets only"):
-    auroc.nc_comparison(workdir, auroc_targets=["fsdd_digit_spk45"])
+    neural_collapse.nc_comparison(workdir, auroc_targets=["fsdd_digit_spk45"])

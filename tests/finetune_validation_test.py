@@ -8,6 +8,7 @@ from jtransfer import data as datasets
 from jtransfer import results
 from jtransfer.analysis import auroc
 from jtransfer.models import functional
+from jtransfer.studies import neural_collapse
 from jtransfer.train import finetune, validation
 from jtransfer.train import finetune_plan as plan
 
@@ -139,7 +140,7 @@ def _synthetic_store(workdir, rng):
 
 def test_nc_comparison_reports_final_and_validation_selected(tmp_path):
   _synthetic_store(tmp_path, np.random.default_rng(3))
-  auroc.nc_comparison(tmp_path, auroc_targets=[], score_names=["logme"], n_boot=10)
+  neural_collapse.nc_comparison(tmp_path, auroc_targets=[], score_names=["logme"], n_boot=10)
   table = pd.read_csv(tmp_path / "nc_comparison.csv").set_index("checkpoint")
   scores = results.load(tmp_path, "scores").set_index("source")["value"]
   ft = results.load(tmp_path, "finetune")
@@ -175,6 +176,6 @@ def test_a_store_from_before_the_validation_columns_reads_and_compares(tmp_path)
     store.add_scores(results.load(tmp_path / "new", "scores").to_dict("records"))
   ft = results.load(tmp_path, "finetune")
   assert len(ft) == 24 and ft["val_acc"].isna().all() and ft["val_auroc"].isna().all()
-  auroc.nc_comparison(tmp_path, auroc_targets=[], score_names=["logme"], n_boot=10)
+  neural_collapse.nc_comparison(tmp_path, auroc_targets=[], score_names=["logme"], n_boot=10)
   table = pd.read_csv(tmp_path / "nc_comparison.csv")
   assert table["checkpoint"].tolist() == ["final"]  # nothing to select on: final only

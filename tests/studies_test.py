@@ -1,9 +1,6 @@
 """The studies apart from the analysis library: signs from the score registry only, the focus
 layer from the model's taps, study parts added to the report only when asked for."""
 
-import pathlib
-import sys
-
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -12,9 +9,9 @@ from analysis_conclusions_test import _study
 from flax import nnx
 
 from jtransfer import models, studies
-from jtransfer.analysis import auroc, figures, pipeline, report, signs, taps
+from jtransfer.analysis import figures, pipeline, report, signs, taps
 from jtransfer.scores import registry
-from jtransfer.studies import gradual, neural_collapse, thesis
+from jtransfer.studies import thesis
 
 # -- signs ------------------------------------------------------------------------------------
 
@@ -131,14 +128,3 @@ def test_report_shows_a_studys_parts_only_when_asked(tmp_path):
   drop = {"## Published numbers (thesis, CNN study)", *thesis.findings(a)}
   kept = [x for x in with_thesis.split("\n") if x.removeprefix("- ") not in drop]
   assert "\n".join(kept).startswith(plain.split("## Power")[0])
-
-
-def test_moved_names_stay_reachable_from_the_old_places():
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-  from configs import gradual_report  # noqa: PLC0415
-
-  assert auroc.nc_comparison is neural_collapse.nc_comparison
-  assert auroc.NC_SCORES == ("nc_score", "leep", "logme")
-  assert gradual_report.run is gradual.run and gradual_report.tables is gradual.tables
-  with pytest.raises(AttributeError):
-    auroc.not_a_name  # noqa: B018

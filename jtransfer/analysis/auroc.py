@@ -101,13 +101,3 @@ def selected_rows(finetune: pd.DataFrame, *, by: str = "val_acc") -> pd.DataFram
   ordered = finetune.sort_values([*_UNIT, "target", "ft_step"], kind="stable")
   best = ordered.groupby(list(_UNIT) + ["target"], sort=False)[by].idxmax()  # first maximum
   return finetune.loc[best.to_numpy()].reset_index(drop=True)
-
-
-def __getattr__(name: str):
-  # The NC paper's comparison moved to jtransfer.studies.neural_collapse; configs/audio_nc.py
-  # still reaches it here (lazy, so the analysis library does not import the studies).
-  if name in ("nc_comparison", "NC_SCORES"):
-    from jtransfer.studies import neural_collapse  # noqa: PLC0415
-
-    return getattr(neural_collapse, name)
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
