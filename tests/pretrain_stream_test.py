@@ -142,3 +142,68 @@ def test_bad_combinations_fail_in_one_line_before_any_work(tmp_path, data_dir, k
   assert "\n" not in str(err.value)
   if "train_examples" not in kw:  # checked with the typed config: nothing read or written
     assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+def test_augmented_stream_trains_on_the_declared_crops_and_flips(tmp_path, data_dir):
+  """CIFAR-10 (declared: 4-pixel crop with padding, flip): the first step of the job equals
+  one step of the same stack on batches augmented here by hand, and differs from the plain one.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from jtransfer import data as datasets
+  from jtransfer.data import augment
+  from jtransfer.models import base, functional
+  from jtransfer.train import batches, engine, optim
+
+  kw = dict(
+    KW,
+    source="cifar10",
+    model_kwargs={"image_size": 32, "in_channels": 3},
+    train_examples=128,
+    duration={"steps": 1},
+    seed_parallel="vmap",
+    num_devices=1,
+    save_every_steps=None,
+    data_dir=data_dir,
+    input_pipeline="stream",
+  )
+  pretrain.run(workdir=tmp_path / "aug", augment=True, **kw)
+  pretrain.run(workdir=tmp_path / "plain", **kw)
+
+  # The reference: raw [0, 1] images of step 0's rows, cropped / flipped by (seed, 0, example),
+  # then normalised; the stack built as the job builds it (seed s: init key s).
+  x, y = datasets.load("cifar10", "train", data_dir=data_dir)
+  idx = batches.batch_indices([0, 1], 0, num_examples=128, batch_size=32)
+  aug = augment.for_dataset("cifar10")
+  xb = np.stack(
+    [
+      datasets.normalize("cifar10", augment.apply(aug, x[idx[m]], seed=m, step=0, examples=idx[m]))
+      for m in (0, 1)
+    ]
+  )
+  kwargs = base.fit_to_data("cnn_tiny", kw["model_kwargs"], datasets.get("cifar10"))
+  graphdef, params, rest = functional.init_stacked(
+    "cnn_tiny", num_classes=10, seeds=[0, 1], **kwargs
+  )
+  spec = ("adam", tuple(sorted({"learning_rate": 1e-2, "steps_per_epoch": 4}.items())))
+  opt_state = jax.vmap(optim.make_optimizer("adam", **dict(spec[1])).init)(params)
+  mesh = engine.make_mesh("vmap", num_seeds=2, batch_size=32, devices=jax.devices()[:1])
+  train_fn, _ = engine.build_fns(graphdef, spec, mesh, "vmap", "cpu", inputs="batch")
+  state = {"params": params, "rest": rest, "opt_state": opt_state}
+  state, _ = train_fn(state, jnp.asarray([0, 1], jnp.int32), xb, y[idx], jnp.int32(0))
+  want = jax.device_get(state["params"])
+
+  def ckpt(run, seed):
+    return checkpointing.restore(
+      checkpointing.checkpoint_path(tmp_path / run, "cifar10", "cnn_tiny", seed, 1)
+    )
+
+  for seed in (0, 1):
+    got = _leaves(ckpt("aug", seed))
+    ref = [a[seed] for a in _leaves(want)]
+    assert len(got) == len(ref)
+    for a, b in zip(got, ref, strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    plain = _leaves(ckpt("plain", seed))
+    assert any(not np.allclose(a, b, atol=1e-5) for a, b in zip(plain, got, strict=True))
