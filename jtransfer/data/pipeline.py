@@ -36,38 +36,20 @@ present (one batched read instead of one call per example). `RecordSource` reads
 files written by `write_records` (one example per record: int32 label + raw array bytes;
 uint8 images stay uint8 on disk and are normalised by `normalizer` after augmentation).
 
-Wiring (an `input_pipeline="memory" | "stream"` option; "memory" stays today's code). Pre-training,
-in the phases of main's `pretrain` (`_plan`, `_place`, `_loop`):
+Jobs. `pretrain.run(input_pipeline="stream", augment=...)` trains from this pipeline (see
+`pretrain._stream_source` and `pretrain._inputs`): the source is `datasets.source(name,
+"train")` where the dataset has one, else `ArraySource` of the loaded raw split (`Rows(src,
+arange(train_examples))` for a prefix), `normalizer(name)` the transform, the train-accuracy rows
+from `eval_subset`, and `engine.build_fns(..., inputs="batch")` the step; with `augment=None` a
+streamed zoo is bit-identical to the in-memory one (tests/pretrain_stream_test.py).
 
-    # _plan: the source instead of the train arrays (the test split loads as today).
-    src = datasets.source(source, "train", data_dir=...)          # or RecordSource(path);
-    # datasets without one (offline, they fit): ArraySource(*train) (normalised), norm None
-    if train_examples: src = pipeline.Rows(src, np.arange(train_examples))
-    norm = pipeline.normalizer(source)
-    spe = batches.steps_per_epoch(len(src), batch_size)           # was len(train[0])
-    # _place: the same train-eval rows as today, no train_x / train_y on the devices, and the
-    # train step that takes the batch (keep eval_fn from engine.build_fns):
-    train_subset = (*pipeline.eval_subset(src, eval_train_examples, engine.EVAL_SUBSET_SEED,
-                                          norm), None, None)
-    train_fn = stream_step.build_train_fn(graphdef, optimizer_spec, mesh, mode, backend)
-    # _loop: replaces `stream = batches.index_stream(...)` and `idx = jax.device_put(...)`.
-    it = pipeline.device_prefetch(pipeline.train_batches(
-        src, plan.seeds, batch_size=batch_size, start_step=start, stop_step=total_steps,
-        transform=norm, augment=augment), place.batch_index)
-    for step in ...:
-      x, y = next(it)
-      state, metrics = train_fn(state, dropout_seeds, x, y, jnp.int32(step))
-
-Fine-tuning, `finetune.train_group` (every member of a group of `g` sees one batch): the
-same, with `train_batches(src, [data_seed(ft_seed)], ..., start_step=0, stop_step=total_steps)`,
-`device_prefetch(..., place.batch_index, repeat=g)` (replaces `np.repeat(next(stream), g)`),
-`stream_step.build_train_fn(graphdef, spec, mesh, mode, backend)` next to `engine.build_fns` in
-`_Trainer.get`, and `keep_rest` unchanged. A validation split: `pipeline.Rows(src, keep)` for
-train and `pipeline.read_rows(src, held)` (normalised) for val. `augment`: off unless the
-job's option names it (`augment.for_dataset(name)` gives a dataset's declared one).
-(`stream_step.build_train_fn` is `engine.build_fns`'s train step without the on-device gather;
-with `augment=None` a streamed run trains exactly like the in-memory one: same batches, same
-dropout keys, tested.)
+Fine-tuning (not wired yet), `finetune.train_group` (every member of a group of `g` sees one
+batch): the same, with `train_batches(src, [data_seed(ft_seed)], ..., start_step=0,
+stop_step=total_steps)`, `device_prefetch(..., place.batch_index, repeat=g)` (replaces
+`np.repeat(next(stream), g)`), `engine.build_fns(..., inputs="batch")` in `_Trainer.get`, and
+`keep_rest` unchanged. A validation split: `pipeline.Rows(src, keep)` for train and
+`pipeline.read_rows(src, held)` (normalised) for val. `augment`: off unless the job's option
+names it (`augment.for_dataset(name)` gives a dataset's declared one).
 """
 
 from __future__ import annotations
