@@ -34,13 +34,14 @@ Multi-host (tested with two CPU processes under `jax.distributed`):
 - Restores are process-local: any process reads any checkpoint on its own, no barrier.
 - A save is collective by default: every process calls it with the same path; host (NumPy)
   leaves are written by process 0, arrays sharded over processes by their owners.
-- `process_local=True` saves without involving the other processes. orbax 0.12 writes host
-  arrays only from process 0, so on any other process this raises `NotImplementedError`
-  rather than writing a checkpoint without data.
+- `process_local=True` saves without involving the other processes, from any process (the
+  one that trained those params, e.g. one seed of a pre-training spread over processes): same
+  files, same content hashes as a single-process save. Its params must be host-addressable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -81,24 +82,83 @@ def _quiet() -> Iterator[None]:
     logger.setLevel(previous)
 
 
+class _ThisProcessWritesHostArrays(ocp.type_handlers.NumpyHandler):
+  """orbax's NumpyHandler, except the host arrays are written by this process, not process 0.
+
+  Why a handler: in orbax 0.12 `NumpyHandler._background_serialize` writes only
+  `if multihost.process_index() == 0`, whatever `MultiprocessingOptions` say (they steer the
+  metadata, the tmp-dir rename, the OCDBT merge and the barriers, which already follow
+  `primary_host`); `ArrayHandler` does honour `primary_host`, but refuses a fully addressable
+  `jax.Array` once `jax.process_count() > 1`, and a process-local save is exactly that. So a
+  process-local checkpointer registers this handler for `np.ndarray`: it builds the same
+  tensorstore spec (`type_handlers.get_json_tspec_write`, OCDBT file under `ocdbt.process_<i>`,
+  which the finalize step merges into the root) and writes unconditionally. The bytes on disk are
+  what process 0 would have written; the content hashes are computed from the same host arrays.
+  """
+
+  async def _background_serialize(self, values, infos, args=None):
+    args = args or [None] * len(values)
+    writes = []
+    for value, info, arg in zip(values, infos, args, strict=True):
+      await info.await_path_creation()
+      tspec = ocp.type_handlers.get_json_tspec_write(
+        info,
+        use_ocdbt=info.is_ocdbt_checkpoint,
+        global_shape=value.shape,
+        local_shape=value.shape,
+        dtype=value.dtype,
+        process_index=jax.process_index() if info.is_ocdbt_checkpoint else None,
+        metadata_key=self._metadata_key,
+        arg=arg,
+      )
+      writes.append(self._open_and_write(value, tspec, info.ts_context))
+    await asyncio.gather(*writes)
+
+
 def _checkpointer(process_local: bool) -> ocp.Checkpointer:
+  """The collective checkpointer (process 0 writes host arrays), or this process's own one.
+
+  The process-local one makes this process the only active one and its primary host (metadata,
+  rename, OCDBT merge, barriers keyed per process so they never wait on the others) and writes
+  host arrays with `_ThisProcessWritesHostArrays`. Restores use it too: it reads any checkpoint.
+  """
   if process_local and jax.process_count() > 1:
     index = jax.process_index()
     options = ocp.options.MultiprocessingOptions(
       primary_host=index, active_processes={index}, barrier_sync_key_prefix=f"local{index}"
     )
+    handlers = ocp.type_handlers
+    registry = handlers.create_type_handler_registry(
+      (np.ndarray, _ThisProcessWritesHostArrays()),
+      (np.number, handlers.ScalarHandler()),
+      (int, handlers.ScalarHandler()),
+      (float, handlers.ScalarHandler()),
+      (jax.Array, handlers.ArrayHandler(primary_host=index, replica_id=None)),
+      (str, handlers.StringHandler()),
+    )
     cache_key = ("local", index)
   else:
     options = ocp.options.MultiprocessingOptions()
+    registry = None
     cache_key = "global"
   if cache_key not in _checkpointers:
+    tree_kwargs, composite_kwargs = {}, {}
+    if registry is not None:
+      tree_kwargs["type_handler_registry"] = registry
+      # Item folders created before the writes, not announced by a signal: orbax keys its
+      # signals in jax.distributed's key-value store by an operation counter that each process
+      # counts on its own, so another process's local save at the same count would announce
+      # folders this one has not made yet (FileNotFoundError, seen with two processes).
+      composite_kwargs["async_options"] = ocp.options.AsyncOptions(
+        create_directories_asynchronously=False
+      )
     # Every layer gets the options: item handlers left to the registry default to process 0 as
     # the primary host, and would skip writing metadata on any other process.
     _checkpointers[cache_key] = ocp.Checkpointer(
       ocp.CompositeCheckpointHandler(
-        composite_options=ocp.CompositeOptions(multiprocessing_options=options),
+        composite_options=ocp.CompositeOptions(multiprocessing_options=options, **composite_kwargs),
         **{
-          _PARAMS: ocp.PyTreeCheckpointHandler(multiprocessing_options=options),
+          _PARAMS: ocp.PyTreeCheckpointHandler(multiprocessing_options=options, **tree_kwargs),
           _META: ocp.JsonCheckpointHandler(multiprocessing_options=options),
           _INTEGRITY: ocp.JsonCheckpointHandler(multiprocessing_options=options),
         },
@@ -172,16 +232,12 @@ def save(
   for tmp in _tmp_dirs(path):  # left by a save that was killed half-way
     shutil.rmtree(tmp, ignore_errors=True)
   path.parent.mkdir(parents=True, exist_ok=True)
-  if process_local and jax.process_count() > 1 and jax.process_index() != 0:
-    # orbax 0.12 writes host (NumPy) leaves from process 0 only and refuses process-local
-    # jax.Arrays when there are several processes: on any other process it would write the
-    # metadata and no data. Fail here instead of leaving checkpoints that cannot be restored.
-    raise NotImplementedError(
-      f"process-local checkpoint save to {path} from process {jax.process_index()}: orbax "
-      "0.12 only writes host arrays from process 0. Save collectively (every process calls "
-      "save with the same path and params), or save from process 0."
-    )
   host_params = jax.tree.map(_to_host, dict(params))
+  if process_local and not all(isinstance(x, np.ndarray) for x in jax.tree.leaves(host_params)):
+    raise ValueError(
+      f"process-local checkpoint save to {path}: params hold arrays sharded over processes; "
+      "save those collectively (every process calls save with the same path)"
+    )
   items = {
     _PARAMS: ocp.args.PyTreeSave(host_params),
     _META: ocp.args.JsonSave(_json_safe(extra)),

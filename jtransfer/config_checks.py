@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 DURATION_UNITS = ("steps", "epochs", "examples")
 # Keyword arguments of the stage jobs that the sweep (or the launcher) sets itself.
 SET_BY_SWEEP = {
-  "pretrain": ("workdir", "source", "data_dir"),
+  "pretrain": ("workdir", "source", "data_dir", "first_process"),
   "score": ("workdir", "target", "data_dir"),
   "finetune": ("workdir", "target", "data_dir"),
 }

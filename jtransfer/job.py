@@ -45,9 +45,12 @@ class Context:
       self._store = results.Store(self.workdir, shard=self.store_shard)
     return self._store
 
-  def share(self, items: Sequence) -> list:
-    """This process's share of `items`: every `process_count`-th, from `process_index`."""
-    return list(items)[self.process_index :: self.process_count]
+  def share(self, items: Sequence, *, first_process: int = 0) -> list:
+    """This process's share of `items`: every `process_count`-th, item 0 going to process
+    `first_process` (a caller that splits several lists in turn passes where the last ended, so
+    that short lists do not all land on process 0)."""
+    start = (self.process_index - first_process) % self.process_count
+    return list(items)[start :: self.process_count]
 
   def record_config(self) -> None:
     """Appends the config to `<workdir>/config.json`, from process 0 only."""

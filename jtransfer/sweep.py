@@ -34,6 +34,26 @@ def _timed(name: str, fn, *args, **kwargs):
   return out
 
 
+def _barrier(name: str) -> None:
+  """Waits until every process reaches this point (one process: nothing to wait for).
+
+  Between stages, so a stage reads what all processes wrote before it (their checkpoints, their
+  store shards); a collective over every device, so it needs nothing but `jax.distributed`.
+  """
+  import jax
+
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(f"jtransfer sweep: {name}")
+
+
+def _process_index() -> int:
+  import jax
+
+  return jax.process_index()
+
+
 def resolve_report(name: str) -> Callable[[pathlib.Path], Any]:
   """The function named "package.module:function"; a clear error when it does not exist."""
   module_name, sep, attr = name.partition(":")
@@ -101,6 +121,7 @@ def run(
   if "pretrain" in stages:
     from jtransfer.train import pretrain as pretrain_job
 
+    first = 0  # the (source, seed) pairs, counted across sources, go round the processes
     for src in sources:
       kwargs = {**pretrain, **{k: v for k, v in src.items() if k != "name"}}
       _timed(
@@ -109,11 +130,15 @@ def run(
         workdir=workdir,
         source=src["name"],
         data_dir=data_dir,
+        first_process=first,
         **kwargs,
       )
+      first += kwargs.get("num_seeds", 1)
 
   if "score" in stages:
     from jtransfer import score_job, tracking
+
+    _barrier("pretrain done")  # every process's checkpoints are on disk
 
     with tracking.stage_log(workdir, "score"):  # logs/score.log (the job keeps none itself)
       _per_target("score", score_job.run, score, workdir=workdir, data_dir=data_dir)
@@ -121,9 +146,13 @@ def run(
   if "finetune" in stages:
     from jtransfer.train import finetune as finetune_job
 
+    _barrier("score done")
     _per_target("finetune", finetune_job.run, finetune, workdir=workdir, data_dir=data_dir)
 
+  # Evaluation once, on process 0, after every process's store shard holds its rows.
   if "evaluate" in stages:
+    _barrier("finetune done")
+  if "evaluate" in stages and _process_index() == 0:
     from jtransfer import analysis, tracking
 
     with tracking.stage_log(workdir, "evaluate"):

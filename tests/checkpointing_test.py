@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -217,16 +218,18 @@ _MULTI = textwrap.dedent(
   assert sharding.maybe_initialize_distributed(f"localhost:{port}", 2, pid)
   # each process restores on its own
   assert np.all(ckpt.restore_backbone(f"{root}/single")["w"] == 5)
-  if pid == 0:
-    ckpt.save(f"{root}/p0", {"backbone": {"w": np.full(3, 7.0, np.float32)}}, process_local=True)
-  else:
-    try:
-      ckpt.save(f"{root}/p1", {"backbone": {"w": np.zeros(3, np.float32)}}, process_local=True)
-      raise SystemExit("process-local save on process 1 should refuse")
-    except NotImplementedError:
-      pass
-  # collective: identical host params plus a global array with one row per process
+  # process-local: each process saves its own params on its own, process 1 too, at the same
+  # time and without a barrier (process 1 saves more than process 0)
+  mine = {"backbone": {"w": np.full(3, 7.0 + pid, np.float32)}, "head": {"n": np.int32(pid)}}
+  for k in range(6 + 3 * pid):
+    ckpt.save(f"{root}/p{pid}_{k}", mine, extra={"by": pid}, process_local=True)
   g = sharding.shard_batch(np.full((1, 3), pid, np.float32), sharding.make_mesh())
+  try:  # an array sharded over the processes cannot be saved by one of them
+    ckpt.save(f"{root}/bad{pid}", {"backbone": {"g": g}}, process_local=True)
+    raise SystemExit("a process-local save of a global array should refuse")
+  except ValueError as e:
+    assert "collectively" in str(e), e
+  # collective: identical host params plus a global array with one row per process
   ckpt.save(f"{root}/both", {"backbone": {"w": np.arange(3, dtype=np.float32)}, "head": {"g": g}})
   r = ckpt.restore(f"{root}/both")
   print("RESULT", pid, r["backbone"]["w"].tolist(), r["head"]["g"].tolist(), flush=True)
@@ -240,8 +243,25 @@ def test_two_processes_restore_locally_and_save_collectively(tmp_path):
   outs = run_two(_MULTI, tmp_path, tmp_path)
   for pid, out in enumerate(outs):
     assert f"RESULT {pid} [0.0, 1.0, 2.0] [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]" in out
-  np.testing.assert_array_equal(ckpt.restore(tmp_path / "p0")["backbone"]["w"], np.full(3, 7.0))
-  assert not (tmp_path / "p1").exists()
+  # Every process-local save, process 1's included, holds its process's params, bit for bit,
+  # with the same content hash and data files as a single-process save of the same params.
+  for pid, count in ((0, 6), (1, 9)):
+    want = {"backbone": {"w": np.full(3, 7.0 + pid, np.float32)}, "head": {"n": np.int32(pid)}}
+    single = ckpt.save(tmp_path / f"single{pid}", want, extra={"by": pid})
+    for k in range(count):
+      path = tmp_path / f"p{pid}_{k}"
+      _assert_bit_equal(ckpt.restore(path), want)
+      assert ckpt.read_extra(path) == {"by": pid}
+      assert ckpt.content_hash(path) == ckpt.content_hash(single) == ckpt.tree_hash(want)
+      assert _layout(path) == _layout(single)
+    assert not (tmp_path / f"bad{pid}").exists()
+
+
+def _layout(path: pathlib.Path) -> list[str]:
+  """A checkpoint's kinds of files, the OCDBT per-process folder and hashed data names blanked
+  (how many data files tensorstore writes for a few small arrays varies)."""
+  names = (str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+  return sorted({re.sub(r"process_\d+", "process_N", re.sub(r"/d/\w+$", "/d/*", n)) for n in names})
 
 
 def test_batch_norm_statistics_travel_with_the_checkpoint(tmp_path):

@@ -17,7 +17,8 @@ from references import pairwise_auroc
 from jtransfer import checkpointing, results
 from jtransfer import zoo as zoo_lib
 from jtransfer.models import base, functional
-from jtransfer.train import finetune
+from jtransfer.train import finetune, transfer
+from jtransfer.train import finetune_plan as plan
 
 ARCH = "cnn_tiny"
 # 320 training images at batch 32: 10 steps per epoch; 30 steps = 3 epochs.
@@ -103,11 +104,11 @@ def test_schedule():
 def test_starts_from_the_backbone_and_a_head_shared_by_every_checkpoint(zoo):
   ckpts = zoo_lib.select(zoo)
   assert [(c.seed, c.step) for c in ckpts] == CKPTS
-  info = finetune.arch_info(ARCH, num_classes=10, model_kwargs={})
-  members = finetune.plan_members(ckpts, info=info, modes=("full",), ft_seeds=(3,), baselines=True)
+  info = plan.arch_info(ARCH, num_classes=10, model_kwargs={})
+  members = plan.plan_members(ckpts, info=info, modes=("full",), ft_seeds=(3,), baselines=True)
   assert [m.source for m in members] == ["mnist"] * 4 + ["random_init", "scratch"]
-  _, params, _ = finetune.initial_state(members, workdir=zoo, num_classes=10)
-  _, want_head, _ = functional.init(ARCH, num_classes=10, seed=finetune.head_seed(3))
+  _, params, _ = transfer.initial_state(members, workdir=zoo, num_classes=10)
+  _, want_head, _ = functional.init(ARCH, num_classes=10, seed=plan.head_seed(3))
   for i, m in enumerate(members[:5]):
     got = functional.unstack(params, i)
     if m.source == "mnist":  # exactly the saved backbone, bit for bit (incl. the -0.0)
@@ -119,17 +120,17 @@ def test_starts_from_the_backbone_and_a_head_shared_by_every_checkpoint(zoo):
       lambda a, b: np.testing.assert_array_equal(_bits(a), _bits(b)), got["head"], want_head["head"]
     )
   # The random-init baseline has its own backbone; scratch is a whole fresh model.
-  _, rnd, _ = functional.init(ARCH, num_classes=10, seed=finetune.random_backbone_seed(3))
+  _, rnd, _ = functional.init(ARCH, num_classes=10, seed=plan.random_backbone_seed(3))
   np.testing.assert_array_equal(
     params["backbone"]["conv1"]["kernel"][4], rnd["backbone"]["conv1"]["kernel"]
   )
-  _, scr, _ = functional.init(ARCH, num_classes=10, seed=finetune.scratch_seed(3))
+  _, scr, _ = functional.init(ARCH, num_classes=10, seed=plan.scratch_seed(3))
   np.testing.assert_array_equal(
     params["head"]["logits"]["kernel"][5], scr["head"]["logits"]["kernel"]
   )
   # Another ft_seed, another (shared) head.
-  other = finetune.initial_state(
-    [finetune.Member("mnist", ARCH, 0, 0, members[0].path, 0, 4, ("full",))],
+  other = transfer.initial_state(
+    [plan.Member("mnist", ARCH, 0, 0, members[0].path, 0, 4, ("full",))],
     workdir=zoo,
     num_classes=10,
   )[1]
@@ -144,12 +145,12 @@ def test_frozen_layers_keep_every_bit_and_the_rest_train(zoo, data_dir):
     "mnist", data_dir=data_dir, train_examples=320, batch_size=32, duration={"steps": 6}
   )
   ckpts = zoo_lib.select(zoo)
-  info = finetune.arch_info(ARCH, num_classes=10, model_kwargs={})
+  info = plan.arch_info(ARCH, num_classes=10, model_kwargs={})
   for spec, frozen in (("head", {"conv1", "conv2"}), ("frozen=1", {"conv1"})):
-    members = finetune.plan_members(ckpts, info=info, modes=(spec,), ft_seeds=(0,), baselines=True)
+    members = plan.plan_members(ckpts, info=info, modes=(spec,), ft_seeds=(0,), baselines=True)
     members = [m for m in members if m.source != "scratch"]  # 4 checkpoints + random_init
-    graphdef, params, rest = finetune.initial_state(members, workdir=zoo, num_classes=10)
-    trainer = finetune._Trainer(
+    graphdef, params, rest = transfer.initial_state(members, workdir=zoo, num_classes=10)
+    trainer = finetune.Trainer(
       graphdef=graphdef,
       layers=info.layers,
       optimizer=KW["optimizer"],
@@ -161,7 +162,6 @@ def test_frozen_layers_keep_every_bit_and_the_rest_train(zoo, data_dir):
     )
     _, final = finetune.train_group(
       members,
-      graphdef=graphdef,
       params=params,
       rest=rest,
       target=target,
@@ -217,7 +217,7 @@ def _train_tiny_group(
 ):  # fmt: skip
   """`train_group` of the tiny batch-norm model: Adam 1e-2, batch 16, evaluation batch 16."""
   graphdef, params, rest = state
-  trainer = finetune._Trainer(
+  trainer = finetune.Trainer(
     graphdef=graphdef,
     layers=info.layers,
     optimizer="adam",
@@ -230,7 +230,6 @@ def _train_tiny_group(
   )
   return finetune.train_group(
     members,
-    graphdef=graphdef,
     params=params,
     rest=rest,
     target=target,
@@ -246,12 +245,12 @@ def test_frozen_batch_norm_layers_keep_their_statistics():
   x = rng.normal(size=(64, 6, 6, 3)).astype(np.float32)
   y = rng.integers(0, 3, size=64).astype(np.int32)
   target = finetune.Target("noise", 3, (x, y), (x[:16], y[:16]), 4, 3, [0, 3])
-  info = finetune.arch_info("tiny_bn_test", num_classes=3, model_kwargs={})
+  info = plan.arch_info("tiny_bn_test", num_classes=3, model_kwargs={})
   members = [  # layer "a" frozen
-    finetune.Member("random_init", "tiny_bn_test", 0, 0, None, 1, 0, ("frozen",)),
-    finetune.Member("scratch", "tiny_bn_test", 0, 0, None, 1, 0, ("frozen",)),
+    plan.Member("random_init", "tiny_bn_test", 0, 0, None, 1, 0, ("frozen",)),
+    plan.Member("scratch", "tiny_bn_test", 0, 0, None, 1, 0, ("frozen",)),
   ]
-  graphdef, params, rest = finetune.initial_state(members, workdir=".", num_classes=3)
+  graphdef, params, rest = transfer.initial_state(members, workdir=".", num_classes=3)
   # Statistics that are not the init's (as a trained checkpoint's would be).
   rest = jax.tree.map(lambda a: a + rng.uniform(0.5, 1.0, a.shape).astype(a.dtype), rest)
   _, final = _train_tiny_group(members, (graphdef, params, rest), target, info)
@@ -276,12 +275,12 @@ def test_binary_target_rows_carry_the_auroc_of_the_final_models(seed_parallel, n
   x = rng.normal(size=(114, 6, 6, 3)).astype(np.float32)
   y = (x.mean(axis=(1, 2, 3)) + 0.1 * rng.normal(size=114) > 0).astype(np.int32)
   target = finetune.Target("binary", 2, (x[:64], y[:64]), (x[64:], y[64:]), 4, 3, [0, 3])
-  info = finetune.arch_info("tiny_bn_test", num_classes=2, model_kwargs={})
+  info = plan.arch_info("tiny_bn_test", num_classes=2, model_kwargs={})
   members = [
-    finetune.Member("random_init", "tiny_bn_test", 0, 0, None, 0, 0, ("full",)),
-    finetune.Member("scratch", "tiny_bn_test", 0, 0, None, 0, 0, ("full",)),
+    plan.Member("random_init", "tiny_bn_test", 0, 0, None, 0, 0, ("full",)),
+    plan.Member("scratch", "tiny_bn_test", 0, 0, None, 0, 0, ("full",)),
   ]
-  graphdef, params, rest = finetune.initial_state(members, workdir=".", num_classes=2)
+  graphdef, params, rest = transfer.initial_state(members, workdir=".", num_classes=2)
   curves, final = _train_tiny_group(
     members,
     (graphdef, params, rest),
@@ -325,7 +324,7 @@ def test_job_rows_cover_every_unit_at_the_schedule(grouped):
     assert rows.ft_step.tolist() == EVAL_STEPS
     np.testing.assert_allclose(rows.ft_epoch, np.asarray(EVAL_STEPS) / 10)
   done = results.Store(workdir).done_keys("finetune")
-  keys = [finetune.done_key(s, ARCH, se, st, "mnist", m, f, fs) for s, se, st, m, f, fs in want]
+  keys = [plan.done_key(s, ARCH, se, st, "mnist", m, f, fs) for s, se, st, m, f, fs in want]
   assert done == {results.key_str(k) for k in keys}
   assert (workdir / "logs" / "finetune.log").stat().st_size > 0
   assert json.loads((workdir / "config.json").read_text())[-1]["job"] == "finetune"
@@ -346,7 +345,7 @@ def test_step0_metrics_are_those_of_backbone_plus_shared_head(grouped, data_dir)
   workdir, _ = grouped
   x, y = datasets.load("mnist", "test", data_dir=data_dir)
   x, y = datasets.normalize("mnist", x)[:64], y[:64]
-  graphdef, head, _ = functional.init(ARCH, num_classes=10, seed=finetune.head_seed(0))
+  graphdef, head, _ = functional.init(ARCH, num_classes=10, seed=plan.head_seed(0))
   rows = _rows(workdir)
   for seed, step in CKPTS:
     path = checkpointing.checkpoint_path(workdir, "mnist", ARCH, seed, step)
@@ -444,7 +443,7 @@ def test_sigkill_leaves_complete_curves_and_a_resume_finishes(grouped, tmp_path,
   assert len(units) == len(done)
   for (src, seed, step, mode, fl, fs), rows in units:
     assert rows.ft_step.tolist() == EVAL_STEPS
-    assert results.key_str(finetune.done_key(src, ARCH, seed, step, "mnist", mode, fl, fs)) in done
+    assert results.key_str(plan.done_key(src, ARCH, seed, step, "mnist", mode, fl, fs)) in done
 
   summary = finetune.run(workdir=workdir, **kw)
   assert summary["groups"] == 4 - len(done)

@@ -9,6 +9,7 @@ from jtransfer import results
 from jtransfer.analysis import auroc
 from jtransfer.models import functional
 from jtransfer.train import finetune, validation
+from jtransfer.train import finetune_plan as plan
 
 
 def _reference_split(labels, fraction, seed):
@@ -88,7 +89,7 @@ def test_step0_validation_metrics_are_the_start_models(val_run, data_dir):
   x, y = datasets.load("mnist", "train", data_dir=str(data_dir))
   x, y = np.asarray(datasets.normalize("mnist", x)[:300], np.float32), np.asarray(y[:300])
   _, val = _reference_split(y, 0.2, 0)
-  graphdef, params, rest = functional.init("cnn", num_classes=10, seed=finetune.scratch_seed(0))
+  graphdef, params, rest = functional.init("cnn", num_classes=10, seed=plan.scratch_seed(0))
   logits = np.asarray(functional.apply(graphdef, params, rest, x[val], train=False)[0], np.float64)
   z = logits - logits.max(-1, keepdims=True)
   nll = -(z - np.log(np.exp(z).sum(-1, keepdims=True)))[np.arange(len(val)), y[val]]

@@ -27,6 +27,15 @@ def test_share_splits_work_without_overlap_or_loss(tmp_path):
   assert sorted(sum(shares, [])) == items
 
 
+def test_share_starting_at_another_process_rotates_the_split(tmp_path):
+  # Two lists of 2 items over 3 processes: the second list starts where the first ended.
+  ctxs = [job.Context(tmp_path, "x", None, pid, 3, (), None) for pid in range(3)]
+  first = [c.share(["a0", "a1"]) for c in ctxs]
+  second = [c.share(["b0", "b1"], first_process=2) for c in ctxs]
+  assert first == [["a0"], ["a1"], []]
+  assert second == [["b1"], [], ["b0"]]
+
+
 def test_default_shard_names_hosts_only_when_several():
   assert job.default_shard(None, 0, 1) is None
   assert job.default_shard(None, 1, 2) == "host1"

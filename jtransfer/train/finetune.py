@@ -4,29 +4,21 @@
       duration={"epochs": 100}, batch_size=64, optimizer="adam",
       optimizer_kwargs={"learning_rate": 1e-4})
 
-One top-down loop (big_vision `train.py`): data -> units -> for every group: mesh -> model and
-optimizer -> init from the checkpoints -> step fn -> loop with evaluations -> write the curves.
+One top-down loop (big_vision `train.py`): config -> data -> plan (units, groups) -> for every
+group: transferred initial state -> step fn -> loop with evaluations -> write the curves. Three
+modules share the job:
+- `finetune_plan`: the typed config (`FinetuneConfig`), the seed streams, the units and their
+  done keys, the groups (which checkpoints `zoo.select` gives, which units are done);
+- `transfer`: a checkpoint's backbone + the new head shared per `ft_seed` (`initial_state`),
+  the frozen layers' optimiser and batch statistics;
+- this module: the target data, the group's train loop (`train_group`), the curves' rows and
+  `run`, inside one `job.Context` (log file, store shard, process share, devices).
 
-Transfer (thesis 2.3.3). Each checkpoint's backbone is read with a partial restore
-(`checkpointing.restore_backbone`) and gets a NEW head. The head's initialisation depends only on
-`ft_seed` (it is the head of `functional.init(arch, num_classes=<target classes>,
-seed=head_seed(ft_seed))`), so every checkpoint of a run starts from the same head and the
-curves differ only by what was transferred. Batch statistics are not in the checkpoints (they
-hold `params` only), so models with batch norm start from fresh statistics.
-
-Modes (`freezing`): "full", "head", "last_block", "frozen=<l>" / "frozen=all"; frozen layers are
-frozen through `optax.multi_transform` + `optax.set_to_zero()`, and the running statistics of
-frozen batch-norm layers are kept as they were. Rows store `mode` and `frozen_layers` (the
-number of frozen leading layers: 0 for "full"). Two modes that freeze the same layers (e.g.
-"full" and "frozen=0", or "head" and "frozen=2" for the CNN) are trained once and written
-under both names.
-
-Baselines (same table, `baselines=True`), with `seed = ft_seed`, `step = 0`:
-- source "scratch": a whole model initialised from `scratch_seed(ft_seed)` and trained on the
-  target like the others (mode "full").
-- source "random_init": a random backbone (`random_backbone_seed(ft_seed)`) with the shared head,
-  under every requested mode (the thesis' "untrained random initialized model" fine-tuned with
-  the same rules).
+Modes (`freezing`): "full", "head", "last_block", "frozen=<l>" / "frozen=all". Rows store `mode`
+and `frozen_layers` (the number of frozen leading layers: 0 for "full"). Two modes that freeze
+the same layers (e.g. "full" and "frozen=0", or "head" and "frozen=2" for the CNN) are trained
+once and written under both names. Baselines (`baselines=True`): sources "scratch" and
+"random_init" (see `finetune_plan`), with `seed = ft_seed`, `step = 0`.
 
 Evaluation: test accuracy and loss (and, with `eval_train_examples`, on a fixed train subset)
 at `schedule.log_checkpoint_steps` of the fine-tune run (0, 1, 3, 10, 30, 100, 300 batches,
@@ -61,228 +53,41 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pathlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from jtransfer import checkpointing, results, tracking, zoo
-from jtransfer import data as datasets
+from jtransfer import job, tracking
 from jtransfer import metrics as metrics_lib
 from jtransfer import workdir as workdir_files
-from jtransfer.models import base, functional
 from jtransfer.progress import progress
-from jtransfer.train import batches, engine, freezing, optim, schedule, validation
+from jtransfer.train import batches, engine, optim, schedule, transfer, validation
 from jtransfer.train import step as step_lib
+from jtransfer.train.finetune_plan import (
+  JOB,
+  FinetuneConfig,
+  Member,
+  Plan,
+  data_seed,
+  dropout_seed,
+  make_plan,
+  metric_unit,
+)
 
-JOB = "finetune"
-SCRATCH, RANDOM_INIT = "scratch", "random_init"
-BASELINE_SOURCES = (SCRATCH, RANDOM_INIT)
-# Independent random streams derived from ft_seed (see `derived_seed`).
-_HEAD_STREAM, _RANDOM_BACKBONE_STREAM, _SCRATCH_STREAM = 0x4EAD, 0xBA5E, 0x5C2A
-_DATA_STREAM, _DROPOUT_STREAM = 0xDA7A, 0xD20B
+# Re-exported: studies and their tests import these two from the job.
+from jtransfer.train.finetune_plan import arch_info as arch_info
+from jtransfer.train.finetune_plan import head_seed as head_seed
+
 _VAL_SPLIT_SEED = 0  # one validation split per target, shared by every model and ft_seed
 
 log = logging.getLogger("jtransfer.finetune")
 
 
-# -- seeds and keys -------------------------------------------------------------------------
-
-
-def derived_seed(stream: int, ft_seed: int) -> int:
-  """A 31-bit seed for one random stream of fine-tune seed `ft_seed` (stable everywhere)."""
-  if isinstance(ft_seed, bool) or not isinstance(ft_seed, int | np.integer) or ft_seed < 0:
-    raise ValueError(f"ft_seed must be an int >= 0, got {ft_seed!r}")
-  state = np.random.SeedSequence([stream, int(ft_seed)]).generate_state(1, np.uint32)[0]
-  return int(state >> 1)
-
-
-def head_seed(ft_seed: int) -> int:
-  """The init seed of the new head shared by every checkpoint fine-tuned with `ft_seed`."""
-  return derived_seed(_HEAD_STREAM, ft_seed)
-
-
-def random_backbone_seed(ft_seed: int) -> int:
-  return derived_seed(_RANDOM_BACKBONE_STREAM, ft_seed)
-
-
-def scratch_seed(ft_seed: int) -> int:
-  return derived_seed(_SCRATCH_STREAM, ft_seed)
-
-
-def data_seed(ft_seed: int) -> int:
-  return derived_seed(_DATA_STREAM, ft_seed)
-
-
-def dropout_seed(ft_seed: int) -> int:
-  return derived_seed(_DROPOUT_STREAM, ft_seed)
-
-
-def done_key(
-  source: str,
-  arch: str,
-  seed: int,
-  step: int,
-  target: str,
-  mode: str,
-  frozen_layers: int,
-  ft_seed: int,
-) -> list:
-  return [source, arch, int(seed), int(step), target, mode, int(frozen_layers), int(ft_seed)]
-
-
-# -- units of work --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Member:
-  """One trajectory: a starting point (checkpoint or baseline) x freezing x ft_seed.
-
-  `modes` are the mode names whose rows it gives (several when they freeze the same layers).
-  """
-
-  source: str
-  arch: str
-  seed: int
-  step: int
-  path: str | None  # the checkpoint (absolute, or relative to the workdir; None for baselines)
-  frozen_layers: int
-  ft_seed: int
-  modes: tuple[str, ...]
-
-  def unit_keys(self, target: str) -> list[list]:
-    return [
-      done_key(
-        self.source, self.arch, self.seed, self.step, target, m, self.frozen_layers, self.ft_seed
-      )
-      for m in self.modes
-    ]
-
-
-@dataclasses.dataclass(frozen=True)
-class ArchInfo:
-  arch: str
-  model_kwargs: dict
-  layers: tuple[str, ...]
-  backbone_layers: tuple[str, ...]
-
-
-def arch_info(arch: str, *, num_classes: int, model_kwargs: Mapping[str, Any]) -> ArchInfo:
-  model = nnx.eval_shape(
-    lambda: base.get_model(arch, num_classes=num_classes, rngs=nnx.Rngs(0), **model_kwargs)
-  )
-  return ArchInfo(arch, dict(model_kwargs), tuple(model.layers), tuple(model.backbone_layers))
-
-
-def plan_members(
-  ckpts: Sequence[zoo.Entry],
-  *,
-  info: ArchInfo,
-  modes: Sequence[str],
-  ft_seeds: Sequence[int],
-  baselines: bool,
-) -> list[Member]:
-  """Every trajectory of one architecture (modes with equal freezing merged)."""
-  pairs = freezing.parse_modes(modes, layers=info.layers, backbone_layers=info.backbone_layers)
-  by_count: dict[int, tuple[str, ...]] = {}
-  for mode, count in pairs:
-    by_count[count] = by_count.get(count, ()) + (mode,)
-  starts = [(c.source, c.seed, c.step, c.path) for c in ckpts]
-  members = []
-  for ft_seed in ft_seeds:
-    for count, names in by_count.items():
-      for source, seed, step, path in starts:
-        members.append(Member(source, info.arch, seed, step, path, count, ft_seed, names))
-      if baselines:
-        members.append(Member(RANDOM_INIT, info.arch, ft_seed, 0, None, count, ft_seed, names))
-    if baselines:
-      members.append(Member(SCRATCH, info.arch, ft_seed, 0, None, 0, ft_seed, ("full",)))
-  return members
-
-
-def group_members(members: Iterable[Member], group_size: int) -> list[list[Member]]:
-  """Members sharing (arch, ft_seed, frozen_layers), in chunks of at most `group_size`."""
-  if group_size < 1:
-    raise ValueError(f"group_size must be >= 1, got {group_size}")
-  buckets: dict[tuple, list[Member]] = {}
-  for m in members:
-    buckets.setdefault((m.arch, m.ft_seed, m.frozen_layers), []).append(m)
-  return [ms[i : i + group_size] for ms in buckets.values() for i in range(0, len(ms), group_size)]
-
-
-# -- initial parameters ---------------------------------------------------------------------
-
-
-def _check_like(tree, template, what: str) -> None:
-  got = jax.tree_util.tree_flatten_with_path(tree)[0]
-  want = jax.tree_util.tree_flatten_with_path(template)[0]
-  got_s = {jax.tree_util.keystr(k): np.shape(v) for k, v in got}
-  want_s = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in want}
-  if got_s != want_s:
-    diff = sorted(set(got_s.items()) ^ set(want_s.items()))[:4]
-    raise ValueError(
-      f"{what} does not fit the model (differences, first few: {diff}); was it trained with "
-      "other model_kwargs (image_size, in_channels, width)?"
-    )
-
-
-def initial_state(
-  members: Sequence[Member],
-  *,
-  workdir,
-  num_classes: int,
-  model_kwargs: Mapping[str, Any] | None = None,
-):
-  """(graphdef, params, rest) of a group, stacked on a leading member axis (NumPy leaves).
-
-  Checkpoint members: their restored backbone + the shared head of `head_seed(ft_seed)`;
-  random_init: backbone of `random_backbone_seed(ft_seed)` + the shared head; scratch: the
-  whole model of `scratch_seed(ft_seed)`. Batch statistics come from the head's model (fresh).
-  """
-  if not members:
-    raise ValueError("empty group")
-  arch, model_kwargs = members[0].arch, dict(model_kwargs or {})
-  if any(m.arch != arch for m in members):
-    raise ValueError("a group holds one architecture")
-  init = lambda seed: functional.init(arch, num_classes=num_classes, seed=seed, **model_kwargs)
-  host = lambda tree: jax.tree.map(np.asarray, tree)
-  cache: dict[int, tuple] = {}
-
-  def model_at(seed):
-    if seed not in cache:
-      graphdef, params, rest = init(seed)
-      cache[seed] = (graphdef, host(params), host(rest))
-    return cache[seed]
-
-  params_list, rest_list = [], []
-  for m in members:
-    graphdef, head_params, head_rest = model_at(head_seed(m.ft_seed))
-    if m.source == SCRATCH:
-      _, params, rest = model_at(scratch_seed(m.ft_seed))
-    elif m.source == RANDOM_INIT:
-      backbone = model_at(random_backbone_seed(m.ft_seed))[1]["backbone"]
-      params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
-    else:
-      path = pathlib.Path(workdir) / m.path
-      backbone = checkpointing.restore_backbone(path)
-      _check_like(backbone, head_params["backbone"], f"the backbone of checkpoint {m.path}")
-      params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
-      # The backbone's batch-norm statistics travel with its weights (fresh ones for the head).
-      backbone_rest = checkpointing.restore_backbone_rest(path)
-      if backbone_rest:
-        rest = {**head_rest, "backbone": backbone_rest}
-    params_list.append(params)
-    rest_list.append(rest)
-  stack = lambda trees: jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
-  return graphdef, stack(params_list), (stack(rest_list) if rest_list[0] else {})
-
-
-# -- one group ------------------------------------------------------------------------------
+# -- the target -----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -336,11 +141,10 @@ def load_target(
   return Target(name, num_classes, train, test, spe, total, eval_steps, val)
 
 
-def _keep_frozen(rest, kept, mask):
-  return jax.tree.map(lambda m, r, k: k if m else r, mask, rest, kept)
+# -- one group ------------------------------------------------------------------------------
 
 
-class _Trainer:
+class Trainer:
   """Compiled step / eval functions per (freezing, group size), reused across groups."""
 
   def __init__(
@@ -363,7 +167,8 @@ class _Trainer:
     self.backend = jax.default_backend()
     self._cache: dict[tuple, Any] = {}
 
-  def get(self, frozen_layers: int, group: int):
+  def get(self, frozen_layers: int, group: int) -> dict[str, Any]:
+    """{place, train, eval, init} for `group` members that freeze `frozen_layers` layers."""
     mode = engine.resolve_seed_parallel(
       self.seed_parallel, backend=self.backend, num_seeds=group, num_devices=len(self.devices)
     )
@@ -372,11 +177,11 @@ class _Trainer:
       mesh = engine.make_mesh(
         mode, num_seeds=group, batch_size=self.batch_size, devices=self.devices
       )
-      # The engine's step builder takes the optimiser as a hashable (name, kwargs) spec;
-      # freezing is the registered "freeze" optimiser wrapping the configured one.
-      spec = freezing.optimizer_spec(
+      # The engine's step builder takes the optimiser as a hashable (name, kwargs) spec.
+      spec = transfer.optimizer_spec(
         self.optimizer,
-        {**self.optimizer_kwargs, "steps_per_epoch": self.spe},
+        self.optimizer_kwargs,
+        steps_per_epoch=self.spe,
         frozen_layers=frozen_layers,
         layers=self.layers,
       )
@@ -386,11 +191,9 @@ class _Trainer:
       )
       self._cache[key] = dict(
         place=engine.placement(mesh, mode),
-        tx=tx,
         train=train_fn,
         eval=eval_fn,
         init=jax.jit(jax.vmap(tx.init)),
-        keep=jax.jit(_keep_frozen_static, static_argnums=2),
       )
     return self._cache[key]
 
@@ -404,14 +207,37 @@ def _eval_sets(target: Target, *, place, eval_examples, eval_train_examples, bat
   return engine.eval_sets(splits, batch_size=batch_size, place=place)
 
 
+def _evaluate(eval_fn, state, eval_sets) -> dict[str, np.ndarray]:
+  """{`<split>_loss`, `<split>_acc` (and `<split>_auroc` with margins): [G]} of every set."""
+  out = {}
+  for name, eval_set in eval_sets.items():
+    parts = engine.eval_outputs(eval_fn, state, eval_set.batches)
+    out[f"{name}_loss"], out[f"{name}_acc"] = step_lib.mean_loss_and_accuracy(parts)
+    if "margin" in parts[0]:  # [G, B] per batch -> [G, examples], padding dropped
+      margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, eval_set.valid]
+      out[f"{name}_auroc"] = _auroc_or_nan(margin, eval_set.labels)
+  return out
+
+
+@dataclasses.dataclass
+class _Group:
+  """A group on the devices: compiled fns, train arrays, dropout seeds, eval sets."""
+
+  fns: dict[str, Any]
+  size: int  # members
+  train: tuple  # (x, y), replicated
+  dropout_seeds: Any
+  eval_sets: dict
+  frozen_stats: transfer.FrozenStats | None
+
+
 def train_group(
   members: Sequence[Member],
   *,
-  graphdef,
   params,
   rest,
   target: Target,
-  trainer: _Trainer,
+  trainer: Trainer,
   eval_examples: int | None,
   eval_train_examples: int | None,
   eval_batch_size: int,
@@ -421,6 +247,7 @@ def train_group(
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, Any]]:
   """Fine-tunes one group; returns ({ft_step: {metric: [G]}}, final host params and rest).
 
+  `params` / `rest`: the group's `transfer.initial_state`, of the trainer's model (graphdef).
   All members share `ft_seed` and the freezing (`members[0]`). `on_train_metrics(step,
   {"loss": [G], "accuracy": [G]})` receives the batch metrics at `tracking.record_steps`, read
   one step late (no host sync in the loop); `note_compile` says when the step compiles.
@@ -428,47 +255,43 @@ def train_group(
   ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
   if any(m.ft_seed != ft_seed or m.frozen_layers != frozen for m in members):
     raise ValueError("a group shares one ft_seed and one frozen_layers")
-  g = len(members)
-  fns = trainer.get(frozen, g)
+  fns = trainer.get(frozen, len(members))
   place = fns["place"]
-  eval_sets = _eval_sets(
-    target,
-    place=place,
-    eval_examples=eval_examples,
-    eval_train_examples=eval_train_examples,
-    batch_size=eval_batch_size,
+  group = _Group(
+    fns=fns,
+    size=len(members),
+    train=tuple(jax.device_put(a, place.replicated) for a in target.train),
+    # Every member draws the same dropout masks: one dropout seed per ft_seed.
+    dropout_seeds=jax.device_put(
+      np.full((len(members),), dropout_seed(ft_seed), np.int32), place.state
+    ),
+    eval_sets=_eval_sets(
+      target,
+      place=place,
+      eval_examples=eval_examples,
+      eval_train_examples=eval_train_examples,
+      batch_size=eval_batch_size,
+    ),
+    frozen_stats=transfer.FrozenStats.make(
+      rest, frozen_layers=frozen, layers=trainer.layers, sharding=place.state
+    ),
   )
-  train_x, train_y = (jax.device_put(a, place.replicated) for a in target.train)
-
   state = {"params": params, "rest": rest, "opt_state": fns["init"](params)}
   state = jax.device_put(state, place.state)
-  # Every member draws the same dropout masks: one dropout seed per ft_seed.
-  dropout_seeds = jax.device_put(np.full((g,), dropout_seed(ft_seed), np.int32), place.state)
-  rest_mask = freezing.frozen_rest_mask(rest, frozen, trainer.layers)
-  keep_rest = bool(rest) and any(jax.tree.leaves(rest_mask))
-  # Its own buffers: the train step donates (deletes) the state it is given.
-  kept_rest = jax.device_put(rest, place.state) if keep_rest else None
-  frozen_mask_static = _Static(rest_mask) if keep_rest else None
-
-  curves: dict[int, dict[str, np.ndarray]] = {}
-
-  def evaluate(step):
-    out = {}
-    for name, eval_set in eval_sets.items():
-      parts = engine.eval_outputs(fns["eval"], state, eval_set.batches)
-      out[f"{name}_loss"], out[f"{name}_acc"] = step_lib.mean_loss_and_accuracy(parts)
-      if "margin" in parts[0]:  # [G, B] per batch -> [G, examples], padding dropped
-        margin = np.concatenate([p["margin"] for p in parts], axis=1)[:, eval_set.valid]
-        out[f"{name}_auroc"] = _auroc_or_nan(margin, eval_set.labels)
-    curves[step] = out
-
-  eval_steps = set(target.eval_steps)
-  if 0 in eval_steps:
-    with tracking.compile_note(bar, "evaluation", first=note_compile):
-      evaluate(0)
   stream = batches.index_stream(
     [data_seed(ft_seed)], num_examples=len(target.train[0]), batch_size=trainer.batch_size
   )
+  return _steps(group, state, stream, target, bar, on_train_metrics, note_compile)
+
+
+def _steps(group: _Group, state, stream, target: Target, bar, on_train_metrics, note_compile):
+  """The train loop of `train_group`: a step per batch, evaluations at the schedule."""
+  fns, g = group.fns, group.size
+  curves: dict[int, dict[str, np.ndarray]] = {}
+  eval_steps = set(target.eval_steps)
+  if 0 in eval_steps:
+    with tracking.compile_note(bar, "evaluation", first=note_compile):
+      curves[0] = _evaluate(fns["eval"], state, group.eval_sets)
   record_at = tracking.record_steps(target.total_steps) if on_train_metrics else frozenset()
   pending = None
   for step in range(target.total_steps):
@@ -476,25 +299,27 @@ def train_group(
     with tracking.compile_note(bar, "fine-tune step", first=note_compile and step == 0):
       state, metrics = fns["train"](
         state,
-        dropout_seeds,
-        train_x,
-        train_y,
-        jax.device_put(idx, place.batch_index),
+        group.dropout_seeds,
+        *group.train,
+        jax.device_put(idx, fns["place"].batch_index),
         jnp.int32(step),
       )
     if pending is not None:  # the previous record step has finished by now
       on_train_metrics(pending[0], jax.device_get(pending[1]))
     pending = (step, metrics) if step in record_at else None
-    if keep_rest:
-      state = {**state, "rest": fns["keep"](state["rest"], kept_rest, frozen_mask_static)}
+    if group.frozen_stats is not None:
+      state = {**state, "rest": group.frozen_stats.restore(state["rest"])}
     if step + 1 in eval_steps:
-      evaluate(step + 1)
+      curves[step + 1] = _evaluate(fns["eval"], state, group.eval_sets)
     if bar is not None:
       bar.update(1)
   if pending is not None:
     on_train_metrics(pending[0], jax.device_get(pending[1]))
   final = jax.device_get({"params": state["params"], "rest": state["rest"]})
   return curves, final
+
+
+# -- curves and rows ------------------------------------------------------------------------
 
 
 def _auroc_or_nan(margin: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -505,36 +330,9 @@ def _auroc_or_nan(margin: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return np.array([metrics_lib.auroc(m, labels) for m in margin])
 
 
-class _Static:
-  """A hashable wrapper so a (bool) mask tree can be a static jit argument."""
-
-  def __init__(self, tree):
-    self.tree = tree
-    self._key = str(jax.tree_util.tree_flatten_with_path(tree))
-
-  def __hash__(self):
-    return hash(self._key)
-
-  def __eq__(self, other):
-    return isinstance(other, _Static) and other._key == self._key
-
-
-def _keep_frozen_static(rest, kept, mask: _Static):
-  return _keep_frozen(rest, kept, mask.tree)
-
-
 def _optional(metrics: Mapping[str, np.ndarray], name: str, index: int) -> float | None:
   value = metrics[name][index] if name in metrics else np.nan
   return None if np.isnan(value) else float(value)
-
-
-def metric_unit(member: Member, target: str) -> str:
-  """The `metrics` table's unit of a member: target, checkpoint, freezing and ft_seed."""
-  m = member
-  return (
-    f"{target}/{m.source}/{m.arch}/seed_{m.seed}/step_{m.step}/frozen_{m.frozen_layers}"
-    f"/ft_seed_{m.ft_seed}"
-  )
 
 
 def curve_rows(member: Member, mode: str, target: Target, curves, index: int) -> list[dict]:
@@ -568,34 +366,6 @@ def curve_rows(member: Member, mode: str, target: Target, curves, index: int) ->
 
 
 # -- the job --------------------------------------------------------------------------------
-
-
-def _arch_model_kwargs(workdir, arch: str, ckpts, explicit, target_spec) -> dict:
-  """The model_kwargs of `arch`: explicit, else those its zoo entries record (fitted to the
-  target's data), else {}."""
-  fit = lambda kw: base.fit_to_data(arch, kw, target_spec)  # noqa: E731
-  if explicit is not None:
-    return fit(explicit)
-  entries = [e for e in ckpts if e.arch == arch] or zoo.select(workdir, archs=[arch])
-  return zoo.shared_model_kwargs(entries, arch, fit=fit) or fit({})
-
-
-def _verified(store, workdir, ckpts, todo, target: str):
-  """(checkpoints whose data match their content hash, failures recorded in the store); only
-  checkpoints with work left are read. A corrupt one is never fine-tuned."""
-  wanted = {m.path for m in todo if m.path is not None}
-  good, failed = [], []
-  for c in ckpts:
-    if c.path in wanted:
-      try:
-        checkpointing.verify(pathlib.Path(workdir) / c.path)
-      except checkpointing.CorruptCheckpointError as e:
-        log.error("finetune on %s: skipping checkpoint %s: %s", target, c.path, e)
-        store.record_failure(JOB, c.key, target=target, path=c.path, error=str(e))
-        failed.append(c)
-        continue
-    good.append(c)
-  return good, failed
 
 
 @workdir_files.holds_lock(JOB)
@@ -633,227 +403,199 @@ def run(
 ) -> dict[str, Any]:
   """Fine-tunes the selected checkpoints (and baselines) on `target`; returns a summary.
 
-  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` of the target (default 100
-    epochs, the thesis).
-  optimizer / optimizer_kwargs: `optim.make_optimizer` (thesis CNN: adam 1e-4; VGG: sgd,
-    learning_rate 0.01, momentum 0.9, decay_every_epochs 20).
-  model_kwargs: the architecture's hyperparameters (default: those the checkpoints' zoo
-    records give).
-  checkpoints / sources / archs / seeds / steps: which checkpoints (`zoo.select`: default every
-    checkpoint of the workdir's zoo, filtered). A corrupt checkpoint (content hash mismatch) is
-    recorded in the store's `failures` table and skipped; the others go on.
-  baseline_archs: architectures to run baselines for when no checkpoint selects them.
-  eval_examples: test examples evaluated (None = the whole test split);
-  eval_train_examples: also evaluate on a fixed subset of the target's train split (None: no).
-  train_examples: keep only the first n training examples of the target (quick runs, tests).
-  val_fraction: hold this stratified fraction of them out as a validation split, evaluated at
-    every evaluation step (`val_acc`, `val_loss`, `val_auroc`); None: no validation split.
-  group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
-  seed_parallel / num_devices: how members share devices, as in pre-training.
-  tensorboard: also write each member's curves (batch loss / accuracy at log-spaced steps,
-    the evaluations) as TensorBoard scalars under `<workdir>/tensorboard/finetune`; they go to
-    the store's `metrics` table either way.
+  The arguments are those of `finetune_plan.FinetuneConfig` (documented there), checked once
+  here; `duration` defaults to 100 epochs and `optimizer_kwargs` to a learning rate of 1e-4
+  (the thesis CNN).
   """
   t_start = time.time()
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  duration = dict(duration or {"epochs": 100})
-  optimizer_kwargs = dict(optimizer_kwargs or {"learning_rate": 1e-4})
-  config = {k: v for k, v in locals().items() if k != "t_start"}
-  config["workdir"] = str(workdir)
-  if isinstance(modes, str):
-    modes = (modes,)
-  ft_seeds = [int(s) for s in ft_seeds]
-  if not ft_seeds or len(set(ft_seeds)) != len(ft_seeds) or min(ft_seeds) < 0:
-    raise ValueError(f"ft_seeds must be distinct ints >= 0, got {ft_seeds}")
-  handler = workdir_files.file_logging(workdir, JOB, log)
-  try:
-    return _run(config, modes=tuple(modes), ft_seeds=ft_seeds, t_start=t_start)
-  finally:
-    log.removeHandler(handler)
-    handler.close()
-
-
-def _run(c: dict, *, modes, ft_seeds, t_start: float) -> dict[str, Any]:
-  workdir, name = pathlib.Path(c["workdir"]), c["target"]
-  nproc, pid = jax.process_count(), jax.process_index()
-
-  # Data (host side).
-  target = load_target(
-    name,
-    data_dir=c["data_dir"],
-    train_examples=c["train_examples"],
-    batch_size=c["batch_size"],
-    duration=c["duration"],
-    eval_final=c["eval_final"],
-    val_fraction=c["val_fraction"],
+  config = FinetuneConfig.create(
+    workdir=workdir,
+    target=target,
+    modes=modes,
+    ft_seeds=ft_seeds,
+    duration=duration,
+    batch_size=batch_size,
+    optimizer=optimizer,
+    optimizer_kwargs=optimizer_kwargs,
+    model_kwargs=model_kwargs,
+    checkpoints=checkpoints,
+    sources=sources,
+    archs=archs,
+    seeds=seeds,
+    steps=steps,
+    baselines=baselines,
+    baseline_archs=baseline_archs,
+    eval_examples=eval_examples,
+    eval_train_examples=eval_train_examples,
+    eval_batch_size=eval_batch_size,
+    eval_final=eval_final,
+    train_examples=train_examples,
+    val_fraction=val_fraction,
+    data_dir=data_dir,
+    group_size=group_size,
+    seed_parallel=seed_parallel,
+    num_devices=num_devices,
+    show_progress=show_progress,
+    store_shard=store_shard,
+    tensorboard=tensorboard,
   )
-  num_classes, spe, total, eval_steps = (
-    target.num_classes,
-    target.steps_per_epoch,
+  with job.open_context(
+    config.workdir,
+    JOB,
+    config,
+    logger=log,
+    store_shard=store_shard,
+    num_devices=num_devices,
+  ) as ctx:
+    return _run(ctx, t_start)
+
+
+def _run(ctx: job.Context, t_start: float) -> dict[str, Any]:
+  c: FinetuneConfig = ctx.config
+  target = load_target(
+    c.target,
+    data_dir=c.data_dir,
+    train_examples=c.train_examples,
+    batch_size=c.batch_size,
+    duration=c.duration,
+    eval_final=c.eval_final,
+    val_fraction=c.val_fraction,
+  )
+  plan = make_plan(c, num_classes=target.num_classes, store=ctx.store, share=ctx.share)
+  summary = {
+    "target": target.name,
+    "steps_per_epoch": target.steps_per_epoch,
+    "total_steps": target.total_steps,
+    "eval_steps": target.eval_steps,
+    "groups": len(plan.groups),
+    "members": sum(len(g) for g in plan.groups),
+    "units": sum(len(m.modes) for g in plan.groups for m in g),
+    "failed": len(plan.failed),
+  }
+  if not plan.groups:
+    log.info("finetune on %s: every unit already done", target.name)
+    return {**summary, "seconds": 0.0, "images_per_second": 0.0}
+  ctx.record_config()
+  log.info(
+    "finetune on %s: %d groups, %d members, %d units; %d steps (%d/epoch), evals at %s",
+    target.name,
+    summary["groups"],
+    summary["members"],
+    summary["units"],
     target.total_steps,
+    target.steps_per_epoch,
     target.eval_steps,
   )
-
-  # Units: every (start, freezing, ft_seed) not done yet, grouped.
-  ckpts = zoo.select(
-    workdir,
-    c["checkpoints"],
-    sources=c["sources"],
-    archs=c["archs"],
-    seeds=c["seeds"],
-    steps=c["steps"],
+  images, seconds = _train_groups(ctx, plan, target)
+  summary.update(
+    seconds=seconds,
+    images_per_second=images / seconds if seconds > 0 else 0.0,
+    total_seconds=time.time() - t_start,
   )
-  named = [e.source for e in ckpts if e.source in BASELINE_SOURCES]
-  if named:
-    raise ValueError(f"{named[0]!r} is a baseline name and cannot be a checkpoint source")
-  arch_names = sorted({r.arch for r in ckpts} | set(c["baseline_archs"] or ()))
-  if not arch_names:
-    raise ValueError(
-      f"no checkpoints selected in {workdir} and no baseline_archs: nothing to fine-tune"
-    )
-  shard = c["store_shard"] or (f"host{pid}" if nproc > 1 else None)
-  store = results.Store(workdir, shard=shard)
-  writer = None
+  log.info("finetune on %s done: %s", target.name, summary)
+  return summary
+
+
+def _train_groups(ctx: job.Context, plan: Plan, target: Target) -> tuple[int, float]:
+  """Trains and writes this process's groups in turn; returns (images, seconds)."""
+  c: FinetuneConfig = ctx.config
+  writer = tracking.MetricWriter(
+    ctx.workdir, JOB, ctx.store, tensorboard=c.tensorboard, process_index=ctx.process_index
+  )
   try:
-    done = store.done_keys(JOB)
-    infos, todo = {}, []
-    for arch in arch_names:
-      # Input hyperparameters (an audio model's clip length, sample rate) follow the target.
-      kwargs = _arch_model_kwargs(workdir, arch, ckpts, c["model_kwargs"], datasets.get(name))
-      infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
-      members = plan_members(
-        [r for r in ckpts if r.arch == arch],
-        info=infos[arch],
-        modes=modes,
-        ft_seeds=ft_seeds,
-        baselines=c["baselines"],
-      )
-      for m in members:
-        left = tuple(
-          mode
-          for mode, key in zip(m.modes, m.unit_keys(name), strict=True)
-          if results.key_str(key) not in done
-        )
-        if left:
-          todo.append(dataclasses.replace(m, modes=left))
-    ckpts, failed = _verified(store, workdir, ckpts, todo, name)
-    failed_paths = {f.path for f in failed}
-    todo = [m for m in todo if m.path is None or m.path not in failed_paths]
-    groups = group_members(todo, c["group_size"])[pid::nproc]
-    summary = {
-      "target": name,
-      "steps_per_epoch": spe,
-      "total_steps": total,
-      "eval_steps": eval_steps,
-      "groups": len(groups),
-      "members": sum(len(g) for g in groups),
-      "units": sum(len(m.modes) for g in groups for m in g),
-      "failed": len(failed),
-    }
-    if not groups:
-      log.info("finetune on %s: every unit already done", name)
-      return {**summary, "seconds": 0.0, "images_per_second": 0.0}
-    if pid == 0:
-      workdir_files.append_config(workdir, JOB, {k: v for k, v in c.items() if k != "workdir"})
-    log.info(
-      "finetune on %s: %d groups, %d members, %d units; %d steps (%d/epoch), evals at %s",
-      name,
-      summary["groups"],
-      summary["members"],
-      summary["units"],
-      total,
-      spe,
-      eval_steps,
-    )
-
-    writer = tracking.MetricWriter(
-      workdir, JOB, store, tensorboard=c["tensorboard"], process_index=pid
-    )
-    devices = jax.local_devices()[: c["num_devices"]] if c["num_devices"] else jax.local_devices()
-    trainers: dict[str, _Trainer] = {}
-    bar = (
-      progress(total=len(groups) * total, desc=f"{JOB} {name}", unit="step")
-      if c["show_progress"]
-      else None
-    )
+    bar = None
+    if c.show_progress:
+      total = len(plan.groups) * target.total_steps
+      bar = progress(total=total, desc=f"{JOB} {target.name}", unit="step")
+    loop = _Loop(ctx, plan, target, writer, bar)
     t_loop, images = time.time(), 0
-    for gi, group in enumerate(groups):
-      info = infos[group[0].arch]
-      graphdef, params, rest = initial_state(
-        group, workdir=workdir, num_classes=num_classes, model_kwargs=info.model_kwargs
-      )
-      new_trainer = info.arch not in trainers
-      if new_trainer:
-        trainers[info.arch] = _Trainer(
-          graphdef=graphdef,
-          layers=info.layers,
-          optimizer=c["optimizer"],
-          optimizer_kwargs=c["optimizer_kwargs"],
-          batch_size=c["batch_size"],
-          devices=devices,
-          seed_parallel=c["seed_parallel"],
-          steps_per_epoch=spe,
-          margins=num_classes == 2,  # binary targets: AUROC in every curve row
-        )
-      if bar is not None:
-        bar.set_postfix(group=f"{gi + 1}/{len(groups)}", frozen=group[0].frozen_layers)
-      units = [metric_unit(m, name) for m in group]
-
-      def on_train_metrics(step, host, units=units):
-        for i, unit in enumerate(units):
-          values = {"train/loss": host["loss"][i], "train/accuracy": host["accuracy"][i]}
-          writer.scalars(unit, step, values)
-
-      curves, _ = train_group(
-        group,
-        graphdef=graphdef,
-        params=params,
-        rest=rest,
-        target=target,
-        trainer=trainers[info.arch],
-        eval_examples=c["eval_examples"],
-        eval_train_examples=c["eval_train_examples"],
-        eval_batch_size=c["eval_batch_size"],
-        bar=bar,
-        on_train_metrics=on_train_metrics,
-        note_compile=new_trainer,
-      )
-      for ft_step, values in curves.items():
-        for i, unit in enumerate(units):
-          writer.scalars(unit, ft_step, {f"eval/{k}": v[i] for k, v in values.items()})
-      images += total * c["batch_size"] * len(group)
-      # The whole group's curves and done markers in one transaction.
-      with store.transaction():
-        for i, m in enumerate(group):
-          for mode, key in zip(m.modes, m.unit_keys(name), strict=True):
-            store.mark_done(JOB, key, {"finetune": curve_rows(m, mode, target, curves, i)})
-          if m.path is not None:
-            store.clear_failure(JOB, (m.source, m.arch, m.seed, m.step), target=name)
-      writer.flush()
-      final = curves[max(curves)]["test_acc"]
-      log.info(
-        "group %d/%d (%s, ft_seed %d, frozen %d): final test acc %s",
-        gi + 1,
-        len(groups),
-        info.arch,
-        group[0].ft_seed,
-        group[0].frozen_layers,
-        ", ".join(
-          f"{m.source}/{m.seed}/{m.step}={a:.4f}" for m, a in zip(group, final, strict=True)
-        ),
-      )
+    for gi, group in enumerate(plan.groups):
+      images += loop.train(group, f"{gi + 1}/{len(plan.groups)}")
     if bar is not None:
       bar.close()
-    seconds = time.time() - t_loop
-    summary.update(
-      seconds=seconds,
-      images_per_second=images / seconds if seconds > 0 else 0.0,
-      total_seconds=time.time() - t_start,
-    )
-    log.info("finetune on %s done: %s", name, summary)
-    return summary
+    return images, time.time() - t_loop
   finally:
-    if writer is not None:
-      writer.close()
-    store.close()
+    writer.close()
+
+
+@dataclasses.dataclass
+class _Loop:
+  """What the groups of a run share: the context, plan, target, writer and compiled steps."""
+
+  ctx: job.Context
+  plan: Plan
+  target: Target
+  writer: tracking.MetricWriter
+  bar: Any
+  trainers: dict[str, Trainer] = dataclasses.field(default_factory=dict)
+
+  def train(self, group: list[Member], label: str) -> int:
+    """Trains one group, writes its curves and done markers; returns the images it saw."""
+    c, target = self.ctx.config, self.target
+    info = self.plan.infos[group[0].arch]
+    graphdef, params, rest = transfer.initial_state(
+      group,
+      workdir=self.ctx.workdir,
+      num_classes=target.num_classes,
+      model_kwargs=info.model_kwargs,
+    )
+    new_trainer = info.arch not in self.trainers
+    if new_trainer:
+      self.trainers[info.arch] = Trainer(
+        graphdef=graphdef,
+        layers=info.layers,
+        optimizer=c.optimizer,
+        optimizer_kwargs=c.optimizer_kwargs,
+        batch_size=c.batch_size,
+        devices=self.ctx.devices,
+        seed_parallel=c.seed_parallel,
+        steps_per_epoch=target.steps_per_epoch,
+        margins=target.num_classes == 2,  # binary targets: AUROC in every curve row
+      )
+    if self.bar is not None:
+      self.bar.set_postfix(group=label, frozen=group[0].frozen_layers)
+    units = [metric_unit(m, target.name) for m in group]
+
+    def on_train_metrics(step, host):
+      for i, unit in enumerate(units):
+        values = {"train/loss": host["loss"][i], "train/accuracy": host["accuracy"][i]}
+        self.writer.scalars(unit, step, values)
+
+    curves, _ = train_group(
+      group,
+      params=params,
+      rest=rest,
+      target=target,
+      trainer=self.trainers[info.arch],
+      eval_examples=c.eval_examples,
+      eval_train_examples=c.eval_train_examples,
+      eval_batch_size=c.eval_batch_size,
+      bar=self.bar,
+      on_train_metrics=on_train_metrics,
+      note_compile=new_trainer,
+    )
+    self._write(group, units, curves)
+    final = curves[max(curves)]["test_acc"]
+    log.info(
+      "group %s (%s, ft_seed %d, frozen %d): final test acc %s",
+      label,
+      info.arch,
+      group[0].ft_seed,
+      group[0].frozen_layers,
+      ", ".join(f"{m.source}/{m.seed}/{m.step}={a:.4f}" for m, a in zip(group, final, strict=True)),
+    )
+    return target.total_steps * c.batch_size * len(group)
+
+  def _write(self, group: list[Member], units: list[str], curves) -> None:
+    """The group's eval scalars, then its curves and done markers in one transaction."""
+    store, name = self.ctx.store, self.target.name
+    for ft_step, values in curves.items():
+      for i, unit in enumerate(units):
+        self.writer.scalars(unit, ft_step, {f"eval/{k}": v[i] for k, v in values.items()})
+    with store.transaction():
+      for i, m in enumerate(group):
+        for mode, key in zip(m.modes, m.unit_keys(name), strict=True):
+          store.mark_done(JOB, key, {"finetune": curve_rows(m, mode, self.target, curves, i)})
+        if m.path is not None:
+          store.clear_failure(JOB, (m.source, m.arch, m.seed, m.step), target=name)
+    self.writer.flush()

@@ -184,6 +184,7 @@ class PretrainConfig:
   profile_steps: int = 0
   input_pipeline: str = "memory"
   augment: bool = False
+  first_process: int = 0
 
   def __post_init__(self):
     if self.num_seeds < 1 or self.seed_offset < 0:
@@ -242,6 +243,7 @@ def run(
   profile_steps: int = 0,
   input_pipeline: str = "memory",
   augment: bool = False,
+  first_process: int = 0,
 ) -> dict[str, Any]:
   """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
 
@@ -263,6 +265,9 @@ def run(
     training set need not fit on a device.
   augment: the source's declared augmentation (`data.augment.for_dataset`: random crop with
     padding, horizontal flip), keyed by (seed, step, example); needs input_pipeline="stream".
+  first_process: under several processes, seed i is trained by process
+    `(first_process + i) % process_count` (the sweep counts on across sources, so its
+    (source, seed) pairs spread evenly over the processes).
   """
   t_start = time.time()
   config = PretrainConfig(
@@ -291,6 +296,7 @@ def run(
     profile_steps=profile_steps,
     input_pipeline=input_pipeline,
     augment=augment,
+    first_process=first_process,
   )
   with job.open_context(
     config.workdir, JOB, config, logger=log, store_shard=store_shard, num_devices=num_devices
@@ -352,7 +358,7 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
   total_steps = schedule.to_steps(
     config.duration, steps_per_epoch=spe, batch_size=config.batch_size
   )
-  all_seeds = ctx.share(config.seeds)
+  all_seeds = ctx.share(config.seeds, first_process=config.first_process)
   _index_zoo(ctx.store, ctx.workdir, source, arch, all_seeds)
   todo = [
     s for s in all_seeds if not ctx.store.is_done(JOB, done_key(source, arch, s, total_steps))

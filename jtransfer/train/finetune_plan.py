@@ -1,0 +1,381 @@
+"""Planning a fine-tune run: its typed config, the units of work, their groups and seeds.
+
+  config = FinetuneConfig.create(workdir=..., target="fashion_mnist", modes=("full", "head"), ...)
+  plan = make_plan(config, num_classes=10, store=ctx.store, share=ctx.share)
+  for group in plan.groups: ...      # this process's share of the groups left to train
+
+Units. A member is one trajectory: a starting point (a zoo checkpoint, or a baseline) x one
+freezing x one `ft_seed`; it gives the rows of every mode that freezes the same layers (e.g.
+"full" and "frozen=0"). A unit is one (member, mode): its done key is `done_key(...)`, and a
+member is planned only for its modes that are not done yet.
+
+Baselines, with `seed = ft_seed`, `step = 0`: "scratch" (a whole model from
+`scratch_seed(ft_seed)`, mode "full") and "random_init" (a random backbone from
+`random_backbone_seed(ft_seed)` with the shared head, under every requested mode).
+
+Groups. Members sharing (arch, ft_seed, frozen_layers) are trained together, `group_size` at a
+time, in one jitted step; each process trains its share (`ctx.share`) of the groups.
+
+Seed streams. Every random choice of a fine-tune run derives from `ft_seed` through its own
+stream (`derived_seed`): the shared head, the random backbone, the scratch model, the data
+order and the dropout masks. A stream's seed does not depend on the checkpoint, so every
+member of a group sees the same batches and dropout masks as it would alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from jtransfer import checkpointing, results, zoo
+from jtransfer import data as datasets
+from jtransfer.models import base
+from jtransfer.train import engine, freezing
+
+JOB = "finetune"
+SCRATCH, RANDOM_INIT = "scratch", "random_init"
+BASELINE_SOURCES = (SCRATCH, RANDOM_INIT)
+# Independent random streams derived from ft_seed (see `derived_seed`).
+_HEAD_STREAM, _RANDOM_BACKBONE_STREAM, _SCRATCH_STREAM = 0x4EAD, 0xBA5E, 0x5C2A
+_DATA_STREAM, _DROPOUT_STREAM = 0xDA7A, 0xD20B
+
+log = logging.getLogger("jtransfer.finetune")
+
+
+# -- the job's config -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """The validated parameters of one fine-tune run (`finetune.run`'s keyword arguments).
+
+  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` of the target (default 100
+    epochs, the thesis).
+  optimizer / optimizer_kwargs: `optim.make_optimizer` (thesis CNN: adam 1e-4; VGG: sgd,
+    learning_rate 0.01, momentum 0.9, decay_every_epochs 20).
+  model_kwargs: the architecture's hyperparameters (None: those the checkpoints' zoo records
+    give, fitted to the target's data).
+  checkpoints / sources / archs / seeds / steps: which checkpoints (`zoo.select`: default every
+    checkpoint of the workdir's zoo, filtered). A corrupt checkpoint (content hash mismatch) is
+    recorded in the store's `failures` table and skipped; the others go on.
+  baseline_archs: architectures to run baselines for when no checkpoint selects them.
+  eval_examples: test examples evaluated (None = the whole test split);
+  eval_train_examples: also evaluate on a fixed subset of the target's train split (None: no).
+  train_examples: keep only the first n training examples of the target (quick runs, tests).
+  val_fraction: hold this stratified fraction of them out as a validation split, evaluated at
+    every evaluation step (`val_acc`, `val_loss`, `val_auroc`); None: no validation split.
+  group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
+  seed_parallel / num_devices: how members share devices (`engine.SEED_PARALLEL`).
+  tensorboard: also write each member's curves as TensorBoard scalars under
+    `<workdir>/tensorboard/finetune`; they go to the store's `metrics` table either way.
+  """
+
+  workdir: pathlib.Path
+  target: str
+  modes: tuple[str, ...]
+  ft_seeds: tuple[int, ...]
+  duration: dict[str, float]
+  batch_size: int
+  optimizer: str
+  optimizer_kwargs: dict[str, Any]
+  model_kwargs: dict[str, Any] | None
+  checkpoints: Sequence[Mapping[str, Any]] | None
+  sources: Sequence[str] | None
+  archs: Sequence[str] | None
+  seeds: Sequence[int] | None
+  steps: Sequence[int] | None
+  baselines: bool
+  baseline_archs: tuple[str, ...]
+  eval_examples: int | None
+  eval_train_examples: int | None
+  eval_batch_size: int
+  eval_final: bool
+  train_examples: int | None
+  val_fraction: float | None
+  data_dir: str | os.PathLike | None
+  group_size: int
+  seed_parallel: str
+  num_devices: int | None
+  show_progress: bool
+  store_shard: str | None
+  tensorboard: bool
+
+  @classmethod
+  def create(cls, **kwargs: Any) -> FinetuneConfig:
+    """The config of `finetune.run(**kwargs)`: defaults filled in, sequences made tuples."""
+    modes = kwargs["modes"]
+    ft_seeds = [int(s) for s in kwargs["ft_seeds"]]
+    model_kwargs = kwargs["model_kwargs"]
+    return cls(
+      **{
+        **kwargs,
+        "workdir": pathlib.Path(kwargs["workdir"]),
+        "modes": (modes,) if isinstance(modes, str) else tuple(modes),
+        "ft_seeds": tuple(ft_seeds),
+        "duration": dict(kwargs["duration"] or {"epochs": 100}),
+        "optimizer_kwargs": dict(kwargs["optimizer_kwargs"] or {"learning_rate": 1e-4}),
+        "model_kwargs": None if model_kwargs is None else dict(model_kwargs),
+        "baseline_archs": tuple(kwargs["baseline_archs"] or ()),
+      }
+    )
+
+  def __post_init__(self):
+    seeds = self.ft_seeds
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+      raise ValueError(f"ft_seeds must be distinct ints >= 0, got {list(seeds)}")
+    for name in ("batch_size", "eval_batch_size", "group_size"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if self.seed_parallel not in engine.SEED_PARALLEL:
+      valid = ", ".join(engine.SEED_PARALLEL)
+      raise ValueError(f"unknown seed_parallel {self.seed_parallel!r}; valid: {valid}")
+    frac = self.val_fraction  # 0 or None: no validation split
+    if frac is not None and (isinstance(frac, bool) or not 0 <= float(frac) < 1):
+      raise ValueError(f"val_fraction must be in (0, 1), 0 or None, got {frac!r}")
+
+
+# -- seeds and keys -------------------------------------------------------------------------
+
+
+def derived_seed(stream: int, ft_seed: int) -> int:
+  """A 31-bit seed for one random stream of fine-tune seed `ft_seed` (stable everywhere)."""
+  if isinstance(ft_seed, bool) or not isinstance(ft_seed, int | np.integer) or ft_seed < 0:
+    raise ValueError(f"ft_seed must be an int >= 0, got {ft_seed!r}")
+  state = np.random.SeedSequence([stream, int(ft_seed)]).generate_state(1, np.uint32)[0]
+  return int(state >> 1)
+
+
+def head_seed(ft_seed: int) -> int:
+  """The init seed of the new head shared by every checkpoint fine-tuned with `ft_seed`."""
+  return derived_seed(_HEAD_STREAM, ft_seed)
+
+
+def random_backbone_seed(ft_seed: int) -> int:
+  return derived_seed(_RANDOM_BACKBONE_STREAM, ft_seed)
+
+
+def scratch_seed(ft_seed: int) -> int:
+  return derived_seed(_SCRATCH_STREAM, ft_seed)
+
+
+def data_seed(ft_seed: int) -> int:
+  return derived_seed(_DATA_STREAM, ft_seed)
+
+
+def dropout_seed(ft_seed: int) -> int:
+  return derived_seed(_DROPOUT_STREAM, ft_seed)
+
+
+def done_key(
+  source: str,
+  arch: str,
+  seed: int,
+  step: int,
+  target: str,
+  mode: str,
+  frozen_layers: int,
+  ft_seed: int,
+) -> list:
+  return [source, arch, int(seed), int(step), target, mode, int(frozen_layers), int(ft_seed)]
+
+
+# -- units of work --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  """One trajectory: a starting point (checkpoint or baseline) x freezing x ft_seed.
+
+  `modes` are the mode names whose rows it gives (several when they freeze the same layers).
+  """
+
+  source: str
+  arch: str
+  seed: int
+  step: int
+  path: str | None  # the checkpoint (absolute, or relative to the workdir; None for baselines)
+  frozen_layers: int
+  ft_seed: int
+  modes: tuple[str, ...]
+
+  def unit_keys(self, target: str) -> list[list]:
+    return [
+      done_key(
+        self.source, self.arch, self.seed, self.step, target, m, self.frozen_layers, self.ft_seed
+      )
+      for m in self.modes
+    ]
+
+
+def metric_unit(member: Member, target: str) -> str:
+  """The `metrics` table's unit of a member: target, checkpoint, freezing and ft_seed."""
+  m = member
+  return (
+    f"{target}/{m.source}/{m.arch}/seed_{m.seed}/step_{m.step}/frozen_{m.frozen_layers}"
+    f"/ft_seed_{m.ft_seed}"
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchInfo:
+  arch: str
+  model_kwargs: dict
+  layers: tuple[str, ...]
+  backbone_layers: tuple[str, ...]
+
+
+def arch_info(arch: str, *, num_classes: int, model_kwargs: Mapping[str, Any]) -> ArchInfo:
+  model = nnx.eval_shape(
+    lambda: base.get_model(arch, num_classes=num_classes, rngs=nnx.Rngs(0), **model_kwargs)
+  )
+  return ArchInfo(arch, dict(model_kwargs), tuple(model.layers), tuple(model.backbone_layers))
+
+
+def plan_members(
+  ckpts: Sequence[zoo.Entry],
+  *,
+  info: ArchInfo,
+  modes: Sequence[str],
+  ft_seeds: Sequence[int],
+  baselines: bool,
+) -> list[Member]:
+  """Every trajectory of one architecture (modes with equal freezing merged)."""
+  pairs = freezing.parse_modes(modes, layers=info.layers, backbone_layers=info.backbone_layers)
+  by_count: dict[int, tuple[str, ...]] = {}
+  for mode, count in pairs:
+    by_count[count] = by_count.get(count, ()) + (mode,)
+  starts = [(c.source, c.seed, c.step, c.path) for c in ckpts]
+  members = []
+  for ft_seed in ft_seeds:
+    for count, names in by_count.items():
+      for source, seed, step, path in starts:
+        members.append(Member(source, info.arch, seed, step, path, count, ft_seed, names))
+      if baselines:
+        members.append(Member(RANDOM_INIT, info.arch, ft_seed, 0, None, count, ft_seed, names))
+    if baselines:
+      members.append(Member(SCRATCH, info.arch, ft_seed, 0, None, 0, ft_seed, ("full",)))
+  return members
+
+
+def group_members(members: Iterable[Member], group_size: int) -> list[list[Member]]:
+  """Members sharing (arch, ft_seed, frozen_layers), in chunks of at most `group_size`."""
+  if group_size < 1:
+    raise ValueError(f"group_size must be >= 1, got {group_size}")
+  buckets: dict[tuple, list[Member]] = {}
+  for m in members:
+    buckets.setdefault((m.arch, m.ft_seed, m.frozen_layers), []).append(m)
+  return [ms[i : i + group_size] for ms in buckets.values() for i in range(0, len(ms), group_size)]
+
+
+def units_left(members: Iterable[Member], done: set[str], target: str) -> list[Member]:
+  """The members with a mode not done yet, each keeping only those modes."""
+  todo = []
+  for m in members:
+    keys = m.unit_keys(target)
+    left = tuple(
+      mode for mode, key in zip(m.modes, keys, strict=True) if results.key_str(key) not in done
+    )
+    if left:
+      todo.append(dataclasses.replace(m, modes=left))
+  return todo
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def select_checkpoints(config: FinetuneConfig) -> list[zoo.Entry]:
+  """The zoo checkpoints the config selects (`zoo.select`)."""
+  c = config
+  ckpts = zoo.select(
+    c.workdir, c.checkpoints, sources=c.sources, archs=c.archs, seeds=c.seeds, steps=c.steps
+  )
+  named = [e.source for e in ckpts if e.source in BASELINE_SOURCES]
+  if named:
+    raise ValueError(f"{named[0]!r} is a baseline name and cannot be a checkpoint source")
+  return ckpts
+
+
+def arch_model_kwargs(workdir, arch: str, ckpts, explicit, target_spec) -> dict:
+  """The model_kwargs of `arch`: explicit, else those its zoo entries record (fitted to the
+  target's data), else {}."""
+  fit = lambda kw: base.fit_to_data(arch, kw, target_spec)  # noqa: E731
+  if explicit is not None:
+    return fit(explicit)
+  entries = [e for e in ckpts if e.arch == arch] or zoo.select(workdir, archs=[arch])
+  return zoo.shared_model_kwargs(entries, arch, fit=fit) or fit({})
+
+
+def verified(store, workdir, ckpts, todo, target: str):
+  """(checkpoints whose data match their content hash, failures recorded in the store); only
+  checkpoints with work left are read. A corrupt one is never fine-tuned."""
+  wanted = {m.path for m in todo if m.path is not None}
+  good, failed = [], []
+  for c in ckpts:
+    if c.path in wanted:
+      try:
+        checkpointing.verify(pathlib.Path(workdir) / c.path)
+      except checkpointing.CorruptCheckpointError as e:
+        log.error("finetune on %s: skipping checkpoint %s: %s", target, c.path, e)
+        store.record_failure(JOB, c.key, target=target, path=c.path, error=str(e))
+        failed.append(c)
+        continue
+    good.append(c)
+  return good, failed
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What this process trains: its groups, each architecture's layers, the corrupt skipped."""
+
+  infos: dict[str, ArchInfo]
+  groups: list[list[Member]]
+  failed: list[zoo.Entry]
+
+
+def make_plan(
+  config: FinetuneConfig,
+  *,
+  num_classes: int,
+  store: results.Store,
+  share: Callable[[Sequence], list],
+) -> Plan:
+  """Units not done yet of the selected checkpoints (+ baselines), verified, grouped, shared."""
+  c, name = config, config.target
+  ckpts = select_checkpoints(c)
+  arch_names = sorted({r.arch for r in ckpts} | set(c.baseline_archs))
+  if not arch_names:
+    raise ValueError(
+      f"no checkpoints selected in {c.workdir} and no baseline_archs: nothing to fine-tune"
+    )
+  done = store.done_keys(JOB)
+  infos, members = {}, []
+  for arch in arch_names:
+    # Input hyperparameters (an audio model's clip length, sample rate) follow the target.
+    kwargs = arch_model_kwargs(c.workdir, arch, ckpts, c.model_kwargs, datasets.get(name))
+    infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
+    members += plan_members(
+      [r for r in ckpts if r.arch == arch],
+      info=infos[arch],
+      modes=c.modes,
+      ft_seeds=c.ft_seeds,
+      baselines=c.baselines,
+    )
+  # This process's share is taken of all the groups, done or not, so that the split never
+  # depends on what another process has finished by the time this one looks.
+  todo = [m for group in share(group_members(members, c.group_size)) for m in group]
+  todo = units_left(todo, done, name)
+  _, failed = verified(store, c.workdir, ckpts, todo, name)
+  failed_paths = {f.path for f in failed}
+  todo = [m for m in todo if m.path is None or m.path not in failed_paths]
+  return Plan(infos, group_members(todo, c.group_size), failed)
