@@ -248,6 +248,54 @@ def normalizer(name: str) -> Callable[[np.ndarray], np.ndarray]:
   return transform
 
 
+# -- the jobs' option -----------------------------------------------------------------------
+
+INPUT_PIPELINES = ("memory", "stream")  # the jobs' `input_pipeline` values
+
+
+def check_job_options(input_pipeline: str, augment: bool, dataset: str) -> None:
+  """The training jobs' `input_pipeline` / `augment` checks (one line naming the problem)."""
+  if input_pipeline not in INPUT_PIPELINES:
+    raise ValueError(
+      f"unknown input_pipeline {input_pipeline!r}; valid: {', '.join(INPUT_PIPELINES)}"
+    )
+  if augment and input_pipeline != "stream":
+    raise ValueError("augment=True needs input_pipeline='stream' (memory does not augment)")
+  if augment and augment_lib.for_dataset(dataset) is None:
+    raise ValueError(
+      f"augment=True: dataset {dataset!r} declares no augmentation "
+      f"(declared for: {', '.join(sorted(augment_lib.DATASET_AUGMENT))})"
+    )
+
+
+def job_source(name: str, split: str, *, data_dir=None, examples: int | None = None):
+  """(raw random-access rows, their transform) of a dataset split for a streamed job.
+
+  The dataset's random-access source (`data.source`, the tfds datasets) where it has one, else
+  `ArraySource` of its loaded split (datasets that fit); `examples`: the first n rows only (a
+  job's `train_examples`). The transform is `normalizer(name)`, so a streamed batch equals the
+  rows of the split `engine.load_source` normalises whole.
+  """
+  from jtransfer import data as datasets  # noqa: PLC0415 (the registry imports this package)
+
+  if datasets.get(name).source is not None:
+    src = datasets.source(name, split, data_dir=data_dir)
+  else:
+    src = ArraySource(*datasets.load(name, split, data_dir=data_dir))
+  if examples is not None:
+    if not 0 < examples <= len(src):
+      raise ValueError(f"train_examples must be in [1, {len(src)}], got {examples}")
+    src = Rows(src, np.arange(examples))
+  return src, normalizer(name)
+
+
+def labels_of(source, chunk: int = 4096) -> np.ndarray:
+  """int32 labels of every row of a source, read `chunk` rows at a time (bounded memory)."""
+  n = len(source)
+  parts = [read_rows(source, np.arange(i, min(i + chunk, n)))[1] for i in range(0, n, chunk)]
+  return np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, np.int32)
+
+
 # -- process shares -------------------------------------------------------------------------
 
 

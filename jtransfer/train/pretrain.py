@@ -69,7 +69,6 @@ from jtransfer.train import batches, engine, optim, schedule
 from jtransfer.train import step as step_lib
 
 JOB = "pretrain"
-INPUT_PIPELINES = ("memory", "stream")
 
 log = logging.getLogger("jtransfer.pretrain")
 
@@ -195,17 +194,7 @@ class PretrainConfig:
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     stacking.canonical(self.seed_parallel, name="seed_parallel")
-    if self.input_pipeline not in INPUT_PIPELINES:
-      raise ValueError(
-        f"unknown input_pipeline {self.input_pipeline!r}; valid: {', '.join(INPUT_PIPELINES)}"
-      )
-    if self.augment and self.input_pipeline != "stream":
-      raise ValueError("augment=True needs input_pipeline='stream' (memory does not augment)")
-    if self.augment and augment_lib.for_dataset(self.source) is None:
-      raise ValueError(
-        f"augment=True: dataset {self.source!r} declares no augmentation "
-        f"(declared for: {', '.join(sorted(augment_lib.DATASET_AUGMENT))})"
-      )
+    pipeline.check_job_options(self.input_pipeline, self.augment, self.source)
 
   @property
   def seeds(self) -> list[int]:
@@ -380,25 +369,12 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
 
 
 def _stream_source(config: PretrainConfig):
-  """(num_classes, raw random-access training rows, normalised test arrays) for "stream".
-
-  The training rows come from the dataset's random-access source (the tfds ones), else from its
-  loaded arrays (datasets that fit); `pipeline.normalizer` normalises each batch after
-  augmentation exactly as `engine.load_source` normalises the whole split.
-  """
+  """(num_classes, raw random-access training rows, normalised test arrays) for "stream"."""
   name, data_dir = config.source, config.data_dir
-  spec = datasets.get(name)
-  if spec.source is not None:
-    src = datasets.source(name, "train", data_dir=data_dir)
-  else:
-    src = pipeline.ArraySource(*datasets.load(name, "train", data_dir=data_dir))
-  if config.train_examples is not None:
-    if not 0 < config.train_examples <= len(src):
-      raise ValueError(f"train_examples must be in [1, {len(src)}], got {config.train_examples}")
-    src = pipeline.Rows(src, np.arange(config.train_examples))
+  src, _ = pipeline.job_source(name, "train", data_dir=data_dir, examples=config.train_examples)
   test_x, test_y = datasets.load(name, "test", data_dir=data_dir)
   test = (np.asarray(datasets.normalize(name, test_x), np.float32), np.asarray(test_y, np.int32))
-  return spec.num_classes, src, test
+  return datasets.get(name).num_classes, src, test
 
 
 # -- placement: mesh, data on the devices, model, optimizer, restored state -----------------
