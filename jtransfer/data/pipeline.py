@@ -43,13 +43,12 @@ arange(train_examples))` for a prefix), `normalizer(name)` the transform, the tr
 from `eval_subset`, and `engine.build_fns(..., inputs="batch")` the step; with `augment=None` a
 streamed zoo is bit-identical to the in-memory one (tests/pretrain_stream_test.py).
 
-Fine-tuning (not wired yet), `finetune.train_group` (every member of a group of `g` sees one
-batch): the same, with `train_batches(src, [data_seed(ft_seed)], ..., start_step=0,
-stop_step=total_steps)`, `device_prefetch(..., place.batch_index, repeat=g)` (replaces
-`np.repeat(next(stream), g)`), `engine.build_fns(..., inputs="batch")` in `_Trainer.get`, and
-`keep_rest` unchanged. A validation split: `pipeline.Rows(src, keep)` for train and
-`pipeline.read_rows(src, held)` (normalised) for val. `augment`: off unless the job's option
-names it (`augment.for_dataset(name)` gives a dataset's declared one).
+`finetune.run(input_pipeline="stream")` likewise (`finetune._stream_target`,
+`finetune._inputs`): `train_batches(src, [data_seed(ft_seed)], ..., start_step=0,
+stop_step=total_steps)` and `device_prefetch(..., place.batch_index, repeat=g)` (every member
+of a group of `g` sees one batch), a validation split as `Rows(src, keep)` for train and
+`read_rows(src, held)` (normalised) for val, held out by the labels only (`labels_of`). Curves
+bit-identical to the in-memory job's (tests/finetune_stream_test.py).
 """
 
 from __future__ import annotations

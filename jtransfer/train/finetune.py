@@ -41,6 +41,11 @@ training engine's step builder and device placement shared with pre-training,
 `data_seed(ft_seed)`) and the same dropout masks (every member's dropout seed is
 `dropout_seed(ft_seed)`), so a member trained in a group equals the member trained alone.
 
+Input (`input_pipeline`, as in pre-training): "memory" puts the target's train split on the
+devices and steps send indices; "stream" reads each step's rows from the target's random-access
+source through `jtransfer.data.pipeline` (`augment=True`: the target's declared augmentation).
+The same rows either way, so the same curves.
+
 Resume. A unit (checkpoint, target, mode, frozen_layers, ft_seed) is written with its done
 marker (`finetune`, `[source, arch, seed, step, target, mode, frozen_layers, ft_seed]`) in one
 transaction once its whole curve is evaluated; the units of a group are written together at the
