@@ -95,3 +95,33 @@ def test_bad_combinations_fail_in_one_line_before_any_work(tmp_path, data_dir, k
     finetune.run(workdir=tmp_path, target="mnist", data_dir=data_dir, **kw)
   assert "\n" not in str(err.value)
   assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # nothing read or written
+
+
+def test_augmented_target_changes_the_training_not_the_start(tmp_path, data_dir):
+  # CIFAR-10 declares crops and flips; the scratch baseline of a CIFAR-shaped tiny CNN. The
+  # start (step 0) is the same model; every later evaluation differs from the plain stream's.
+  kw = dict(
+    KW,
+    target="cifar10",
+    modes=("full",),
+    ft_seeds=(0,),
+    val_fraction=None,
+    train_examples=128,
+    duration={"steps": 3},
+    baselines=True,
+    baseline_archs=(ARCH,),
+    model_kwargs={"image_size": 32, "in_channels": 3},
+    input_pipeline="stream",
+    data_dir=data_dir,
+  )
+  finetune.run(workdir=tmp_path / "aug", augment=True, **kw)
+  finetune.run(workdir=tmp_path / "plain", **kw)
+  aug, plain = (
+    results.load(tmp_path / name, "finetune").sort_values(KEYS).reset_index(drop=True)
+    for name in ("aug", "plain")
+  )
+  assert aug[KEYS].equals(plain[KEYS]) and set(aug.ft_step) == {0, 1, 3}
+  cols = ["test_loss", "train_loss"]
+  at0, later = aug.ft_step == 0, aug.ft_step > 0
+  np.testing.assert_array_equal(aug[at0][cols].to_numpy(), plain[at0][cols].to_numpy())
+  assert (aug[later].train_loss.to_numpy() != plain[later].train_loss.to_numpy()).all()
