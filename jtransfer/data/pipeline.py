@@ -36,38 +36,19 @@ present (one batched read instead of one call per example). `RecordSource` reads
 files written by `write_records` (one example per record: int32 label + raw array bytes;
 uint8 images stay uint8 on disk and are normalised by `normalizer` after augmentation).
 
-Wiring (an `input_pipeline="memory" | "stream"` option; "memory" stays today's code). Pre-training,
-in the phases of main's `pretrain` (`_plan`, `_place`, `_loop`):
+Jobs. `pretrain.run(input_pipeline="stream", augment=...)` trains from this pipeline (see
+`pretrain._stream_source` and `pretrain._inputs`): the source is `datasets.source(name,
+"train")` where the dataset has one, else `ArraySource` of the loaded raw split (`Rows(src,
+arange(train_examples))` for a prefix), `normalizer(name)` the transform, the train-accuracy rows
+from `eval_subset`, and `engine.build_fns(..., inputs="batch")` the step; with `augment=None` a
+streamed zoo is bit-identical to the in-memory one (tests/pretrain_stream_test.py).
 
-    # _plan: the source instead of the train arrays (the test split loads as today).
-    src = datasets.source(source, "train", data_dir=...)          # or RecordSource(path);
-    # datasets without one (offline, they fit): ArraySource(*train) (normalised), norm None
-    if train_examples: src = pipeline.Rows(src, np.arange(train_examples))
-    norm = pipeline.normalizer(source)
-    spe = batches.steps_per_epoch(len(src), batch_size)           # was len(train[0])
-    # _place: the same train-eval rows as today, no train_x / train_y on the devices, and the
-    # train step that takes the batch (keep eval_fn from engine.build_fns):
-    train_subset = (*pipeline.eval_subset(src, eval_train_examples, engine.EVAL_SUBSET_SEED,
-                                          norm), None, None)
-    train_fn = stream_step.build_train_fn(graphdef, optimizer_spec, mesh, mode, backend)
-    # _loop: replaces `stream = batches.index_stream(...)` and `idx = jax.device_put(...)`.
-    it = pipeline.device_prefetch(pipeline.train_batches(
-        src, plan.seeds, batch_size=batch_size, start_step=start, stop_step=total_steps,
-        transform=norm, augment=augment), place.batch_index)
-    for step in ...:
-      x, y = next(it)
-      state, metrics = train_fn(state, dropout_seeds, x, y, jnp.int32(step))
-
-Fine-tuning, `finetune.train_group` (every member of a group of `g` sees one batch): the
-same, with `train_batches(src, [data_seed(ft_seed)], ..., start_step=0, stop_step=total_steps)`,
-`device_prefetch(..., place.batch_index, repeat=g)` (replaces `np.repeat(next(stream), g)`),
-`stream_step.build_train_fn(graphdef, spec, mesh, mode, backend)` next to `engine.build_fns` in
-`_Trainer.get`, and `keep_rest` unchanged. A validation split: `pipeline.Rows(src, keep)` for
-train and `pipeline.read_rows(src, held)` (normalised) for val. `augment`: off unless the
-job's option names it (`augment.for_dataset(name)` gives a dataset's declared one).
-(`stream_step.build_train_fn` is `engine.build_fns`'s train step without the on-device gather;
-with `augment=None` a streamed run trains exactly like the in-memory one: same batches, same
-dropout keys, tested.)
+`finetune.run(input_pipeline="stream")` likewise (`finetune._stream_target`,
+`finetune._inputs`): `train_batches(src, [data_seed(ft_seed)], ..., start_step=0,
+stop_step=total_steps)` and `device_prefetch(..., place.batch_index, repeat=g)` (every member
+of a group of `g` sees one batch), a validation split as `Rows(src, keep)` for train and
+`read_rows(src, held)` (normalised) for val, held out by the labels only (`labels_of`). Curves
+bit-identical to the in-memory job's (tests/finetune_stream_test.py).
 """
 
 from __future__ import annotations
@@ -264,6 +245,54 @@ def normalizer(name: str) -> Callable[[np.ndarray], np.ndarray]:
     return normalization.normalize(name, x)
 
   return transform
+
+
+# -- the jobs' option -----------------------------------------------------------------------
+
+INPUT_PIPELINES = ("memory", "stream")  # the jobs' `input_pipeline` values
+
+
+def check_job_options(input_pipeline: str, augment: bool, dataset: str) -> None:
+  """The training jobs' `input_pipeline` / `augment` checks (one line naming the problem)."""
+  if input_pipeline not in INPUT_PIPELINES:
+    raise ValueError(
+      f"unknown input_pipeline {input_pipeline!r}; valid: {', '.join(INPUT_PIPELINES)}"
+    )
+  if augment and input_pipeline != "stream":
+    raise ValueError("augment=True needs input_pipeline='stream' (memory does not augment)")
+  if augment and augment_lib.for_dataset(dataset) is None:
+    raise ValueError(
+      f"augment=True: dataset {dataset!r} declares no augmentation "
+      f"(declared for: {', '.join(sorted(augment_lib.DATASET_AUGMENT))})"
+    )
+
+
+def job_source(name: str, split: str, *, data_dir=None, examples: int | None = None):
+  """(raw random-access rows, their transform) of a dataset split for a streamed job.
+
+  The dataset's random-access source (`data.source`, the tfds datasets) where it has one, else
+  `ArraySource` of its loaded split (datasets that fit); `examples`: the first n rows only (a
+  job's `train_examples`). The transform is `normalizer(name)`, so a streamed batch equals the
+  rows of the split `engine.load_source` normalises whole.
+  """
+  from jtransfer import data as datasets  # noqa: PLC0415 (the registry imports this package)
+
+  if datasets.get(name).source is not None:
+    src = datasets.source(name, split, data_dir=data_dir)
+  else:
+    src = ArraySource(*datasets.load(name, split, data_dir=data_dir))
+  if examples is not None:
+    if not 0 < examples <= len(src):
+      raise ValueError(f"train_examples must be in [1, {len(src)}], got {examples}")
+    src = Rows(src, np.arange(examples))
+  return src, normalizer(name)
+
+
+def labels_of(source, chunk: int = 4096) -> np.ndarray:
+  """int32 labels of every row of a source, read `chunk` rows at a time (bounded memory)."""
+  n = len(source)
+  parts = [read_rows(source, np.arange(i, min(i + chunk, n)))[1] for i in range(0, n, chunk)]
+  return np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, np.int32)
 
 
 # -- process shares -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from jtransfer.train import step as step_lib
 
 SEED_PARALLEL = stacking.MODES
 _DROPOUT_STREAM = 0x5EED  # key: fold_in(fold_in(key(dropout seed), _DROPOUT_STREAM), step)
+TRAIN_INPUTS = ("indices", "batch")  # what `build_fns`' train step is fed
 EVAL_SUBSET_SEED = 0  # the fixed train subset used to measure train accuracy
 
 
@@ -166,18 +167,31 @@ def eval_outputs(eval_fn, state, batch_list) -> list:
 
 @functools.lru_cache(maxsize=16)
 def build_fns(
-  graphdef, optimizer_spec: tuple, mesh: Mesh, mode: str, backend: str, *, margins: bool = False
+  graphdef,
+  optimizer_spec: tuple,
+  mesh: Mesh,
+  mode: str,
+  backend: str,
+  *,
+  margins: bool = False,
+  inputs: str = "indices",
 ):
   """(train_fn, eval_fn) over the stacked state, sharded for `mode`.
 
-  train_fn(state, dropout_seeds, train_x, train_y, idx, step) -> (state, metrics): `state` is
-  {"params", "rest", "opt_state"} (donated), `dropout_seeds` [members] int32, `idx` the
-  [members, batch] example indices. eval_fn(state, x, y, mask) -> per-member metrics.
+  inputs "indices": train_fn(state, dropout_seeds, train_x, train_y, idx, step) -> (state,
+  metrics), `idx` the [members, batch] example indices into a training set resident on the
+  devices (gathered there). inputs "batch": train_fn(state, dropout_seeds, x, y, step), x
+  [members, batch, ...] and y [members, batch] the rows themselves (a streamed input pipeline,
+  `jtransfer.data.pipeline`), placed like `placement(...).batch_index`. Either way `state` is
+  {"params", "rest", "opt_state"} (donated), `dropout_seeds` [members] int32, and a member
+  fed the same rows trains identically. eval_fn(state, x, y, mask) -> per-member metrics.
   `margins`: the eval step also returns each example's two-class logit margin (`step_lib`).
 
   Cached on the (hashable) model graph, optimizer spec and mesh, so a second run with the same
   set-up in one process (other sources, a resume) reuses the compiled steps.
   """
+  if inputs not in TRAIN_INPUTS:
+    raise ValueError(f"unknown inputs {inputs!r}; valid: {', '.join(TRAIN_INPUTS)}")
   name, kwargs = optimizer_spec
   optimizer = optim.make_optimizer(name, **dict(kwargs))
   one_step = step_lib.make_train_step(graphdef, optimizer)
@@ -187,14 +201,22 @@ def build_fns(
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _DROPOUT_STREAM), step)
     return one_step(params, rest, opt_state, x, y, key)
 
-  def local_train(loop, state, dropout_seeds, train_x, train_y, idx, step):
-    x, y = train_x[idx], train_y[idx]  # [S_local, B, ...], gathered on the device
-    if mode != "devices":
-      x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(None, "data")))
+  def local_step(loop, state, dropout_seeds, x, y, step):
     params, rest, opt_state, metrics = step_lib.over_seeds(
       lambda p, r, o, s, xx, yy: member_train(p, r, o, s, xx, yy, step), loop
     )(state["params"], state["rest"], state["opt_state"], dropout_seeds, x, y)
     return {"params": params, "rest": rest, "opt_state": opt_state}, metrics
+
+  def local_train_indices(loop, state, dropout_seeds, train_x, train_y, idx, step):
+    x, y = train_x[idx], train_y[idx]  # [S_local, B, ...], gathered on the device
+    if mode != "devices":
+      x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(None, "data")))
+    return local_step(loop, state, dropout_seeds, x, y, step)
+
+  local_train = local_step if inputs == "batch" else local_train_indices
+  # What the train step's arguments after (state, dropout_seeds) are split by in mode
+  # "devices": the replicated training set and the per-member indices, or the per-member rows.
+  data_specs = (P("model"), P("model")) if inputs == "batch" else (P(), P(), P("model"))
 
   def local_eval(loop, state, x, y, mask):
     # One eval batch for every member; the host loops over batches (a lax.scan over them would
@@ -207,7 +229,7 @@ def build_fns(
     train = jax.shard_map(
       lambda *a: local_train(loop, *a),
       mesh=mesh,
-      in_specs=(P("model"), P("model"), P(), P(), P("model"), P()),
+      in_specs=(P("model"), P("model"), *data_specs, P()),
       out_specs=(P("model"), P("model")),
       check_vma=False,  # every value is per-device; no collectives to check
     )

@@ -41,6 +41,11 @@ training engine's step builder and device placement shared with pre-training,
 `data_seed(ft_seed)`) and the same dropout masks (every member's dropout seed is
 `dropout_seed(ft_seed)`), so a member trained in a group equals the member trained alone.
 
+Input (`input_pipeline`, as in pre-training): "memory" puts the target's train split on the
+devices and steps send indices; "stream" reads each step's rows from the target's random-access
+source through `jtransfer.data.pipeline` (`augment=True`: the target's declared augmentation).
+The same rows either way, so the same curves.
+
 Resume. A unit (checkpoint, target, mode, frozen_layers, ft_seed) is written with its done
 marker (`finetune`, `[source, arch, seed, step, target, mode, frozen_layers, ft_seed]`) in one
 transaction once its whole curve is evaluated; the units of a group are written together at the
@@ -61,9 +66,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtransfer import data as datasets
 from jtransfer import job, tracking
 from jtransfer import metrics as metrics_lib
 from jtransfer import workdir as workdir_files
+from jtransfer.data import augment as augment_lib
+from jtransfer.data import pipeline
 from jtransfer.progress import progress
 from jtransfer.train import batches, engine, optim, schedule, transfer, validation
 from jtransfer.train import step as step_lib
@@ -92,16 +100,27 @@ log = logging.getLogger("jtransfer.finetune")
 
 @dataclasses.dataclass
 class Target:
-  """The target task's arrays (host) and its step counts."""
+  """The target task's arrays (host) and its step counts.
+
+  Streamed (`input_pipeline="stream"`): `train` is None and the train rows are read from
+  `train_source` (raw) through `transform` (normalisation), `augment` applied first.
+  """
 
   name: str
   num_classes: int
-  train: tuple[np.ndarray, np.ndarray]
+  train: tuple[np.ndarray, np.ndarray] | None
   test: tuple[np.ndarray, np.ndarray]
   steps_per_epoch: int
   total_steps: int
   eval_steps: list[int]
   val: tuple[np.ndarray, np.ndarray] | None = None  # held out of `train` (val_fraction)
+  train_source: Any = None
+  transform: Any = None
+  augment: augment_lib.Augment | None = None
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train[0]) if self.train is not None else len(self.train_source)
 
 
 def eval_schedule(
@@ -126,10 +145,25 @@ def load_target(
   duration: Mapping[str, float],
   eval_final: bool = True,
   val_fraction: float | None = None,
+  input_pipeline: str = "memory",
+  augment: bool = False,
 ) -> Target:
   """The normalised target task (train and test split) and its fine-tune schedule; with
   `val_fraction`, a stratified validation split held out of train (the schedule counts the
-  remaining train examples)."""
+  remaining train examples). `input_pipeline="stream"`: the train split as a random-access
+  source (`_stream_target`), the same rows in the same order."""
+  pipeline.check_job_options(input_pipeline, augment, name)
+  if input_pipeline == "stream":
+    return _stream_target(
+      name,
+      data_dir=data_dir,
+      train_examples=train_examples,
+      batch_size=batch_size,
+      duration=duration,
+      eval_final=eval_final,
+      val_fraction=val_fraction,
+      augment=augment,
+    )
   num_classes, train, test = engine.load_source(name, data_dir, train_examples)
   val = None
   if val_fraction:
@@ -139,6 +173,39 @@ def load_target(
     len(train[0]), batch_size=batch_size, duration=duration, eval_final=eval_final
   )
   return Target(name, num_classes, train, test, spe, total, eval_steps, val)
+
+
+def _stream_target(
+  name, *, data_dir, train_examples, batch_size, duration, eval_final, val_fraction, augment
+) -> Target:
+  """`load_target` for "stream": the raw train rows (the validation rows held out as in memory,
+  from the labels only, and read whole: they are evaluated every time), the test split loaded."""
+  src, transform = pipeline.job_source(name, "train", data_dir=data_dir, examples=train_examples)
+  val = None
+  if val_fraction:
+    keep, held = validation.split(
+      pipeline.labels_of(src), fraction=val_fraction, seed=_VAL_SPLIT_SEED
+    )
+    vx, vy = pipeline.read_rows(src, held)
+    src, val = pipeline.Rows(src, keep), (transform(vx), np.asarray(vy, np.int32))
+  test_x, test_y = datasets.load(name, "test", data_dir=data_dir)
+  test = (np.asarray(datasets.normalize(name, test_x), np.float32), np.asarray(test_y, np.int32))
+  spe, total, eval_steps = eval_schedule(
+    len(src), batch_size=batch_size, duration=duration, eval_final=eval_final
+  )
+  return Target(
+    name,
+    datasets.get(name).num_classes,
+    None,
+    test,
+    spe,
+    total,
+    eval_steps,
+    val,
+    train_source=src,
+    transform=transform,
+    augment=augment_lib.for_dataset(name) if augment else None,
+  )
 
 
 # -- one group ------------------------------------------------------------------------------
@@ -159,8 +226,9 @@ class Trainer:
     seed_parallel,
     steps_per_epoch,
     margins: bool = False,
+    inputs: str = "indices",
   ):
-    self.graphdef, self.layers, self.margins = graphdef, layers, margins
+    self.graphdef, self.layers, self.margins, self.inputs = graphdef, layers, margins, inputs
     self.optimizer, self.optimizer_kwargs = optimizer, dict(optimizer_kwargs)
     self.batch_size, self.devices, self.seed_parallel = batch_size, devices, seed_parallel
     self.spe = steps_per_epoch
@@ -187,7 +255,7 @@ class Trainer:
       )
       tx = optim.make_optimizer(spec[0], **dict(spec[1]))
       train_fn, eval_fn = engine.build_fns(
-        self.graphdef, spec, mesh, mode, self.backend, margins=self.margins
+        self.graphdef, spec, mesh, mode, self.backend, margins=self.margins, inputs=self.inputs
       )
       self._cache[key] = dict(
         place=engine.placement(mesh, mode),
@@ -202,8 +270,13 @@ def _eval_sets(target: Target, *, place, eval_examples, eval_train_examples, bat
   splits = {"test": (*target.test, eval_examples, None)}
   if target.val is not None:  # every validation example, fixed order
     splits["val"] = (*target.val, None, None)
-  if eval_train_examples:
+  if eval_train_examples and target.train is not None:
     splits["train"] = (*target.train, eval_train_examples, engine.EVAL_SUBSET_SEED)
+  elif eval_train_examples:  # the same rows, read from the source
+    sub = pipeline.eval_subset(
+      target.train_source, eval_train_examples, engine.EVAL_SUBSET_SEED, target.transform
+    )
+    splits["train"] = (*sub, None, None)
   return engine.eval_sets(splits, batch_size=batch_size, place=place)
 
 
@@ -225,7 +298,7 @@ class _Group:
 
   fns: dict[str, Any]
   size: int  # members
-  train: tuple  # (x, y), replicated
+  train: tuple | None  # (x, y), replicated (None: streamed)
   dropout_seeds: Any
   eval_sets: dict
   frozen_stats: transfer.FrozenStats | None
@@ -260,7 +333,7 @@ def train_group(
   group = _Group(
     fns=fns,
     size=len(members),
-    train=tuple(jax.device_put(a, place.replicated) for a in target.train),
+    train=None if target.train is None else jax.device_put(target.train, place.replicated),
     # Every member draws the same dropout masks: one dropout seed per ft_seed.
     dropout_seeds=jax.device_put(
       np.full((len(members),), dropout_seed(ft_seed), np.int32), place.state
@@ -278,15 +351,38 @@ def train_group(
   )
   state = {"params": params, "rest": rest, "opt_state": fns["init"](params)}
   state = jax.device_put(state, place.state)
-  stream = batches.index_stream(
-    [data_seed(ft_seed)], num_examples=len(target.train[0]), batch_size=trainer.batch_size
-  )
-  return _steps(group, state, stream, target, bar, on_train_metrics, note_compile)
+  inputs = _inputs(group, target, data_seed(ft_seed), trainer.batch_size)
+  try:
+    return _steps(group, state, inputs, target, bar, on_train_metrics, note_compile)
+  finally:
+    inputs.close()  # stops the pipeline's reading threads
 
 
-def _steps(group: _Group, state, stream, target: Target, bar, on_train_metrics, note_compile):
+def _inputs(group: _Group, target: Target, seed: int, batch_size: int):
+  """The train step's data arguments, on the devices, step after step: (train_x, train_y, idx)
+  in memory, (x, y) streamed; every member sees the same batch (order from `seed`)."""
+  place, g = group.fns["place"], group.size
+  if target.train is None:
+    batch_iter = pipeline.train_batches(
+      target.train_source,
+      [seed],
+      batch_size=batch_size,
+      start_step=0,
+      stop_step=target.total_steps,
+      transform=target.transform,
+      augment=target.augment,
+    )
+    yield from pipeline.device_prefetch(batch_iter, place.batch_index, repeat=g)
+    return
+  stream = batches.index_stream([seed], num_examples=target.num_train, batch_size=batch_size)
+  for idx in stream:
+    idx = np.repeat(idx, g, axis=0)  # every member sees the same batch
+    yield (*group.train, jax.device_put(idx, place.batch_index))
+
+
+def _steps(group: _Group, state, inputs, target: Target, bar, on_train_metrics, note_compile):
   """The train loop of `train_group`: a step per batch, evaluations at the schedule."""
-  fns, g = group.fns, group.size
+  fns = group.fns
   curves: dict[int, dict[str, np.ndarray]] = {}
   eval_steps = set(target.eval_steps)
   if 0 in eval_steps:
@@ -295,15 +391,9 @@ def _steps(group: _Group, state, stream, target: Target, bar, on_train_metrics, 
   record_at = tracking.record_steps(target.total_steps) if on_train_metrics else frozenset()
   pending = None
   for step in range(target.total_steps):
-    idx = np.repeat(next(stream), g, axis=0)  # every member sees the same batch
+    data = next(inputs)
     with tracking.compile_note(bar, "fine-tune step", first=note_compile and step == 0):
-      state, metrics = fns["train"](
-        state,
-        group.dropout_seeds,
-        *group.train,
-        jax.device_put(idx, fns["place"].batch_index),
-        jnp.int32(step),
-      )
+      state, metrics = fns["train"](state, group.dropout_seeds, *data, jnp.int32(step))
     if pending is not None:  # the previous record step has finished by now
       on_train_metrics(pending[0], jax.device_get(pending[1]))
     pending = (step, metrics) if step in record_at else None
@@ -400,6 +490,8 @@ def run(
   show_progress: bool = True,
   store_shard: str | None = None,
   tensorboard: bool = True,
+  input_pipeline: str = "memory",
+  augment: bool = False,
 ) -> dict[str, Any]:
   """Fine-tunes the selected checkpoints (and baselines) on `target`; returns a summary.
 
@@ -438,6 +530,8 @@ def run(
     show_progress=show_progress,
     store_shard=store_shard,
     tensorboard=tensorboard,
+    input_pipeline=input_pipeline,
+    augment=augment,
   )
   with job.open_context(
     config.workdir,
@@ -460,6 +554,8 @@ def _run(ctx: job.Context, t_start: float) -> dict[str, Any]:
     duration=c.duration,
     eval_final=c.eval_final,
     val_fraction=c.val_fraction,
+    input_pipeline=c.input_pipeline,
+    augment=c.augment,
   )
   plan = make_plan(c, num_classes=target.num_classes, store=ctx.store, share=ctx.share)
   summary = {
@@ -551,6 +647,7 @@ class _Loop:
         seed_parallel=c.seed_parallel,
         steps_per_epoch=target.steps_per_epoch,
         margins=target.num_classes == 2,  # binary targets: AUROC in every curve row
+        inputs="batch" if target.train is None else "indices",
       )
     if self.bar is not None:
       self.bar.set_postfix(group=label, frozen=group[0].frozen_layers)

@@ -36,6 +36,7 @@ from flax import nnx
 
 from jtransfer import checkpointing, results, zoo
 from jtransfer import data as datasets
+from jtransfer.data import pipeline
 from jtransfer.models import base
 from jtransfer.train import engine, freezing
 
@@ -75,6 +76,10 @@ class FinetuneConfig:
   seed_parallel / num_devices: how members share devices (`engine.SEED_PARALLEL`).
   tensorboard: also write each member's curves as TensorBoard scalars under
     `<workdir>/tensorboard/finetune`; they go to the store's `metrics` table either way.
+  input_pipeline: "memory" (the target's train split on every device, steps send indices) or
+    "stream" (each step's rows read from the target's random-access source through
+    `jtransfer.data.pipeline`; the same batches, so the same curves).
+  augment: the target's declared augmentation (`data.augment.for_dataset`); "stream" only.
   """
 
   workdir: pathlib.Path
@@ -106,6 +111,8 @@ class FinetuneConfig:
   show_progress: bool
   store_shard: str | None
   tensorboard: bool
+  input_pipeline: str = "memory"
+  augment: bool = False
 
   @classmethod
   def create(cls, **kwargs: Any) -> FinetuneConfig:
@@ -140,6 +147,7 @@ class FinetuneConfig:
     frac = self.val_fraction  # 0 or None: no validation split
     if frac is not None and (isinstance(frac, bool) or not 0 <= float(frac) < 1):
       raise ValueError(f"val_fraction must be in (0, 1), 0 or None, got {frac!r}")
+    pipeline.check_job_options(self.input_pipeline, self.augment, self.target)
 
 
 # -- seeds and keys -------------------------------------------------------------------------

@@ -15,6 +15,14 @@ leading seed axis. Seed `s` gets its own init (`jax.random.key(s)`), its own dat
 (`batches.epoch_permutation(s, epoch)`) and its own dropout keys (folded from `s` and the
 step: `s` is its dropout seed), so a seed trained in a batch equals the seed trained alone.
 
+Input (`input_pipeline`). "memory": the normalised training set is put on every device once
+and a step sends the [seeds, batch] indices (`engine.build_fns(inputs="indices")`). "stream":
+a step's rows are read from the dataset's random-access source by `jtransfer.data.pipeline`
+(grain, reading threads, device prefetch) and the step is fed them
+(`engine.build_fns(inputs="batch")`); the rows are the same, so the checkpoints are too
+(tests/pretrain_stream_test.py), and only `augment=True` (the source's declared crop / flip)
+makes them differ.
+
 How the seeds share the hardware (`seed_parallel`: "auto", "vmap", "loop", "devices"): see
 `jtransfer.train.engine`, which holds the mesh, the step builders and the eval sets this loop
 shares with fine-tuning.
@@ -53,6 +61,8 @@ import numpy as np
 from jtransfer import checkpointing, job, stacking, tracking, zoo
 from jtransfer import data as datasets
 from jtransfer import workdir as workdir_files
+from jtransfer.data import augment as augment_lib
+from jtransfer.data import pipeline
 from jtransfer.models import base, functional
 from jtransfer.progress import progress
 from jtransfer.train import batches, engine, optim, schedule
@@ -171,6 +181,8 @@ class PretrainConfig:
   store_shard: str | None = None
   tensorboard: bool = True
   profile_steps: int = 0
+  input_pipeline: str = "memory"
+  augment: bool = False
   first_process: int = 0
 
   def __post_init__(self):
@@ -182,6 +194,7 @@ class PretrainConfig:
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     stacking.canonical(self.seed_parallel, name="seed_parallel")
+    pipeline.check_job_options(self.input_pipeline, self.augment, self.source)
 
   @property
   def seeds(self) -> list[int]:
@@ -217,6 +230,8 @@ def run(
   store_shard: str | None = None,
   tensorboard: bool = True,
   profile_steps: int = 0,
+  input_pipeline: str = "memory",
+  augment: bool = False,
   first_process: int = 0,
 ) -> dict[str, Any]:
   """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
@@ -232,6 +247,13 @@ def run(
     `<workdir>/tensorboard/pretrain` unless `tensorboard=False`.
   profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
     one) to `<workdir>/profile/pretrain`.
+  input_pipeline: "memory" puts the whole (normalised) training set on every device and steps
+    send indices; "stream" reads each step's rows from the dataset's random-access source
+    (`data.source`, else the loaded arrays) through the grain pipeline
+    (`jtransfer.data.pipeline`) with device prefetch: same batches, same checkpoints, and the
+    training set need not fit on a device.
+  augment: the source's declared augmentation (`data.augment.for_dataset`: random crop with
+    padding, horizontal flip), keyed by (seed, step, example); needs input_pipeline="stream".
   first_process: under several processes, seed i is trained by process
     `(first_process + i) % process_count` (the sweep counts on across sources, so its
     (source, seed) pairs spread evenly over the processes).
@@ -261,6 +283,8 @@ def run(
     store_shard=store_shard,
     tensorboard=tensorboard,
     profile_steps=profile_steps,
+    input_pipeline=input_pipeline,
+    augment=augment,
     first_process=first_process,
   )
   with job.open_context(
@@ -287,7 +311,9 @@ class _Plan:
   source: str
   arch: str
   num_classes: int
-  train: tuple[np.ndarray, np.ndarray]  # host arrays, normalised
+  train: tuple[np.ndarray, np.ndarray] | None  # host arrays, normalised ("memory")
+  train_source: Any  # the random-access training rows, raw ("stream"; else None)
+  transform: Any  # raw rows -> model inputs ("stream"; else None)
   test: tuple[np.ndarray, np.ndarray]
   steps_per_epoch: int
   total_steps: int
@@ -310,8 +336,14 @@ class _Plan:
 def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
   """Loads the data (its size decides the schedule), indexes the zoo, finds the seeds to train."""
   source, arch = config.source, config.arch
-  num_classes, train, test = engine.load_source(source, config.data_dir, config.train_examples)
-  spe = batches.steps_per_epoch(len(train[0]), config.batch_size)
+  train_source = transform = None
+  if config.input_pipeline == "stream":
+    num_classes, train_source, test = _stream_source(config)
+    train, transform, num_train = None, pipeline.normalizer(source), len(train_source)
+  else:
+    num_classes, train, test = engine.load_source(source, config.data_dir, config.train_examples)
+    num_train = len(train[0])
+  spe = batches.steps_per_epoch(num_train, config.batch_size)
   total_steps = schedule.to_steps(
     config.duration, steps_per_epoch=spe, batch_size=config.batch_size
   )
@@ -325,6 +357,8 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
     arch=arch,
     num_classes=num_classes,
     train=train,
+    train_source=train_source,
+    transform=transform,
     test=test,
     steps_per_epoch=spe,
     total_steps=total_steps,
@@ -332,6 +366,15 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
     all_seeds=all_seeds,
     seeds=todo,
   )
+
+
+def _stream_source(config: PretrainConfig):
+  """(num_classes, raw random-access training rows, normalised test arrays) for "stream"."""
+  name, data_dir = config.source, config.data_dir
+  src, _ = pipeline.job_source(name, "train", data_dir=data_dir, examples=config.train_examples)
+  test_x, test_y = datasets.load(name, "test", data_dir=data_dir)
+  test = (np.asarray(datasets.normalize(name, test_x), np.float32), np.asarray(test_y, np.int32))
+  return datasets.get(name).num_classes, src, test
 
 
 # -- placement: mesh, data on the devices, model, optimizer, restored state -----------------
@@ -344,8 +387,8 @@ class _Setup:
   mode: str
   mesh: Any
   place: engine.Placement
-  train_x: jax.Array  # the whole training set, replicated: steps send indices only
-  train_y: jax.Array
+  train_x: jax.Array | None  # "memory": the whole training set, replicated (steps send indices)
+  train_y: jax.Array | None
   eval_sets: dict[str, engine.EvalSet]
   model_kwargs: dict[str, Any]  # as built (input hyperparameters fitted to the source)
   state: dict  # stacked {"params", "rest", "opt_state"}
@@ -369,8 +412,15 @@ def _place(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> _Setup:
     plan.source, plan.arch, seeds, plan.total_steps, plan.steps_per_epoch,
     plan.checkpoint_steps, mode, dict(mesh.shape),
   )  # fmt: skip
-  (train_x, train_y), (test_x, test_y) = plan.train, plan.test
-  train_subset = (train_x, train_y, config.eval_train_examples, engine.EVAL_SUBSET_SEED)
+  test_x, test_y = plan.test
+  if plan.train is not None:
+    train_x, train_y = plan.train
+    train_subset = (train_x, train_y, config.eval_train_examples, engine.EVAL_SUBSET_SEED)
+  else:  # the same fixed rows, read from the source (nothing else of the train split is held)
+    sub = pipeline.eval_subset(
+      plan.train_source, config.eval_train_examples, engine.EVAL_SUBSET_SEED, plan.transform
+    )
+    train_subset = (*sub, None, None)
   eval_sets = engine.eval_sets(
     {"train": train_subset, "test": (test_x, test_y, config.eval_test_examples, None)},
     batch_size=config.eval_batch_size,
@@ -388,13 +438,17 @@ def _place(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> _Setup:
   tx = optim.make_optimizer(optimizer_spec[0], **dict(optimizer_spec[1]))
   opt_state = jax.jit(jax.vmap(tx.init))(params)  # one compile, not one per eager op
   state, start_step = _restore_or_init(ctx.workdir, plan, params, rest, opt_state)
-  train_fn, eval_fn = engine.build_fns(graphdef, optimizer_spec, mesh, mode, backend)
+  inputs = "indices" if plan.train is not None else "batch"
+  train_fn, eval_fn = engine.build_fns(graphdef, optimizer_spec, mesh, mode, backend, inputs=inputs)
+  train_x = train_y = None
+  if plan.train is not None:
+    train_x, train_y = jax.device_put(plan.train, place.replicated)
   return _Setup(
     mode=mode,
     mesh=mesh,
     place=place,
-    train_x=jax.device_put(train_x, place.replicated),
-    train_y=jax.device_put(train_y, place.replicated),
+    train_x=train_x,
+    train_y=train_y,
     eval_sets=eval_sets,
     model_kwargs=model_kwargs,
     state=jax.device_put(state, place.state),
@@ -507,9 +561,7 @@ def _loop(config: PretrainConfig, ctx: job.Context, plan: _Plan, setup: _Setup, 
   if start in ckpt_set:
     with tracking.compile_note(None, "eval step (and the first checkpoint)", first=True):
       save(start, state)
-  stream = batches.index_stream(
-    plan.seeds, num_examples=len(plan.train[0]), batch_size=config.batch_size, start_step=start
-  )
+  inputs = _inputs(config, plan, setup, start)
   record_at = tracking.record_steps(plan.total_steps, config.log_every_steps)
   steps = range(start, plan.total_steps)
   bar = None
@@ -518,12 +570,10 @@ def _loop(config: PretrainConfig, ctx: job.Context, plan: _Plan, setup: _Setup, 
   profiler = tracking.Profiler(ctx.workdir / "profile" / JOB, start + 1, config.profile_steps)
   t_loop, pending = time.time(), None
   for step in bar or steps:
-    idx = jax.device_put(next(stream), setup.place.batch_index)
+    data = next(inputs)
     profiler.step(step, state)
     with tracking.compile_note(bar, "train step", first=step == start):
-      state, metrics = setup.train_fn(
-        state, setup.dropout_seeds, setup.train_x, setup.train_y, idx, jnp.int32(step)
-      )
+      state, metrics = setup.train_fn(state, setup.dropout_seeds, *data, jnp.int32(step))
     # Record the previous record step's metrics: it is finished by now, so no pipeline stall.
     if pending is not None:
       _record(plan, writer, bar, *pending)
@@ -536,11 +586,35 @@ def _loop(config: PretrainConfig, ctx: job.Context, plan: _Plan, setup: _Setup, 
       _save_train_state(ctx.workdir, plan.source, plan.arch, plan.seeds, done_steps, host)
   if pending is not None:
     _record(plan, writer, bar, *pending)
+  inputs.close()  # stops the pipeline's reading threads
   profiler.stop(state)
   if bar is not None:
     bar.close()
   jax.block_until_ready(state)
   return time.time() - t_loop
+
+
+def _inputs(config: PretrainConfig, plan: _Plan, setup: _Setup, start: int):
+  """The train step's data arguments for steps `start, start + 1, ...`, on the devices:
+  (train_x, train_y, idx) in memory, (x, y) streamed. Either way member seed `s` sees the rows
+  of `batches.epoch_permutation(s, epoch)` at every step, so the two train alike."""
+  if plan.train is None:
+    batch_iter = pipeline.train_batches(
+      plan.train_source,
+      plan.seeds,
+      batch_size=config.batch_size,
+      start_step=start,
+      stop_step=plan.total_steps,
+      transform=plan.transform,
+      augment=augment_lib.for_dataset(plan.source) if config.augment else None,
+    )
+    yield from pipeline.device_prefetch(batch_iter, setup.place.batch_index)
+    return
+  stream = batches.index_stream(
+    plan.seeds, num_examples=len(plan.train[0]), batch_size=config.batch_size, start_step=start
+  )
+  for idx in stream:
+    yield setup.train_x, setup.train_y, jax.device_put(idx, setup.place.batch_index)
 
 
 def _record(plan: _Plan, writer, bar, step: int, metrics) -> None:
