@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from jtransfer.data import augment as augment_lib
-from jtransfer.data import normalization
+from jtransfer.data import normalization, subsets
 from jtransfer.train import batches
 
 SHARD_BY = ("member", "batch")
@@ -224,12 +224,7 @@ def eval_subset(source, examples: int | None, subset_seed: int | None, transform
   """(x, y) of the rows `engine.eval_arrays` evaluates for a split of `len(source)` examples
   (`examples` of them, the first ones or a seeded sorted subset), read from the source, so the
   streamed job measures train accuracy on the same fixed subset as the in-memory job."""
-  n = len(source) if examples is None else min(examples, len(source))
-  if subset_seed is None:
-    index = np.arange(n)
-  else:
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([subset_seed])))
-    index = np.sort(rng.permutation(len(source))[:n])
+  index = subsets.eval_subset_index(len(source), examples, subset_seed)
   x, y = read_rows(source, index)
   return (x if transform is None else transform(x)), np.asarray(y, np.int32)
 

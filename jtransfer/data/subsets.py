@@ -153,3 +153,14 @@ def load_task(
     task_spec(name, classes=classes)  # validates classes against the dataset's classes
   inputs, labels = registry.load(name, split, data_dir=data_dir)
   return subset(inputs, labels, classes=classes, per_class=per_class, fraction=fraction, seed=seed)
+
+
+def eval_subset_index(total: int, examples: int | None, seed: int | None) -> np.ndarray:
+  """Rows of the fixed subset a training job evaluates on: the first `examples` of `total`
+  (seed None), or `examples` rows drawn with `seed`, in ascending order. The in-memory and the
+  streamed jobs both take it from here, so both measure the same rows."""
+  n = total if examples is None else min(examples, total)
+  if seed is None:
+    return np.arange(n)
+  rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed])))
+  return np.sort(rng.permutation(total)[:n])

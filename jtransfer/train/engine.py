@@ -30,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 from jtransfer import data as datasets
 from jtransfer import sharding, stacking
+from jtransfer.data import subsets
 from jtransfer.train import optim
 from jtransfer.train import step as step_lib
 
@@ -114,12 +115,8 @@ def eval_arrays(
 
   The batch size is rounded up to a multiple of `multiple` (the data-parallel devices).
   """
-  n = len(x) if examples is None else min(examples, len(x))
-  if subset_seed is None:
-    index = np.arange(n)
-  else:
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([subset_seed])))
-    index = np.sort(rng.permutation(len(x))[:n])
+  index = subsets.eval_subset_index(len(x), examples, subset_seed)
+  n = len(index)
   bs = -(-min(batch_size, n) // multiple) * multiple
   nb = math.ceil(n / bs)
   pad = nb * bs - n
