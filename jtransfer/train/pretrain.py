@@ -154,7 +154,30 @@ def _index_zoo(store, workdir, source, arch, seeds) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-  """The typed, validated parameters of one pre-training run (see `run` for their meaning)."""
+  """The typed, validated parameters of one pre-training run (`run`'s keyword arguments).
+
+  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` (default 100 epochs).
+  optimizer_kwargs: for `optim.make_optimizer` (learning_rate, momentum, decay_every_epochs...).
+  eval_*_examples: the fixed train subset / test prefix evaluated at checkpoints (None = all).
+  train_examples: keep only the first n training examples (quick runs and tests).
+  num_devices: use the first n local devices (None = all).
+  save_every_steps: also save the train state this often, to bound work lost to a crash.
+  log_every_steps: the batch loss and accuracy of every seed are recorded at these steps and at
+    log-spaced ones (`tracking.record_steps`): store table `metrics`, and TensorBoard under
+    `<workdir>/tensorboard/pretrain` unless `tensorboard=False`.
+  profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
+    one) to `<workdir>/profile/pretrain`.
+  input_pipeline: "memory" puts the whole (normalised) training set on every device and steps
+    send indices; "stream" reads each step's rows from the dataset's random-access source
+    (`data.source`, else the loaded arrays) through the grain pipeline
+    (`jtransfer.data.pipeline`) with device prefetch: same batches, same checkpoints, and the
+    training set need not fit on a device.
+  augment: the source's declared augmentation (`data.augment.for_dataset`: random crop with
+    padding, horizontal flip), keyed by (seed, step, example); needs input_pipeline="stream".
+  first_process: under several processes, seed i is trained by process
+    `(first_process + i) % process_count` (the sweep counts on across sources, so its
+    (source, seed) pairs spread evenly over the processes).
+  """
 
   workdir: pathlib.Path
   source: str
@@ -236,27 +259,7 @@ def run(
 ) -> dict[str, Any]:
   """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
 
-  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` (default 100 epochs).
-  optimizer_kwargs: for `optim.make_optimizer` (learning_rate, momentum, decay_every_epochs...).
-  eval_*_examples: the fixed train subset / test prefix evaluated at checkpoints (None = all).
-  train_examples: keep only the first n training examples (quick runs and tests).
-  num_devices: use the first n local devices (None = all).
-  save_every_steps: also save the train state this often, to bound work lost to a crash.
-  log_every_steps: the batch loss and accuracy of every seed are recorded at these steps and at
-    log-spaced ones (`tracking.record_steps`): store table `metrics`, and TensorBoard under
-    `<workdir>/tensorboard/pretrain` unless `tensorboard=False`.
-  profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
-    one) to `<workdir>/profile/pretrain`.
-  input_pipeline: "memory" puts the whole (normalised) training set on every device and steps
-    send indices; "stream" reads each step's rows from the dataset's random-access source
-    (`data.source`, else the loaded arrays) through the grain pipeline
-    (`jtransfer.data.pipeline`) with device prefetch: same batches, same checkpoints, and the
-    training set need not fit on a device.
-  augment: the source's declared augmentation (`data.augment.for_dataset`: random crop with
-    padding, horizontal flip), keyed by (seed, step, example); needs input_pipeline="stream".
-  first_process: under several processes, seed i is trained by process
-    `(first_process + i) % process_count` (the sweep counts on across sources, so its
-    (source, seed) pairs spread evenly over the processes).
+  The arguments are the fields of `PretrainConfig` (documented there), checked once here.
   """
   t_start = time.time()
   config = PretrainConfig(
