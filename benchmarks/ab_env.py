@@ -36,6 +36,9 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--variant", action="append", required=True, help="name=VAR=value;...")
   ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument(
+    "--ratio_to", default=None, help="also: each mode / this mode, median of per-run ratios"
+  )
   ap.add_argument("command", nargs=argparse.REMAINDER)
   a = ap.parse_args()
   cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
@@ -63,6 +66,15 @@ def main():
         base = statistics.median(t[m][n] for t in results[base_name])
         cells.append(f"{m}/{n} seeds {med:,.0f} img/s ({med / base:.2f}x {base_name})")
     print(f"{name:>12}: " + "; ".join(cells))
+    if a.ratio_to:  # modes measured side by side in each run: the median of their ratios
+      ref = a.ratio_to
+      for m, row in results[name][0].items():
+        for n in row:
+          if m != ref and ref in results[name][0]:
+            rs = [t[m][n] / t[ref][n] for t in results[name] if t[m][n] and t[ref][n]]
+            if rs:
+              print(f"{'':>12}  {m}/{n} seeds / {ref}: {statistics.median(rs):.2f}x "
+                    f"(median of {len(rs)} runs; {', '.join(f'{r:.2f}' for r in rs)})")  # fmt: skip
 
 
 if __name__ == "__main__":
