@@ -23,10 +23,10 @@ dry=${DRY_RUN_CPU:-0}
 export PYTHONUNBUFFERED=1 JTRANSFER_QUIET=1 JAX_PLATFORMS=cuda
 export JTRANSFER_DATA_DIR=${JTRANSFER_DATA_DIR:-$PWD/shared/datasets}
 # Full sizes on the GPU; tiny ones for the CPU dry run.
-zoo_seeds=1,10 zoo_steps=20 ckpts=48 study=quick
+zoo_seeds=1,10 zoo_steps=20 ckpts=48 study=quick tm=1
 if [ "$dry" = 1 ]; then
   export JAX_PLATFORMS=cpu PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-  zoo_seeds=1,2 zoo_steps=2 ckpts=4 study=tiny
+  zoo_seeds=1,2 zoo_steps=2 ckpts=4 study=tiny tm=4  # a loaded CPU: longer limits
 fi
 
 step() { echo; echo "== $1 ($(date +%T))"; }
@@ -47,23 +47,24 @@ $py -c "import jax; print('jax', jax.__version__, jax.devices())" || exit 1
 
 step "tests that matter on a GPU (vmapped models, batched scores, sharding)"
 # (pooling: the custom-gradient max pool; pretrain: batched seeds = separate seeds, vmapped.)
-timeout 120 $py -m pytest -q -x -p no:cacheprovider \
+timeout $((120 * tm)) $py -m pytest -q -x -p no:cacheprovider \
   tests/models_functional_test.py tests/models_pooling_test.py \
   tests/scores_batch_invariance_test.py tests/scores_compute_test.py tests/train_step_test.py \
   tests/sharding_test.py \
   "tests/train_pretrain_test.py::test_batched_seeds_equal_separate_seeds_and_sharded_equals_single_device" \
   2>&1 | tee "$out/tests.log" | tail -n 5
+[ "${PIPESTATUS[0]}" = 124 ] && echo "(tests: stopped at the $((120 * tm)) s limit; the log has how far they got)"
 
 step "1. zoo training: one seed vs 10 seeds vmapped (img/s summed over seeds)"
-timeout 75 $py benchmarks/zoo_throughput.py --seeds $zoo_seeds --steps $zoo_steps --repeats 3 \
+timeout $((75 * tm)) $py benchmarks/zoo_throughput.py --seeds $zoo_seeds --steps $zoo_steps --repeats 3 \
   --cpu_devices 1 --modes loop,vmap 2>&1 | tee "$out/zoo_throughput.log" | tail -n 12
 
 step "2. score job vs its floor, thesis CNN scale (48 checkpoints, 6 taps, N=500)"
-timeout 90 $py benchmarks/score_job.py --num_checkpoints $ckpts --loop_checkpoints 2 \
+timeout $((90 * tm)) $py benchmarks/score_job.py --num_checkpoints $ckpts --loop_checkpoints 2 \
   --io_checkpoints 2 --memory_budget_gb 16 2>&1 | tee "$out/score_job.log" | tail -n 15
 
 step "3. $study thesis CNN study: stage times"
 rm -rf "$out/study"
-timeout 165 $py launch/sweep.py --config configs/thesis_cnn.py:$study --workdir "$out/study" \
+timeout $((165 * tm)) $py launch/sweep.py --config configs/thesis_cnn.py:$study --workdir "$out/study" \
   2>&1 | tee "$out/study.log" | grep -E "^\[sweep\].*done in"
 step "done"
