@@ -10,7 +10,8 @@ in turns (A B A B ...), `--rounds` times. The command must end its output with o
 its ratio to the first variant. `uptime` is printed before and after: the machine is shared,
 so the ratios are the result, not the absolute numbers. A variant is `name=VAR=value;VAR=value`
 (empty after the first `=`: the environment as it is); an XLA_FLAGS value is appended to the
-inherited XLA_FLAGS (the benchmark appends its own device count after it).
+inherited XLA_FLAGS (the benchmark appends its own device count after it). An item `@ARGS`
+appends ARGS (split on spaces) to the command instead, e.g. `dev2=@--cpu_devices 2`.
 """
 
 import argparse
@@ -23,6 +24,8 @@ import subprocess
 def _env(spec: str) -> dict:
   env = dict(os.environ)
   for item in filter(None, spec.split(";")):
+    if item.startswith("@"):
+      continue
     key, _, value = item.partition("=")
     env[key] = f"{env.get(key, '')} {value}".strip() if key == "XLA_FLAGS" else value
   return env
@@ -49,7 +52,8 @@ def main():
   print("before:", _uptime(), flush=True)
   for r in range(a.rounds):
     for name, spec in variants:
-      out = subprocess.run(cmd, env=_env(spec), capture_output=True, text=True)
+      extra = [w for item in spec.split(";") if item.startswith("@") for w in item[1:].split()]
+      out = subprocess.run(cmd + extra, env=_env(spec), capture_output=True, text=True)
       if out.returncode:
         raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
       table = json.loads(out.stdout.strip().splitlines()[-1])
