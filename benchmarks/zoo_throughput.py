@@ -9,7 +9,8 @@ Ways of training S seeds (each a separate model with its own init and data order
 - vmap+data:  the same, with the batch split over all fake CPU devices
 - map:        all S seeds in one jitted step, unrolled, one device (`seed_parallel="loop"`)
 - map+data:   the same, with every seed's batch split over all fake CPU devices
-- devices:    seeds split over the fake CPU devices, `lax.map` on each (`seed_parallel="devices"`)
+- devices:    seeds split over the fake CPU devices, unrolled on each (`seed_parallel="devices"`)
+- seq+data:   seed after seed, each one-seed step with its batch split over all fake CPU devices
 - torch:      a plain PyTorch loop of the same CNN, seed after seed: in this process when torch
               is importable, else `benchmarks/torch_cnn_loop.py` under `--torch_python` (e.g.
               a Python 3.11 venv with the CPU torch wheel: `bash scripts/setup_torch_compare.sh`)
@@ -40,6 +41,9 @@ _parser.add_argument("--modes", default="loop,vmap,vmap+data,map,devices,torch")
 _parser.add_argument("--data_dir", default=None, help="default $JTRANSFER_DATA_DIR")
 _parser.add_argument(
   "--torch_python", default=None, help="a Python with torch, for the torch mode (subprocess)"
+)
+_parser.add_argument(
+  "--json", action="store_true", help="end with one JSON line {mode: {seeds: img/s}}"
 )
 ARGS = _parser.parse_args()
 
@@ -101,12 +105,11 @@ def jax_rate(x, y, seeds, mode, devices) -> float:
   return ARGS.steps * ARGS.batch_size * len(seeds) / statistics.median(times)
 
 
-def loop_rate(x, y, seeds) -> float:
-  """Seed after seed: total images / total time of S one-seed runs on one device."""
-  one_device = jax.devices()[:1]
-  seconds = sum(
-    ARGS.steps * ARGS.batch_size / jax_rate(x, y, [s], "vmap", one_device) for s in seeds
-  )
+def loop_rate(x, y, seeds, devices=None) -> float:
+  """Seed after seed: total images / total time of S one-seed runs on `devices` (default: one),
+  each with its batch split over them."""
+  devices = jax.devices()[:1] if devices is None else devices
+  seconds = sum(ARGS.steps * ARGS.batch_size / jax_rate(x, y, [s], "vmap", devices) for s in seeds)
   return len(seeds) * ARGS.steps * ARGS.batch_size / seconds
 
 
@@ -176,6 +179,7 @@ def main():
   )
   header = f"{'seeds':>5}  " + "  ".join(f"{m:>10}" for m in modes) + "   (images/s, all seeds)"
   print(header)
+  table = {m: {} for m in modes}
   for n in (int(s) for s in ARGS.seeds.split(",")):
     seeds = list(range(n))
     row = {}
@@ -192,6 +196,8 @@ def main():
         row[m] = jax_rate(x, y, seeds, "loop", devices)
       elif m == "devices":
         row[m] = jax_rate(x, y, seeds, "devices", devices)
+      elif m == "seq+data":
+        row[m] = loop_rate(x, y, seeds, devices)
       elif m == "torch":
         row[m] = torch_rate(x, y, seeds)
       else:
@@ -203,6 +209,10 @@ def main():
     if row.get("torch"):
       ratio += f", {best[0] / row['torch']:.2f}x torch"
     print(f"{n:>5}  {cells}{ratio}", flush=True)
+    for m in modes:
+      table[m][n] = row[m]
+  if ARGS.json:
+    print(json.dumps(table))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jtransfer.audio.logmel import LogMelConfig, log_mel
-from jtransfer.models import base
+from jtransfer.models import base, pooling
 
 # Flat draws (base.variance_scaling): same distribution, much faster XLA:CPU compiles.
 he_uniform = base.variance_scaling(2.0, "fan_in", "uniform")
@@ -71,7 +71,7 @@ class ConvBlock(nnx.Module):
       x = getattr(self, f"conv{i + 1}")(x)
       x = getattr(self, f"bn{i + 1}")(x, use_running_average=not train)
       x = jax.nn.relu(x)
-    return nnx.max_pool(x, (2, 2), strides=(2, 2))
+    return pooling.max_pool_2x2(x)
 
 
 class GRU(nnx.Module):

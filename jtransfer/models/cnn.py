@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jtransfer.models import base
+from jtransfer.models import base, pooling
 
 
 def _conv(cin: int, cout: int, rngs: nnx.Rngs, dtype) -> nnx.Conv:
@@ -52,7 +52,7 @@ def _dense(fin: int, fout: int, rngs: nnx.Rngs, dtype) -> nnx.Linear:
 
 
 def _pool_relu(x):
-  return jax.nn.relu(nnx.max_pool(x, (2, 2), strides=(2, 2)))
+  return jax.nn.relu(pooling.max_pool_2x2(x))
 
 
 class CNN(base.Model):

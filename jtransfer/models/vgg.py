@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jtransfer.models import base
+from jtransfer.models import base, pooling
 
 # Channels per block; "M" pools.
 CONFIGS = {
@@ -135,7 +135,7 @@ class VGG(base.Model):
     for b, block in enumerate(self.blocks, start=1):
       for name in block:
         x = self.backbone[name](x, train=train)
-      x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+      x = pooling.max_pool_2x2(x)
       yield f"pool{b}", x
     x = jnp.reshape(x, (x.shape[0], -1))
     for i, name in enumerate(("fc6", "fc7")):
