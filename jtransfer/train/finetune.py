@@ -339,37 +339,55 @@ def train_group(
   ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
   if any(m.ft_seed != ft_seed or m.frozen_layers != frozen for m in members):
     raise ValueError("a group shares one ft_seed and one frozen_layers")
+  evals = dict(
+    eval_examples=eval_examples,
+    eval_train_examples=eval_train_examples,
+    batch_size=eval_batch_size,
+  )
   if len(members) > 1 and trainer.mode(len(members)) == "sequential":
-    return _one_after_another(
-      members,
-      params=params,
-      rest=rest,
-      target=target,
-      trainer=trainer,
-      eval_examples=eval_examples,
-      eval_train_examples=eval_train_examples,
-      eval_batch_size=eval_batch_size,
-      bar=bar,
-      on_train_metrics=on_train_metrics,
-      note_compile=note_compile,
-    )
+    # One member after another, each a group of one with its batch split over the devices;
+    # the target's arrays are placed once for all of them.
+    place = trainer.get(frozen, 1)["place"]
+    data = _place_data(target, place, evals)
+    take = lambda tree, i: jax.tree.map(lambda a: a[i : i + 1], tree)  # noqa: E731
+    parts, logged = [], []
+    for i, member in enumerate(members):
+      seen: dict[int, Any] = {}
+      record = None if on_train_metrics is None else seen.__setitem__  # seen[step] = host
+      first = note_compile and i == 0
+      parts.append(
+        _train([member], take(params, i), take(rest, i), target, trainer, data, bar, record, first)
+      )
+      logged.append(seen)
+    if on_train_metrics is not None:  # as a group reports them: [G] per step
+      for step in logged[0]:
+        on_train_metrics(step, _concat([seen[step] for seen in logged]))
+    curves = {step: _concat([c[step] for c, _ in parts]) for step in parts[0][0]}
+    return curves, _concat([final for _, final in parts])
+  data = _place_data(target, trainer.get(frozen, len(members))["place"], evals)
+  return _train(members, params, rest, target, trainer, data, bar, on_train_metrics, note_compile)
+
+
+def _place_data(target: Target, place, evals: dict) -> tuple:
+  """(the replicated train arrays or None when streamed, the eval sets) for `place`."""
+  train = None if target.train is None else jax.device_put(target.train, place.replicated)
+  return train, _eval_sets(target, place=place, **evals)
+
+
+def _train(members, params, rest, target, trainer, data, bar, on_train_metrics, note_compile):
+  """`train_group` of one stack, its data already placed (`_place_data`)."""
+  ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
   fns = trainer.get(frozen, len(members))
   place = fns["place"]
   group = _Group(
     fns=fns,
     size=len(members),
-    train=None if target.train is None else jax.device_put(target.train, place.replicated),
+    train=data[0],
     # Every member draws the same dropout masks: one dropout seed per ft_seed.
     dropout_seeds=jax.device_put(
       np.full((len(members),), dropout_seed(ft_seed), np.int32), place.state
     ),
-    eval_sets=_eval_sets(
-      target,
-      place=place,
-      eval_examples=eval_examples,
-      eval_train_examples=eval_train_examples,
-      batch_size=eval_batch_size,
-    ),
+    eval_sets=data[1],
     frozen_stats=transfer.FrozenStats.make(
       rest, frozen_layers=frozen, layers=trainer.layers, sharding=place.state
     ),
@@ -381,32 +399,6 @@ def train_group(
     return _steps(group, state, inputs, target, bar, on_train_metrics, note_compile)
   finally:
     inputs.close()  # stops the pipeline's reading threads
-
-
-def _one_after_another(members, *, params, rest, on_train_metrics, note_compile, **kw):
-  """`train_group` in mode "sequential": each member a group of one (data-parallel over the
-  devices), in turn; the curves, final state and train metrics stacked as a group's would be."""
-  take = lambda tree, i: jax.tree.map(lambda a: a[i : i + 1], tree)  # noqa: E731
-  parts, logged = [], []
-  for i, member in enumerate(members):
-    seen: dict[int, Any] = {}
-    record = None if on_train_metrics is None else seen.__setitem__  # seen[step] = host
-    parts.append(
-      train_group(
-        [member],
-        params=take(params, i),
-        rest=take(rest, i),
-        on_train_metrics=record,
-        note_compile=note_compile and i == 0,
-        **kw,
-      )
-    )
-    logged.append(seen)
-  if on_train_metrics is not None:
-    for step in logged[0]:
-      on_train_metrics(step, _concat([seen[step] for seen in logged]))
-  curves = {step: _concat([c[step] for c, _ in parts]) for step in parts[0][0]}
-  return curves, _concat([final for _, final in parts])
 
 
 def _concat(trees):

@@ -545,6 +545,7 @@ def _train(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> dict[str, A
     return _train_stack(config, ctx, plan, mode)
   # One seed after another, each a one-member stack whose batch is split over the devices:
   # its own restore, loop, checkpoints and train-state saves, exactly as if run alone.
+  log.info("seed_parallel=sequential: seeds %s one after another", plan.seeds)
   parts = [
     _train_stack(config, ctx, dataclasses.replace(plan, seeds=[seed]), "vmap")
     for seed in plan.seeds
