@@ -125,7 +125,7 @@ def check_study(config, stages: Sequence[str] | None = None) -> None:
   stages: the stages about to run (default: the config's `stages`, else all); the sources must
   be non-empty only for pre-training, and the targets only for the stages that use them.
   """
-  from jtransfer import data, models, score_job, scores  # noqa: PLC0415
+  from jtransfer import data, models, score_job, scores, stacking  # noqa: PLC0415
   from jtransfer.data import image_folder  # noqa: PLC0415
   from jtransfer.models import user_modules  # noqa: PLC0415
   from jtransfer.train import freezing  # noqa: PLC0415
@@ -159,6 +159,9 @@ def check_study(config, stages: Sequence[str] | None = None) -> None:
     if "duration" in src:
       check_duration(f"sources[{src['name']}].duration", src["duration"])
   check_duration("finetune.duration", c["finetune"].get("duration") or {"epochs": 100})
+  for section, key in (("pretrain", "seed_parallel"), ("finetune", "seed_parallel")):
+    if c[section].get(key) is not None:  # the stacking vocabulary (`jtransfer.stacking`)
+      stacking.canonical(c[section][key], name=f"{section}.{key}")
   if c["score"].get("scores"):
     _one_of("score.scores", c["score"]["scores"], [*scores.names(), *score_job.BASELINES])
 

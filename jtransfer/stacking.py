@@ -14,6 +14,15 @@ params stacked on a leading member axis. `mode` says how those M members use the
   each device runs its own members ("loop" on CPU, "vmap" elsewhere). One CPU device does not
   use all cores, so with several (fake) host devices this is the fast choice on CPU. Training
   only: extraction runs on one device and takes "loop" instead.
+- "sequential": the members are trained one after another, each as its own one-member "vmap"
+  run whose batch is split over every device (`data` mesh axis): pre-training runs its phases
+  once per seed, fine-tuning trains groups of one. No member axis, so no grouped convolutions
+  and no idle devices; on a CPU split into several host devices a one-member step with its
+  batch data-parallel over all of them was measured faster than "devices" (members split over
+  the devices, unrolled), which leaves each device one core's worth of small convolutions.
+  It pays one program per member instead of one for all, so on GPU/TPU "vmap" wins. Training
+  only: a caller without it (extraction: `supported=("vmap", "loop")`) gets "loop", which
+  also runs one model at a time.
 - "auto": "vmap" on GPU/TPU; on CPU "devices" when there are several members and devices,
   else "loop" for several members, else "vmap" (one member: nothing to stack).
 
@@ -28,8 +37,11 @@ run alone).
 
 from __future__ import annotations
 
-MODES = ("auto", "vmap", "loop", "devices")
+MODES = ("auto", "vmap", "loop", "devices", "sequential")
 ALIASES = {"map": "loop"}  # extraction's name for "loop" before the vocabulary was shared
+# What a caller that does not implement a mode runs instead (the same one-model-at-a-time
+# layout, in one program).
+FALLBACKS = {"sequential": "loop"}
 
 
 def canonical(mode: str, *, name: str = "mode") -> str:
@@ -46,14 +58,15 @@ def resolve(
   backend: str,
   members: int,
   devices: int,
-  supported: tuple[str, ...] = ("vmap", "loop", "devices"),
+  supported: tuple[str, ...] = ("vmap", "loop", "devices", "sequential"),
   name: str = "mode",
 ) -> str:
-  """The concrete mode ("vmap", "loop" or "devices") for `mode` and this set-up.
+  """The concrete mode ("vmap", "loop", "devices" or "sequential") for `mode` and this set-up.
 
   `supported`: the concrete modes the caller implements; "auto" never picks another one (a
   caller without "devices" gets "loop" where "devices" would be chosen), an explicit request
-  for another one is an error.
+  for another one is its `FALLBACKS` entry when the caller has that ("sequential" -> "loop"),
+  else an error. "auto" never picks "sequential" (the default layouts are unchanged).
   """
   mode = canonical(mode, name=name)
   if mode == "auto":
@@ -64,6 +77,8 @@ def resolve(
     else:
       mode = "loop" if members > 1 else "vmap"
     return mode
+  if mode not in supported and FALLBACKS.get(mode) in supported:
+    return FALLBACKS[mode]
   if mode not in supported:
     raise ValueError(f"{name} {mode!r} is not available here; valid: {', '.join(supported)}")
   return mode

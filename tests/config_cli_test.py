@@ -76,6 +76,12 @@ def test_unknown_keys_name_the_valid_ones():
     _thesis("tiny", "pretrain.num_seeds=two")
 
 
+def test_sequential_layout_is_selectable_per_stage():
+  c = _thesis("quick", "pretrain.seed_parallel=sequential", "finetune.seed_parallel=sequential")
+  config_checks.check_study(c)
+  assert (c.pretrain.seed_parallel, c.finetune.seed_parallel) == ("sequential", "sequential")
+
+
 @pytest.mark.parametrize(
   "override, message",
   [
@@ -89,6 +95,8 @@ def test_unknown_keys_name_the_valid_ones():
     ("pretrain.duration=step:3", "pretrain.duration must be one of steps, epochs, examples"),
     ("finetune.duration=epochs:0", "finetune.duration.epochs must be a positive number, got 0"),
     ("finetune.modes=full,frozen=9", "finetune.modes (cnn): frozen_layers must be in [0, 3]"),
+    ("pretrain.seed_parallel=seqential", "unknown pretrain.seed_parallel 'seqential'; valid: "
+     "auto, vmap, loop, devices, sequential"),
   ],
 )  # fmt: skip
 def test_cross_field_checks(override, message):

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 from references import pairwise_auroc
 
-from jtransfer import checkpointing, results
+from jtransfer import checkpointing, results, tracking
 from jtransfer import zoo as zoo_lib
 from jtransfer.models import base, functional
 from jtransfer.train import finetune, transfer
@@ -374,6 +374,75 @@ def test_vmapped_group_equals_one_by_one(grouped, tmp_path, data_dir):
   assert len(b) == 2 * len(EVAL_STEPS)
   np.testing.assert_allclose(b.test_loss, a.test_loss, rtol=2e-4, atol=1e-5)
   assert np.abs(a.test_acc - b.test_acc).max() <= 1 / 64 + 1e-9  # at most one borderline image
+
+
+def test_sequential_members_equal_the_vmapped_group(grouped, tmp_path, data_dir):
+  # "sequential": each member of a group trained alone in turn, its batch split over the 8
+  # devices. Two freezings with baselines (groups of 5 and 6): the same rows, batch metrics
+  # and final states as the vmapped groups of the `grouped` job.
+  workdir, _ = grouped
+  seq = tmp_path / "seq"
+  _make_zoo(seq)
+  summary = finetune.run(
+    workdir=seq, modes=("full", "head"), seed_parallel="sequential", data_dir=data_dir, **KW
+  )
+  assert (summary["groups"], summary["members"], summary["units"]) == (2, 11, 11)
+  b = _rows(seq)
+  a = _rows(workdir).loc[b.index]
+  assert len(b) == 11 * len(EVAL_STEPS)
+  np.testing.assert_allclose(b.test_loss, a.test_loss, rtol=2e-4, atol=1e-5)
+  assert np.abs(a.test_acc - b.test_acc).max() <= 1 / 64 + 1e-9  # at most one borderline image
+  # The batch metrics go to each member's own unit, at the same steps as in a group.
+  mb = results.load(seq, "metrics").query("name == 'train/loss'")
+  ma = results.load(workdir, "metrics").query("name == 'train/loss'")
+  ma = ma[ma.unit.isin(set(mb.unit))]
+  key = ["unit", "step"]
+  mb, ma = mb.sort_values(key).reset_index(drop=True), ma.sort_values(key).reset_index(drop=True)
+  assert len(mb) > 0 and mb[key].equals(ma[key])
+  np.testing.assert_allclose(mb.value, ma.value, rtol=2e-4, atol=1e-5)
+
+
+def test_sequential_group_stacks_the_members_own_runs(zoo, data_dir):
+  # `train_group` in mode "sequential" on a group of three equals each member's own group of
+  # one (vmap, the batch over the devices): curves and final states stacked in member order.
+  target = finetune.load_target(
+    "mnist", data_dir=data_dir, train_examples=320, batch_size=32, duration={"steps": 4}
+  )
+  info = plan.arch_info(ARCH, num_classes=10, model_kwargs={})
+  members = plan.plan_members(
+    zoo_lib.select(zoo)[:3], info=info, modes=("full",), ft_seeds=(0,), baselines=False
+  )
+  graphdef, params, rest = transfer.initial_state(members, workdir=zoo, num_classes=10)
+
+  def trainer(mode):
+    return finetune.Trainer(
+      graphdef=graphdef, layers=info.layers, optimizer="adam",
+      optimizer_kwargs={"learning_rate": 1e-2}, batch_size=32, devices=jax.local_devices(),
+      seed_parallel=mode, steps_per_epoch=10,
+    )  # fmt: skip
+
+  kw = dict(target=target, eval_examples=64, eval_train_examples=None, eval_batch_size=64)
+  logged = {}
+  curves, final = finetune.train_group(
+    members,
+    params=params,
+    rest=rest,
+    trainer=trainer("sequential"),
+    on_train_metrics=lambda step, host: logged.update({step: host}),
+    **kw,
+  )
+  assert sorted(curves) == [0, 1, 3, 4] and curves[4]["test_acc"].shape == (3,)
+  assert sorted(logged) == sorted(tracking.record_steps(4)) and logged[0]["loss"].shape == (3,)
+  alone = trainer("vmap")
+  for i, m in enumerate(members):
+    take = lambda t, i=i: jax.tree.map(lambda a: a[i : i + 1], t)  # noqa: E731
+    c_i, f_i = finetune.train_group([m], params=take(params), rest=take(rest), trainer=alone, **kw)
+    for step in curves:
+      for name, value in c_i[step].items():
+        np.testing.assert_allclose(curves[step][name][i], value[0], rtol=1e-6, err_msg=name)
+    jax.tree.map(lambda a, b, i=i: np.testing.assert_array_equal(a[i], b[0]), final, f_i)
+  with pytest.raises(ValueError, match="'sequential' trains one member at a time, got 3"):
+    trainer("sequential").get(0, 3)
 
 
 def test_rerun_skips_finished_units(grouped, data_dir):

@@ -7,9 +7,10 @@ that do not depend on which loop runs it: the mesh and the shardings, the step b
 (`build_fns`), the source/target data and the padded eval sets.
 
 How stacked members share the devices (`seed_parallel`): the modes of `jtransfer.stacking`
-("auto", "vmap", "loop", "devices"), the vocabulary of every job. Here "loop" unrolls the
-members in the step (`step.over_seeds(..., "unroll")`) and "devices" puts them on a `model`
-mesh axis, each device running its members un-batched on CPU, vmapped elsewhere.
+("auto", "vmap", "loop", "devices", "sequential"), the vocabulary of every job. Here "loop"
+unrolls the members in the step (`step.over_seeds(..., "unroll")`) and "devices" puts them on a
+`model` mesh axis, each device running its members un-batched on CPU, vmapped elsewhere.
+"sequential" never reaches this module: the jobs run it as one-member "vmap" stacks in turn.
 
 Dropout. Member `i` draws its dropout keys from `dropout_seeds[i]` (an argument of the train
 step, not part of the trained state) and the step number, so a member trained in a stack
@@ -59,6 +60,8 @@ def make_mesh(mode: str, *, num_seeds: int, batch_size: int, devices: Sequence) 
 
   Axis sizes divide the member count / batch size; devices that do not fit stay idle.
   """
+  if mode == "sequential":  # no stack to place: the jobs train one-member "vmap" stacks
+    raise ValueError("seed_parallel 'sequential' is run as one-member 'vmap' stacks, not meshed")
   if mode == "devices":
     m = _largest_divisor(num_seeds, len(devices))
     return sharding.make_mesh(("model",), devices[:m])

@@ -37,9 +37,12 @@ done key does not include it: use a fresh workdir when switching it on.
 Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
 of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
 training engine's step builder and device placement shared with pre-training,
-`engine.build_fns`). Every member of a group sees the same batches (data order from
-`data_seed(ft_seed)`) and the same dropout masks (every member's dropout seed is
-`dropout_seed(ft_seed)`), so a member trained in a group equals the member trained alone.
+`engine.build_fns`). `seed_parallel="sequential"` trains a group's members one after another
+instead, each a one-member step with its batch split over the devices (`train_group`); the
+group's curves are written together as in the other modes. Every member of a group sees the
+same batches (data order from `data_seed(ft_seed)`) and the same dropout masks (every member's
+dropout seed is `dropout_seed(ft_seed)`), so a member trained in a group equals the member
+trained alone.
 
 Input (`input_pipeline`, as in pre-training): "memory" puts the target's train split on the
 devices and steps send indices; "stream" reads each step's rows from the target's random-access
@@ -235,11 +238,19 @@ class Trainer:
     self.backend = jax.default_backend()
     self._cache: dict[tuple, Any] = {}
 
-  def get(self, frozen_layers: int, group: int) -> dict[str, Any]:
-    """{place, train, eval, init} for `group` members that freeze `frozen_layers` layers."""
-    mode = engine.resolve_seed_parallel(
+  def mode(self, group: int) -> str:
+    """The resolved `seed_parallel` for a group of `group` members."""
+    return engine.resolve_seed_parallel(
       self.seed_parallel, backend=self.backend, num_seeds=group, num_devices=len(self.devices)
     )
+
+  def get(self, frozen_layers: int, group: int) -> dict[str, Any]:
+    """{place, train, eval, init} for `group` members that freeze `frozen_layers` layers."""
+    mode = self.mode(group)
+    if mode == "sequential":  # `train_group` hands it one member at a time
+      if group != 1:
+        raise ValueError(f"seed_parallel 'sequential' trains one member at a time, got {group}")
+      mode = "vmap"  # one member, its batch split over the devices
     key = (frozen_layers, group, mode)
     if key not in self._cache:
       mesh = engine.make_mesh(
@@ -328,23 +339,55 @@ def train_group(
   ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
   if any(m.ft_seed != ft_seed or m.frozen_layers != frozen for m in members):
     raise ValueError("a group shares one ft_seed and one frozen_layers")
+  evals = dict(
+    eval_examples=eval_examples,
+    eval_train_examples=eval_train_examples,
+    batch_size=eval_batch_size,
+  )
+  if len(members) > 1 and trainer.mode(len(members)) == "sequential":
+    # One member after another, each a group of one with its batch split over the devices;
+    # the target's arrays are placed once for all of them.
+    place = trainer.get(frozen, 1)["place"]
+    data = _place_data(target, place, evals)
+    take = lambda tree, i: jax.tree.map(lambda a: a[i : i + 1], tree)  # noqa: E731
+    parts, logged = [], []
+    for i, member in enumerate(members):
+      seen: dict[int, Any] = {}
+      record = None if on_train_metrics is None else seen.__setitem__  # seen[step] = host
+      first = note_compile and i == 0
+      parts.append(
+        _train([member], take(params, i), take(rest, i), target, trainer, data, bar, record, first)
+      )
+      logged.append(seen)
+    if on_train_metrics is not None:  # as a group reports them: [G] per step
+      for step in logged[0]:
+        on_train_metrics(step, _concat([seen[step] for seen in logged]))
+    curves = {step: _concat([c[step] for c, _ in parts]) for step in parts[0][0]}
+    return curves, _concat([final for _, final in parts])
+  data = _place_data(target, trainer.get(frozen, len(members))["place"], evals)
+  return _train(members, params, rest, target, trainer, data, bar, on_train_metrics, note_compile)
+
+
+def _place_data(target: Target, place, evals: dict) -> tuple:
+  """(the replicated train arrays or None when streamed, the eval sets) for `place`."""
+  train = None if target.train is None else jax.device_put(target.train, place.replicated)
+  return train, _eval_sets(target, place=place, **evals)
+
+
+def _train(members, params, rest, target, trainer, data, bar, on_train_metrics, note_compile):
+  """`train_group` of one stack, its data already placed (`_place_data`)."""
+  ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
   fns = trainer.get(frozen, len(members))
   place = fns["place"]
   group = _Group(
     fns=fns,
     size=len(members),
-    train=None if target.train is None else jax.device_put(target.train, place.replicated),
+    train=data[0],
     # Every member draws the same dropout masks: one dropout seed per ft_seed.
     dropout_seeds=jax.device_put(
       np.full((len(members),), dropout_seed(ft_seed), np.int32), place.state
     ),
-    eval_sets=_eval_sets(
-      target,
-      place=place,
-      eval_examples=eval_examples,
-      eval_train_examples=eval_train_examples,
-      batch_size=eval_batch_size,
-    ),
+    eval_sets=data[1],
     frozen_stats=transfer.FrozenStats.make(
       rest, frozen_layers=frozen, layers=trainer.layers, sharding=place.state
     ),
@@ -356,6 +399,11 @@ def train_group(
     return _steps(group, state, inputs, target, bar, on_train_metrics, note_compile)
   finally:
     inputs.close()  # stops the pipeline's reading threads
+
+
+def _concat(trees):
+  """Per-member host trees ([1, ...] leaves) -> one [G, ...] tree."""
+  return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *trees)
 
 
 def _inputs(group: _Group, target: Target, seed: int, batch_size: int):
@@ -601,7 +649,11 @@ def _train_groups(ctx: job.Context, plan: Plan, target: Target) -> tuple[int, fl
   try:
     bar = None
     if c.show_progress:
-      total = len(plan.groups) * target.total_steps
+      # "sequential": every member of a group takes its own pass over the steps.
+      runs = (
+        sum(len(g) for g in plan.groups) if c.seed_parallel == "sequential" else len(plan.groups)
+      )
+      total = runs * target.total_steps
       bar = progress(total=total, desc=f"{JOB} {target.name}", unit="step")
     loop = _Loop(ctx, plan, target, writer, bar)
     t_loop, images = time.time(), 0

@@ -23,9 +23,12 @@ a step's rows are read from the dataset's random-access source by `jtransfer.dat
 (tests/pretrain_stream_test.py), and only `augment=True` (the source's declared crop / flip)
 makes them differ.
 
-How the seeds share the hardware (`seed_parallel`: "auto", "vmap", "loop", "devices"): see
-`jtransfer.train.engine`, which holds the mesh, the step builders and the eval sets this loop
-shares with fine-tuning.
+How the seeds share the hardware (`seed_parallel`: "auto", "vmap", "loop", "devices",
+"sequential"): see `jtransfer.stacking` and `jtransfer.train.engine`, which holds the mesh, the
+step builders and the eval sets this loop shares with fine-tuning. "sequential" runs the phases
+below once per seed, each a one-seed plan trained as "vmap" with its batch split over the
+devices (`_train`): the same steps, checkpoints, train-state saves and metrics per seed as in
+a stack, so the same zoo.
 
 Checkpoints. At `schedule.log_checkpoint_steps` (plus the final step) each seed's params go to
 `<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` with their zoo record (`jtransfer.zoo.Entry`:
@@ -401,11 +404,8 @@ class _Setup:
   eval_fn: Any
 
 
-def _place(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> _Setup:
+def _place(config: PretrainConfig, ctx: job.Context, plan: _Plan, mode: str) -> _Setup:
   seeds, backend = plan.seeds, jax.default_backend()
-  mode = engine.resolve_seed_parallel(
-    config.seed_parallel, backend=backend, num_seeds=len(seeds), num_devices=len(ctx.devices)
-  )
   mesh = engine.make_mesh(
     mode, num_seeds=len(seeds), batch_size=config.batch_size, devices=ctx.devices
   )
@@ -534,8 +534,39 @@ def _unit(plan: _Plan, seed: int) -> str:
 
 
 def _train(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> dict[str, Any]:
-  """Places the stack, runs the loop; the summary of `run`."""
-  setup = _place(config, ctx, plan)
+  """Trains the plan's seeds in the resolved layout; the summary of `run`."""
+  mode = engine.resolve_seed_parallel(
+    config.seed_parallel,
+    backend=jax.default_backend(),
+    num_seeds=len(plan.seeds),
+    num_devices=len(ctx.devices),
+  )
+  if mode != "sequential":
+    return _train_stack(config, ctx, plan, mode)
+  # One seed after another, each a one-member stack whose batch is split over the devices:
+  # its own restore, loop, checkpoints and train-state saves, exactly as if run alone.
+  log.info("seed_parallel=sequential: seeds %s one after another", plan.seeds)
+  parts = [
+    _train_stack(config, ctx, dataclasses.replace(plan, seeds=[seed]), "vmap")
+    for seed in plan.seeds
+  ]
+  start = min(p["start_step"] for p in parts)
+  images = sum(p["steps_run"] * config.batch_size for p in parts)
+  seconds = sum(p["seconds"] for p in parts)
+  return {
+    **plan.summary(),
+    "seed_parallel": mode,
+    "mesh": parts[0]["mesh"],
+    "start_step": start,
+    "steps_run": plan.total_steps - start,  # as for a stack: the steps the zoo advanced
+    "seconds": seconds,
+    "images_per_second": images / seconds if seconds > 0 else 0.0,
+  }
+
+
+def _train_stack(config: PretrainConfig, ctx: job.Context, plan: _Plan, mode: str):
+  """Places the plan's seeds as one stack in `mode`, runs the loop; a summary."""
+  setup = _place(config, ctx, plan, mode)
   writer = tracking.MetricWriter(
     ctx.workdir, JOB, ctx.store, tensorboard=config.tensorboard, process_index=ctx.process_index
   )
