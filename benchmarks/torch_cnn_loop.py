@@ -33,8 +33,16 @@ def thesis_cnn() -> nn.Module:
 
 def seconds_per_window(x, y, seed, *, steps, repeats, batch_size) -> float:
   torch.manual_seed(seed)
-  model, rng = thesis_cnn(), np.random.default_rng(seed)
-  opt = torch.optim.Adam(model.parameters(), lr=LR)
+  return timed_training(
+    thesis_cnn(), x, y, lr=LR, steps=steps, repeats=repeats, batch_size=batch_size, seed=seed
+  )
+
+
+def timed_training(model, x, y, *, lr, steps, repeats, batch_size, seed) -> float:
+  """Median seconds of `repeats` windows of `steps` Adam steps on random batches (after 2
+  warm-up steps); also the fine-tune loop's timer (`torch_finetune_loop.py`)."""
+  opt = torch.optim.Adam(model.parameters(), lr=lr)
+  rng = np.random.default_rng(seed)
   model.train()
 
   def run(n):

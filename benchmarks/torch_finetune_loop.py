@@ -17,13 +17,11 @@ default init, seed 0 as jtransfer's ft_seed 0), and trains every weight with Ada
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
 from torch import nn
-from torch_cnn_loop import thesis_cnn  # the same directory
+from torch_cnn_loop import thesis_cnn, timed_training  # the same directory
 
 
 def load_member(weights, m: int, num_classes: int) -> nn.Module:
@@ -36,27 +34,6 @@ def load_member(weights, m: int, num_classes: int) -> nn.Module:
       conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
       conv.bias.copy_(torch.from_numpy(np.asarray(weights[f"{name}_bias"][m])))
   return model
-
-
-def seconds_per_window(model, x, y, *, lr, steps, repeats, batch_size, seed) -> float:
-  opt = torch.optim.Adam(model.parameters(), lr=lr)
-  rng = np.random.default_rng(seed)
-  model.train()
-
-  def run(n):
-    for _ in range(n):
-      idx = torch.from_numpy(rng.integers(0, len(x), batch_size))
-      opt.zero_grad(set_to_none=True)
-      nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-      opt.step()
-
-  run(2)
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    run(steps)
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
 
 
 def main():
@@ -78,7 +55,7 @@ def main():
   total = 0.0
   for m in range(members):
     model = load_member(weights, m, num_classes)
-    total += seconds_per_window(
+    total += timed_training(
       model, x, y, lr=a.lr, steps=a.steps, repeats=a.repeats, batch_size=a.batch_size, seed=m
     )
   rate = members * a.steps * a.batch_size / total
