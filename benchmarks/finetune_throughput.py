@@ -20,10 +20,8 @@ images/s summed over members. Evaluation, restores and compilation are not in th
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import tempfile
-import time
 
 _parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 _parser.add_argument("--members", type=int, default=16)
@@ -42,6 +40,7 @@ os.environ["XLA_FLAGS"] = (
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+import step_timing  # noqa: E402  (the same directory)
 
 from jtransfer import data as datasets  # noqa: E402
 from jtransfer.models import functional  # noqa: E402
@@ -89,23 +88,10 @@ def jax_rate(x, y, graphdef, params, rest, members, mode, devices) -> float:
   x_dev, y_dev = jax.device_put(x, place.replicated), jax.device_put(y, place.replicated)
   train_fn, _ = engine.build_fns(graphdef, spec, mesh, mode, jax.default_backend())
   stream = batches.index_stream([0] * len(members), num_examples=len(x), batch_size=ARGS.batch_size)
-  step = 0
-
-  def steps(n):
-    nonlocal state, step
-    for _ in range(n):
-      idx = jax.device_put(next(stream), place.batch_index)
-      state, _ = train_fn(state, dropout_seeds, x_dev, y_dev, idx, np.int32(step))
-      step += 1
-    jax.block_until_ready(state)
-
-  steps(2)
-  times = []
-  for _ in range(ARGS.repeats):
-    t = time.perf_counter()
-    steps(ARGS.steps)
-    times.append(time.perf_counter() - t)
-  return ARGS.steps * ARGS.batch_size * len(members) / statistics.median(times)
+  return step_timing.images_per_second(
+    train_fn, state, dropout_seeds, x_dev, y_dev, stream, place,
+    steps=ARGS.steps, repeats=ARGS.repeats, batch_size=ARGS.batch_size,
+  )  # fmt: skip
 
 
 def torch_rate(x, y, params) -> float | None:

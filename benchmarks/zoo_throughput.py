@@ -52,8 +52,8 @@ from jtransfer import devices  # noqa: E402
 devices.request_cpu_devices(ARGS.cpu_devices)  # before JAX starts its CPU backend
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import step_timing  # noqa: E402  (the same directory)
 
 from jtransfer import data as datasets  # noqa: E402
 from jtransfer.models import functional  # noqa: E402
@@ -86,23 +86,10 @@ def jax_rate(x, y, seeds, mode, devices) -> float:
   x_dev, y_dev = jax.device_put(x, place.replicated), jax.device_put(y, place.replicated)
   train_fn, _ = engine.build_fns(graphdef, spec, mesh, mode, jax.default_backend())
   stream = batches.index_stream(seeds, num_examples=len(x), batch_size=ARGS.batch_size)
-  step = 0
-
-  def steps(n):
-    nonlocal state, step
-    for _ in range(n):
-      idx = jax.device_put(next(stream), place.batch_index)
-      state, _ = train_fn(state, dropout_seeds, x_dev, y_dev, idx, jnp.int32(step))
-      step += 1
-    jax.block_until_ready(state)
-
-  steps(2)  # compile and warm up
-  times = []
-  for _ in range(ARGS.repeats):
-    t = time.perf_counter()
-    steps(ARGS.steps)
-    times.append(time.perf_counter() - t)
-  return ARGS.steps * ARGS.batch_size * len(seeds) / statistics.median(times)
+  return step_timing.images_per_second(
+    train_fn, state, dropout_seeds, x_dev, y_dev, stream, place,
+    steps=ARGS.steps, repeats=ARGS.repeats, batch_size=ARGS.batch_size,
+  )  # fmt: skip
 
 
 def loop_rate(x, y, seeds, devices=None) -> float:
