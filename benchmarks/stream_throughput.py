@@ -11,7 +11,7 @@ number of timed steps (after a warm-up that compiles) both ways:
 - stream: MNIST is first written as uint8 ArrayRecord (`pipeline.write_records`, in a temp dir,
   not timed); each step's batch is read from that file by `pipeline.train_batches` (grain, 2
   reading threads, 4 steps prefetched, normalised on the host), copied to the device ahead
-  (`pipeline.device_prefetch`) and trained by `stream_step.build_train_fn`.
+  (`pipeline.device_prefetch`) and trained by `engine.build_fns(..., inputs="batch")`'s step.
 Both see the same batches (checked on the first step). Repeats alternate memory / stream so
 machine load drifts hit both; the medians and their ratio are printed (goal: stream >= 0.9x).
 `--cpu_devices` splits the CPU into that many JAX devices (`jax_num_cpu_devices`, what main's
@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from jtransfer import data as datasets  # noqa: E402
 from jtransfer.data import pipeline  # noqa: E402
 from jtransfer.models import functional  # noqa: E402
-from jtransfer.train import batches, engine, optim, stream_step  # noqa: E402
+from jtransfer.train import batches, engine, optim  # noqa: E402
 
 if ARGS.cpu_devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get(
   "XLA_FLAGS", ""
@@ -102,7 +102,9 @@ def memory_path(s: Setup, x, y, seeds):
 
 def stream_path(s: Setup, path, seeds):
   """steps(n) -> seconds for n steps of the streaming path (continuing its stream)."""
-  train_fn = stream_step.build_train_fn(s.graphdef, s.spec, s.mesh, s.mode, jax.default_backend())
+  train_fn, _ = engine.build_fns(
+    s.graphdef, s.spec, s.mesh, s.mode, jax.default_backend(), inputs="batch"
+  )
   it = pipeline.train_batches(
     pipeline.RecordSource(path), seeds, batch_size=ARGS.batch_size,
     transform=pipeline.normalizer("mnist"), num_threads=ARGS.threads, prefetch=ARGS.prefetch,

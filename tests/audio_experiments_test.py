@@ -25,17 +25,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, data_dir):
   workdir = tmp_path_factory.mktemp("audio_scale_tiny")
-  c = audio_scale.get_config("tiny").to_dict()
-  report = sweep.run(
-    workdir=workdir,
-    sources=c["sources"],
-    pretrain=c["pretrain"],
-    score=c["score"],
-    finetune=c["finetune"],
-    evaluate=c["evaluate"],
-    data_dir=str(data_dir),
-    reports=c["reports"],
-  )
+  config = audio_scale.get_config("tiny")
+  report = sweep.run_study(config, workdir=workdir, data_dir=str(data_dir))
+  c = config.to_dict()
   tables = {t: results.load(workdir, t) for t in ("checkpoints", "scores", "finetune")}
   return workdir, c, report, tables
 

@@ -16,7 +16,7 @@ import pytest
 from jtransfer import data as datasets
 from jtransfer.data import augment, pipeline
 from jtransfer.models import functional
-from jtransfer.train import batches, engine, optim, stream_step
+from jtransfer.train import batches, engine, optim
 
 N, B = 103, 10  # 10 steps per epoch, 3 examples dropped each epoch
 SEEDS = [0, 3, 5, 11]
@@ -210,7 +210,7 @@ def test_stream_step_trains_exactly_like_the_index_step(mode):
   fresh = lambda: jax.device_put(jax.tree.map(np.array, host), place.state)  # own buffers: donated
   drop = jax.device_put(np.asarray(seeds, np.int32), place.state)
   index_fn, _ = engine.build_fns(graphdef, spec, mesh, mode, "cpu")
-  batch_fn = stream_step.build_train_fn(graphdef, spec, mesh, mode, "cpu")
+  batch_fn, _ = engine.build_fns(graphdef, spec, mesh, mode, "cpu", inputs="batch")
   a, b = fresh(), fresh()
   xd, yd = jax.device_put(x, place.replicated), jax.device_put(y, place.replicated)
   stream = batches.index_stream(seeds, num_examples=n, batch_size=bs, start_step=3)
