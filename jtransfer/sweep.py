@@ -140,7 +140,8 @@ def run(
 
     _barrier("pretrain done")  # every process's checkpoints are on disk
 
-    with tracking.stage_log(workdir, "score"):  # logs/score.log (the job keeps none itself)
+    # logs/score.log: the extraction and progress lines too (the job logs its own lines there).
+    with tracking.stage_log(workdir, "score"):
       _per_target("score", score_job.run, score, workdir=workdir, data_dir=data_dir)
 
   if "finetune" in stages:

@@ -156,11 +156,33 @@ def append_config(workdir: str | os.PathLike, job: str, config: Mapping[str, Any
 
 
 def file_logging(workdir: str | os.PathLike, job: str, logger: logging.Logger) -> logging.Handler:
-  """Sends `logger` to `<workdir>/logs/<job>.log`; remove the returned handler when done."""
+  """Sends `logger` to `<workdir>/logs/<job>.log`; remove the returned handler when done.
+
+  When `logger` or a logger above it already writes that file (the sweep logs the whole package
+  to score.log while the score job opens its own), its records reach the file through that
+  handler: the returned one is a NullHandler, so no line is written twice.
+  """
   logs = pathlib.Path(workdir) / "logs"
   logs.mkdir(parents=True, exist_ok=True)
-  handler = logging.FileHandler(logs / f"{job}.log")
+  path = logs / f"{job}.log"
+  if _writes_file(logger, path):
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
+  handler = logging.FileHandler(path)
   handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logger.addHandler(handler)
   logger.setLevel(logging.INFO)
   return handler
+
+
+def _writes_file(logger: logging.Logger, path: pathlib.Path) -> bool:
+  """Whether a handler on `logger` or on an ancestor its records propagate to writes `path`."""
+  target = os.path.abspath(path)
+  current: logging.Logger | None = logger
+  while current is not None:
+    if any(getattr(h, "baseFilename", None) == target for h in current.handlers):
+      return True
+    current = current.parent if current.propagate else None
+  return False

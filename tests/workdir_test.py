@@ -2,6 +2,7 @@
 
 import fcntl
 import json
+import logging
 import os
 import pathlib
 import signal
@@ -144,3 +145,27 @@ def test_processes_of_one_job_share_the_lock_and_stop_together(tmp_path):
     outs = _two_processes(tmp_path, workdir)
   assert f"REFUSED 0 workdir {workdir} is in use by job 'finetune' (pid {os.getpid()}" in outs[0]
   assert "REFUSED 1 workdir" in outs[1] and "process 0 of this job could not lock it" in outs[1]
+
+
+def test_a_job_log_opened_inside_a_package_log_of_the_same_file_writes_each_line_once(tmp_path):
+  # The sweep sends the `jtransfer` loggers to logs/score.log and the score job opens the same
+  # file for its own logger: a warning of the job must appear once, not twice.
+  package, child = logging.getLogger("jtransfer"), logging.getLogger("jtransfer.test_dup_job")
+  outer = workdir_files.file_logging(tmp_path, "score", package)
+  try:
+    inner = workdir_files.file_logging(tmp_path, "score", child)
+    child.warning("skipping checkpoint x")
+    child.removeHandler(inner)
+    inner.close()
+    child.warning("after the job")
+  finally:
+    package.removeHandler(outer)
+    outer.close()
+  lines = (tmp_path / "logs" / "score.log").read_text().splitlines()
+  assert [x.split(" ", 3)[-1] for x in lines] == ["skipping checkpoint x", "after the job"]
+  # Alone, the job's logger still gets its own file.
+  alone = workdir_files.file_logging(tmp_path, "finetune", child)
+  child.info("own file")
+  child.removeHandler(alone)
+  alone.close()
+  assert "own file" in (tmp_path / "logs" / "finetune.log").read_text()
