@@ -1,6 +1,6 @@
 r"""Thesis CNN training step, formulations of its convolutions and max pools, interleaved A/B.
 
-  python benchmarks/cnn_formulations.py                     # all four, 7 rounds
+  python benchmarks/cnn_formulations.py                     # every variant, 7 rounds
   python benchmarks/cnn_formulations.py --variants xla,pool --rounds 9
 
 One seed, batch 64, Adam, one jitted step per variant in one process (one XLA:CPU device); the
@@ -10,8 +10,11 @@ shared: read the ratios). A plain-JAX copy of the thesis CNN (the same layers as
 `jtransfer/models/cnn.py`), so the formulations can be swapped freely:
 - conv "xla": `lax.conv_general_dilated` (what `nnx.Conv` emits);
   conv "im2col": the 3x3 patches concatenated on the channel axis, then one matmul;
+  conv "gemm_grads": the XLA forward, both gradients as plain matmuls (col2im / im2col);
 - pool "reduce_window": `lax.reduce_window` (what `nnx.max_pool` emits; its gradient is
-  `select_and_scatter`); pool "reshape": `jtransfer.models.pooling.max_pool_2x2`.
+  `select_and_scatter`); pool "reshape": `jtransfer.models.pooling.max_pool_2x2`; pool
+  "slices": the four strided quadrants, max and first-argmax by comparisons, no transposes.
+Variants: xla, im2col (old pool); pool, im2col+pool, gemm_grads+pool (reshape pool); slices.
 Before timing, each variant's gradient is compared with the first's (max relative difference).
 """
 
@@ -47,8 +50,72 @@ def conv_im2col(x, k, b):
   return out.reshape(x.shape[0], h, w, cout) + b
 
 
+@jax.custom_vjp
+def _conv_gemm_grads(x, k):
+  dn = ("NHWC", "HWIO", "NHWC")
+  return lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=dn)
+
+
+def _conv_gemm_grads_fwd(x, k):
+  return _conv_gemm_grads(x, k), (x, k)
+
+
+def _conv_gemm_grads_bwd(res, g):
+  """Both gradients as plain matmuls: dx = col2im(g @ K^T), dk = im2col(x)^T @ g."""
+  x, k = res
+  kh, kw, cin, cout = k.shape
+  b, h, w = g.shape[:3]
+  col = (g.reshape(-1, cout) @ k.reshape(-1, cout).T).reshape(b, h, w, kh, kw, cin)
+  pads = lambda i, j: ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0))  # noqa: E731
+  dx = sum(jnp.pad(col[:, :, :, i, j], pads(i, j)) for i in range(kh) for j in range(kw))
+  patches = jnp.concatenate(
+    [x[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1
+  )
+  dk = (patches.reshape(-1, kh * kw * cin).T @ g.reshape(-1, cout)).reshape(k.shape)
+  return dx, dk
+
+
+_conv_gemm_grads.defvjp(_conv_gemm_grads_fwd, _conv_gemm_grads_bwd)
+
+
+def conv_gemm_grads(x, k, b):
+  return _conv_gemm_grads(x, k) + b
+
+
 def pool_reduce_window(x):
   return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+def _quadrants(x):
+  """The four elements of each 2x2 window as strided slices, in row-major window order."""
+  x = x[:, : x.shape[1] // 2 * 2, : x.shape[2] // 2 * 2]
+  return x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+
+
+@jax.custom_vjp
+def pool_slices(x):
+  a, b, c, d = _quadrants(x)
+  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+
+
+def _pool_slices_fwd(x):
+  a, b, c, d = _quadrants(x)
+  m = jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+  first = jnp.where(a == m, 0, jnp.where(b == m, 1, jnp.where(c == m, 2, 3))).astype(jnp.int8)
+  return m, (x.shape, first)
+
+
+def _pool_slices_bwd(res, g):
+  (n, h, w, c), first = res
+  ga, gb, gc, gd = (jnp.where(first == i, g, 0.0) for i in range(4))
+  h2, w2 = h // 2, w // 2
+  row0 = jnp.stack([ga, gb], axis=3).reshape(n, h2, 2 * w2, c)
+  row1 = jnp.stack([gc, gd], axis=3).reshape(n, h2, 2 * w2, c)
+  gx = jnp.stack([row0, row1], axis=2).reshape(n, 2 * h2, 2 * w2, c)
+  return (jnp.pad(gx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0))),)
+
+
+pool_slices.defvjp(_pool_slices_fwd, _pool_slices_bwd)
 
 
 VARIANTS = {
@@ -56,6 +123,8 @@ VARIANTS = {
   "im2col": (conv_im2col, pool_reduce_window),
   "pool": (conv_xla, pooling.max_pool_2x2),
   "im2col+pool": (conv_im2col, pooling.max_pool_2x2),
+  "gemm_grads+pool": (conv_gemm_grads, pooling.max_pool_2x2),
+  "slices": (conv_xla, pool_slices),
 }
 
 

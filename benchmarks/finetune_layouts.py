@@ -6,9 +6,10 @@ r"""Fine-tune job wall time for three CPU layouts of its members, side by side i
 Fine-tunes the zoo's final checkpoints (plus the scratch and random-init baselines) on the
 target for `--steps` steps, once per layout, each in a fresh subprocess (XLA's device count is
 fixed at start-up) and a fresh copy of the zoo's results store (so nothing is skipped as done):
-- 1 device, groups of 16 members (members unrolled on one device);
-- 4 fake CPU devices, groups of 16 (`seed_parallel="auto"`: members spread over the devices);
-- 4 fake CPU devices, one member at a time with its batch split over the devices.
+- 1 device, groups of 16 members (`seed_parallel="loop"`: members unrolled on one device);
+- 4 fake CPU devices, groups of 16 (`seed_parallel="devices"`: members spread over them);
+- 4 fake CPU devices, one member at a time with its batch split over the devices (groups of
+  one; what `seed_parallel="auto"` = "sequential" now does with any group size on CPU).
 Wall time includes compilation and the log-spaced evaluations, as a user's run does.
 """
 
@@ -23,7 +24,8 @@ import sys
 import tempfile
 import time
 
-LAYOUTS = ((1, 16), (4, 16), (4, 1))  # (fake CPU devices, group_size)
+# (fake CPU devices, group_size, seed_parallel)
+LAYOUTS = ((1, 16, "loop"), (4, 16, "devices"), (4, 1, "vmap"))
 
 
 def _one(args):
@@ -38,6 +40,7 @@ def _one(args):
     workdir=args.work, target=args.target, steps=[args.step], duration={"steps": args.steps},
     batch_size=32, optimizer="adam", optimizer_kwargs={"learning_rate": 1e-3},
     eval_batch_size=500, group_size=args.group, show_progress=False, data_dir=args.data_dir,
+    seed_parallel=args.seed_parallel,
   )  # fmt: skip
   print(json.dumps({"seconds": time.perf_counter() - t, "members": summary["members"]}))
 
@@ -63,6 +66,7 @@ def main():
   p.add_argument("--work", help=argparse.SUPPRESS)
   p.add_argument("--devices", type=int, help=argparse.SUPPRESS)
   p.add_argument("--group", type=int, help=argparse.SUPPRESS)
+  p.add_argument("--seed_parallel", help=argparse.SUPPRESS)
   args = p.parse_args()
   if args.child:
     return _one(args)
@@ -71,22 +75,22 @@ def main():
   zoo = pathlib.Path(args.zoo)
   times = {}
   with tempfile.TemporaryDirectory() as tmp:
-    for devices, group in LAYOUTS:
+    for devices, group, mode in LAYOUTS:
       work = pathlib.Path(tmp) / f"d{devices}_g{group}"
       _fresh_copy(zoo, work)
       out = subprocess.run(
         [sys.executable, __file__, "--child", "--work", str(work), "--devices", str(devices),
-         "--group", str(group), "--target", args.target, "--step", str(args.step),
-         "--steps", str(args.steps), "--data_dir", args.data_dir or ""],
+         "--group", str(group), "--seed_parallel", mode, "--target", args.target,
+         "--step", str(args.step), "--steps", str(args.steps), "--data_dir", args.data_dir or ""],
         check=True, capture_output=True, text=True,
       )  # fmt: skip
       res = json.loads(out.stdout.strip().splitlines()[-1])
       times[(devices, group)] = res["seconds"]
-      print(f"{devices} device(s), group_size {group:>2}: {res['seconds']:6.1f} s "
+      print(f"{devices} device(s), group_size {group:>2} ({mode}): {res['seconds']:6.1f} s "
             f"({res['members']} members)", flush=True)  # fmt: skip
-  base = times[LAYOUTS[0]]
-  others = [(d, g, t) for (d, g), t in times.items() if (d, g) != LAYOUTS[0]]
-  print("speed-up over 1 device: " + ", ".join(f"{d} devices / group {g}: {base / t:.2f}x"
+  first = LAYOUTS[0][:2]
+  others = [(d, g, t) for (d, g), t in times.items() if (d, g) != first]
+  print("speed-up over 1 device: " + ", ".join(f"{d} devices / group {g}: {times[first] / t:.2f}x"
                                                for d, g, t in others))  # fmt: skip
 
 

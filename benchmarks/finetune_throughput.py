@@ -1,16 +1,18 @@
 r"""Fine-tuning throughput of thesis-CNN checkpoints: jtransfer's layouts vs a PyTorch loop.
 
   python benchmarks/finetune_throughput.py --members 16 --steps 10 --repeats 3 \
-    --modes job,seq+data,torch --torch_python .venv-torch/bin/python
+    --modes job,devices,torch --torch_python .venv-torch/bin/python
 
 The work of `configs/thesis_cnn.py:quick`'s fine-tune stage, steps only: `--members` checkpoints
 (one fine-tune group) keep their two convolutions, get a new fc1 / logits head (ft seed 0) and
 train every weight with Adam 1e-4, batch 64, on Fashion-MNIST (random images if the data dir is
 missing). The backbones are independent random inits standing in for checkpoints (a step costs
 the same for any weights); the PyTorch side loads the very same conv weights.
-- job:      the fine-tune job's layout: one group, `seed_parallel="auto"` (on CPU: members split
-            over the `--cpu_devices` fake devices, unrolled on each), its "freeze" optimiser
-            (nothing frozen, as the quick config's "full" mode)
+- job:      the fine-tune job's layout, `seed_parallel="auto"`: on CPU "sequential" (since
+            this round), i.e. the same as seq+data; "vmap" of the whole group elsewhere
+- devices:  the CPU default before: members split over the `--cpu_devices` fake devices,
+            unrolled on each (`seed_parallel="devices"`), the "freeze" optimiser with nothing
+            frozen, as the quick config's "full" mode
 - seq+data: one member after another, each with its batch split over all fake devices
 - torch:    `benchmarks/torch_finetune_loop.py` under `--torch_python`, member after member
 Only optimiser steps are timed (after a warm-up that compiles), median of `--repeats` windows;
@@ -29,7 +31,7 @@ _parser.add_argument("--steps", type=int, default=10, help="timed steps per wind
 _parser.add_argument("--repeats", type=int, default=3)
 _parser.add_argument("--cpu_devices", type=int, default=4)
 _parser.add_argument("--batch_size", type=int, default=64)
-_parser.add_argument("--modes", default="job,seq+data,torch")
+_parser.add_argument("--modes", default="job,devices,torch")
 _parser.add_argument("--data_dir", default=None, help="default $JTRANSFER_DATA_DIR")
 _parser.add_argument("--torch_python", default=None)
 _parser.add_argument("--json", action="store_true", help="end with {mode: {members: img/s}}")
@@ -114,6 +116,15 @@ def torch_rate(x, y, params) -> float | None:
   return json.loads(out.stdout.strip().splitlines()[-1])["images_per_second"]
 
 
+def _one_after_another(x, y, graphdef, params, rest, members, devices) -> float:
+  """Images/s of `members` trained one at a time, each with its batch over all devices."""
+  secs = sum(
+    ARGS.steps * ARGS.batch_size / jax_rate(x, y, graphdef, params, rest, [i], "vmap", devices)
+    for i in members
+  )
+  return len(members) * ARGS.steps * ARGS.batch_size / secs
+
+
 def main():
   x, y, what = _load()
   devices = jax.devices()
@@ -126,17 +137,17 @@ def main():
   )
   row = {}
   for m in ARGS.modes.split(","):
-    if m == "job":
-      mode = engine.resolve_seed_parallel(
-        "auto", backend=jax.default_backend(), num_seeds=ARGS.members, num_devices=len(devices)
-      )
-      row[m] = jax_rate(x, y, graphdef, params, rest, everyone, mode, devices)
+    if m in ("job", "devices"):
+      mode = "devices"
+      if m == "job":
+        backend = jax.default_backend()
+        mode = engine.resolve_seed_parallel("auto", backend=backend, num_seeds=ARGS.members)
+      if mode == "sequential":  # the job trains one member at a time: that is seq+data
+        row[m] = _one_after_another(x, y, graphdef, params, rest, everyone, devices)
+      else:
+        row[m] = jax_rate(x, y, graphdef, params, rest, everyone, mode, devices)
     elif m == "seq+data":
-      secs = sum(
-        ARGS.steps * ARGS.batch_size / jax_rate(x, y, graphdef, params, rest, [i], "vmap", devices)
-        for i in everyone
-      )
-      row[m] = ARGS.members * ARGS.steps * ARGS.batch_size / secs
+      row[m] = _one_after_another(x, y, graphdef, params, rest, everyone, devices)
     elif m == "torch":
       row[m] = torch_rate(x, y, params)
     else:

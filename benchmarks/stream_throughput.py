@@ -29,7 +29,9 @@ _parser.add_argument("--steps", type=int, default=200, help="timed steps per rep
 _parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each path (median)")
 _parser.add_argument("--seeds", type=int, default=1, help="members trained at once")
 _parser.add_argument("--cpu_devices", type=int, default=1, help="fake XLA host devices")
-_parser.add_argument("--seed_parallel", default="auto", help="engine's seed_parallel mode")
+_parser.add_argument(
+  "--seed_parallel", default="devices", help="engine's mode for several seeds in one step"
+)
 _parser.add_argument("--batch_size", type=int, default=64)
 _parser.add_argument("--arch", default="cnn")
 _parser.add_argument("--threads", type=int, default=2, help="pipeline reading threads")
@@ -60,9 +62,8 @@ class Setup:
   def __init__(self, seeds, num_examples):
     devices = jax.devices()
     self.mode = engine.resolve_seed_parallel(
-      ARGS.seed_parallel, backend=jax.default_backend(), num_seeds=len(seeds),
-      num_devices=len(devices),
-    )  # fmt: skip
+      ARGS.seed_parallel, backend=jax.default_backend(), num_seeds=len(seeds)
+    )
     self.mesh = engine.make_mesh(
       self.mode, num_seeds=len(seeds), batch_size=ARGS.batch_size, devices=devices
     )

@@ -1,18 +1,19 @@
-r"""A study's stage times with the training layout on vs off, side by side in one run.
+r"""A study's stage times in its default training layout vs the previous one, side by side.
 
-  python benchmarks/study_layouts.py --config configs/thesis_cnn.py:tiny --config.cpu_devices=4
+  python benchmarks/study_layouts.py --config configs/thesis_cnn.py:tiny
   python benchmarks/study_layouts.py --config configs/thesis_cnn.py:quick --repeats 2 \
       --stages pretrain,finetune --data_dir /work/shared/datasets
 
 Runs `launch/sweep.py` once per layout and repeat, interleaved (A B A B ...) so that a change in
 the machine's load hits both, each in a fresh workdir and a fresh process (compilation included,
-as a user's run has it). Layout "default" is the config as written; "sequential" adds
-`--config.pretrain.seed_parallel=sequential --config.finetune.seed_parallel=sequential` (each
-seed / fine-tune member trained alone in turn, its batch split over the devices:
-`jtransfer.stacking`). Prints each stage's seconds per run (the sweep's own "[sweep] <stage>
-done in N s" lines) and the median per layout, then one line of JSON. Other arguments (e.g.
-`--config.cpu_devices=4`) go to every sweep unchanged. Check `uptime` before and
-after: the numbers mean something only on an idle machine.
+as a user's run has it). Layout "default" is the config as written (on CPU: `seed_parallel`
+"auto" = "sequential", each seed / fine-tune member trained alone in turn with its batch split
+over the devices, `jtransfer.stacking`); "before" is the CPU default before that change:
+`--config.cpu_devices=4` and `seed_parallel=devices` for pre-training and fine-tuning (members
+stacked and spread over 4 fake devices). Prints each stage's seconds per run (the sweep's own
+"[sweep] <stage> done in N s" lines) and the median per layout, then one line of JSON. Other
+arguments go to every sweep unchanged (a layout's own flags come after them and win). Check
+`uptime` before and after: the numbers mean something only on an idle machine.
 """
 
 import argparse
@@ -27,9 +28,10 @@ import tempfile
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAYOUTS = {
   "default": [],
-  "sequential": [
-    "--config.pretrain.seed_parallel=sequential",
-    "--config.finetune.seed_parallel=sequential",
+  "before": [
+    "--config.cpu_devices=4",
+    "--config.pretrain.seed_parallel=devices",
+    "--config.finetune.seed_parallel=devices",
   ],
 }
 _DONE = re.compile(r"^\[sweep\] (.+) done in (\d+) s$")
@@ -59,7 +61,7 @@ def main():
   ap.add_argument("--repeats", type=int, default=1)
   ap.add_argument("--stages", default="", help="comma list (default: the config's)")
   ap.add_argument("--data_dir", default="")
-  ap.add_argument("--layouts", default="default,sequential")
+  ap.add_argument("--layouts", default="default,before")
   args, args.passthrough = ap.parse_known_args()
   layouts = args.layouts.split(",")
   unknown = [name for name in layouts if name not in LAYOUTS]

@@ -88,8 +88,10 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   if arg not in ("full", "thesis", "quick", "tiny"):
     raise ValueError(f"unknown variant {arg!r}; valid: full, thesis, quick, tiny")
   c = ml_collections.ConfigDict()
-  # >0: on a CPU-only host, split the CPU into this many XLA devices so that seeds and
-  # fine-tune groups run side by side (`jtransfer.devices`; a GPU/TPU keeps its own devices).
+  # >0: on a CPU-only host, split the CPU into this many XLA devices (`jtransfer.devices`; a
+  # GPU/TPU keeps its own): each training step's batch and the scoring's checkpoints are spread
+  # over them. The quick and thesis variants use 2, one per core of the 2-core machine they were
+  # sized on: faster than 4 or 1 for training and scoring alike (BENCHMARKS.md).
   c.cpu_devices = 0
   c.sources = [{"name": name, "batch_size": bs} for name, bs in SOURCES]
 
@@ -122,7 +124,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
 
   # Variants replace whole fields: ConfigDict.update would merge nested dicts such as duration.
   if arg == "quick":
-    c.cpu_devices = 4
+    c.cpu_devices = 2
     _set(
       c.pretrain,
       num_seeds=2,
@@ -135,7 +137,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     _set(c.finetune, duration={"steps": 100}, eval_examples=1_000)
     _set(c.evaluate, n_boot=200)
   elif arg == "thesis":  # sized to decide the findings (see the module docstring for its cost)
-    c.cpu_devices = 4
+    c.cpu_devices = 2
     _set(
       c.pretrain,
       num_seeds=THESIS_SEEDS,

@@ -44,7 +44,6 @@ def resolve_parallel(parallel: str, backend: str | None = None, members: int = 2
     parallel,
     backend=backend or jax.default_backend(),
     members=members,
-    devices=1,
     supported=_SUPPORTED,
     name="parallel",
   )

@@ -11,20 +11,24 @@ params stacked on a leading member axis. `mode` says how those M members use the
   vmapped convolutions over stacked kernels to slow grouped convolutions, so on CPU this is
   faster than "vmap" on one device. Extraction also accepts the old name "map".
 - "devices": the member axis is split over the devices (`model` mesh axis, `jax.shard_map`);
-  each device runs its own members ("loop" on CPU, "vmap" elsewhere). One CPU device does not
-  use all cores, so with several (fake) host devices this is the fast choice on CPU. Training
-  only: extraction runs on one device and takes "loop" instead.
+  each device runs its own members ("loop" on CPU, "vmap" elsewhere): for hosts with several
+  accelerators, or CPU hosts where one device's step leaves cores idle (not this 2-core one,
+  see below). Training only: extraction runs on one device and takes "loop" instead.
 - "sequential": the members are trained one after another, each as its own one-member "vmap"
   run whose batch is split over every device (`data` mesh axis): pre-training runs its phases
   once per seed, fine-tuning trains groups of one. No member axis, so no grouped convolutions
-  and no idle devices; on a CPU split into several host devices a one-member step with its
-  batch data-parallel over all of them was measured faster than "devices" (members split over
-  the devices, unrolled), which leaves each device one core's worth of small convolutions.
-  It pays one program per member instead of one for all, so on GPU/TPU "vmap" wins. Training
-  only: a caller without it (extraction: `supported=("vmap", "loop")`) gets "loop", which
-  also runs one model at a time.
-- "auto": "vmap" on GPU/TPU; on CPU "devices" when there are several members and devices,
-  else "loop" for several members, else "vmap" (one member: nothing to stack).
+  and no idle devices. It pays one run per member instead of one for all, so on GPU/TPU
+  "vmap" wins. Training only: a caller without it (extraction: `supported=("vmap", "loop")`)
+  gets "loop", which also runs one model at a time.
+- "auto": "vmap" on GPU/TPU; on CPU, for several members, "sequential" where the caller has it
+  (training), else "loop"; one member: "vmap" (nothing to stack).
+
+Why "sequential" on CPU (BENCHMARKS.md, idle 2-core machine, thesis CNN, 10 pre-training seeds
+and a fine-tune group of 16 alike): 4,300-4,500 img/s with 4 fake host devices and
+5,200-5,400 with 2 or 1, against 3,800-4,000 for "devices" (the CPU default before); at the
+study level the fine-tune stage took 173-184 s instead of 212-213 s. One member's step is
+~12 ms of convolutions that XLA:CPU already spreads over the cores: stacking members only
+makes bigger programs, and more fake devices than cores contend for them.
 
 Scoring (`scores.compute_batched`) has no mode to pick: a model's scores must not depend on
 its batch-mates, so its layout is fixed by the backend ("loop" on CPU: chunks of one model;
@@ -57,26 +61,20 @@ def resolve(
   *,
   backend: str,
   members: int,
-  devices: int,
   supported: tuple[str, ...] = ("vmap", "loop", "devices", "sequential"),
   name: str = "mode",
 ) -> str:
   """The concrete mode ("vmap", "loop", "devices" or "sequential") for `mode` and this set-up.
 
-  `supported`: the concrete modes the caller implements; "auto" never picks another one (a
-  caller without "devices" gets "loop" where "devices" would be chosen), an explicit request
-  for another one is its `FALLBACKS` entry when the caller has that ("sequential" -> "loop"),
-  else an error. "auto" never picks "sequential" (the default layouts are unchanged).
+  `supported`: the concrete modes the caller implements; "auto" never picks another one (on
+  CPU a caller without "sequential" gets "loop"), an explicit request for another one is its
+  `FALLBACKS` entry when the caller has that ("sequential" -> "loop"), else an error.
   """
   mode = canonical(mode, name=name)
   if mode == "auto":
-    if backend != "cpu":
-      mode = "vmap"
-    elif members > 1 and devices > 1 and "devices" in supported:
-      mode = "devices"
-    else:
-      mode = "loop" if members > 1 else "vmap"
-    return mode
+    if backend != "cpu" or members == 1:
+      return "vmap"
+    return "sequential" if "sequential" in supported else "loop"
   if mode not in supported and FALLBACKS.get(mode) in supported:
     return FALLBACKS[mode]
   if mode not in supported:

@@ -78,8 +78,12 @@ MODES = ("full", "head", "last_block", "frozen=1")
 
 @pytest.fixture(scope="module")
 def grouped(zoo, data_dir):
-  """Every checkpoint (+ baselines) of one freezing in one vmapped group (3 freezings)."""
-  summary = finetune.run(workdir=zoo, modes=MODES, data_dir=data_dir, **KW)
+  """Every checkpoint (+ baselines) of one freezing in one stacked group (3 freezings).
+
+  "devices" (members over the fake devices): the reference the other layouts are compared
+  with; "auto" on CPU would train them one after another ("sequential").
+  """
+  summary = finetune.run(workdir=zoo, modes=MODES, data_dir=data_dir, seed_parallel="devices", **KW)
   return zoo, summary
 
 
@@ -453,8 +457,14 @@ def test_rerun_skips_finished_units(grouped, data_dir):
   after = results.load(workdir, "finetune")
   assert after.created_at.tolist() == before.created_at.tolist()
   # A new mode only runs its new units: frozen=2 (= what "head" freezes) for 4 checkpoints and
-  # random_init, one group; same trajectories as "head", so the same numbers.
-  more = finetune.run(workdir=workdir, modes=("frozen=1", "frozen=2"), data_dir=data_dir, **KW)
+  # random_init, one group; same trajectories as "head" in the same layout, so the same numbers.
+  more = finetune.run(
+    workdir=workdir,
+    modes=("frozen=1", "frozen=2"),
+    data_dir=data_dir,
+    seed_parallel="devices",
+    **KW,
+  )
   assert (more["groups"], more["units"]) == (1, 5)
   rows = _rows(workdir)
   np.testing.assert_array_equal(

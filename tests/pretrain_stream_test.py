@@ -1,5 +1,7 @@
 """Pre-training from the streamed input pipeline equals pre-training from the in-memory set."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -69,8 +71,8 @@ def stream(tmp_path_factory, data_dir):
 
 
 def test_streamed_zoo_equals_the_in_memory_zoo(memory, stream):
-  # Seeds on the "model" mesh axis (one per fake device) in both runs.
-  assert memory[1]["seed_parallel"] == stream[1]["seed_parallel"] == "devices"
+  # The CPU default in both runs: one seed after another, its batch over the fake devices.
+  assert memory[1]["seed_parallel"] == stream[1]["seed_parallel"] == "sequential"
   assert stream[1]["steps_run"] == STEPS and stream[1]["checkpoint_steps"] == WANT
   _assert_same_zoo(memory[0], stream[0])
   # The run trained: the two seeds differ, and the loss fell from about ln 10.
@@ -96,9 +98,12 @@ class _Crash(Exception):
   pass
 
 
-def test_resumed_streamed_run_equals_the_uninterrupted_one(stream, tmp_path, data_dir, monkeypatch):
-  # The streamed run again, crashing after 7 steps (the train state of step 5 is on disk);
-  # the rerun resumes at step 5, its pipeline starting at step 5 of the seeded order.
+def test_resumed_streamed_run_equals_the_uninterrupted_one(
+  stream, tmp_path, data_dir, monkeypatch, caplog
+):
+  # The streamed run again, crashing after 7 steps of seed 0 (the CPU default trains seed 0,
+  # then seed 1; seed 0's train state of step 5 is on disk); the rerun resumes seed 0 at step 5,
+  # its pipeline starting at step 5 of the seeded order, and trains seed 1 from the start.
   real = pipeline.device_prefetch
 
   def crashing(iterator, sharding, **kw):
@@ -112,8 +117,11 @@ def test_resumed_streamed_run_equals_the_uninterrupted_one(stream, tmp_path, dat
   with pytest.raises(_Crash):
     pretrain.run(workdir=tmp_path, **kw)
   monkeypatch.setattr(pipeline, "device_prefetch", real)
-  resumed = pretrain.run(workdir=tmp_path, **kw)
-  assert resumed["start_step"] == 5 and resumed["steps_run"] == STEPS - 5
+  with caplog.at_level(logging.INFO, logger="jtransfer.pretrain"):
+    resumed = pretrain.run(workdir=tmp_path, **kw)
+  assert "restored the train state of seeds [0] at step 5" in caplog.text
+  assert "restored the train state of seeds [1]" not in caplog.text
+  assert resumed["start_step"] == 0 and resumed["steps_run"] == STEPS  # seed 1 ran them all
   _assert_same_zoo(stream[0], tmp_path)
 
 

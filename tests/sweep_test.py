@@ -18,13 +18,16 @@ _BEFORE = pathlib.Path(__file__).parent / "data" / "tiny_sweep_before"
 
 
 def _run_tiny(workdir, data_dir, **kw):
+  # Seeds and fine-tune members stacked over the devices ("devices"), the layout the stored
+  # tables below were written with ("auto" on CPU is now "sequential": the same training up to
+  # float summation order, which tests/train_pretrain_test.py and finetune_test.py compare).
   c = thesis_cnn.get_config("tiny").to_dict()
   return sweep.run(
     workdir=workdir,
     sources=c["sources"],
-    pretrain={**c["pretrain"], "show_progress": False},
+    pretrain={**c["pretrain"], "show_progress": False, "seed_parallel": "devices"},
     score=c["score"],
-    finetune=c["finetune"],
+    finetune={**c["finetune"], "seed_parallel": "devices"},
     evaluate=c["evaluate"],
     data_dir=str(data_dir),
     **kw,

@@ -44,11 +44,9 @@ EVAL_SUBSET_SEED = 0  # the fixed train subset used to measure train accuracy
 # -- mesh and shardings ---------------------------------------------------------------------
 
 
-def resolve_seed_parallel(mode: str, *, backend: str, num_seeds: int, num_devices: int) -> str:
+def resolve_seed_parallel(mode: str, *, backend: str, num_seeds: int) -> str:
   """`stacking.resolve` under the training jobs' argument names."""
-  return stacking.resolve(
-    mode, backend=backend, members=num_seeds, devices=num_devices, name="seed_parallel"
-  )
+  return stacking.resolve(mode, backend=backend, members=num_seeds, name="seed_parallel")
 
 
 def _largest_divisor(n: int, at_most: int) -> int:

@@ -37,8 +37,9 @@ done key does not include it: use a fresh workdir when switching it on.
 Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
 of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
 training engine's step builder and device placement shared with pre-training,
-`engine.build_fns`). `seed_parallel="sequential"` trains a group's members one after another
-instead, each a one-member step with its batch split over the devices (`train_group`); the
+`engine.build_fns`). `seed_parallel="sequential"` (what "auto" runs on CPU) trains a group's
+members one after another instead, each a one-member step with its batch split over the
+devices (`train_group`); the
 group's curves are written together as in the other modes. Every member of a group sees the
 same batches (data order from `data_seed(ft_seed)`) and the same dropout masks (every member's
 dropout seed is `dropout_seed(ft_seed)`), so a member trained in a group equals the member
@@ -240,9 +241,7 @@ class Trainer:
 
   def mode(self, group: int) -> str:
     """The resolved `seed_parallel` for a group of `group` members."""
-    return engine.resolve_seed_parallel(
-      self.seed_parallel, backend=self.backend, num_seeds=group, num_devices=len(self.devices)
-    )
+    return engine.resolve_seed_parallel(self.seed_parallel, backend=self.backend, num_seeds=group)
 
   def get(self, frozen_layers: int, group: int) -> dict[str, Any]:
     """{place, train, eval, init} for `group` members that freeze `frozen_layers` layers."""
@@ -649,9 +648,14 @@ def _train_groups(ctx: job.Context, plan: Plan, target: Target) -> tuple[int, fl
   try:
     bar = None
     if c.show_progress:
-      # "sequential": every member of a group takes its own pass over the steps.
-      runs = (
-        sum(len(g) for g in plan.groups) if c.seed_parallel == "sequential" else len(plan.groups)
+      # "sequential" (also what "auto" is on CPU): each member takes its own pass over the steps.
+      backend = jax.default_backend()
+      runs = sum(
+        len(g)
+        if engine.resolve_seed_parallel(c.seed_parallel, backend=backend, num_seeds=len(g))
+        == "sequential"
+        else 1
+        for g in plan.groups
       )
       total = runs * target.total_steps
       bar = progress(total=total, desc=f"{JOB} {target.name}", unit="step")

@@ -74,7 +74,8 @@ class FinetuneConfig:
     every evaluation step (`val_acc`, `val_loss`, `val_auroc`); None: no validation split.
   group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
   seed_parallel / num_devices: how members share devices (`engine.SEED_PARALLEL`;
-    "sequential": a group's members one after another, each data-parallel over the devices).
+    "sequential": a group's members one after another, each data-parallel over the devices;
+    what "auto" runs on CPU).
   tensorboard: also write each member's curves as TensorBoard scalars under
     `<workdir>/tensorboard/finetune`; they go to the store's `metrics` table either way.
   input_pipeline: "memory" (the target's train split on every device, steps send indices) or

@@ -28,7 +28,8 @@ How the seeds share the hardware (`seed_parallel`: "auto", "vmap", "loop", "devi
 step builders and the eval sets this loop shares with fine-tuning. "sequential" runs the phases
 below once per seed, each a one-seed plan trained as "vmap" with its batch split over the
 devices (`_train`): the same steps, checkpoints, train-state saves and metrics per seed as in
-a stack, so the same zoo.
+a stack, so the same zoo up to float summation order. "auto" is "sequential" on CPU (the
+fastest layout there, measured) and "vmap" on GPU/TPU.
 
 Checkpoints. At `schedule.log_checkpoint_steps` (plus the final step) each seed's params go to
 `<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` with their zoo record (`jtransfer.zoo.Entry`:
@@ -169,7 +170,7 @@ class PretrainConfig:
     log-spaced ones (`tracking.record_steps`): store table `metrics`, and TensorBoard under
     `<workdir>/tensorboard/pretrain` unless `tensorboard=False`.
   profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
-    one) to `<workdir>/profile/pretrain`.
+    one) to `<workdir>/profile/pretrain` ("sequential": of the first seed trained).
   input_pipeline: "memory" puts the whole (normalised) training set on every device and steps
     send indices; "stream" reads each step's rows from the dataset's random-access source
     (`data.source`, else the loaded arrays) through the grain pipeline
@@ -536,10 +537,7 @@ def _unit(plan: _Plan, seed: int) -> str:
 def _train(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> dict[str, Any]:
   """Trains the plan's seeds in the resolved layout; the summary of `run`."""
   mode = engine.resolve_seed_parallel(
-    config.seed_parallel,
-    backend=jax.default_backend(),
-    num_seeds=len(plan.seeds),
-    num_devices=len(ctx.devices),
+    config.seed_parallel, backend=jax.default_backend(), num_seeds=len(plan.seeds)
   )
   if mode != "sequential":
     return _train_stack(config, ctx, plan, mode)
@@ -547,8 +545,13 @@ def _train(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> dict[str, A
   # its own restore, loop, checkpoints and train-state saves, exactly as if run alone.
   log.info("seed_parallel=sequential: seeds %s one after another", plan.seeds)
   parts = [
-    _train_stack(config, ctx, dataclasses.replace(plan, seeds=[seed]), "vmap")
-    for seed in plan.seeds
+    _train_stack(
+      config if i == 0 else dataclasses.replace(config, profile_steps=0),  # one trace: the first
+      ctx,
+      dataclasses.replace(plan, seeds=[seed]),
+      "vmap",
+    )
+    for i, seed in enumerate(plan.seeds)
   ]
   start = min(p["start_step"] for p in parts)
   images = sum(p["steps_run"] * config.batch_size for p in parts)
