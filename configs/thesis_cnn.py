@@ -47,6 +47,10 @@ Cost (an estimate from units measured on this 2-core CPU while it was LOADED, lo
   --memory_budget_gb 0.3 --loop_checkpoints 1 --io_checkpoints 2`, group 1 vs group 0).
 - so: about 25.5 h of training + 0.8 h of scoring on the loaded CPU; about 4.3 h + 0.8 h (at
   most) on the idle one: an overnight CPU job.
+- re-estimated after the reshape max pool and the "sequential" CPU layout on 2 devices (idle,
+  BENCHMARKS.md): training ~5,300 img/s (`zoo_throughput.py --seeds 10 --cpu_devices 2
+  --modes seq+data`), so ~1.2 h; scoring ~0.7 s per checkpoint and target (the quick study's
+  score stage: 192 in 135-138 s), so ~13 min: about 1.5 h on the idle CPU (not run end to end).
 - one GPU (an ESTIMATE, no GPU was lent to measure it): the CNN costs ~16 MFLOP per training
   image (forward ~5.3 MFLOP: conv2 4.5, fc1 0.4, conv1 0.4), so 22.4 M images are ~0.4 PFLOP,
   under a minute of compute at even 10% of an H100-class GPU's fp32 rate; such small steps are

@@ -39,11 +39,10 @@ of up to `group_size` in ONE jitted step (params stacked on a leading member axi
 training engine's step builder and device placement shared with pre-training,
 `engine.build_fns`). `seed_parallel="sequential"` (what "auto" runs on CPU) trains a group's
 members one after another instead, each a one-member step with its batch split over the
-devices (`train_group`); the
-group's curves are written together as in the other modes. Every member of a group sees the
-same batches (data order from `data_seed(ft_seed)`) and the same dropout masks (every member's
-dropout seed is `dropout_seed(ft_seed)`), so a member trained in a group equals the member
-trained alone.
+devices (`train_group`); the group's curves are written together as in the other modes.
+Every member of a group sees the same batches (data order from `data_seed(ft_seed)`) and the
+same dropout masks (every member's dropout seed is `dropout_seed(ft_seed)`), so a member
+trained in a group equals the member trained alone.
 
 Input (`input_pipeline`, as in pre-training): "memory" puts the target's train split on the
 devices and steps send indices; "stream" reads each step's rows from the target's random-access
