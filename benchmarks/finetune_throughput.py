@@ -135,19 +135,15 @@ def main():
     f"{jax.default_backend()}, {len(devices)} devices, {os.cpu_count()} CPUs; "
     f"{ARGS.steps} steps x {ARGS.repeats} windows (median); jax {jax.__version__}"
   )
+  # The job's layout ("auto"); "sequential" trains one member at a time: that is seq+data.
+  job = engine.resolve_seed_parallel("auto", backend=jax.default_backend(), num_seeds=ARGS.members)
+  layouts = {"job": job, "devices": "devices", "seq+data": "sequential"}
   row = {}
   for m in ARGS.modes.split(","):
-    if m in ("job", "devices"):
-      mode = "devices"
-      if m == "job":
-        backend = jax.default_backend()
-        mode = engine.resolve_seed_parallel("auto", backend=backend, num_seeds=ARGS.members)
-      if mode == "sequential":  # the job trains one member at a time: that is seq+data
-        row[m] = _one_after_another(x, y, graphdef, params, rest, everyone, devices)
-      else:
-        row[m] = jax_rate(x, y, graphdef, params, rest, everyone, mode, devices)
-    elif m == "seq+data":
+    if layouts.get(m) == "sequential":
       row[m] = _one_after_another(x, y, graphdef, params, rest, everyone, devices)
+    elif m in layouts:
+      row[m] = jax_rate(x, y, graphdef, params, rest, everyone, layouts[m], devices)
     elif m == "torch":
       row[m] = torch_rate(x, y, params)
     else:

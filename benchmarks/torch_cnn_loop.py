@@ -12,11 +12,10 @@ optimiser steps are timed (after 2 warm-up steps), median of `--repeats` windows
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
+from step_timing import median_seconds  # the same directory
 from torch import nn
 
 LR = 1e-4
@@ -52,13 +51,7 @@ def timed_training(model, x, y, *, lr, steps, repeats, batch_size, seed) -> floa
       nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
       opt.step()
 
-  run(2)
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    run(steps)
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+  return median_seconds(run, steps=steps, repeats=repeats)
 
 
 def main():

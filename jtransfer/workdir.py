@@ -167,11 +167,9 @@ def file_logging(workdir: str | os.PathLike, job: str, logger: logging.Logger) -
   path = logs / f"{job}.log"
   if _writes_file(logger, path):
     handler = logging.NullHandler()
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    return handler
-  handler = logging.FileHandler(path)
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  else:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logger.addHandler(handler)
   logger.setLevel(logging.INFO)
   return handler
