@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # The test command: set up (if needed), lint, then the test suite (slow tests included) on 8 fake
-# CPU devices per worker.
+# CPU devices per worker, with the locked package set in .venv.
+#   bash scripts/test.sh --latest [pytest args]   the fast tests (not slow) against the newest
+#       releases pyproject.toml allows, in .venv-latest; run it before refreshing the lock
+#       (scripts/lock.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+venv=.venv
+select=()
+if [ "${1:-}" = --latest ]; then
+  shift
+  venv=.venv-latest
+  select=(-m "not slow")
+  JTRANSFER_VENV=$venv JTRANSFER_DEPS=latest bash scripts/setup.sh
+else
+  bash scripts/setup.sh
+fi
 export JTRANSFER_DATA_DIR="${JTRANSFER_DATA_DIR:-$(cd .. && pwd)/shared/datasets}"
 export JTRANSFER_QUIET=1
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+$venv/bin/ruff check .
+$venv/bin/ruff format --check .
 # Two workers, one test file each at a time (files share module fixtures such as the tiny sweep).
-.venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
+$venv/bin/python -m pytest -q -n 2 --dist loadfile "${select[@]}" "$@"
