@@ -12,7 +12,14 @@ cifar10 [partial: 4,000 / 1,000], usps [test only]); thesis tasks: `derived`; tf
 (TF-free): `tfds_source`.
 """
 
-from jtransfer.data import audio_tasks, derived, fsdd, images, tfds_source  # noqa: F401 (registers)
+from jtransfer.data import (  # noqa: F401 (registers)
+  audio_tasks,
+  derived,
+  fsdd,
+  images,
+  tfds_source,
+  variants,
+)
 from jtransfer.data.normalization import denormalize, mean_std, normalize
 from jtransfer.data.probe import probe_indices, probe_set
 from jtransfer.data.readers import clear_cache

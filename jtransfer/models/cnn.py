@@ -121,3 +121,11 @@ def cnn_tiny(**kwargs) -> CNN:
   """The thesis CNN at 1/8 width (4 and 8 channels, 16 hidden units) for fast tests."""
   kwargs = {"width": 0.125, "hidden": 16, **kwargs}
   return CNN(**kwargs)
+
+
+@base.register("cnn_half")
+def cnn_half(**kwargs) -> CNN:
+  """The thesis CNN at half width (16 and 32 channels, 64 hidden units): a second architecture
+  for the deciding study's zoo."""
+  kwargs = {"width": 0.5, "hidden": 64, **kwargs}
+  return CNN(**kwargs)

@@ -55,7 +55,7 @@ import os
 import pathlib
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -178,6 +178,9 @@ class PretrainConfig:
     training set need not fit on a device.
   augment: the source's declared augmentation (`data.augment.for_dataset`: random crop with
     padding, horizontal flip), keyed by (seed, step, example); needs input_pipeline="stream".
+  checkpoint_steps: save at exactly these steps (and the final one) instead of the thesis'
+    log schedule, e.g. (0, 10, 30, 100, 300, 1000, 3000) for a zoo whose sources differ in size:
+    the same schedule positions then mean the same number of steps for every source.
   first_process: under several processes, seed i is trained by process
     `(first_process + i) % process_count` (the sweep counts on across sources, so its
     (source, seed) pairs spread evenly over the processes).
@@ -211,6 +214,7 @@ class PretrainConfig:
   input_pipeline: str = "memory"
   augment: bool = False
   first_process: int = 0
+  checkpoint_steps: tuple[int, ...] | None = None
 
   def __post_init__(self):
     if self.num_seeds < 1 or self.seed_offset < 0:
@@ -260,6 +264,7 @@ def run(
   input_pipeline: str = "memory",
   augment: bool = False,
   first_process: int = 0,
+  checkpoint_steps: Sequence[int] | None = None,
 ) -> dict[str, Any]:
   """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
 
@@ -293,6 +298,7 @@ def run(
     input_pipeline=input_pipeline,
     augment=augment,
     first_process=first_process,
+    checkpoint_steps=None if checkpoint_steps is None else tuple(checkpoint_steps),
   )
   with job.open_context(
     config.workdir, JOB, config, logger=log, store_shard=store_shard, num_devices=num_devices
@@ -369,10 +375,22 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
     test=test,
     steps_per_epoch=spe,
     total_steps=total_steps,
-    checkpoint_steps=schedule.log_checkpoint_steps(spe, total_steps, include_final=True),
+    checkpoint_steps=_checkpoint_steps(config, spe, total_steps),
     all_seeds=all_seeds,
     seeds=todo,
   )
+
+
+def _checkpoint_steps(config: PretrainConfig, spe: int, total_steps: int) -> list[int]:
+  if config.checkpoint_steps is None:
+    return schedule.log_checkpoint_steps(spe, total_steps, include_final=True)
+  steps = [int(s) for s in config.checkpoint_steps]
+  if steps != sorted(set(steps)) or not steps or steps[0] < 0 or steps[-1] > total_steps:
+    raise ValueError(
+      f"checkpoint_steps must be increasing steps in [0, {total_steps}] (the run's length), "
+      f"got {list(config.checkpoint_steps)}"
+    )
+  return steps if steps[-1] == total_steps else [*steps, total_steps]
 
 
 def _stream_source(config: PretrainConfig):
