@@ -62,11 +62,11 @@ F Fᵀ before; the fused pass no longer does that second N×N eigh.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import HIGHEST, Shared
@@ -122,7 +122,7 @@ def _spectrum(shared: Shared, onehot: jax.Array) -> _Spectrum:
   inv_lam = jnp.where(resolved, 1 / jnp.where(resolved, lam, 1), 0)
   k = jnp.sum(nu * nu) - jnp.sum(b * b * inv_lam)
   p = _dot(v.T, onehot - jnp.mean(onehot, axis=0))
-  y0 = jnp.sum(onehot, axis=0) / np.sqrt(n)
+  y0 = jnp.sum(onehot, axis=0) / math.sqrt(n)
   return _Spectrum(lam, b, inv_lam, k, p, y0, n, p**2, b * p, b * b * inv_lam)
 
 
@@ -132,7 +132,7 @@ def _top(sp: _Spectrum) -> jax.Array:
   n, lam, b2 = sp.n, sp.lam[:, 0], sp.b[:, 0] ** 2
   mean2 = sp.k + jnp.sum(sp.b2_lam)
   lo = jnp.maximum(lam[-1], n * mean2)
-  hi = lo + np.sqrt(n) * jnp.sqrt(jnp.sum(b2))
+  hi = lo + math.sqrt(n) * jnp.sqrt(jnp.sum(b2))
   tiny = jnp.finfo(lam.dtype).tiny
 
   def body(_, bounds):
@@ -154,7 +154,7 @@ def _resolvent(t, sp: _Spectrum):
   """
   inv = 1 / (sp.lam + t)
   h = jnp.sum(sp.p2 * inv, axis=0)
-  phi = sp.y0 - np.sqrt(sp.n) * jnp.sum(sp.bp * inv, axis=0)
+  phi = sp.y0 - math.sqrt(sp.n) * jnp.sum(sp.bp * inv, axis=0)
   big_r = sp.k + t * jnp.sum(sp.b2_lam * inv, axis=0)
   return h, phi, sp.n * jnp.maximum(big_r, 0) / t, inv
 
@@ -175,7 +175,7 @@ def _profile(log_t, sp: _Spectrum):
   n, t = sp.n, jnp.exp(log_t)
   h, phi, r, _ = _resolvent(t, sp)
   energy = t * h + phi**2 / (1 + r)
-  return 0.5 * jnp.log(n / energy) - _logdet(t, sp, r) / (2 * n) - 0.5 * (1 + np.log(2 * np.pi))
+  return 0.5 * jnp.log(n / energy) - _logdet(t, sp, r) / (2 * n) - 0.5 * (1 + math.log(2 * math.pi))
 
 
 def _converged(sp: _Spectrum):
@@ -207,12 +207,12 @@ def _converged(sp: _Spectrum):
   top = jnp.maximum(_top(sp), jnp.finfo(dtype).tiny)
   lam_max = jnp.where(sp.lam[-1, 0] > 0, sp.lam[-1, 0], top)  # all samples equal: λ = 0
   lo_decades = _GRID_LO_F64 if jnp.finfo(dtype).bits >= 64 else _GRID_LO_F32
-  floor = jnp.log(lam_max) + np.log(10) * lo_decades
-  step = (jnp.log(top) + np.log(10) * _GRID_HI - floor) / (_GRID_POINTS - 1)
+  floor = jnp.log(lam_max) + math.log(10) * lo_decades
+  step = (jnp.log(top) + math.log(10) * _GRID_HI - floor) / (_GRID_POINTS - 1)
   grid = (floor + step * jnp.arange(_GRID_POINTS, dtype=dtype)).astype(dtype)
   values = jax.lax.map(lambda s: _profile(jnp.full((c,), s), sp), grid)
   at_infinity = 0.5 * jnp.log(n / (jnp.sum(sp.p2, axis=0) + sp.y0**2)) - 0.5 * (
-    1 + np.log(2 * np.pi)
+    1 + math.log(2 * math.pi)
   )
   w = jnp.concatenate([values, at_infinity[None]], axis=0)  # [G + 1, C]
   stop = jnp.argmax(w, axis=0)  # [C] (ties: the lowest index, i.e. smallest t)
@@ -220,7 +220,7 @@ def _converged(sp: _Spectrum):
   a, b = jnp.maximum(centre - step, floor), centre + step
 
   f = lambda s: _profile(s, sp)
-  inv_phi = (np.sqrt(5) - 1) / 2
+  inv_phi = (math.sqrt(5) - 1) / 2
 
   def golden(_, state):
     a, b, c, d, fc, fd, top = state
@@ -247,7 +247,7 @@ def _thuml_stats(t, sp: _Spectrum):
   With u = (F Fᵀ + tI)⁻¹ y: res2 = t²‖u‖², m2 = uᵀ F Fᵀ u, γ = N − t tr((F Fᵀ + tI)⁻¹); each is
   written as a sum of non-negative terms (the mean's ‖ν‖² enters only through k ≥ 0).
   """
-  n, rn = sp.n, np.sqrt(sp.n)
+  n, rn = sp.n, math.sqrt(sp.n)
   _, phi, r, inv = _resolvent(t, sp)
   # γ: the centred part plus the Schur complement's share N (R − t ∂R/∂t)/(t (1 + r)), with
   # R − t ∂R/∂t = k + t² Σ b²/(λ (λ+t)²)
@@ -295,7 +295,7 @@ def _evidence(alpha, beta, m2, res2, logdet_ratio, n, d):
     - 0.5 * (d * jnp.log(alpha) + logdet_ratio)
     - beta / 2 * res2
     - alpha / 2 * m2
-    - n / 2 * np.log(2 * np.pi)
+    - n / 2 * math.log(2 * math.pi)
   )
   return ev / n
 
