@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from jtransfer.analysis import dependence, pipeline, power, report, tables
+from jtransfer.analysis import breakdown, dependence, pipeline, power, report, tables, versus
 from jtransfer.studies import thesis
 
 # Epoch lengths of the full protocol: batch-64 sources, MNIST 0-4 and MNIST 5-9.
@@ -229,3 +229,29 @@ def test_a_score_that_tracks_transfer_is_said_to_beat_checkpoint_index():
   line = next(x for x in report.baseline_sentences(a) if x.startswith("**mnist**"))
   beaten = line.split("Beat it (interval above 0): ")[1].split(";")[0]
   assert beaten.startswith("logme +") and "rsa" not in beaten and "No score" not in line
+
+
+def test_a_five_class_step_zero_copy_counts_the_same_in_every_table():
+  # Three sources share one initialisation; "half" has a 5-class head, so at step 0 its LEEP
+  # differs while its trunk (RSA) and fine-tune curve are those of the others. The pooled
+  # correlations and the comparison with checkpoint_index must count the same models.
+  rng = np.random.default_rng(0)
+  rows = []
+  for src in ("a", "b", "half"):
+    for step in (0, 30, 100, 300, 1000):
+      truth = 0.5 if step == 0 else 0.5 + 0.1 * np.log10(step) + rng.normal(scale=0.02)
+      rsa_v = 0.1 if step == 0 else truth + rng.normal(scale=0.05)
+      leep = (-2.3 if src != "half" else -1.6) if step == 0 else -2.3 + truth
+      for score, value in (("rsa", rsa_v), ("leep", leep), ("checkpoint_index", float(step))):
+        rows.append(dict(source=src, arch="cnn", step=step, target="t", setting="full",
+                         probe="train", layer="pool2", score=score,
+                         oriented=value, log_auc=truth))  # fmt: skip
+  j = pd.DataFrame(rows)
+  keys = ["source", "arch", "step"]
+  corr = breakdown.all_breakdowns(j, None, n_boot=20, keep_seeds=False)
+  corr = corr[corr["breakdown"] == "all"].set_index("score")
+  vs = versus.versus_baseline(j, model_keys=keys, keep_seeds=False, n_boot=20).set_index("score")
+  assert corr.loc["rsa", "n"] == 13  # 12 trained + one shared step 0
+  assert corr.loc["leep", "n"] == 14  # the 5-class head is its own model for LEEP
+  for score in ("rsa", "leep"):
+    assert vs.loc[score, "n"] == corr.loc[score, "n"], score

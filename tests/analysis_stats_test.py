@@ -68,7 +68,8 @@ def test_correlate_matches_independent_formulas_and_scipy():
   assert r["spearman"] == pytest.approx(_pearson(_ranks(x), _ranks(y)), abs=1e-12)
   assert r["pearson"] == pytest.approx(_pearson(x, y), abs=1e-12)
   assert r["kendall"] == pytest.approx(_kendall_tau_b(x, y), abs=1e-12)
-  assert r["weighted_tau"] == pytest.approx(sps.weightedtau(x, y).statistic, abs=1e-12)
+  # Weighted by the truth's ranks (the best models), not scipy's default two-way average.
+  assert r["weighted_tau"] == pytest.approx(sps.weightedtau(y, x, rank=None).statistic, abs=1e-12)
   assert r["spearman_p"] == pytest.approx(sps.spearmanr(x, y).pvalue, rel=1e-9)
   lo, hi = r["spearman_ci"]
   assert lo < r["spearman"] < hi
@@ -87,7 +88,7 @@ def test_lower_is_better_scores_are_negated():
   assert down["spearman"] == pytest.approx(0.9)  # one swapped pair: 1 - 6·2/(5·24)
   for k in ("spearman", "pearson", "kendall"):
     assert down[k] == pytest.approx(-up[k])
-  assert down["weighted_tau"] == pytest.approx(sps.weightedtau(-x, y).statistic)
+  assert down["weighted_tau"] == pytest.approx(sps.weightedtau(y, -x, rank=None).statistic)
 
 
 def test_degenerate_inputs_give_nan_and_a_flag():

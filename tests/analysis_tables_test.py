@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from jtransfer.analysis import breakdown, penalty, selection, signs, stability, tables
+from jtransfer.analysis import stats as sa
 from jtransfer.analysis import transfer_matrix as tm
 
 CTX = dict(target="mnist", setting="full", probe="train", layer="pool2")
@@ -45,6 +46,69 @@ def test_tied_top_scores_give_the_expected_regret():
   assert r["n_tied"] == 2
   assert r["regret"] == pytest.approx(0.9 - (0.5 + 0.9) / 2)
   assert r["pick_rank"] == pytest.approx((4 + 1) / 2)
+
+
+def test_a_constant_score_names_no_pick_and_hits_the_top_k_at_chance():
+  # The unflattering case: 44 tied models used to give top3_hit = True and a named pick.
+  n = 44
+  j = _joint("h_score", np.full(n, 9.0), np.linspace(0.1, 0.9, n))
+  r = selection.select(j, model_keys=["source"]).iloc[0]
+  assert r["pick"] == f"tie of {n}" and r["n_tied"] == n
+  assert r["top1_hit"] == pytest.approx(1 / n)
+  assert r["top3_hit"] == pytest.approx(3 / n)
+  assert np.isnan(r["wtau"])
+
+
+def _top_k_by_enumeration(score, is_best, k):
+  """Every tie-breaking order equally likely: the fraction of permutations with a hit."""
+  import itertools
+
+  hits = total = 0
+  for perm in itertools.permutations(range(len(score))):
+    # A permutation breaks ties: sort by (score desc, position in perm).
+    pos = {m: p for p, m in enumerate(perm)}
+    order = sorted(range(len(score)), key=lambda m: (-score[m], pos[m]))
+    hits += any(is_best[m] for m in order[:k])
+    total += 1
+  return hits / total
+
+
+@pytest.mark.parametrize(
+  "score,best",
+  [
+    ([2, 2, 2, 1, 0, 0], [0, 0, 1, 0, 0, 0]),
+    ([1, 1, 1, 1, 1, 0], [1, 1, 0, 0, 0, 0]),
+    ([3, 2, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1]),
+    ([3, 2, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0]),
+    ([0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]),
+  ],
+)
+def test_expected_top_k_equals_enumerating_every_tie_break(score, best):
+  score, best = np.asarray(score, float), np.asarray(best, bool)
+  for k in (1, 3):
+    assert selection.expected_top_k_hit(score, best, k) == pytest.approx(
+      _top_k_by_enumeration(score, best, k)
+    )
+
+
+def test_weighted_tau_equals_the_hyperbolic_pair_sum():
+  rng = np.random.default_rng(3)
+  truth, score = rng.normal(size=12), rng.normal(size=12)
+  # Weights 1/(r + 1), r = 0 for the best model by truth; a pair weighs w_i + w_j.
+  r = np.argsort(np.argsort(-truth))
+  w = 1.0 / (r + 1)
+  num = den = 0.0
+  for i in range(12):
+    for j in range(i + 1, 12):
+      num += (w[i] + w[j]) * np.sign((truth[i] - truth[j]) * (score[i] - score[j]))
+      den += w[i] + w[j]
+  assert sa.weighted_tau(score, truth) == pytest.approx(num / den, rel=1e-12)
+  # Errors at the top cost more than at the bottom: swap the best two vs the worst two.
+  base = np.arange(10.0)
+  top_swapped, bottom_swapped = base.copy(), base.copy()
+  top_swapped[[8, 9]] = top_swapped[[9, 8]]
+  bottom_swapped[[0, 1]] = bottom_swapped[[1, 0]]
+  assert sa.weighted_tau(top_swapped, base) < sa.weighted_tau(bottom_swapped, base)
 
 
 def test_orient_negates_lower_is_better_and_rejects_unknown_names():

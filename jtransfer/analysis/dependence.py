@@ -30,11 +30,13 @@ def _same(a, b) -> bool:
   return a[0] == b[0] and np.allclose(a[1], b[1], rtol=_RTOL, atol=_ATOL, equal_nan=True)
 
 
-def merge_shared_init(joint: pd.DataFrame, model_keys: list[str]) -> pd.DataFrame:
+def merge_shared_init(
+  joint: pd.DataFrame, model_keys: list[str], *, per_score: bool = True
+) -> pd.DataFrame:
   """The joint table with duplicated step-0 models counted once (see the module docs).
 
-  Only step-0 models whose every row (scores and truth) of a (target, setting, probe) agrees
-  are merged there: sources whose step-0 models differ (different initialisations) are left
+  Only step-0 models whose rows (score and truth) of a (target, setting, probe, layer, score)
+  agree are merged there: sources whose step-0 models differ (different initialisations) are left
   alone. Adds `n_shared` (1 = not shared).
   """
   out = joint.assign(n_shared=1)
@@ -44,7 +46,11 @@ def merge_shared_init(joint: pd.DataFrame, model_keys: list[str]) -> pd.DataFram
   # Compared within one (target, setting, probe): a context where the copies agree is merged
   # even if float noise of another context (e.g. a frozen fine-tune) keeps them apart there.
   group_keys = [k for k in model_keys if k not in ("source", "step")]
-  group_keys += [c for c in ("target", "setting", "probe") if c in start]
+  # Per (layer, score) too: a 5-class source's step 0 has its own head (its LEEP differs) but
+  # the same trunk (its feature scores and fine-tune curves do not), so it is one model for the
+  # feature scores and its own model for LEEP; every table that merges counts it the same way.
+  contexts = ("target", "setting", "probe") + (("layer", "score") if per_score else ())
+  group_keys += [c for c in contexts if c in start]
   drop, relabel = [], {}
   for _, grp in start.groupby(group_keys, dropna=False) if group_keys else [(None, start)]:
     prints = {src: _fingerprint(rows) for src, rows in grp.groupby("source")}

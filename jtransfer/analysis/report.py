@@ -268,7 +268,7 @@ def baselines_section(d: Doc, a, page: Page) -> None:
 
 SELECTION_COLUMNS = [
   "target", "score", "n", "n_tied", "pick", "pick_truth", "best", "best_truth", "regret",
-  "pick_rank", "top3_hit",
+  "pick_rank", "top1_hit", "top3_hit", "wtau",
 ]  # fmt: skip
 
 
@@ -276,9 +276,12 @@ def selection_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Model selection")
   d.p(
     "Top-1 pick of each score over all models: regret = best achievable log-AUC − the pick's; "
-    "pick_rank = the pick's rank by log-AUC (1 = best); top3_hit = the best model is in the "
-    "score's top 3. Per-checkpoint: picking a source at one schedule position (mean over "
-    "positions; the raw steps of a position differ between sources with different epoch lengths)."
+    "pick_rank = the pick's rank by log-AUC (1 = best); top1_hit / top3_hit = the probability "
+    "that a best model is the pick / among the score's top 3, ties in the score broken at "
+    "random (a score that ties all n models gets 1/n and 3/n; `tie of n` names no pick); "
+    "wtau = weighted Kendall τ, hyperbolic weights on the log-AUC ranks (the best models count "
+    "most). Per-checkpoint: picking a source at one schedule position (mean over positions; "
+    "the raw steps of a position differ between sources with different epoch lengths)."
   )
   sel = _focus(a.selection, a, breakdown="all")
   if len(sel):
@@ -287,8 +290,9 @@ def selection_section(d: Doc, a, page: Page) -> None:
   if len(pc):
     agg = pc.groupby(["target", "score"]).agg(
       mean_regret=("regret", "mean"),
-      top1_rate=("pick_rank", lambda r: float(np.mean(r == 1))),
+      top1_rate=("top1_hit", "mean"),
       top3_rate=("top3_hit", "mean"),
+      mean_wtau=("wtau", "mean"),
     )
     d.table(agg.reset_index())
 

@@ -26,6 +26,17 @@ Z95 = 1.959963984540054  # Normal 97.5% quantile.
 MIN_N = 4  # Fisher-z intervals need n > 3.
 
 
+def weighted_tau(score: np.ndarray, truth: np.ndarray) -> float:
+  """Weighted Kendall τ, hyperbolic weights on the truth's ranks (the best models count most):
+  scipy's `weightedtau(truth, score, rank=None)`. Its default (rank=True) averages this with the
+  score-ranked weighting, which weighs the models a score likes instead of the best ones. NaN when
+  either side is constant."""
+  score, truth = np.asarray(score, float), np.asarray(truth, float)
+  if score.size < 2 or np.ptp(score) == 0 or np.ptp(truth) == 0:
+    return float("nan")
+  return float(stats.weightedtau(truth, score, rank=None).statistic)
+
+
 def null_band(n: int) -> tuple[float, float]:
   """±tanh(z/√(n−3)): the band around 0 that |ρ| must leave to be significant at 5%."""
   if n < MIN_N:
@@ -168,7 +179,6 @@ def correlate(
   sp = stats.spearmanr(x, y)
   pe = stats.pearsonr(x, y)
   kt = stats.kendalltau(x, y)  # τ-b by default.
-  wt = stats.weightedtau(x, y)
   rho = float(sp.statistic)
   band = null_band(n)
   boot_lo, boot_hi, valid = bootstrap_spearman(x, y, n_boot=n_boot, seed=seed)
@@ -193,7 +203,7 @@ def correlate(
     "pearson_p": float(pe.pvalue),
     "kendall": float(kt.statistic),
     "kendall_p": float(kt.pvalue),
-    "weighted_tau": float(wt.statistic),
+    "weighted_tau": weighted_tau(x, y),
     "significant": sig,
     "significant_null": sig_null,
     "wrong_direction": wrong,

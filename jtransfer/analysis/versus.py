@@ -44,17 +44,20 @@ def versus_baseline(
   seed: int = 0,
 ) -> pd.DataFrame:
   """One row per (target, setting, probe, layer, score ≠ baselines): rho, rho_baseline, diff,
-  diff_lo, diff_hi, n, n_clusters, verdict. The shared step-0 model counts once."""
-  joint = dependence.merge_shared_init(joint, model_keys)
+  diff_lo, diff_hi, n, n_clusters, verdict. The shared step-0 model counts once where the score
+  and the baseline both agree on it (as in the score's own correlation)."""
   ctx = ["target", "setting", "probe", "layer"]
   rows = []
   for key, grp in joint.groupby(ctx, sort=True):
-    wide = grp.pivot_table(index=model_keys, columns="score", values="oriented", aggfunc="mean")
-    y = grp.groupby(model_keys)[truth].mean().reindex(wide.index)
-    if baseline not in wide:
+    if baseline not in set(grp["score"]):
       continue
-    clusters = dependence.cluster_labels(wide.index.to_frame(index=False), keep_seeds=keep_seeds)
-    for score in [s for s in wide.columns if s not in signs.BASELINES]:
+    for score in sorted(set(grp["score"]) - set(signs.BASELINES)):
+      pair = dependence.merge_shared_init(
+        grp[grp["score"].isin([score, baseline])], model_keys, per_score=False
+      )
+      wide = pair.pivot_table(index=model_keys, columns="score", values="oriented", aggfunc="mean")
+      y = pair.groupby(model_keys)[truth].mean().reindex(wide.index)
+      clusters = dependence.cluster_labels(wide.index.to_frame(index=False), keep_seeds=keep_seeds)
       ok = (wide[score].notna() & wide[baseline].notna() & y.notna()).to_numpy()
       xs, xb, yy = (v.to_numpy(dtype=float)[ok] for v in (wide[score], wide[baseline], y))
       rho_s, rho_b = _rho(xs, yy), _rho(xb, yy)
