@@ -85,7 +85,7 @@ from jtransfer import workdir as workdir_files
 from jtransfer.models import base as models_base
 from jtransfer.models import functional
 from jtransfer.progress import progress
-from jtransfer.scores import registry
+from jtransfer.scores import regimes, registry
 from jtransfer.scores.compute import compute_isolated, default_chunk_size
 
 JOB = "score"
@@ -611,7 +611,8 @@ def _rows(config: ScoreConfig, model: _Model, c: zoo.Entry, i: int, probe: Probe
     extra = {}
     if errors[i] is not None:
       extra["error"] = errors[i]
-      log.warning("%s at %s of %s: stored as NULL: %s", name, layer, c.path, errors[i])
+      if not errors[i].startswith("undefined"):  # a regime, known before the run: no warning
+        log.warning("%s at %s of %s: stored as NULL: %s", name, layer, c.path, errors[i])
     if options.get(name):
       extra["options"] = options[name]
     rows.append(dict(base, layer=layer, score=name, value=values[i], seconds=seconds,
@@ -673,6 +674,9 @@ def score_stacked(
         options=options, devices=devices,
       )  # fmt: skip
       per = (time.perf_counter() - t) / m
+      for name in feature_names:
+        if reason := regimes.undefined_reason(name, n=hi - lo, d=feats.shape[-1]):
+          vals[name] = (np.full(m, np.nan), [reason] * m)
       res.update({(layer, n): (*vals[n], per) for n in feature_names})
     if prob_names:
       probs = _softmax(acts["logits"][:, lo:hi])

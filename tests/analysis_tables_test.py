@@ -260,3 +260,16 @@ def test_asymmetry_without_pairs_keeps_its_header(tmp_path):
   a.to_csv(tmp_path / "a.csv", index=False)
   header = (tmp_path / "a.csv").read_text().splitlines()[0].split(",")
   assert header[:3] == ["a", "b", "frozen"] and header[-1] == "asymmetry"
+
+
+def test_proportional_scores_are_named_as_one_ranking():
+  rng = np.random.default_rng(0)
+  base = rng.normal(size=8)
+  frames = [
+    _joint("nc_score", 4.5 * base, base),
+    _joint("nc_score_eq2", base, base),
+    _joint("rsa", base + rng.normal(scale=0.5, size=8), base),
+    _joint("two_nn", base**3, base, layer="conv1"),  # monotone in another layer only
+  ]
+  groups = tables.same_rankings(pd.concat(frames, ignore_index=True))
+  assert groups == [("nc_score", "nc_score_eq2")]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jtransfer import checkpointing, data, extract, results, score_job, scores, zoo
+from jtransfer.analysis import tables
 from jtransfer.models import functional
 
 SYNTH = "score_job_test_synth"  # 3 classes, 28x28x1, 20 per class per split
@@ -120,6 +121,8 @@ def test_stored_scores_equal_direct_recomputation(scored):
     feats = acts["pool2"]
     want = scores.compute(feats, ref_y, num_classes=3, names=FEATURE_SCORES)
     for name in FEATURE_SCORES:
+      if name == "h_score" and len(ref_y) - 1 <= feats.shape[-1]:
+        continue  # undefined there (C - 1 whatever the features): see the test below
       np.testing.assert_allclose(got[("pool2", name)], float(want[name]), rtol=2e-3, atol=1e-5)
     # Independent float64 check of one score: SS = within-class / total sum of squares.
     f = feats.astype(np.float64)
@@ -134,6 +137,19 @@ def test_stored_scores_equal_direct_recomputation(scored):
       np.testing.assert_allclose(got[("-", name)], float(want[name]), rtol=1e-4, atol=1e-6)
     assert got[("-", "checkpoint_index")] == expected_index[step]
     assert got[("-", "param_count")] == sum(np.asarray(v).size for v in _leaves(params))
+
+
+def test_h_score_is_stored_undefined_with_its_reason_where_n_does_not_exceed_d(scored):
+  # 30 probe samples, pool2 of cnn_tiny has more dimensions: the H-score is C - 1 = 2 whatever
+  # the features, so the job stores no value, the reason instead, and the analysis says so.
+  workdir, _, _ = scored
+  df = results.load(workdir, "scores")
+  h = df[(df.score == "h_score") & (df.layer == "pool2")]
+  assert len(h) == len(ZOO) and h["value"].isna().all()
+  assert all(json.loads(e)["error"].startswith("undefined: N - 1 = 29 <= D = ") for e in h.extra)
+  assert df[(df.score == "h_score_shrinkage")]["value"].notna().all()
+  (note,) = tables.undefined_notes(df)
+  assert note.startswith("h_score is undefined on 4 stored values (layers pool2): N - 1 = 29")
 
 
 def _leaves(tree):

@@ -98,10 +98,16 @@ def _pick(options, preferred, what):
 def _prepare_scores(scores, overrides: dict, param_penalty: float, notes: list) -> pd.DataFrame:
   """The oriented scores (+ the parameter-penalised ones, whose signs join `overrides`)."""
   prepared = tables.prepare_scores(scores, overrides=overrides)
+  notes.extend(tables.undefined_notes(scores))
   if prepared.attrs.get("dropped_non_finite"):
     notes.append(f"{prepared.attrs['dropped_non_finite']} non-finite score values were dropped.")
   if "checkpoint_index" not in set(scores["score"]):
     notes.append("checkpoint_index was not stored; derived from the rank of the pre-train step.")
+  for group in tables.same_rankings(prepared):
+    notes.append(
+      f"{' and '.join(group)} rank every model identically wherever both are stored: one "
+      "ranking under several names (every correlation and pick of one is the other's)."
+    )
   if param_penalty:
     pen = penalty.param_penalised(prepared, param_penalty)
     if pen.empty:

@@ -1,6 +1,7 @@
 """Joins stored scores with the ground truth into one row per (model, target, setting, probe,
 layer, score): the frame every breakdown, selection and figure works on."""
 
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -71,6 +72,57 @@ def prepare_scores(
   out = signs.orient(df, overrides)
   out.attrs["dropped_non_finite"] = dropped
   return out
+
+
+def undefined_notes(scores: pd.DataFrame) -> list[str]:
+  """One sentence per score stored as undefined in a known regime (`scores.regimes`): how many
+  values, at which layers, and why; these values are left out like any non-finite one."""
+  if "extra" not in scores:
+    return []
+  reasons = scores["extra"].map(_stored_error)
+  undefined = scores.assign(reason=reasons)[reasons.str.startswith("undefined")]
+  out = []
+  for name, grp in undefined.groupby("score", sort=True):
+    layers = ", ".join(sorted(set(grp["layer"].astype(str))))
+    out.append(
+      f"{name} is undefined on {len(grp)} stored values (layers {layers}): "
+      f"{grp['reason'].iloc[0].removeprefix('undefined: ')}."
+    )
+  return out
+
+
+def same_rankings(prepared: pd.DataFrame) -> list[tuple[str, ...]]:
+  """Groups of scores that rank the models identically in every (target, probe, layer) where
+  both are stored: one ranking under several names (e.g. nc_score is 4.5 × nc_score_eq2), so
+  every rank statistic of one is that of the other."""
+  ctx = [c for c in ("target", "probe", "layer") if c in prepared]
+  model = [c for c in ("source", "arch", "seed", "step") if c in prepared]
+  ranks = {}
+  for name, grp in prepared.groupby("score", sort=True):
+    wide = grp.pivot_table(index=ctx, columns=model, values="oriented", aggfunc="mean")
+    ranks[name] = wide.rank(axis=1, method="min")
+  names, groups = sorted(ranks), []
+  for i, a in enumerate(names):
+    if any(a in g for g in groups):
+      continue
+    group = [a]
+    for b in names[i + 1 :]:
+      ra, rb = ranks[a].align(ranks[b], join="inner")
+      both = ra.notna().to_numpy() & rb.notna().to_numpy()
+      if both.sum() >= 2 and np.array_equal(ra.to_numpy()[both], rb.to_numpy()[both]):
+        group.append(b)
+    if len(group) > 1:
+      groups.append(tuple(group))
+  return groups
+
+
+def _stored_error(extra) -> str:
+  if isinstance(extra, str):
+    try:
+      extra = json.loads(extra)
+    except ValueError:
+      return ""
+  return str(extra.get("error") or "") if isinstance(extra, dict) else ""
 
 
 def joint(
