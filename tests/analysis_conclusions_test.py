@@ -255,3 +255,45 @@ def test_a_five_class_step_zero_copy_counts_the_same_in_every_table():
   assert corr.loc["leep", "n"] == 14  # the 5-class head is its own model for LEEP
   for score in ("rsa", "leep"):
     assert vs.loc[score, "n"] == corr.loc[score, "n"], score
+
+
+def _positions_joint(rng, within_signal: float):
+  rows = []
+  for src in range(8):
+    quality = rng.normal()
+    for pos, step in enumerate((0, 30, 300, 3000)):
+      truth = 0.2 * pos + 0.05 * quality + rng.normal(scale=0.01)
+      score = 1.0 * pos + within_signal * quality + rng.normal(scale=0.3)
+      rows.append(dict(source=f"s{src}", arch="cnn", step=step, ckpt_index=pos, target="t",
+                       setting="full", probe="train", layer="pool2", score="rsa",
+                       oriented=score, log_auc=truth))  # fmt: skip
+  return pd.DataFrame(rows)
+
+
+def test_within_position_rho_and_its_permutation_test_on_a_hand_built_zoo():
+  rng = np.random.default_rng(1)
+  keys = ["source", "arch", "step"]
+  informed = _positions_joint(rng, within_signal=2.0)
+  r = versus.within_position(informed, model_keys=keys, n_perm=400).iloc[0]
+  # Independent reference: scipy's ρ within each position, weighted by the 8 models of each.
+  ref = np.mean([
+    sps.spearmanr(g["oriented"], g["log_auc"]).statistic for _, g in informed.groupby("ckpt_index")
+  ])  # fmt: skip
+  assert r["rho_within"] == pytest.approx(ref, abs=1e-12)
+  assert r["n_positions"] == 4 and r["p_within"] < 0.01 and r["partial_rho"] > 0.5
+  # The unflattering case: a score that only knows the position is strongly correlated over all
+  # models but explains nothing within a position.
+  blind = _positions_joint(rng, within_signal=0.0)
+  assert sps.spearmanr(blind["oriented"], blind["log_auc"]).statistic > 0.8
+  b = versus.within_position(blind, model_keys=keys, n_perm=400).iloc[0]
+  assert b["p_within"] > 0.05 and abs(b["partial_rho"]) < 0.4
+
+
+def test_partial_spearman_equals_the_residual_correlation_formula():
+  rng = np.random.default_rng(2)
+  z = rng.normal(size=30)
+  x, y = z + rng.normal(size=30), z + rng.normal(size=30)
+  rx, ry, rz = (sps.rankdata(v) for v in (x, y, z))
+  r_xy, r_xz, r_yz = (np.corrcoef(a, b)[0, 1] for a, b in ((rx, ry), (rx, rz), (ry, rz)))
+  ref = (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
+  assert versus.partial_spearman(x, y, z) == pytest.approx(ref, abs=1e-12)

@@ -84,3 +84,79 @@ def versus_baseline(
   if not out.empty:
     out.insert(4, "baseline", baseline)
   return out
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+  return stats.rankdata(v).astype(float)
+
+
+def _pooled_within(x: np.ndarray, y: np.ndarray, strata: list[np.ndarray]) -> float:
+  """Mean of the per-position Spearman ρ, weighted by each position's model count."""
+  rhos = [(_rho(x[i], y[i]), i.size) for i in strata]
+  rhos = [(r, w) for r, w in rhos if np.isfinite(r)]
+  if not rhos:
+    return float("nan")
+  return float(sum(r * w for r, w in rhos) / sum(w for _, w in rhos))
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+  """Spearman ρ of x and y given z: the Pearson correlation of the ranks of x and y after each
+  is regressed (least squares, with intercept) on the ranks of z."""
+  rx, ry, rz = _ranks(x), _ranks(y), _ranks(z)
+  design = np.column_stack([np.ones_like(rz), rz])
+  ex = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+  ey = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+  den = np.sqrt((ex * ex).sum() * (ey * ey).sum())
+  return float((ex * ey).sum() / den) if den > 0 else float("nan")
+
+
+def within_position(
+  joint: pd.DataFrame,
+  *,
+  model_keys: list[str],
+  truth: str = "log_auc",
+  n_perm: int = 2_000,
+  seed: int = 0,
+) -> pd.DataFrame:
+  """Does a score rank models beyond their pre-training length? Per (target, setting, probe,
+  layer, score): `rho_within`, the count-weighted mean of ρ within each schedule position
+  (`ckpt_index`; checkpoint_index is constant there, so it explains nothing), its one-sided
+  p-value from permuting the score within each position (`p_within`, n_perm permutations), and
+  `partial_rho`, ρ given log(step) (the ranks of the step) over all models. Positions with fewer
+  than 4 models (or a constant score or truth) add nothing; the shared step 0 counts once."""
+  rng = np.random.default_rng(seed)
+  ctx = ["target", "setting", "probe", "layer", "score"]
+  rows = []
+  merged = dependence.merge_shared_init(joint[~joint["score"].isin(signs.BASELINES)], model_keys)
+  for key, grp in merged.groupby(ctx, sort=True):
+    per_model = grp.groupby(model_keys, dropna=False).agg(
+      x=("oriented", "mean"), y=(truth, "mean"), pos=("ckpt_index", "first")
+    )
+    per_model = per_model[np.isfinite(per_model["x"]) & np.isfinite(per_model["y"])]
+    x, y = per_model["x"].to_numpy(float), per_model["y"].to_numpy(float)
+    pos = per_model["pos"].to_numpy()
+    steps = per_model.index.get_level_values("step").to_numpy(float)
+    strata = [np.flatnonzero(pos == p) for p in np.unique(pos)]
+    strata = [i for i in strata if i.size >= 4]
+    observed = _pooled_within(x, y, strata)
+    p = float("nan")
+    if np.isfinite(observed) and n_perm:
+      hits = 0
+      for _ in range(n_perm):
+        xp = x.copy()
+        for i in strata:
+          xp[i] = x[rng.permutation(i)]
+        hits += _pooled_within(xp, y, strata) >= observed - 1e-12
+      p = (1 + hits) / (1 + n_perm)
+    rows.append(
+      dict(
+        zip(ctx, key, strict=True),
+        n=int(x.size),
+        n_positions=len(strata),
+        n_within=int(sum(i.size for i in strata)),
+        rho_within=observed,
+        p_within=p,
+        partial_rho=partial_spearman(x, y, steps) if x.size >= 4 else float("nan"),
+      )
+    )
+  return pd.DataFrame(rows)
