@@ -323,6 +323,12 @@ def content_hash(path: str | os.PathLike) -> str | None:
   return None if recorded is None else _combine(recorded)
 
 
+def subtree_hashes(path: str | os.PathLike) -> dict[str, str] | None:
+  """The recorded content hash of each top-level subtree ("backbone", "head", `REST`), from
+  the integrity record alone (no array is read); None for checkpoints saved without one."""
+  return _recorded_hashes(_require(path))
+
+
 def _recorded_hashes(path: pathlib.Path) -> dict[str, str] | None:
   if not (path / _INTEGRITY).is_dir():
     return None

@@ -533,3 +533,57 @@ def test_sigkill_leaves_complete_curves_and_a_resume_finishes(grouped, tmp_path,
   np.testing.assert_array_equal(final.loc[before.index].created_at, before.created_at)
   ref = _rows(grouped[0]).loc[final.index]
   np.testing.assert_allclose(final.test_loss, ref.test_loss, rtol=2e-4, atol=1e-5)
+
+
+def _shared_init_zoo(workdir, *, nudge_backbone: bool):
+  """Seed-0 step-0 checkpoints of three sources from one initialisation: "fashion_mnist" with
+  another head (replaced by fine-tuning, so it still shares the start), "kmnist" identical or,
+  with `nudge_backbone`, one backbone weight moved by 1e-3 (a different start)."""
+  store = results.Store(workdir)
+  _, params, _ = functional.init(ARCH, num_classes=10, seed=0)
+  for source in ("mnist", "fashion_mnist", "kmnist"):
+    p = jax.tree.map(np.array, params)
+    if source == "fashion_mnist":
+      p["head"] = jax.tree.map(lambda a: a + 1.0, p["head"])
+    if source == "kmnist" and nudge_backbone:
+      p["backbone"]["conv1"]["kernel"].flat[0] += 1e-3
+    path = checkpointing.save(checkpointing.checkpoint_path(workdir, source, ARCH, 0, 0), p)
+    rel = str(path.relative_to(workdir.absolute()))
+    store.add_checkpoint(source=source, arch=ARCH, seed=0, step=0, epoch=0.0, path=rel)
+  store.close()
+
+
+@pytest.mark.parametrize("nudge_backbone", [False, True])
+def test_checkpoints_with_one_backbone_are_trained_once_and_equal_training_each(
+  tmp_path, data_dir, nudge_backbone
+):
+  kw = dict(KW, modes=["full"], baselines=False, num_devices=1)
+  shared = tmp_path / "shared"
+  _shared_init_zoo(shared, nudge_backbone=nudge_backbone)
+  summary = finetune.run(workdir=shared, data_dir=data_dir, **kw)
+  # mnist is trained; fashion_mnist (same backbone, other head) copies it; kmnist copies it
+  # only when its backbone is byte-identical.
+  assert summary["members"] == (2 if nudge_backbone else 1)
+  rows = _rows(shared).reset_index()
+  assert sorted(rows.source.unique()) == ["fashion_mnist", "kmnist", "mnist"]
+  curve = lambda s: rows[rows.source == s].sort_values("ft_step")  # noqa: E731
+  cols = ["ft_step", "test_acc", "test_loss"]
+  assert (
+    curve("fashion_mnist")[cols].to_numpy().tolist() == curve("mnist")[cols].to_numpy().tolist()
+  )
+  assert (curve("kmnist").test_loss.to_numpy() != curve("mnist").test_loss.to_numpy()).any() == (
+    nudge_backbone
+  )
+  # Each copy's rows are those that training it alone gives (deterministic CPU steps).
+  for source in ("fashion_mnist", "kmnist"):
+    alone = tmp_path / f"alone_{source}"
+    _shared_init_zoo(alone, nudge_backbone=nudge_backbone)
+    finetune.run(workdir=alone, data_dir=data_dir, sources=[source], **kw)
+    own = _rows(alone).reset_index().sort_values("ft_step")
+    np.testing.assert_allclose(own.test_loss, curve(source).test_loss, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(own.test_acc, curve(source).test_acc)
+  # The copies' batch metrics are written under their own units too.
+  units = set(results.load(shared, "metrics").query("name == 'train/loss'").unit)
+  assert {u.split("/")[1] for u in units} == {"mnist", "fashion_mnist", "kmnist"}
+  # A rerun finds every unit done.
+  assert finetune.run(workdir=shared, data_dir=data_dir, **kw)["members"] == 0

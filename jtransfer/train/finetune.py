@@ -707,9 +707,12 @@ class _Loop:
     if self.bar is not None:
       self.bar.set_postfix(group=label, frozen=group[0].frozen_layers)
     units = [metric_unit(m, target.name) for m in group]
+    # Members that share a start with a trained one get its curves, rows and scalars.
+    copied = [(i, cp) for i, m in enumerate(group) for cp in self.plan.copies.get(m, ())]
+    copy_units = [(i, metric_unit(cp, target.name)) for i, cp in copied]
 
     def on_train_metrics(step, host):
-      for i, unit in enumerate(units):
+      for i, unit in [*enumerate(units), *copy_units]:
         values = {"train/loss": host["loss"][i], "train/accuracy": host["accuracy"][i]}
         self.writer.scalars(unit, step, values)
 
@@ -726,7 +729,12 @@ class _Loop:
       on_train_metrics=on_train_metrics,
       note_compile=new_trainer,
     )
-    self._write(group, units, curves)
+    self._write(
+      [*group, *(cp for _, cp in copied)],
+      [*units, *(u for _, u in copy_units)],
+      [*range(len(group)), *(i for i, _ in copied)],
+      curves,
+    )
     final = curves[max(curves)]["test_acc"]
     log.info(
       "group %s (%s, ft_seed %d, frozen %d): final test acc %s",
@@ -738,14 +746,15 @@ class _Loop:
     )
     return target.total_steps * c.batch_size * len(group)
 
-  def _write(self, group: list[Member], units: list[str], curves) -> None:
-    """The group's eval scalars, then its curves and done markers in one transaction."""
+  def _write(self, members: list[Member], units: list[str], rows: list[int], curves) -> None:
+    """The eval scalars, then the curves and done markers in one transaction; member k's
+    values are row `rows[k]` of `curves` (a copy reads the row of the member it copies)."""
     store, name = self.ctx.store, self.target.name
     for ft_step, values in curves.items():
-      for i, unit in enumerate(units):
+      for unit, i in zip(units, rows, strict=True):
         self.writer.scalars(unit, ft_step, {f"eval/{k}": v[i] for k, v in values.items()})
     with store.transaction():
-      for i, m in enumerate(group):
+      for m, i in zip(members, rows, strict=True):
         for mode, key in zip(m.modes, m.unit_keys(name), strict=True):
           store.mark_done(JOB, key, {"finetune": curve_rows(m, mode, self.target, curves, i)})
         if m.path is not None:

@@ -341,16 +341,52 @@ def verified(store, workdir, ckpts, todo, target: str):
   return good, failed
 
 
+def _start_key(workdir, member: Member) -> tuple | None:
+  """What a fine-tune from `member` depends on besides its ft_seed and freezing: the recorded
+  hashes of the backbone and its batch-norm statistics (None: unknown, never shared)."""
+  if member.path is None:
+    return None
+  hashes = checkpointing.subtree_hashes(pathlib.Path(workdir) / member.path)
+  if hashes is None or "backbone" not in hashes:
+    return None
+  # The head is replaced, so only the backbone's weights and statistics are transferred; REST
+  # also holds the head's statistics, so two checkpoints differing only there are not merged.
+  return (hashes["backbone"], hashes.get(checkpointing.REST))
+
+
+def shared_starts(workdir, members: Sequence[Member]) -> tuple[list[Member], dict[Member, list]]:
+  """(members to train, {trained member: members that start from the same weights}).
+
+  Checkpoints whose backbones are identical by content (the step-0 copies of one
+  initialisation under several sources) give identical fine-tunes for the same ft_seed,
+  freezing and modes: each is trained once and its curves are written under every copy.
+  """
+  first: dict[tuple, Member] = {}
+  train, copies = [], {}
+  for m in members:
+    key = _start_key(workdir, m)
+    if key is not None:
+      key = (m.arch, m.frozen_layers, m.ft_seed, m.modes, *key)
+      if key in first:
+        copies.setdefault(first[key], []).append(m)
+        continue
+      first[key] = m
+    train.append(m)
+  return train, copies
+
+
 # -- the plan -------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """What this process trains: its groups, each architecture's layers, the corrupt skipped."""
+  """What this process trains: its groups, each architecture's layers, the corrupt skipped,
+  and the members whose curves are copied from a trained member with the same start."""
 
   infos: dict[str, ArchInfo]
   groups: list[list[Member]]
   failed: list[zoo.Entry]
+  copies: dict[Member, list[Member]] = dataclasses.field(default_factory=dict)
 
 
 def make_plan(
@@ -388,4 +424,12 @@ def make_plan(
   _, failed = verified(store, c.workdir, ckpts, todo, name)
   failed_paths = {f.path for f in failed}
   todo = [m for m in todo if m.path is None or m.path not in failed_paths]
-  return Plan(infos, group_members(todo, c.group_size), failed)
+  todo, copies = shared_starts(c.workdir, todo)
+  if copies:
+    log.info(
+      "finetune on %s: %d members start from the same weights as another (same backbone "
+      "content hash: e.g. the step-0 copies of one initialisation); each start is trained once",
+      name,
+      sum(len(v) for v in copies.values()),
+    )
+  return Plan(infos, group_members(todo, c.group_size), failed, copies)
