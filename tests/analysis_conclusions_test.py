@@ -297,3 +297,43 @@ def test_partial_spearman_equals_the_residual_correlation_formula():
   r_xy, r_xz, r_yz = (np.corrcoef(a, b)[0, 1] for a, b in ((rx, ry), (rx, rz), (ry, rz)))
   ref = (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
   assert versus.partial_spearman(x, y, z) == pytest.approx(ref, abs=1e-12)
+
+
+def test_holm_adjustment_by_its_definition():
+  p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
+  # Sorted 0.01, 0.03, 0.04, 0.5 (m = 4): 4·0.01, max(that, 3·0.03), max(.., 2·0.04), 1·0.5.
+  want = np.array([0.04, 0.09, np.nan, 0.09, 0.5])
+  np.testing.assert_allclose(versus.holm(p), want, rtol=0, atol=1e-15)
+  assert versus.holm([0.6, 0.7])[0] == 1.0  # capped at 1
+
+
+def test_within_position_counts_a_source_once_whatever_its_seeds():
+  # Two seeds that are exact copies must not double the evidence: a permutation that treated
+  # them as two models would see 16 "independent" models per position.
+  rng = np.random.default_rng(3)
+  one = _positions_joint(rng, within_signal=0.5)
+  two = pd.concat([one.assign(seed=0), one.assign(seed=1)], ignore_index=True)
+  a = versus.within_position(one, model_keys=["source", "arch", "step"], n_perm=300, seed=4)
+  b = versus.within_position(two, model_keys=["source", "arch", "seed", "step"], n_perm=300, seed=4)
+  cols = ["n", "n_within", "rho_within", "p_within", "partial_rho", "p_holm"]
+  pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_within_position_sentences_name_only_holm_significant_scores():
+  from types import SimpleNamespace
+
+  from jtransfer.analysis import report
+
+  rng = np.random.default_rng(5)
+  informed = _positions_joint(rng, within_signal=2.0)
+  blind = _positions_joint(rng, within_signal=0.0).assign(score="two_nn")
+  w = versus.within_position(
+    pd.concat([informed, blind]), model_keys=["source", "arch", "step"], n_perm=400
+  )
+  (text,) = report.within_position_sentences(SimpleNamespace(within_position=w, targets=["t"]))
+  assert "32 models in 4 positions" in text and "ranked beyond pre-training length by rsa" in text
+  assert "two_nn" not in text
+  (none,) = report.within_position_sentences(
+    SimpleNamespace(within_position=w[w["score"] == "two_nn"], targets=["t"])
+  )
+  assert "no score ranks them" in none and "best: two_nn" in none

@@ -58,6 +58,7 @@ class Analysis:
   power_rho: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
   power_seeds: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
   source_gaps: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+  within_position: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
   notes: list = dataclasses.field(default_factory=list)
   figures: dict = dataclasses.field(default_factory=dict)
 
@@ -287,6 +288,12 @@ def _conclusions(main, corr, gt, *, keys, keep_seeds, context, n_boot, seed) -> 
     ),
     power_seeds=power.seed_spread(gt, setting=setting),
     source_gaps=power.source_gaps(gt, setting=setting),
+    within_position=versus.within_position(
+      main[main["layer"] == focus_layer],
+      model_keys=keys,
+      n_perm=versus.WITHIN_PERMUTATIONS,
+      seed=seed,
+    ),
   )
 
 
@@ -349,6 +356,7 @@ CSV_TABLES = (
   "power_rho",
   "power_seeds",
   "source_gaps",
+  "within_position",
 )
 
 

@@ -147,6 +147,41 @@ def baseline_sentences(a) -> list[str]:
   return out
 
 
+def within_position_sentences(a) -> list[str]:
+  """Per target: the scores that rank models of equal pre-training length (Holm-adjusted
+  permutation test within schedule positions), or that none does."""
+  w = a.within_position
+  if w is None or w.empty:
+    return []
+  out = []
+  for target in a.targets:
+    t = w[w["target"] == target].sort_values("rho_within", ascending=False)
+    t = t[np.isfinite(t["rho_within"])]
+    if t.empty:
+      continue
+    n_pos, n_within = int(t["n_positions"].max()), int(t["n_within"].max())
+    head = (
+      f"**{target}**, within a checkpoint position ({n_within} models in {n_pos} positions, "
+      "seeds averaged): "
+    )
+    hits = t[t["p_holm"] < 0.05]
+    cells = lambda r: f"{r.score} ρ = {r.rho_within:+.2f} (Holm p = {r.p_holm:.3f})"  # noqa: E731
+    if hits.empty:
+      best = t.iloc[0]
+      out.append(
+        head + "no score ranks them beyond their pre-training length at Holm-adjusted p < 0.05 "
+        f"(best: {cells(best)})."
+      )
+    else:
+      out.append(
+        head
+        + "ranked beyond pre-training length by "
+        + ", ".join(map(cells, hits.itertuples()))
+        + "."
+      )
+  return out
+
+
 # -- sections ---------------------------------------------------------------------------------
 # Each renders one part of the report from the analysis tables: `fn(d, a, page)`.
 
@@ -264,6 +299,16 @@ def baselines_section(d: Doc, a, page: Page) -> None:
     "interval (analysis_versus_checkpoint.csv has every layer)."
   )
   d.ul(baseline_sentences(a))
+  within = within_position_sentences(a)
+  if within:
+    d.p(
+      "Beyond pre-training length: the Spearman ρ within each checkpoint position (models of "
+      "equal pre-training length, where checkpoint_index explains nothing), weighted by the "
+      "models in each, tested by permuting the score within positions "
+      f"({versus.WITHIN_PERMUTATIONS} permutations) and Holm-adjusted over the scores "
+      "(analysis_within_position.csv, with the partial ρ given the step)."
+    )
+    d.ul(within)
 
 
 SELECTION_COLUMNS = [

@@ -110,6 +110,11 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
   return float((ex * ey).sum() / den) if den > 0 else float("nan")
 
 
+# The within-position permutation test's resolution: p-values down to 1/1001, so a Holm
+# adjustment over ~12 scores can still reach 0.05.
+WITHIN_PERMUTATIONS = 1_000
+
+
 def within_position(
   joint: pd.DataFrame,
   *,
@@ -121,15 +126,19 @@ def within_position(
   """Does a score rank models beyond their pre-training length? Per (target, setting, probe,
   layer, score): `rho_within`, the count-weighted mean of ρ within each schedule position
   (`ckpt_index`; checkpoint_index is constant there, so it explains nothing), its one-sided
-  p-value from permuting the score within each position (`p_within`, n_perm permutations), and
-  `partial_rho`, ρ given log(step) (the ranks of the step) over all models. Positions with fewer
-  than 4 models (or a constant score or truth) add nothing; the shared step 0 counts once."""
+  p-value from permuting the score within each position (`p_within`, n_perm permutations),
+  `p_holm`, that p-value Holm-adjusted over the scores of one (target, setting, probe, layer),
+  and `partial_rho`, ρ given log(step) (the ranks of the step) over all models. Positions with
+  fewer than 4 models (or a constant score or truth) add nothing; the shared step 0 counts
+  once. The seeds of one model are averaged first: a permutation treats the models of a
+  position as exchangeable, which two seeds of one source are not."""
   rng = np.random.default_rng(seed)
   ctx = ["target", "setting", "probe", "layer", "score"]
   rows = []
   merged = dependence.merge_shared_init(joint[~joint["score"].isin(signs.BASELINES)], model_keys)
+  models = [k for k in model_keys if k != "seed"]
   for key, grp in merged.groupby(ctx, sort=True):
-    per_model = grp.groupby(model_keys, dropna=False).agg(
+    per_model = grp.groupby(models, dropna=False).agg(
       x=("oriented", "mean"), y=(truth, "mean"), pos=("ckpt_index", "first")
     )
     per_model = per_model[np.isfinite(per_model["x"]) & np.isfinite(per_model["y"])]
@@ -159,4 +168,21 @@ def within_position(
         partial_rho=partial_spearman(x, y, steps) if x.size >= 4 else float("nan"),
       )
     )
-  return pd.DataFrame(rows)
+  out = pd.DataFrame(rows)
+  if out.empty:
+    return out
+  family = ctx[:-1]
+  out["p_holm"] = out.groupby(family, sort=False)["p_within"].transform(holm).to_numpy()
+  return out
+
+
+def holm(p) -> np.ndarray:
+  """Holm's step-down adjustment of the p-values `p` (NaN stays NaN and is not counted)."""
+  p = np.asarray(p, dtype=float)
+  out = np.full_like(p, np.nan)
+  ok = np.flatnonzero(np.isfinite(p))
+  order = ok[np.argsort(p[ok], kind="stable")]
+  m = order.size
+  adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+  out[order] = np.minimum(adjusted, 1.0)
+  return out
