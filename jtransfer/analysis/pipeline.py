@@ -11,6 +11,7 @@ from jtransfer.analysis import (
   breakdown,
   dependence,
   figures,
+  influence,
   penalty,
   power,
   selection,
@@ -59,6 +60,7 @@ class Analysis:
   power_seeds: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
   source_gaps: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
   within_position: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+  leave_one_source_out: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
   notes: list = dataclasses.field(default_factory=list)
   figures: dict = dataclasses.field(default_factory=dict)
 
@@ -288,6 +290,9 @@ def _conclusions(main, corr, gt, *, keys, keep_seeds, context, n_boot, seed) -> 
     ),
     power_seeds=power.seed_spread(gt, setting=setting),
     source_gaps=power.source_gaps(gt, setting=setting),
+    leave_one_source_out=influence.leave_one_source_out(
+      main[main["layer"] == focus_layer], model_keys=keys
+    ),
     within_position=versus.within_position(
       main[main["layer"] == focus_layer],
       model_keys=keys,
@@ -357,6 +362,7 @@ CSV_TABLES = (
   "power_seeds",
   "source_gaps",
   "within_position",
+  "leave_one_source_out",
 )
 
 

@@ -147,6 +147,25 @@ def baseline_sentences(a) -> list[str]:
   return out
 
 
+def leave_one_out_table(a) -> pd.DataFrame:
+  """target | score | ρ | lowest ρ without one source (which) | highest (which)."""
+  t = a.leave_one_source_out
+  if t is None or t.empty or not np.isfinite(t["rho_min"]).any():
+    return pd.DataFrame()
+  t = t[np.isfinite(t["rho_min"])].sort_values(["target", "rho"], ascending=[True, False])
+  return pd.DataFrame(
+    {
+      "target": t["target"],
+      "score": t["score"],
+      "ρ": t["rho"],
+      "lowest ρ, one source out": t["rho_min"],
+      "source out (lowest)": t["without_min"],
+      "highest ρ, one source out": t["rho_max"],
+      "source out (highest)": t["without_max"],
+    }
+  )
+
+
 def within_position_sentences(a) -> list[str]:
   """Per target: the scores that rank models of equal pre-training length (Holm-adjusted
   permutation test within schedule positions), or that none does."""
@@ -325,6 +344,14 @@ def baselines_section(d: Doc, a, page: Page) -> None:
     "interval (analysis_versus_checkpoint.csv has every layer)."
   )
   d.ul(baseline_sentences(a))
+  loso = leave_one_out_table(a)
+  if not loso.empty:
+    d.p(
+      "Leaving one source out (focus layer): ρ over every model, and its lowest and highest "
+      "value when one source's checkpoints are removed, with that source (the shared "
+      "initialisation stays in; analysis_leave_one_source_out.csv)."
+    )
+    d.table(loso, digits=2)
   within = within_position_sentences(a)
   if within:
     d.p(
