@@ -22,3 +22,9 @@ $venv/bin/ruff check .
 $venv/bin/ruff format --check .
 # Two workers, one test file each at a time (files share module fixtures such as the tiny sweep).
 $venv/bin/python -m pytest -q -n 2 --dist loadfile "${select[@]}" "$@"
+# The score core again with jax_enable_x64 on (users turn it on; float32 features must keep
+# float32 kernels, and the float64 references still hold): the fast score tests, a plain run only.
+if [ "$#" -eq 0 ] && [ "$venv" = .venv ]; then
+  JAX_ENABLE_X64=1 $venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not slow" \
+    tests/scores_*.py tests/score_features_test.py
+fi

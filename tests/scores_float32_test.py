@@ -26,16 +26,31 @@ ATOL = {"transrate": 1e-9, "rsa": 1e-7}
 
 def _compute(x, labels):
   out = scores.compute(x, labels, num_classes=int(labels.max()) + 1, names=NAMES)
+  for name, value in out.items():  # float32 in, float32 out, whatever jax_enable_x64 says
+    want = np.float64 if np.asarray(x).dtype == np.float64 else np.float32
+    assert np.asarray(value).dtype == want, (name, np.asarray(value).dtype)
   return {k: float(v) for k, v in out.items()}
 
 
 def _float64(x, labels, centre):
+  previous = jax.config.jax_enable_x64
   jax.config.update("jax_enable_x64", True)
   try:
     x = np.asarray(x, np.float64)
     return _compute(x - x.mean(axis=0) if centre else x, labels)
   finally:
-    jax.config.update("jax_enable_x64", False)
+    jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(params=[False, True], ids=["x64_off", "x64_on"])
+def x64_setting(request):
+  """Runs the float32 computations with jax_enable_x64 off, then on (users run both)."""
+  previous = jax.config.jax_enable_x64
+  jax.config.update("jax_enable_x64", request.param)
+  try:
+    yield request.param
+  finally:
+    jax.config.update("jax_enable_x64", previous)
 
 
 def _close(value, ref, name):
@@ -43,7 +58,7 @@ def _close(value, ref, name):
 
 
 @pytest.mark.parametrize("probe", sorted(scores_probes.PROBES))
-def test_float32_matches_float64_under_offsets_and_scales(probe):
+def test_float32_matches_float64_under_offsets_and_scales(probe, x64_setting):
   feats, labels = scores_probes.PROBES[probe]()
   orig_centred, orig = _float64(feats, labels, centre=True), _float64(feats, labels, centre=False)
   failures = set()
