@@ -55,6 +55,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jtransfer import errors
+
 _PARAMS = "params"
 REST = "rest"  # top-level key of the non-parameter state (batch-norm statistics), if any
 _META = "meta"
@@ -62,7 +64,7 @@ _INTEGRITY = "integrity"  # JSON item beside meta: the content hashes (absent in
 _HASH_ALGORITHM = "sha256-leaves-v1"
 
 
-class CorruptCheckpointError(ValueError):
+class CorruptCheckpointError(errors.UserError):
   """A checkpoint whose data cannot be read or does not match its recorded content hash."""
 
 

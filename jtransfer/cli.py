@@ -17,6 +17,8 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from jtransfer import errors
+
 KINDS = ("datasets", "models", "scores")
 
 
@@ -83,6 +85,7 @@ def report(workdir: str, *, seeds: str, n_boot: int, figures: bool) -> pathlib.P
 
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m jtransfer", description=__doc__.splitlines()[0])
+  p.add_argument("--verbose", action="store_true", help="tracebacks for errors too")
   sub = p.add_subparsers(dest="command", required=True)
   ls = sub.add_parser("list", help="list registered datasets, models or scores")
   ls.add_argument("kind", choices=KINDS)
@@ -109,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(path)
     else:
       print(report(args.workdir, seeds=args.seeds, n_boot=args.n_boot, figures=args.figures))
-  except (ValueError, ImportError) as e:
-    parser.exit(2, f"{parser.prog} {args.command}: error: {e}\n")
+  except (ValueError, ImportError, FileNotFoundError) as e:
+    if errors.verbose(args.verbose):
+      raise
+    parser.exit(2, f"{parser.prog} {args.command}: error: {errors.one_line(e)}\n")
   return 0
 
 

@@ -4,19 +4,22 @@
   launcher.main(stages=("score",))         # launch/score.py: the score stage by default
 
 Flags: `--config FILE[:VARIANT]` plus `--config.<path>=<value>` overrides (`config_cli`),
-`--workdir`, `--stages`, `--data_dir`, `--model_module`, and the multi-process flags
-(`distributed`). The config is overridden and checked (`config_checks.check_study`, for the
-stages about to run) before any work; then the CPU devices it asks for are requested, the
-processes joined, and the stages run by `sweep.run_study`.
+`--workdir`, `--stages`, `--data_dir`, `--model_module`, the multi-process flags
+(`distributed`) and `--verbose` (tracebacks for user errors, `jtransfer.errors`). The config is
+overridden and checked (`config_checks.check_study`, for the stages about to run) before any
+work; then the CPU devices it asks for are requested, the processes joined, and the stages run
+by `sweep.run_study`.
 """
 
 from __future__ import annotations
 
+import pathlib
+import sys
 from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from jtransfer import config_checks, config_cli, devices, distributed, sweep
+from jtransfer import config_checks, config_cli, devices, distributed, errors, sweep
 from jtransfer.models import user_modules
 
 
@@ -54,6 +57,9 @@ def main(stages: Sequence[str] | None = None, *, default_config: Callable | None
   data_dir = flags.DEFINE_string("data_dir", None, "Datasets dir (default $JTRANSFER_DATA_DIR).")
   distributed.define_flags()
   user_modules.define_flag()  # --model_module: the user's architectures
+  verbose = flags.DEFINE_bool(
+    "verbose", False, f"Tracebacks for user errors too (or ${errors.VERBOSE_ENV}=1)."
+  )
 
   def run(argv):
     if len(argv) > 1:
@@ -65,6 +71,8 @@ def main(stages: Sequence[str] | None = None, *, default_config: Callable | None
       distributed.initialize_from_flags()
     except ValueError as e:
       config_cli.fail(e)
-    sweep.run_study(config, workdir=workdir.value, stages=to_run(), data_dir=data_dir.value)
+    # A user's mistake found while running (a missing data dir, unreadable weights) is one line.
+    with errors.exit_on(pathlib.Path(sys.argv[0]).name, show_traceback=verbose.value):
+      sweep.run_study(config, workdir=workdir.value, stages=to_run(), data_dir=data_dir.value)
 
   config_cli.run(run, config_flag)

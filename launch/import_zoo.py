@@ -22,6 +22,7 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
+from jtransfer import errors
 from jtransfer.importers import flax_orbax, torch_weights
 from jtransfer.models import user_modules
 
@@ -46,6 +47,7 @@ _HEAD = flags.DEFINE_enum("head", "keep", ["keep", "new"], "PyTorch: keep the fi
                           "or initialise a new one.")  # fmt: skip
 _MODEL_KWARGS = flags.DEFINE_string("model_kwargs", "{}", "Flax: JSON constructor kwargs.")
 _RENAME = flags.DEFINE_list("rename", [], "Flax: top-level renames old=new, e.g. encoder=backbone.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Tracebacks for user errors too.")
 flags.mark_flags_as_required(["workdir"])
 user_modules.define_flag()
 
@@ -63,6 +65,12 @@ def _orbax_steps(path: str) -> list:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # An unreadable or unusable weights file is one line naming it (the traceback: --verbose).
+  with errors.exit_on("import_zoo.py", show_traceback=_VERBOSE.value):
+    _import()
+
+
+def _import():
   if _CONFIG.value is not None:
     for e in _CONFIG.value.to_dict()["imports"]:
       entry = torch_weights.import_file(

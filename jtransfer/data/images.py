@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from jtransfer import errors
 from jtransfer.data import readers
 from jtransfer.data.registry import DatasetSpec, register
 
@@ -70,7 +71,7 @@ USPS_TEST_COUNT = 2_007
 
 def _need_dir(data_dir: str | None, name: str) -> str:
   if data_dir is None:
-    raise ValueError(
+    raise errors.UserError(
       f"dataset {name!r} is read from the offline data dir: pass data_dir=... or set "
       "$JTRANSFER_DATA_DIR (e.g. to ../shared/datasets)"
     )

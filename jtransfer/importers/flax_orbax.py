@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from jtransfer import checkpointing, zoo
+from jtransfer import checkpointing, errors, zoo
 from jtransfer.importers import zoo_entry
 from jtransfer.models import functional
 
@@ -49,17 +49,19 @@ def find_pytree(path: str | os.PathLike, *, step: int | None = None, item: str |
     if step is None:
       step = steps[-1]
     elif step not in steps:
-      raise ValueError(f"{path} has no step {step}; steps: {steps}")
+      raise errors.UserError(f"{path} has no step {step}; steps: {steps}")
     return find_pytree(path / str(step), step=step, item=item)
   items = sorted(p.name for p in path.iterdir() if (p / "_METADATA").is_file())
   if not items:
-    raise ValueError(f"{path} holds no orbax PyTree (no _METADATA in it or its subdirectories)")
+    raise errors.UserError(
+      f"{path} holds no orbax PyTree (no _METADATA in it or its subdirectories)"
+    )
   if item is None:
     if len(items) > 1:
-      raise ValueError(f"{path} holds several items {items}: pass item=<one of them>")
+      raise errors.UserError(f"{path} holds several items {items}: pass item=<one of them>")
     item = items[0]
   elif item not in items:
-    raise ValueError(f"{path} has no item {item!r}; items: {items}")
+    raise errors.UserError(f"{path} has no item {item!r}; items: {items}")
   if step is None and path.name.isdigit():
     step = int(path.name)
   return path / item, step
@@ -98,7 +100,9 @@ def to_model_trees(
     tree = dict(tree[next(iter(tree))])
   for old, new in dict(rename or {}).items():
     if old not in tree:
-      raise ValueError(f"rename: the checkpoint has no top-level {old!r}; it has {sorted(tree)}")
+      raise errors.UserError(
+        f"rename: the checkpoint has no top-level {old!r}; it has {sorted(tree)}"
+      )
     tree[new] = tree.pop(old)
   _, want_p, want_r = functional.abstract_init(
     arch, num_classes=num_classes, **dict(model_kwargs or {})
@@ -108,7 +112,7 @@ def to_model_trees(
   missing = [name(k) for k in wp if k not in got]
   extra = [name(k) for k in got if k not in wp and k not in wr]
   if missing or extra:
-    raise ValueError(
+    raise errors.UserError(
       f"the checkpoint does not fit {arch}: missing {missing[:5]}, unexpected {extra[:5]} "
       f"(top-level keys {sorted(tree)}; map them with rename, e.g. encoder=backbone)"
     )
@@ -118,7 +122,17 @@ def to_model_trees(
     if k in got and tuple(np.shape(got[k])) != tuple(s.shape)
   ]
   if bad:
-    raise ValueError(f"the checkpoint does not fit {arch} with {model_kwargs}: {bad[:5]}")
+    raise errors.UserError(f"the checkpoint does not fit {arch} with {model_kwargs}: {bad[:5]}")
+  for k in (k for k in {**wp, **wr} if k in got):
+    a = np.asarray(got[k])
+    if not (np.issubdtype(a.dtype, np.floating) or a.dtype.name == "bfloat16"):
+      raise errors.UserError(
+        f"the checkpoint's {name(k)} has dtype {a.dtype}; weights must be floating point"
+      )
+    if not np.isfinite(a.astype(np.float32)).all():
+      raise errors.UserError(
+        f"the checkpoint's {name(k)} {a.shape} holds NaN or Inf: not usable weights"
+      )
   params = _unflat({k: np.asarray(got[k], wp[k].dtype) for k in wp})
   warnings = []
   if wr and not any(k in got for k in wr):
@@ -129,7 +143,7 @@ def to_model_trees(
   else:
     absent = [name(k) for k in wr if k not in got]
     if absent:
-      raise ValueError(f"the checkpoint has some batch-norm statistics but not {absent[:5]}")
+      raise errors.UserError(f"the checkpoint has some batch-norm statistics but not {absent[:5]}")
     rest_flat = {k: np.asarray(got[k], wr[k].dtype) for k in wr}
   return params, _unflat(rest_flat), warnings
 

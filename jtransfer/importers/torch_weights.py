@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from jtransfer import errors
 from jtransfer.models import functional, vgg
 
 if TYPE_CHECKING:  # the zoo (and orbax) only load when a file is imported into one
@@ -62,32 +63,77 @@ class Converted:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """{key: float32 NumPy array} from `.safetensors` (NumPy API) or `.pth` / `.pt` (needs torch)."""
+  """{key: float32 NumPy array} from `.safetensors` (NumPy API) or `.pth` / `.pt` (needs torch).
+
+  Refused with a `UserError` naming the file (and the tensor): a file that does not parse
+  (truncated, not a weights file), a tensor that is not floating point (integer or bool weights
+  are not a model's; `num_batches_tracked` counters are dropped), a tensor with NaN or Inf.
+  Floating tensors of any width (float16, bfloat16, float64) are cast to float32.
+  """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"no weights file at {path}")
   if path.suffix == ".safetensors":
     from safetensors.numpy import load_file
 
-    sd = load_file(str(path))
+    try:
+      sd = load_file(str(path))
+    except Exception as e:  # SafetensorError, or a header that is not JSON: not our file
+      raise errors.UserError(
+        f"{path}: cannot be read as .safetensors ({errors.one_line(e)}); is it truncated, or "
+        "another format?"
+      ) from e
   elif path.suffix in (".pth", ".pt", ".bin"):
     try:
       import torch
     except ImportError:
-      raise ValueError(
+      raise errors.UserError(
         f"{path.name}: reading a .pth state dict needs torch; install it, or convert the file "
         "to .safetensors (safetensors.torch.save_file) and import that"
       ) from None
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+      obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated zip, pickled code, not a torch file at all
+      raise errors.UserError(
+        f"{path}: cannot be read as a torch state dict ({errors.one_line(e)})"
+      ) from e
     for wrapper in ("state_dict", "model"):  # common checkpoint wrappers
       if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
         obj = obj[wrapper]
     if not isinstance(obj, Mapping):
-      raise ValueError(f"{path.name} holds a {type(obj).__name__}, not a state dict")
-    sd = {k: v.detach().float().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+      raise errors.UserError(f"{path.name} holds a {type(obj).__name__}, not a state dict")
+    sd = {}
+    for k, v in obj.items():
+      if hasattr(v, "detach"):
+        v = v.detach()
+        sd[k] = v.float().numpy() if v.is_floating_point() else v.numpy()
   else:
-    raise ValueError(f"{path.name}: unknown weights format; use .safetensors or .pth")
-  return strip_prefixes(sd)
+    raise errors.UserError(f"{path.name}: unknown weights format; use .safetensors or .pth")
+  return strip_prefixes(checked_weights(sd, path))
+
+
+def checked_weights(sd: Mapping[str, Any], path) -> dict[str, np.ndarray]:
+  """The state dict as float32 arrays, refusing what cannot be a model's weight (see
+  `read_state_dict`)."""
+  out = {}
+  for key, value in sd.items():
+    a = np.asarray(value)
+    if key.rsplit(".", 1)[-1] in _DROP:
+      continue
+    if not np.issubdtype(a.dtype, np.floating) and a.dtype.name != "bfloat16":
+      raise errors.UserError(
+        f"{path}: tensor {key!r} has dtype {a.dtype}; weights must be floating point (cast "
+        "them, or drop the tensor, before importing)"
+      )
+    a = a.astype(np.float32)
+    bad = a.size - int(np.isfinite(a).sum())
+    if bad:
+      raise errors.UserError(
+        f"{path}: tensor {key!r} {a.shape} has {bad} non-finite values (NaN or Inf): not "
+        "usable weights"
+      )
+    out[key] = a
+  return out
 
 
 def strip_prefixes(sd: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -122,7 +168,7 @@ def _fc6(w: np.ndarray, channels: int) -> tuple[np.ndarray, int]:
     w = w.reshape(out, -1)
   side = math.isqrt(w.shape[1] // channels)
   if side * side * channels != w.shape[1]:
-    raise ValueError(
+    raise errors.UserError(
       f"the first classifier layer takes {w.shape[1]} inputs, not channels ({channels}) x a "
       "square map"
     )
@@ -140,7 +186,7 @@ def _bn(sd, key: str, used: dict, where: str) -> tuple[dict, dict]:
 
 def _get(sd, key: str) -> np.ndarray:
   if key not in sd:
-    raise ValueError(f"state dict has no key {key!r} (has e.g. {sorted(sd)[:6]})")
+    raise errors.UserError(f"state dict has no key {key!r} (has e.g. {sorted(sd)[:6]})")
   return np.asarray(sd[key], np.float32)
 
 
@@ -230,7 +276,9 @@ def _resnet(sd, arch: str) -> Converted:
         bn(f"layer{s}.{n}.downsample.1", f"{where}/down_bn")
       n += 1
     if n == 0:
-      raise ValueError(f"state dict has no key 'layer{s}.0.conv1.weight': not a ResNet-18 layout")
+      raise errors.UserError(
+        f"state dict has no key 'layer{s}.0.conv1.weight': not a ResNet-18 layout"
+      )
     blocks.append(n)
   fc = _get(sd, "fc.weight")
   _set(params, "head/logits/kernel", _linear(fc))
@@ -253,12 +301,12 @@ def _resnet(sd, arch: str) -> Converted:
 def convert(sd: Mapping[str, Any], arch: str) -> Converted:
   """The state dict `sd` of a torchvision / timm `arch` in jtransfer's layout (checked)."""
   if arch not in ARCHS:
-    raise ValueError(f"unknown architecture {arch!r} for PyTorch weights; valid: {ARCHS}")
+    raise errors.UserError(f"unknown architecture {arch!r} for PyTorch weights; valid: {ARCHS}")
   sd = strip_prefixes(sd)
   out = _vgg(sd, arch) if arch.startswith("vgg") else _resnet(sd, arch)
   unused = sorted(k for k in set(sd) - set(out.key_map.values()) if not k.endswith(_DROP))
   if unused:
-    raise ValueError(
+    raise errors.UserError(
       f"state dict keys not used by {arch} (another architecture?): {unused[:6]}"
       + (f" and {len(unused) - 6} more" if len(unused) > 6 else "")
     )
@@ -276,7 +324,7 @@ def _check_against_model(c: Converted) -> None:
     }
     if g != w:
       diff = sorted(set(g.items()) ^ set(w.items()))[:4]
-      raise ValueError(
+      raise errors.UserError(
         f"converted {what} do not fit {c.arch} with {c.model_kwargs} (first differences: "
         f"{diff}): the weights are not a torchvision/timm {c.arch}"
       )
@@ -316,13 +364,13 @@ def import_file(
   from jtransfer.importers import zoo_entry
 
   if head not in ("keep", "new"):
-    raise ValueError(f"head must be 'keep' or 'new', got {head!r}")
+    raise errors.UserError(f"head must be 'keep' or 'new', got {head!r}")
   sd = read_state_dict(path)
   c = convert(sd, arch)
   if head == "new":
     c = replace_head(c, num_classes or c.num_classes, seed=seed)
   elif num_classes is not None and num_classes != c.num_classes:
-    raise ValueError(
+    raise errors.UserError(
       f"{pathlib.Path(path).name} has {c.num_classes} classes, not {num_classes}; pass "
       "head='new' to replace its head"
     )
