@@ -8,9 +8,11 @@ Full study (a GPU job; you need the weights and the Custom3D images):
   python launch/sweep.py --config configs/thesis_vgg.py --workdir runs/thesis_vgg \
       --stages score,finetune,evaluate
 
-Tiny variant (offline; what tests/thesis_vgg_test.py runs, on VGG-16-shaped weights it writes in
-torchvision's key layout at 1/16 width and 64x64 inputs, and a synthetic image folder):
+Tiny variant (offline; what tests/thesis_vgg_test.py runs): VGG-16-shaped weights in
+torchvision's key layout at 1/16 width and 64x64 inputs, and a synthetic image folder, both
+written by the first command:
 
+  python scripts/make_vgg_tiny_fixtures.py
   python launch/import_zoo.py --config configs/thesis_vgg.py:tiny --workdir runs/thesis_vgg_tiny
   python launch/sweep.py --config configs/thesis_vgg.py:tiny --workdir runs/thesis_vgg_tiny \
       --stages score,finetune,evaluate

@@ -6,11 +6,7 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from importers_torch_test import vgg_state_dict
-from PIL import Image
-from safetensors.numpy import save_file
 
 from jtransfer import results
 
@@ -38,22 +34,11 @@ def test_tiny_config_matches_its_sources():
 
 @pytest.mark.slow
 def test_thesis_vgg_tiny_end_to_end(tmp_path):
-  c = thesis_vgg.get_config("tiny")
-  # The weights: VGG-16 in torchvision's keys and layout, 1/16 width, fc6 on a 2x2 map (64x64).
-  for i, e in enumerate(c.imports):
-    path = tmp_path / e["weights"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(vgg_state_dict(np.random.default_rng(10 + i), hidden=16, classes=7), str(path))
-  # The images: 3 classes of noisy colour patches at 80x96 (resized to 73, cropped to 64).
-  rng = np.random.default_rng(0)
-  root = tmp_path / c.image_folders[0]["root"]
-  for k, colour in enumerate(((220, 40, 40), (40, 220, 40), (40, 40, 220))):
-    (root / f"class{k}").mkdir(parents=True)
-    for j in range(10):
-      a = np.clip(rng.normal(colour, 50, (80, 96, 3)), 0, 255).astype(np.uint8)
-      Image.fromarray(a).save(root / f"class{k}" / f"{j}.png")
+  # The fixtures, by the command the config's docstring names.
   env = {**os.environ, "JTRANSFER_QUIET": "1", "PYTHONPATH": str(REPO),
          "JTRANSFER_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
+  _run([str(REPO / "scripts" / "make_vgg_tiny_fixtures.py")], tmp_path, env)
+  assert "scripts/make_vgg_tiny_fixtures.py" in thesis_vgg.__doc__
   config = f"--config={REPO / 'configs' / 'thesis_vgg.py'}:tiny"
   wd = tmp_path / "runs" / "thesis_vgg_tiny"
   _run([str(REPO / "launch" / "import_zoo.py"), config, f"--workdir={wd}"], tmp_path, env)
