@@ -5,9 +5,14 @@
   writer.flush()    # one store transaction for everything buffered; writer.close() at the end
 
 Each value becomes a `metrics` row (job, unit, step, name, value) and a TensorBoard scalar
-tagged `<unit>/<name>` in `<workdir>/tensorboard/<job>/` (tensorboardX: no TensorFlow needed;
-`tensorboard --logdir <workdir>/tensorboard`). Rows are buffered and written in one transaction
-per `flush`, so logging costs no extra store commits per step.
+tagged `<name>` (`train/loss`, `eval/test_acc`) in the run `<job>/<unit>`, i.e. the folder
+`<workdir>/tensorboard/<job>/<unit>/` (tensorboardX: no TensorFlow needed;
+`tensorboard --logdir <workdir>/tensorboard`): one run per seed or fine-tune, so TensorBoard's
+run selector overlays and filters them. `config(...)` writes the job's config as text in the
+run `<job>`. Rows are buffered and written in one transaction per `flush`, so logging costs no
+extra store commits per step. At most `MAX_OPEN_RUNS` event files are open at once (a fine-tune
+job has hundreds of units); a run written to again gets a new event file in its folder, which
+TensorBoard reads as one run.
 
 Which steps to record: `record_steps` (1-2-5 log spacing plus every `every` steps and the last
 step), so a short run still has its first steps and a long one stays small.
@@ -15,7 +20,10 @@ step), so a short run still has its first steps and a long one stays small.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
+import json
 import logging
 import math
 import os
@@ -28,6 +36,8 @@ from jtransfer import results
 from jtransfer import workdir as workdir_files
 
 TENSORBOARD_DIR = "tensorboard"
+MAX_OPEN_RUNS = 32
+_OPENED = itertools.count()
 _log = logging.getLogger("jtransfer.progress")
 
 
@@ -58,37 +68,56 @@ class MetricWriter:
     process_index: int = 0,
   ):
     self.job, self._store, self._rows = job, store, []
-    self._tb = None
-    if tensorboard:
-      from tensorboardX import SummaryWriter  # noqa: PLC0415  (only when used)
+    self._root = pathlib.Path(workdir) / TENSORBOARD_DIR / job if tensorboard else None
+    # One event file per process and run (hosts of a pod each write their own).
+    self._suffix = f".p{process_index}"
+    self._open: collections.OrderedDict[str, Any] = collections.OrderedDict()
 
-      logdir = pathlib.Path(workdir) / TENSORBOARD_DIR / job
-      # One event file per process (hosts of a pod each write their own).
-      self._tb = SummaryWriter(logdir=str(logdir), filename_suffix=f".p{process_index}")
+  def _run(self, unit: str):
+    """The open writer of run `<job>/<unit>` (opened, and the oldest closed, as needed)."""
+    if unit in self._open:
+      self._open.move_to_end(unit)
+      return self._open[unit]
+    from tensorboardX import SummaryWriter  # noqa: PLC0415  (only when used)
+
+    if len(self._open) >= MAX_OPEN_RUNS:
+      self._open.popitem(last=False)[1].close()
+    logdir = self._root / unit if unit else self._root
+    # Event file names carry only the second they were opened: a run reopened within it would
+    # overwrite its first file without a counter in the name.
+    suffix = f"{self._suffix}.{next(_OPENED)}"
+    self._open[unit] = SummaryWriter(logdir=str(logdir), filename_suffix=suffix)
+    return self._open[unit]
 
   def scalars(self, unit: str, step: int, values: Mapping[str, Any]) -> None:
     for name, value in values.items():
       value = float(value)
       self._rows.append(dict(job=self.job, unit=unit, step=int(step), name=name, value=value))
-      if self._tb is not None and math.isfinite(value):
-        self._tb.add_scalar(f"{unit}/{name}", value, int(step))
+      if self._root is not None and math.isfinite(value):
+        self._run(unit).add_scalar(name, value, int(step))
+
+  def config(self, config: Mapping[str, Any]) -> None:
+    """The job's config, as JSON text in the run `<job>` (TensorBoard's text tab)."""
+    if self._root is not None:
+      text = json.dumps(dict(config), indent=2, sort_keys=True, default=str)
+      self._run("").add_text("config", f"```\n{text}\n```", 0)
 
   def flush(self) -> None:
     if self._rows:
       self._store.add_rows("metrics", self._rows)
       self._rows = []
-    if self._tb is not None:
-      self._tb.flush()
+    for writer in self._open.values():
+      writer.flush()
 
   def close(self) -> None:
     self.flush()
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
+    while self._open:
+      self._open.popitem()[1].close()
 
 
 def read_tensorboard(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
-  """Every scalar of the event files under `path`: tag -> [(step, value), ...] in file order.
+  """Every scalar of the event files under `path`: `<run>/<tag>` -> [(step, value), ...] in file
+  order, the run being the event file's folder relative to `path` (none for files in `path`).
 
   Parses the TFRecord framing directly (8-byte length, 4-byte CRC, payload, 4-byte CRC) with
   tensorboardX's `Event` proto, so reading back needs no TensorFlow or TensorBoard either.
@@ -99,6 +128,8 @@ def read_tensorboard(path: str | os.PathLike) -> dict[str, list[tuple[int, float
   root = pathlib.Path(path)
   files = sorted(root.rglob("events.out.tfevents.*")) if root.is_dir() else [root]
   for file in files:
+    run = file.parent.relative_to(root).as_posix() if root.is_dir() else ""
+    prefix = "" if run in ("", ".") else f"{run}/"
     data, pos = file.read_bytes(), 0
     while pos + 12 <= len(data):
       length = int.from_bytes(data[pos : pos + 8], "little")
@@ -106,7 +137,8 @@ def read_tensorboard(path: str | os.PathLike) -> dict[str, list[tuple[int, float
       pos += 12 + length + 4
       event = event_pb2.Event.FromString(payload)
       for value in event.summary.value:
-        out.setdefault(value.tag, []).append((event.step, value.simple_value))
+        if value.HasField("simple_value"):
+          out.setdefault(prefix + value.tag, []).append((event.step, value.simple_value))
   return out
 
 

@@ -166,3 +166,35 @@ def test_progress_rate_and_eta_skip_the_first_update(monkeypatch, caplog):
   lines = [r.getMessage() for r in caplog.records]
   assert lines[0] == "pretrain: 1/12 it (0.02 it/s, 50s, ETA 9m10s)"
   assert lines[1] == "pretrain: 2/12 it (0.1 it/s, 1m00s, ETA 1m40s)"
+
+
+def test_tensorboard_has_one_run_per_unit_with_plain_tags_and_the_config(tmp_path):
+  # More units than open event files: every value still lands in its own run's folder.
+  units = [f"mnist/cnn/seed_{i}" for i in range(tracking.MAX_OPEN_RUNS + 5)]
+  with results.Store(tmp_path) as store:
+    writer = tracking.MetricWriter(tmp_path, "pretrain", store)
+    writer.config({"lr": 1e-3, "sources": ["mnist"]})
+    for step in (0, 1):
+      for i, unit in enumerate(units):
+        writer.scalars(unit, step, {"train/loss": i + step / 10, "eval/test_acc": 0.5})
+    writer.close()
+  root = tmp_path / "tensorboard" / "pretrain"
+  for i, unit in enumerate(units):
+    run = tracking.read_tensorboard(root / unit)
+    assert set(run) == {"train/loss", "eval/test_acc"}  # tags without the unit inside
+    assert sorted(run["train/loss"]) == [(0, pytest.approx(i)), (1, pytest.approx(i + 0.1))]
+  # The config is text in the job's own run, next to (not inside) the units' runs.
+  from tensorboardX.proto import event_pb2
+
+  files = sorted(root.glob("events.out.tfevents.*"))
+  assert len(files) == 1
+  data, texts = files[0].read_bytes(), []
+  pos = 0
+  while pos + 12 <= len(data):
+    length = int.from_bytes(data[pos : pos + 8], "little")
+    event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+    pos += 12 + length + 4
+    texts += [
+      v.tensor.string_val[0].decode() for v in event.summary.value if v.tag.startswith("config")
+    ]
+  assert texts and '"lr": 0.001' in texts[0] and '"sources"' in texts[0]

@@ -644,6 +644,8 @@ def _train_groups(ctx: job.Context, plan: Plan, target: Target) -> tuple[int, fl
   writer = tracking.MetricWriter(
     ctx.workdir, JOB, ctx.store, tensorboard=c.tensorboard, process_index=ctx.process_index
   )
+  if ctx.process_index == 0:
+    writer.config(job.config_record(c))
   try:
     bar = None
     if c.show_progress:
