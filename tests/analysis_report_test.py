@@ -88,6 +88,15 @@ def test_report_tables_and_figures_render(store):
     assert section in md, section
   for words in ("null band", "Bonett–Wright", "bootstrap"):
     assert words in md
+  # Answer first: the first section says which scores predict transfer, then the contents.
+  h2 = re.findall(r"^## (.+)$", md, flags=re.M)
+  assert h2[0] == "The answer" and h2[1] == "Setup"
+  answer = md.split("## Setup")[0]
+  assert re.search(r"\| mnist \| rsa \| 9 \| [0-9.]+\*? \[", answer) and "best baseline" in answer
+  links = re.findall(r"^- \[(.+)\]\(#([a-z0-9_-]+)\)$", answer, flags=re.M)
+  assert [t for t, _ in links] == h2[1:]
+  for _, anchor in links:  # every link has its heading's id in the HTML
+    assert f"id='{anchor}'" in html and f"href='#{anchor}'" in html
 
   # The stored numbers are the independent computation's.
   rho, n = _expected_rsa_rho(sc, ft)

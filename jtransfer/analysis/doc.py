@@ -51,10 +51,19 @@ class Doc:
   def img(self, path, caption):
     self.blocks.append(("img", path, caption))
 
+  def toc(self):
+    """A table of contents of the level-2 headings that follow (links to their anchors)."""
+    self.blocks.append(("toc",))
+
+  def _sections(self, start: int) -> list[str]:
+    return [b[2] for b in self.blocks[start:] if b[0] == "h" and b[1] == 2]
+
   def markdown(self) -> str:
     out = []
-    for b in self.blocks:
-      if b[0] == "h":
+    for i, b in enumerate(self.blocks):
+      if b[0] == "toc":
+        out.append("\n".join(f"- [{t}](#{anchor(t)})" for t in self._sections(i)))
+      elif b[0] == "h":
         out.append("#" * b[1] + " " + b[2])
       elif b[0] == "p":
         out.append(b[1])
@@ -79,9 +88,12 @@ class Doc:
       "<!doctype html><html><head><meta charset='utf-8'>",
       f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
     ]
-    for b in self.blocks:
-      if b[0] == "h":
-        out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+    for i, b in enumerate(self.blocks):
+      if b[0] == "toc":
+        links = "".join(f"<li><a href='#{anchor(t)}'>{e(t)}</a></li>" for t in self._sections(i))
+        out.append(f"<nav><b>Contents</b><ul>{links}</ul></nav>")
+      elif b[0] == "h":
+        out.append(f"<h{b[1]} id='{anchor(b[2])}'>{e(b[2])}</h{b[1]}>")
       elif b[0] == "p":
         out.append(f"<p>{_inline(b[1])}</p>")
       elif b[0] == "ul":
@@ -93,11 +105,24 @@ class Doc:
           "<tr>" + "".join(f"<td>{e(cell(v, digits))}</td>" for v in row) + "</tr>"
           for row in df.itertuples(index=False)
         )
-        out.append(f"<table><tr>{head}</tr>{body}</table>")
+        table = f"<table><tr>{head}</tr>{body}</table>"
+        if len(df) > COLLAPSE_ROWS:  # long tables fold away; the page stays readable
+          table = f"<details><summary>{len(df)} rows</summary>{table}</details>"
+        out.append(table)
       elif b[0] == "img":
         out.append(f"<figure><img src='{e(b[1])}'><figcaption>{e(b[2])}</figcaption></figure>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+COLLAPSE_ROWS = 15
+
+
+def anchor(title: str) -> str:
+  """The heading's anchor as GitHub's Markdown makes it: lower case, punctuation dropped,
+  spaces as hyphens (the HTML uses the same ids, so both links work)."""
+  kept = "".join(c for c in title.lower() if c.isalnum() or c in " -_")
+  return kept.strip().replace(" ", "-")
 
 
 def _inline(text: str) -> str:

@@ -213,6 +213,51 @@ class Page:
   studies: tuple = ()  # study modules: `findings(a) -> [str]`, `section(d, a)`
 
 
+def answer_table(a) -> pd.DataFrame:
+  """Per target: the three scores with the highest ρ at the focus layer, and the best baseline."""
+  c = a.correlations
+  if c is None or c.empty:
+    return pd.DataFrame()
+  c = c[(c["breakdown"] == "all") & (c["setting"] == a.setting) & (c["probe"] == a.probe)]
+  rows = []
+  for target in a.targets:
+    t = c[(c["target"] == target) & np.isfinite(c["spearman"])]
+    scores = t[(t["layer"] == a.focus_layer) & ~t["score"].isin(signs.BASELINES)]
+    base = t[t["score"].isin(signs.BASELINES)].sort_values("spearman", ascending=False)
+    best_base = base.iloc[0] if not base.empty else None
+    for _, r in scores.sort_values("spearman", ascending=False).head(3).iterrows():
+      rows.append(
+        {
+          "target": target,
+          "score": r["score"],
+          "n": int(r["n"]),
+          "ρ [95% CI]": _rho_cell(r),
+          "weighted τ": r.get("weighted_tau", np.nan),
+          "best baseline": "" if best_base is None else str(best_base["score"]),
+          "its ρ [95% CI]": "" if best_base is None else _rho_cell(best_base),
+        }
+      )
+  return pd.DataFrame(rows)
+
+
+def answer_section(d: Doc, a, page: Page) -> None:
+  """First on the page: which scores predict transfer, how well, against what."""
+  d.h(2, "The answer")
+  d.p(
+    f"Which scores predict transfer (log-AUC of fine-tuning, setting `{a.setting}`, probe "
+    f"`{a.probe}`, layer {a.focus_layer}): the three with the highest Spearman ρ over all "
+    "models, with their cluster-bootstrap interval (`*` = above 0), beside the best baseline."
+  )
+  d.table(answer_table(a), digits=2)
+  d.ul(baseline_sentences(a) + within_position_sentences(a))
+  for study in page.studies:
+    lines = study.findings(a) if hasattr(study, "findings") else []
+    if lines:
+      d.p(f"Findings ({study.__name__.rsplit('.', 1)[-1]}):")
+      d.ul(lines)
+  d.toc()
+
+
 def setup_section(d: Doc, a, page: Page) -> None:
   d.h(2, "Setup")
   s = a.scores
@@ -498,6 +543,7 @@ def notes_section(d: Doc, a, page: Page) -> None:
 
 
 SECTIONS = (
+  answer_section,
   setup_section,
   ground_truth_section,
   correlation_section,
