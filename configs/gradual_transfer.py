@@ -35,6 +35,11 @@ machine's (BENCHMARKS.md), so expect roughly 6-10 min idle (an estimate, to be r
 Full: 3 seeds, 20,000 (CNN) / 6,000 (audio) pre-training steps, 20 epochs of fine-tuning at
 Adam 1e-4 (a GPU job).
 Tiny (the test): MNIST 0-4 ↔ 5-9 only, a few steps.
+Faithful (`:faithful`, Fayek's protocol on the CNN pairs): `cnn_fc1` hands over conv1, conv2 and
+fc1 (l = 0..3; l = 3 is a frozen feature extractor under a new output layer), 5 seeds x 3
+fine-tune seeds, converged final accuracy beside log-AUC; `gradual_drops.csv` and
+`gradual_slopes.csv` give each drop, its slope against l and the asymmetry with 95 % intervals
+from resampling pre-training seeds (`jtransfer.studies.gradual.drop_intervals`).
 """
 
 import ml_collections
@@ -45,11 +50,12 @@ from jtransfer.models import audio  # noqa: F401  (registers the audio models)
 # arch -> the pairs fine-tuned both ways (each task is the source of its own self-transfer too).
 PAIRS = {
   "cnn": (("mnist", "fashion_mnist"), ("mnist_split_0_4", "mnist_split_5_9")),
+  "cnn_fc1": (("mnist", "fashion_mnist"), ("mnist_split_0_4", "mnist_split_5_9")),
   "audio_cnn": (("fsdd_digit_spk0123", "fsdd_speaker_spk0123"),),
 }
 # Transferred (backbone) layers of each architecture: l runs over 0..L_H (checked in the tests
 # against the models' `backbone_layers`).
-TRANSFERRED_LAYERS = {"cnn": 2, "audio_cnn": 4}
+TRANSFERRED_LAYERS = {"cnn": 2, "cnn_fc1": 3, "audio_cnn": 4}
 BATCH = {"mnist_split_0_4": 32, "mnist_split_5_9": 32}  # thesis: batch 32 for the MNIST splits
 QUICK_AUDIO = {"widths": [16, 32, 64], "fc": 64}
 
@@ -83,8 +89,8 @@ def _family(arch, pairs, *, steps, model_kwargs, source_kwargs, ft_kwargs):
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
-  if arg not in ("full", "quick", "tiny"):
-    raise ValueError(f"unknown variant {arg!r}; valid: full, quick, tiny")
+  if arg not in ("full", "quick", "tiny", "faithful"):
+    raise ValueError(f"unknown variant {arg!r}; valid: full, quick, tiny, faithful")
   pretrain = dict(
     num_seeds=3,
     batch_size=64,
@@ -144,8 +150,24 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
       train_examples=256,
     )
     image.update(steps=6, source_kwargs={"batch_size": 16})
+  families = (image, sound) if arg in ("full", "quick") else (image,)
+  if arg == "faithful":
+    # Fayek's protocol: every layer but the output transferred (cnn_fc1: conv1, conv2, fc1), so
+    # l = 3 is a frozen feature extractor; converged final accuracy; 5 seeds x 3 fine-tune
+    # seeds. Pre-training 3,000 steps at Adam 1e-3 (MNIST test accuracy ~0.98, as the deciding
+    # study's zoo), fine-tuning 5 epochs at Adam 1e-3 on 6,000 target images (the deciding
+    # study's pilot: the curves flatten there), evaluated on 2,000 test images.
+    pretrain.update(num_seeds=5, optimizer_kwargs={"learning_rate": 1e-3})
+    pretrain.update(eval_train_examples=2_000, eval_test_examples=2_000)
+    finetune.update(
+      ft_seeds=[0, 1, 2],
+      duration={"epochs": 5},
+      optimizer_kwargs={"learning_rate": 1e-3},
+      eval_examples=2_000,
+    )
+    image.update(arch="cnn_fc1", steps=3_000, ft_kwargs={"train_examples": 6_000})
   sources, targets = [], []
-  for fam in (image, sound) if arg != "tiny" else (image,):
+  for fam in families:
     s, t = _family(
       fam["arch"],
       pairs[fam["arch"]],
@@ -158,7 +180,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     targets += t
   c = ml_collections.ConfigDict()
   # CPU host: one XLA device per core of the 2-core machine (as thesis_cnn quick).
-  c.cpu_devices = 2 if arg == "quick" else 0
+  c.cpu_devices = 2 if arg in ("quick", "faithful") else 0
   c.sources = sources
   c.pretrain = pretrain
   c.score = {"targets": []}  # no scores: the study's ground truth is the fine-tune curves

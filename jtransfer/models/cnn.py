@@ -13,7 +13,9 @@ Choices, read from the thesis text and the released code it describes:
   text describes it. The second dropout is element-wise (Dropout2d on a 2-D input is).
 - Transfer (thesis 2.3.3): "only keep the weights of the convolutional layers and substitute the
   fully connected layers with newly initialized ones", so backbone = conv1, conv2 and
-  head = fc1, logits.
+  head = fc1, logits. `transfer_fc1=True` (arch `cnn_fc1`) hands fc1 over too, head = logits
+  only: Fayek et al.'s protocol, where every layer but the output is transferred, so freezing
+  the first l = 3 layers makes the whole transferred network a frozen feature extractor.
 - Init: PyTorch defaults (the thesis trained in PyTorch): weights and biases U(+-1/sqrt(fan_in)).
 - Flattening is NHWC order (h, w, c), not PyTorch's (c, h, w); scores are invariant to it.
 """
@@ -70,6 +72,7 @@ class CNN(base.Model):
     dropout1: float = 0.25,
     dropout2: float = 0.5,
     spatial_dropout: bool = True,
+    transfer_fc1: bool = False,
     dtype=None,
   ):
     if num_classes < 1:
@@ -82,13 +85,15 @@ class CNN(base.Model):
     self.flat_features = s * s * c2  # 1600 for the thesis' 28x28 inputs
     self.rates = (dropout1, dropout2)
     self.spatial_dropout = spatial_dropout
-    self.backbone = nnx.Dict(
-      conv1=_conv(in_channels, c1, rngs, dtype), conv2=_conv(c1, c2, rngs, dtype)
-    )
-    self.head = nnx.Dict(
-      fc1=_dense(self.flat_features, hidden, rngs, dtype),
-      logits=_dense(hidden, num_classes, rngs, dtype),
-    )
+    conv1, conv2 = _conv(in_channels, c1, rngs, dtype), _conv(c1, c2, rngs, dtype)
+    fc1 = _dense(self.flat_features, hidden, rngs, dtype)
+    logits = _dense(hidden, num_classes, rngs, dtype)
+    if transfer_fc1:
+      self.backbone = nnx.Dict(conv1=conv1, conv2=conv2, fc1=fc1)
+      self.head = nnx.Dict(logits=logits)
+    else:
+      self.backbone = nnx.Dict(conv1=conv1, conv2=conv2)
+      self.head = nnx.Dict(fc1=fc1, logits=logits)
     self.layers = ("conv1", "conv2", "fc1", "logits")
     self.taps = ("conv1", "pool1", "conv2", "pool2", "fc1", "logits")
 
@@ -104,7 +109,8 @@ class CNN(base.Model):
     yield "pool2", x
     bdims = (1, 2) if self.spatial_dropout else ()
     x = base.dropout(x, self.rates[0], train=train, key=dropout_key, index=0, broadcast_dims=bdims)
-    x = jax.nn.relu(self.head["fc1"](jnp.reshape(x, (x.shape[0], -1))))
+    fc1 = self.backbone["fc1"] if "fc1" in self.backbone else self.head["fc1"]
+    x = jax.nn.relu(fc1(jnp.reshape(x, (x.shape[0], -1))))
     yield "fc1", x
     x = base.dropout(x, self.rates[1], train=train, key=dropout_key, index=1)
     yield "logits", self.head["logits"](x)
@@ -129,3 +135,9 @@ def cnn_half(**kwargs) -> CNN:
   for the deciding study's zoo."""
   kwargs = {"width": 0.5, "hidden": 64, **kwargs}
   return CNN(**kwargs)
+
+
+@base.register("cnn_fc1")
+def cnn_fc1(**kwargs) -> CNN:
+  """The thesis CNN with fc1 transferred too (head = logits): Fayek's gradual-transfer protocol."""
+  return CNN(**{"transfer_fc1": True, **kwargs})

@@ -1,6 +1,7 @@
 """Tables and figures of the gradual-transfer study (`configs/gradual_transfer.py`).
 
-  run(workdir) -> [gradual_matrix.csv, gradual_asymmetry.csv, figures/gradual_*.png]
+  run(workdir) -> [gradual_matrix.csv, gradual_asymmetry.csv, gradual_drops.csv,
+                   gradual_slopes.csv, figures/gradual_*.png]
 
 The matrix is M[source → target, l] = seed mean of the fine-tune log-AUC (the thesis' ground
 truth) and of the final test accuracy (Fayek's measure) with l frozen leading layers, from each
@@ -54,6 +55,85 @@ def tables(finetune: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     asymmetry = asymmetry[["value", *[c for c in asymmetry.columns if c != "value"]]]
   scratch = gt[gt["source"] == "scratch"].groupby("target")[list(VALUES)].mean().reset_index()
   return matrix, asymmetry, scratch
+
+
+def _per_seed(gt: pd.DataFrame, value: str) -> dict[tuple, np.ndarray]:
+  """{(source, target, frozen): that value per pre-training seed} at each source's last step
+  (curves already averaged over fine-tune seeds, so a seed is one independent run)."""
+  df = gt[np.isfinite(gt["frozen"].to_numpy(dtype=float)) & ~gt["source"].isin(BASELINES)]
+  explicit0 = set(df.loc[df["setting"] == "frozen=0", "target"])
+  df = df[~((df["setting"] == "full") & df["target"].isin(explicit0))]
+  df = df[df["step"] == df.groupby(["source", "arch"])["step"].transform("max")]
+  return {
+    (s, t, int(f)): g.sort_values("seed")[value].to_numpy(float)
+    for (s, t, f), g in df.groupby(["source", "target", "frozen"])
+  }
+
+
+def drop_intervals(
+  gt: pd.DataFrame, *, value: str = "final_acc", n_boot: int = 2_000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """(drops, slopes) with percentile 95 % intervals from resampling pre-training seeds.
+
+  drops: per transfer A→B (A ≠ B) and l, drop = mean_A[A→B, l] − mean_B[B→B, l], and for each
+  pair {A, B} the asymmetry drop(A→B) − drop(B→A); slopes: the least-squares slope of the drop
+  against l per transfer, and the asymmetry of the slopes. Each resample draws A's seeds and B's
+  seeds with replacement, independently (their runs are independent; a seed's A→B and A→A
+  curves start from the same network, so they are drawn together).
+  """
+  cells = _per_seed(gt, value)
+  tasks = sorted({s for s, _, _ in cells} | {t for _, t, _ in cells})
+  n_seeds = {s: max(len(v) for (src, _, _), v in cells.items() if src == s) for s in tasks}
+  rng = np.random.default_rng(seed)
+  draws = {s: rng.integers(0, n, size=(n_boot, n)) for s, n in n_seeds.items()}
+
+  def mean(src, tgt, f, boot):
+    v = cells.get((src, tgt, f))
+    if v is None or len(v) != n_seeds[src]:
+      return None
+    return v.mean() if boot is None else v[draws[src]].mean(axis=1)
+
+  def drop(a, b, f, boot):
+    ab, bb = mean(a, b, f, boot), mean(b, b, f, boot)
+    return None if ab is None or bb is None else ab - bb
+
+  def slope(ls, ys):
+    x = np.asarray(ls, float) - np.mean(ls)
+    return (x[:, None] * (np.stack(ys) - np.mean(ys, axis=0))).sum(0) / (x**2).sum()
+
+  def interval(point, samples):
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return dict(estimate=float(point), lo=float(lo), hi=float(hi))
+
+  drops, slopes = [], []
+  frozen = sorted({f for _, _, f in cells})
+  transfers = sorted({(s, t) for s, t, _ in cells if s != t})
+  for a, b in transfers:
+    ls = [f for f in frozen if drop(a, b, f, None) is not None]
+    for f in ls:
+      drops.append(dict(value=value, kind="drop", a=a, b=b, frozen=f,
+                        **interval(drop(a, b, f, None), drop(a, b, f, True))))  # fmt: skip
+    if len(ls) >= 2:
+      point = slope(ls, [np.atleast_1d(drop(a, b, f, None)) for f in ls])[0]
+      boot = slope(ls, [drop(a, b, f, True) for f in ls])
+      slopes.append(dict(value=value, kind="slope", a=a, b=b, **interval(point, boot)))
+    if a < b and (b, a) in transfers:  # the pair's asymmetry, per l and of the slopes
+      both = [f for f in ls if drop(b, a, f, None) is not None]
+      for f in both:
+        point = drop(a, b, f, None) - drop(b, a, f, None)
+        boot = drop(a, b, f, True) - drop(b, a, f, True)
+        drops.append(dict(value=value, kind="asymmetry", a=a, b=b, frozen=f,
+                          **interval(point, boot)))  # fmt: skip
+      if len(both) >= 2:
+        point = (
+          slope(both, [np.atleast_1d(drop(a, b, f, None)) for f in both])[0]
+          - slope(both, [np.atleast_1d(drop(b, a, f, None)) for f in both])[0]
+        )
+        boot = slope(both, [drop(a, b, f, True) for f in both]) - slope(
+          both, [drop(b, a, f, True) for f in both]
+        )
+        slopes.append(dict(value=value, kind="slope_asymmetry", a=a, b=b, **interval(point, boot)))
+  return pd.DataFrame(drops), pd.DataFrame(slopes)
 
 
 def _save(fig, out_dir: pathlib.Path, name: str) -> pathlib.Path:
@@ -134,10 +214,17 @@ def matrix_figure(matrix, value: str, out_dir) -> pathlib.Path | None:
 def run(workdir) -> list[pathlib.Path]:
   """Writes the tables and figures of a finished gradual-transfer run; returns their paths."""
   workdir = pathlib.Path(workdir)
-  matrix, asymmetry, scratch = tables(results.load(workdir, "finetune"))
+  finetune = results.load(workdir, "finetune")
+  matrix, asymmetry, scratch = tables(finetune)
   paths = [workdir / "gradual_matrix.csv", workdir / "gradual_asymmetry.csv"]
   matrix.to_csv(paths[0], index=False)
   asymmetry.to_csv(paths[1], index=False)
+  gt = truth.ground_truth(finetune)
+  gt = gt[gt["complete"]]
+  parts = [drop_intervals(gt, value=v) for v in VALUES]
+  for name, k in (("gradual_drops.csv", 0), ("gradual_slopes.csv", 1)):
+    paths.append(workdir / name)
+    pd.concat([p[k] for p in parts], ignore_index=True).to_csv(paths[-1], index=False)
   for value in VALUES:
     for fig in (
       transfer_figure(matrix, asymmetry, scratch, value, workdir / "figures"),
