@@ -63,4 +63,5 @@ INVARIANCES = {
   "transrate": {"shift"},
   "rsa": {"scalar_shift", "scale"},
   "logme": {"scale"},
+  "sfda": {"shift"},  # λ = exp(−5 σ_max(S_W)) reads σ_max in the features' units
 }

@@ -18,6 +18,7 @@ DISPLAY_NAMES = {
   "h_score_shrinkage": "H-score (shrinkage)",
   "transrate": "TransRate",
   "gbc": "GBC",
+  "sfda": "SFDA",
   "knn_accuracy": "kNN accuracy",
   "leep": "LEEP",
   "nce": "NCE",

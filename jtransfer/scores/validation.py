@@ -110,6 +110,9 @@ def check_options(score: str, options: dict, num_samples: int) -> None:
       _count(score, "pca_dim", pca_dim, 1, None, None),
     ),
     "logme": lambda schedule: _choice(score, "schedule", schedule, ("converged", "thuml")),
+    "sfda": lambda largest_eigenvalue: _choice(
+      score, "largest_eigenvalue", largest_eigenvalue, ("exact", "power")
+    ),
   }
   if score in checks:
     checks[score](**options)
@@ -201,6 +204,7 @@ _NONFINITE_CAUSES = {
   "transrate": ": (scale of the features)²/(N·eps) overflows; rescale the features or raise eps",
   "gbc": ": the PCA coordinates overflow; rescale the features",
   "logme": ": the evidence overflowed (all-zero or extreme features)",
+  "sfda": ": zero within-class scatter (every sample equals its class mean)",
 }
 
 
