@@ -16,7 +16,7 @@ from jtransfer.scores.compute import (
 
 NAMES = (
   "two_nn", "sum_of_squares", "rsa", "nc_score", "nc_score_eq2", "logme", "h_score",
-  "h_score_shrinkage", "transrate", "gbc", "sfda", "knn_accuracy", "leep", "nce",
+  "h_score_shrinkage", "transrate", "gbc", "sfda", "parc", "knn_accuracy", "leep", "nce",
 )  # fmt: skip
 AVAILABLE = [n for n in NAMES if registry.REGISTRY[n].available()]
 FEATURE_SCORES = [n for n in AVAILABLE if not registry.REGISTRY[n].needs_source_probs]
@@ -135,8 +135,9 @@ def test_one_gram_and_one_eigh():
   assert jaxpr.count("f32[30] = eigh[") == 1, jaxpr.count("f32[30] = eigh[")
   assert jaxpr.count("eigh[") == 2 and jaxpr.count("f32[29] = eigh[") == 1
   assert jaxpr.count("= jit[name=eigh") == 2  # SFDA's two passes
-  # The only [N, D] × [D, N] contraction is the Gram (the neighbour search reads its rows).
-  assert jaxpr.count("f32[30,30] = dot_general") == 1
+  # The only [N, D] × [D, N] contraction is the Gram (the neighbour search reads its rows); the
+  # other N×N product is PARC's Pearson between samples over its ≤ 32 components ([N, k] × [k, N]).
+  assert jaxpr.count("f32[30,30] = dot_general") == 2
 
 
 def test_default_chunk_size_bounds_memory():

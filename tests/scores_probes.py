@@ -63,5 +63,6 @@ INVARIANCES = {
   "transrate": {"shift"},
   "rsa": {"scalar_shift", "scale"},
   "logme": {"scale"},
+  "parc": {"shift", "scale"},
   "sfda": {"shift"},  # λ = exp(−5 σ_max(S_W)) reads σ_max in the features' units
 }

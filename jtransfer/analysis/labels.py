@@ -19,6 +19,7 @@ DISPLAY_NAMES = {
   "transrate": "TransRate",
   "gbc": "GBC",
   "sfda": "SFDA",
+  "parc": "PARC",
   "knn_accuracy": "kNN accuracy",
   "leep": "LEEP",
   "nce": "NCE",

@@ -110,6 +110,7 @@ def check_options(score: str, options: dict, num_samples: int) -> None:
       _count(score, "pca_dim", pca_dim, 1, None, None),
     ),
     "logme": lambda schedule: _choice(score, "schedule", schedule, ("converged", "thuml")),
+    "parc": lambda pca_dim: _count(score, "pca_dim", pca_dim, 3, None, None),
     "sfda": lambda largest_eigenvalue: _choice(
       score, "largest_eigenvalue", largest_eigenvalue, ("exact", "power")
     ),
@@ -204,6 +205,8 @@ _NONFINITE_CAUSES = {
   "transrate": ": (scale of the features)²/(N·eps) overflows; rescale the features or raise eps",
   "gbc": ": the PCA coordinates overflow; rescale the features",
   "logme": ": the evidence overflowed (all-zero or extreme features)",
+  "parc": ": no class has 2 samples, or a sample's PCA coordinates are constant (fewer than 2"
+  " components above round-off?)",
   "sfda": ": zero within-class scatter (every sample equals its class mean)",
 }
 
