@@ -16,7 +16,7 @@ from jtransfer.scores.compute import (
 
 NAMES = (
   "two_nn", "sum_of_squares", "rsa", "nc_score", "nc_score_eq2", "logme", "h_score",
-  "h_score_shrinkage", "transrate", "gbc", "sfda", "parc", "knn_accuracy", "leep", "nce",
+  "h_score_shrinkage", "transrate", "gbc", "sfda", "parc", "nleep", "knn_accuracy", "leep", "nce",
 )  # fmt: skip
 AVAILABLE = [n for n in NAMES if registry.REGISTRY[n].available()]
 FEATURE_SCORES = [n for n in AVAILABLE if not registry.REGISTRY[n].needs_source_probs]

@@ -20,6 +20,7 @@ DISPLAY_NAMES = {
   "gbc": "GBC",
   "sfda": "SFDA",
   "parc": "PARC",
+  "nleep": "N-LEEP",
   "knn_accuracy": "kNN accuracy",
   "leep": "LEEP",
   "nce": "NCE",

@@ -53,10 +53,11 @@ any features; only the row means (which depend on the components' signs and on t
 decomposition picks) move the RDM, so the value measures nothing (and float32 does not
 reproduce it). pca_dim ≥ 3: a Pearson across 2 components is ±1.
 
-Invariant to a common shift and a global scale (it reads only U_k). Needs at least 2 classes
-and a class with 2 samples (else every pair is "different" and Spearman is undefined), and at
-least 2 components with non-constant coordinates per sample; otherwise the score is not finite
-and the public functions raise.
+Invariant to a common shift and a global scale (it reads only U_k). Cost at N = 500, D = 1600
+(jitted, this loaded 2-core CPU): ≈ 0.05 s per model with the shared eigendecomposition.
+Needs at least 2 classes and a class with 2 samples (else every pair is "different" and
+Spearman is undefined), and at least 2 components with non-constant coordinates per sample;
+otherwise the score is not finite and the public functions raise.
 """
 
 from __future__ import annotations

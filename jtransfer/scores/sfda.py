@@ -55,8 +55,9 @@ Pitfalls of the public code, and what jtransfer does:
 
 Zero within-class scatter (every sample equals its class mean; in floating point: tr S_W ≤
 (N·eps)² tr S_T, residuals at round-off level) makes B = 0: the score is not finite and the
-public functions raise. Classes need one sample each (a singleton class has zero
-scatter of its own and is fine).
+public functions raise. Classes need one sample each (a singleton class has zero scatter of its
+own and is fine). Cost at N = 500, D = 1600, C = 10 (jitted, this loaded 2-core CPU): ≈ 0.08 s
+per model with the shared eigendecomposition.
 """
 
 from __future__ import annotations
