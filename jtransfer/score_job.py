@@ -675,7 +675,8 @@ def score_stacked(
       )  # fmt: skip
       per = (time.perf_counter() - t) / m
       for name in feature_names:
-        if reason := regimes.undefined_reason(name, n=hi - lo, d=feats.shape[-1]):
+        d = feats.shape[-1]
+        if reason := regimes.undefined_reason(name, n=hi - lo, d=d, options=options.get(name)):
           vals[name] = (np.full(m, np.nan), [reason] * m)
       res.update({(layer, n): (*vals[n], per) for n in feature_names})
     if prob_names:

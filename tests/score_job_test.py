@@ -14,6 +14,7 @@ import pytest
 from jtransfer import checkpointing, data, extract, results, score_job, scores, zoo
 from jtransfer.analysis import tables
 from jtransfer.models import functional
+from jtransfer.scores import regimes
 
 SYNTH = "score_job_test_synth"  # 3 classes, 28x28x1, 20 per class per split
 MEAN, STD = 0.5, 0.25
@@ -121,8 +122,8 @@ def test_stored_scores_equal_direct_recomputation(scored):
     feats = acts["pool2"]
     want = scores.compute(feats, ref_y, num_classes=3, names=FEATURE_SCORES)
     for name in FEATURE_SCORES:
-      if name == "h_score" and len(ref_y) - 1 <= feats.shape[-1]:
-        continue  # undefined there (C - 1 whatever the features): see the test below
+      if regimes.undefined_reason(name, n=len(ref_y), d=feats.shape[-1]):
+        continue  # undefined there (the H-score is C - 1 whatever the features): see below
       np.testing.assert_allclose(got[("pool2", name)], float(want[name]), rtol=2e-3, atol=1e-5)
     # Independent float64 check of one score: SS = within-class / total sum of squares.
     f = feats.astype(np.float64)
@@ -148,8 +149,10 @@ def test_h_score_is_stored_undefined_with_its_reason_where_n_does_not_exceed_d(s
   assert len(h) == len(ZOO) and h["value"].isna().all()
   assert all(json.loads(e)["error"].startswith("undefined: N - 1 = 29 <= D = ") for e in h.extra)
   assert df[(df.score == "h_score_shrinkage")]["value"].notna().all()
-  (note,) = tables.undefined_notes(df)
+  note, parc = tables.undefined_notes(df)
   assert note.startswith("h_score is undefined on 4 stored values (layers pool2): N - 1 = 29")
+  # PARC's standardised PCA coordinates are the whitened data where N - 1 <= min(32, D)
+  assert parc.startswith("parc is undefined on 4 stored values (layers pool2): N - 1 = 29")
 
 
 def _leaves(tree):

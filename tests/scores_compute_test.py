@@ -16,7 +16,7 @@ from jtransfer.scores.compute import (
 
 NAMES = (
   "two_nn", "sum_of_squares", "rsa", "nc_score", "nc_score_eq2", "logme", "h_score",
-  "h_score_shrinkage", "transrate", "gbc", "knn_accuracy", "leep", "nce",
+  "h_score_shrinkage", "transrate", "gbc", "sfda", "parc", "nleep", "knn_accuracy", "leep", "nce",
 )  # fmt: skip
 AVAILABLE = [n for n in NAMES if registry.REGISTRY[n].available()]
 FEATURE_SCORES = [n for n in AVAILABLE if not registry.REGISTRY[n].needs_source_probs]
@@ -124,16 +124,20 @@ def test_batched_equals_loop_of_compute_and_sharded_equals_single(x64, names):
 
 def test_one_gram_and_one_eigh():
   """All feature scores share one N×N Gram matmul and one eigendecomposition (LogME's uncentred
-  Gram is a rank-two update of the centred one's)."""
+  Gram is a rank-two update of the centred one's). SFDA adds only the eigendecompositions of its
+  two k×k within-class scatters (k = N − 1 PCA coordinates here: one jitted eigh, called twice)."""
   rng = np.random.default_rng(4)
   x, y, _ = _data(rng, n=30, d=40)
   names = tuple(FEATURE_SCORES)
   opts = _resolve_options([registry.get(n) for n in names], None)
   fn = _kernels(names, opts, 4)
   jaxpr = str(jax.make_jaxpr(fn)(x.astype(np.float32), y.astype(np.int32), None))
-  assert jaxpr.count("eigh[") == 1, jaxpr.count("eigh[")
-  # The only [N, D] × [D, N] contraction is the Gram (the neighbour search reads its rows).
-  assert jaxpr.count("f32[30,30] = dot_general") == 1
+  assert jaxpr.count("f32[30] = eigh[") == 1, jaxpr.count("f32[30] = eigh[")
+  assert jaxpr.count("eigh[") == 2 and jaxpr.count("f32[29] = eigh[") == 1
+  assert jaxpr.count("= jit[name=eigh") == 2  # SFDA's two passes
+  # The only [N, D] × [D, N] contraction is the Gram (the neighbour search reads its rows); the
+  # other N×N product is PARC's Pearson between samples over its ≤ 32 components ([N, k] × [k, N]).
+  assert jaxpr.count("f32[30,30] = dot_general") == 2
 
 
 def test_default_chunk_size_bounds_memory():

@@ -63,4 +63,7 @@ INVARIANCES = {
   "transrate": {"shift"},
   "rsa": {"scalar_shift", "scale"},
   "logme": {"scale"},
+  "nleep": {"shift"},  # reg_covar = 1e-6 is absolute
+  "parc": {"shift", "scale"},
+  "sfda": {"shift"},  # λ = exp(−5 σ_max(S_W)) reads σ_max in the features' units
 }

@@ -141,6 +141,8 @@ def test_tiny_sweep_tables_match_those_from_before_the_rebuild(tiny, table):
   # checkpoint_index is now written from the zoo record rather than recomputed from the
   # pre-training schedule; its rows are compared like the others (same keys, same value), which
   # checks that the record gives the index the schedule gave.
+  if table == "scores":  # scores registered since (issue 24: sfda, parc, nleep) have no rows before
+    after = after[after["score"].isin(set(before["score"]))]
   _compare(table, before, after)
 
 

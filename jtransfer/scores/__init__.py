@@ -14,8 +14,11 @@ from jtransfer.scores.h_score import h_score, h_score_shrinkage
 from jtransfer.scores.knn import knn_accuracy
 from jtransfer.scores.logme import logme
 from jtransfer.scores.neural_collapse import nc_score, nc_score_eq2
+from jtransfer.scores.nleep import nleep
+from jtransfer.scores.parc import parc
 from jtransfer.scores.registry import REGISTRY, ScoreSpec, get
 from jtransfer.scores.rsa import rsa
+from jtransfer.scores.sfda import sfda
 from jtransfer.scores.shared import Shared
 from jtransfer.scores.source_probs import leep, nce
 from jtransfer.scores.sum_of_squares import sum_of_squares
@@ -25,7 +28,7 @@ from jtransfer.scores.two_nn import two_nn
 __all__ = [
   "REGISTRY", "ScoreSpec", "Shared", "compute", "compute_batched", "gbc", "get", "h_score",
   "h_score_shrinkage", "knn_accuracy", "leep", "logme", "names", "nc_score", "nc_score_eq2", "nce",
-  "rsa", "sum_of_squares", "transrate", "two_nn",
+  "nleep", "parc", "rsa", "sfda", "sum_of_squares", "transrate", "two_nn",
 ]  # fmt: skip
 
 

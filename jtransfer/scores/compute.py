@@ -79,10 +79,11 @@ def _validate(specs, options, features, labels, num_classes, source_probs, *, ba
   if any(s.needs_labels for s in specs):
     labs = validation.check_labels(labels, n, num_classes)
     validation.check_classes_present(labs, validation.check_num_classes(num_classes))
-  for spec in specs:
+  for spec, opts in zip(specs, options, strict=True):
     validation.check_min_samples(n, spec.min_samples, spec.name)
     if spec.needs_labels:
       validation.check_min_per_class(labs, int(num_classes), spec.min_per_class, spec.name)
+      validation.check_class_options(spec.name, dict(opts), n, int(num_classes))
     if spec.nonconstant_rows:
       validation.check_nonconstant_rows(feats, spec.name)
   return feats, labs, probs

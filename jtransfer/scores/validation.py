@@ -110,18 +110,28 @@ def check_options(score: str, options: dict, num_samples: int) -> None:
       _count(score, "pca_dim", pca_dim, 1, None, None),
     ),
     "logme": lambda schedule: _choice(score, "schedule", schedule, ("converged", "thuml")),
+    "nleep": lambda components_per_class, variance, seed: (
+      _count(score, "components_per_class", components_per_class, 1, None, None),
+      _number(score, "variance", variance, lo=0, hi=1, lo_open=True, hi_open=True),
+      _count(score, "seed", seed, 0, 2**31 - 1, "2³¹ − 1"),
+    ),
+    "parc": lambda pca_dim: _count(score, "pca_dim", pca_dim, 3, None, None),
+    "sfda": lambda largest_eigenvalue: _choice(
+      score, "largest_eigenvalue", largest_eigenvalue, ("exact", "power")
+    ),
   }
   if score in checks:
     checks[score](**options)
 
 
-def _number(score, option, value, *, lo=None, hi=None, lo_open=False):
+def _number(score, option, value, *, lo=None, hi=None, lo_open=False, hi_open=False):
   ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
   ok = ok and np.isfinite(value)
   ok = ok and (lo is None or (value > lo if lo_open else value >= lo))
-  ok = ok and (hi is None or value <= hi)
+  ok = ok and (hi is None or (value < hi if hi_open else value <= hi))
   if not ok:
-    want = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else '∞'}{']' if hi else ')'}"
+    close = ")" if hi_open or hi is None else "]"
+    want = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else '∞'}{close}"
     raise ValueError(f"{score} option {option} must be a finite number in {want}, got {value!r}")
 
 
@@ -135,6 +145,17 @@ def _count(score, option, value, lo, hi, hi_name):
 def _choice(score, option, value, valid):
   if value not in valid:
     raise ValueError(f"unknown {score} option {option}={value!r}; valid: {list(valid)}")
+
+
+def check_class_options(score: str, options: dict, num_samples: int, num_classes: int) -> None:
+  """Option checks that need the number of classes (after the labels are checked)."""
+  if score == "nleep":
+    k = options["components_per_class"] * num_classes
+    if k > num_samples:
+      raise ValueError(
+        f"nleep needs at least components_per_class × C = {k} samples (one per mixture "
+        f"component), got N = {num_samples}; lower components_per_class"
+      )
 
 
 def check_min_per_class(labels: np.ndarray, num_classes: int, min_count: int, score: str) -> None:
@@ -201,6 +222,10 @@ _NONFINITE_CAUSES = {
   "transrate": ": (scale of the features)²/(N·eps) overflows; rescale the features or raise eps",
   "gbc": ": the PCA coordinates overflow; rescale the features",
   "logme": ": the evidence overflowed (all-zero or extreme features)",
+  "nleep": ": all samples are equal (no variance for the PCA), or the features overflow",
+  "parc": ": no class has 2 samples, or a sample's PCA coordinates are constant (fewer than 2"
+  " components above round-off?)",
+  "sfda": ": zero within-class scatter (every sample equals its class mean)",
 }
 
 

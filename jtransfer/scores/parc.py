@@ -1,0 +1,128 @@
+"""PARC, pairwise annotation representation comparison (Bolya et al., NeurIPS 2021). ↑, in
+[−100, 100].
+
+Definition (dbolya/parc `methods.py` `PARC`, and the copy in TencentARC/SFDA `metrics.py`,
+both read for this module):
+1. PCA of the centred features to k = min(pca_dim, N, D) components (pca_dim = 32, the copy's
+   default `ratio=2` → `ndims=32`), then each component standardised (StandardScaler: mean 0,
+   variance 1 over the samples, ddof 0).
+2. RDM_F = 1 − Pearson(f_i, f_j) between *samples* across the k standardised components;
+   RDM_Y = 1 − Pearson(e_{y_i}, e_{y_j}) of the one-hot labels, which is 0 for a pair of the same
+   class and C/(C − 1) for a pair of different classes.
+3. score = 100 · Spearman(upper triangle of RDM_F, upper triangle of RDM_Y) over the
+   N(N − 1)/2 pairs i < j, ties at average ranks (scipy's `spearmanr`).
+
+How it is computed: the standardised PCA coordinates are √N times the left singular vectors
+U_k of the centred features (their column means are 0 and their variances σ/N), so the kernel
+reads U_k from the shared centred Gram eigendecomposition (no new decomposition; √N cancels in
+a Pearson). As RDM_Y takes two values, the Spearman correlation is the Pearson correlation of
+RDM_F's average ranks with the "different classes" indicator (a rank-biserial correlation):
+one sort of the N(N − 1)/2 pairs, ties found on the sorted values, the centred ranks formed as
+exact integers (2·(rank − mean rank) = first + last position − M of the tie group).
+
+Pitfalls of the public code, and what jtransfer does:
+- The SFDA copy's subsampling is dead code: for N > 15000 `PARC_Score` draws a subset into
+  `features` and `targets` (`targets = X[labeled_index]`: features, not labels) and then calls
+  PARC on the full X, y anyway; the subset's `utils_cr.initLabeled` is not in that repository,
+  so N > 15000 raises ImportError there. (Its `metrics.py` also refers to `sklearn.` and
+  `scipy.stats.` without importing those module names, so `PARC_Score` raises NameError as
+  published; the original dbolya/parc imports them.) jtransfer scores all N samples; there is
+  no subsampling.
+- Both references reduce with sklearn's randomized PCA (`iterated_power=1`, random_state 1919):
+  one power iteration only approximates the top-k subspace where the spectrum decays slowly.
+  jtransfer uses the exact top-k components.
+- A row Pearson mixes components, so the score depends on each component's *sign*, which PCA
+  leaves free. jtransfer fixes sklearn's u-based rule (`svd_flip`): the coordinate of largest
+  magnitude of each component is positive. Within (nearly) equal eigenvalues at the k-th
+  component the subspace itself is not defined (as for GBC).
+- The references keep min(pca_dim, N) components even when the centred data's rank is lower
+  (≤ N − 1): the extra component is round-off, which standardising blows up to unit-variance
+  noise. jtransfer keeps only components above round-off (σ > max(N, D)·eps·σ_max) and takes
+  the Pearson over those.
+- The label RDM is two-valued only in exact arithmetic: the references form it as
+  1 − np.corrcoef(one-hot labels), whose same-class entries come out as 0 or 2.2e-16 depending
+  on the class when 1/C is not a binary fraction (C = 3, 5, 10, ...), and `spearmanr` then ranks
+  those pairs apart instead of as ties: the published code's value depends on that round-off
+  (≈ 4% on a C = 3 test case; exact for C = 2, 4). jtransfer uses the exact two-valued RDM.
+- The ×100 of the references is kept (percent), so values compare with published tables.
+
+Degenerate regime (documented; `regimes.undefined_reason` marks it, so the score job stores it
+undefined): when N − 1 ≤ min(pca_dim, D) the kept components span every direction orthogonal
+to 1 and the standardised coordinates are the whitened data, Σ_d q_id q_jd = N δ_ij − 1 for
+any features; only the row means (which depend on the components' signs and on the basis the
+decomposition picks) move the RDM, so the value measures nothing (and float32 does not
+reproduce it). pca_dim ≥ 3: a Pearson across 2 components is ±1.
+
+Invariant to a common shift and a global scale (it reads only U_k). Cost at N = 500, D = 1600
+(jitted, this loaded 2-core CPU): ≈ 0.05 s per model with the shared eigendecomposition.
+Needs at least 2 classes and a class with 2 samples (else every pair is "different" and
+Spearman is undefined), and at least 2 components with non-constant coordinates per sample;
+otherwise the score is not finite and the public functions raise.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jtransfer.scores.compute import score_one
+from jtransfer.scores.shared import HIGHEST, Shared
+
+MIN_PER_CLASS = 1
+PCA_DIM = 32
+
+
+def standardized_components(shared: Shared, pca_dim: int) -> tuple[jax.Array, jax.Array]:
+  """([N, k] U_k with sklearn's u-based signs and column means removed, [k] bool kept), for
+  k = min(pca_dim, N, D); `kept` marks the components above round-off."""
+  n, d = shared.n, shared.d
+  k = min(pca_dim, n, d)
+  sigma, u = shared.centered_gram_eigh
+  sigma, u = sigma[-k:], u[:, -k:]
+  kept = sigma > max(n, d) * jnp.finfo(sigma.dtype).eps * sigma[-1]
+  big = jnp.argmax(jnp.abs(u), axis=0)
+  sign = jnp.where(u[big, jnp.arange(k)] < 0, -1, 1).astype(u.dtype)
+  u = u * sign
+  return u - jnp.mean(u, axis=0), kept
+
+
+def _centred_ranks(values: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(order, 2·(average rank − mean rank) of values[order]) as exact integers [M]."""
+  m = values.shape[0]
+  order = jnp.argsort(values)
+  v = values[order]
+  pos = jnp.arange(m)
+  new = jnp.concatenate([jnp.ones((1,), bool), v[1:] != v[:-1]])  # a tie group starts here
+  last = jnp.concatenate([v[1:] != v[:-1], jnp.ones((1,), bool)])  # a tie group ends here
+  first = jax.lax.cummax(jnp.where(new, pos, 0))
+  end = jax.lax.cummin(jnp.where(last, pos, m - 1), reverse=True)
+  # 1-based average rank (first + end)/2 + 1, mean rank (M + 1)/2: twice their difference
+  return order, first + end + 1 - m
+
+
+def rank_biserial(values: jax.Array, flags: jax.Array) -> jax.Array:
+  """Spearman correlation between `values` [M] and a two-valued variable `flags` [M] bool."""
+  order, ranks = _centred_ranks(values)
+  a = ranks.astype(values.dtype)  # Σ a = 0 exactly
+  f = flags[order].astype(values.dtype)
+  f = f - jnp.mean(f)
+  return jnp.sum(a * f) / jnp.sqrt(jnp.sum(a * a) * jnp.sum(f * f))
+
+
+def parc_kernel(shared: Shared, *, pca_dim: int = PCA_DIM) -> jax.Array:
+  """PARC (pure, traceable, vmappable)."""
+  q, kept = standardized_components(shared, pca_dim)
+  # Pearson between samples across the kept components
+  q = jnp.where(kept, q, 0)
+  q = jnp.where(kept, q - jnp.sum(q, axis=1, keepdims=True) / jnp.sum(kept), 0)
+  q = q / jnp.sqrt(jnp.sum(q * q, axis=1, keepdims=True))
+  corr = jnp.matmul(q, q.T, precision=HIGHEST)
+  iu, ju = np.triu_indices(shared.n, 1)
+  labels = shared.labels
+  return 100 * rank_biserial(1 - corr[iu, ju], labels[iu] != labels[ju])
+
+
+def parc(features, labels, *, num_classes: int, pca_dim: int = PCA_DIM) -> jax.Array:
+  """PARC of `features` [N, D] for `labels` [N] (×100, as published)."""
+  return score_one("parc", features, labels, num_classes=num_classes, pca_dim=pca_dim)
