@@ -138,10 +138,11 @@ def build_probe(
 
 
 def select_scores(names: Sequence[str] | None) -> tuple[list[str], list[str], list[str]]:
-  """(feature scores, source-softmax scores, baselines) for `names` (None: every one)."""
+  """(feature scores, source-softmax scores, baselines) for `names` (None: every score
+  computed by default, `ScoreSpec.by_default`, and the baselines)."""
   valid = [*registry.REGISTRY, *BASELINES]
   if names is None:
-    names = valid
+    names = [*(n for n, s in registry.REGISTRY.items() if s.by_default), *BASELINES]
   elif isinstance(names, str):
     names = [names]
   names = list(dict.fromkeys(names))

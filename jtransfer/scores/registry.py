@@ -34,6 +34,9 @@ class ScoreSpec:
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   nonconstant_rows: bool = False  # rows with zero variance are an error (RSA)
   description: str = ""
+  # Computed when no names are given; False for a score that costs far more than the fused
+  # pass (N-LEEP's 100-round EM per model): asked for by name.
+  by_default: bool = True
 
   def __post_init__(self):
     object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
@@ -118,8 +121,8 @@ _SPECS = (
   ScoreSpec("parc", True, _FL, "parc", options={"pca_dim": 32},
             description="PARC feature-RDM vs label-RDM Spearman (×100)"),
   ScoreSpec("nleep", True, _FL, "nleep",
-            options={"components_per_class": 5, "variance": 0.8, "seed": 0},
-            description="N-LEEP: LEEP of a diagonal GMM on PCA (80%) features"),
+            options={"components_per_class": 5, "variance": 0.8, "seed": 0}, by_default=False,
+            description="N-LEEP: LEEP of a diagonal GMM on PCA (80%) features (by name only)"),
   ScoreSpec("knn_accuracy", True, _FL, "knn", options={"k": 5},
             description="leave-one-out kNN accuracy (baseline)"),
   ScoreSpec("leep", True, _SL, "source_probs", description="LEEP (source softmax)"),
@@ -148,7 +151,10 @@ def get(name: str) -> ScoreSpec:
     raise ValueError(f"unknown score {name!r}; valid scores: {', '.join(REGISTRY)}") from None
 
 
-def names(*, labels: bool = True, source_probs: bool = False, features: bool = True) -> list[str]:
-  """Registry names applicable to the inputs at hand, in registry order."""
+def names(
+  *, labels: bool = True, source_probs: bool = False, features: bool = True, every: bool = False
+) -> list[str]:
+  """Registry names applicable to the inputs at hand, in registry order: those computed by
+  default (`by_default`), or every one with `every=True`."""
   have = {FEATURES: features, LABELS: labels, SOURCE_PROBS: source_probs}
-  return [s.name for s in _SPECS if all(have[i] for i in s.inputs)]
+  return [s.name for s in _SPECS if all(have[i] for i in s.inputs) and (every or s.by_default)]
