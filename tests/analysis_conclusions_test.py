@@ -337,3 +337,14 @@ def test_within_position_sentences_name_only_holm_significant_scores():
     SimpleNamespace(within_position=w[w["score"] == "two_nn"], targets=["t"])
   )
   assert "no score ranks them" in none and "best: two_nn" in none
+
+
+def test_answer_cells_give_no_star_without_a_cluster_interval():
+  from jtransfer.analysis import report
+
+  base = dict(spearman=0.9, significant=True, wrong_direction=False, spearman_ci_lo=0.6,
+              spearman_ci_hi=0.97, flag="")  # fmt: skip
+  few = pd.Series(dict(base, cluster_ci_lo=np.nan, cluster_ci_hi=np.nan, n_clusters=4))
+  assert report._answer_cell(few) == "0.90 (no interval: 4 clusters)"
+  many = pd.Series(dict(base, cluster_ci_lo=0.41, cluster_ci_hi=0.95, n_clusters=17))
+  assert report._answer_cell(many) == "0.90* [0.41, 0.95]"

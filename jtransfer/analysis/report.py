@@ -213,6 +213,15 @@ class Page:
   studies: tuple = ()  # study modules: `findings(a) -> [str]`, `section(d, a)`
 
 
+def _answer_cell(row) -> str:
+  """ρ with its cluster interval; without one (too few clusters) no interval and no star: the
+  Bonett–Wright fallback treats nested checkpoints as independent, too optimistic for a headline."""
+  lo, hi = row.get("cluster_ci_lo", np.nan), row.get("cluster_ci_hi", np.nan)
+  if np.isfinite(row["spearman"]) and not (np.isfinite(lo) and np.isfinite(hi)):
+    return f"{row['spearman']:.2f} (no interval: {int(row.get('n_clusters', 0))} clusters)"
+  return _rho_cell(row)
+
+
 def answer_table(a) -> pd.DataFrame:
   """Per target: the three scores with the highest ρ at the focus layer, and the best baseline."""
   c = a.correlations
@@ -231,10 +240,10 @@ def answer_table(a) -> pd.DataFrame:
           "target": target,
           "score": r["score"],
           "n": int(r["n"]),
-          "ρ [95% CI]": _rho_cell(r),
+          "ρ [95% CI]": _answer_cell(r),
           "weighted τ": r.get("weighted_tau", np.nan),
           "best baseline": "" if best_base is None else str(best_base["score"]),
-          "its ρ [95% CI]": "" if best_base is None else _rho_cell(best_base),
+          "its ρ [95% CI]": "" if best_base is None else _answer_cell(best_base),
         }
       )
   return pd.DataFrame(rows)
