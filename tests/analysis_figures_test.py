@@ -287,7 +287,7 @@ def test_report_css_parses_and_index_lists_every_figure(rendered):
   assert sorted(p for p, _ in listed) == pngs and len(pngs) >= 20
   for path, cap in listed:
     assert cap == figures.caption(path) and not cap.startswith(path.split("/")[1][:8]), cap
-  assert "<h2>Figure index</h2>" in html
+  assert "<h2 id='figure-index'>Figure index</h2>" in html
 
 
 @pytest.mark.slow

@@ -25,6 +25,12 @@ _TABLES = ("checkpoints", "scores", "finetune")
 # per process) may round differently in the last bits; analysis outputs follow from them.
 _TOL = dict(rtol=1e-4, atol=1e-6)
 _TIMES = ("created_at", "seconds")  # when and how long, not what
+# PARC is a rank correlation over the probe's N(N - 1)/2 pairs: a last-bit change that swaps two
+# nearly equal pair correlations moves it by one quantum, 100 * 2 / sqrt(sum a^2 * sum f^2)
+# (doubled centred ranks a, centred class indicator f), about 8e-4 at the tiny probe (N = 50,
+# 10 classes); measured here: features * (1 + 1e-7 noise) moved it by up to 8.4e-4. Its values
+# are compared to 50 quanta, its rank statistics left out where its order differs.
+_RANK_QUANTISED = {"parc": 0.04}
 
 # Each process runs the whole sweep; jax.distributed on CPU needs no other setting in jax 0.12
 # (its CPU collectives default to gloo, which the sweep's barriers and the workdir lock use).
@@ -90,6 +96,10 @@ def _assert_same_table(table: str, got, want) -> None:
   for col in numeric:
     a, b = merged[f"{col}_one"].to_numpy(float), merged[f"{col}_two"].to_numpy(float)
     close = np.isclose(b, a, equal_nan=True, **_TOL)
+    if table == "scores":
+      for score, atol in _RANK_QUANTISED.items():
+        mine = (merged["score"] == score).to_numpy()
+        close |= mine & np.isclose(b, a, rtol=0, atol=atol, equal_nan=True)
     assert close.all(), f"{table}.{col} differs:\n{merged.loc[~close, keys + [f'{col}_one']]}"
 
 
@@ -179,7 +189,7 @@ def test_two_process_sweep_killed_and_rerun_equals_one_process_run(tmp_path, dat
   # checkpoints) can be ordered otherwise, so its rank statistics are left out, and correlations
   # of near-constant scores amplify rounding: their values get an absolute 0.02.
   tied = _reordered_scores(results.load(one, "scores"), results.load(two, "scores"))
-  assert len(tied) <= 2, tied
+  assert len(tied - set(_RANK_QUANTISED)) <= 2, tied
   for csv in csvs:
     _assert_same_csv(two / csv, one / csv, tied)
 

@@ -131,7 +131,16 @@ def test_report_shows_a_studys_parts_only_when_asked(tmp_path):
   first = next(i for i, x in enumerate(lines) if x.startswith("noise sources transfer worst"))
   generic = next(i for i, x in enumerate(lines) if x.startswith("scores vs checkpoint_index"))
   assert first < generic
+  # The answer section lists them too, under the study's name, and the contents name its section.
+  answer = with_thesis.split("\n## ", 2)[1]
+  assert "Findings (thesis):" in answer and "- noise sources transfer worst" in answer
   # Everything else is the same page.
-  drop = {"## Published numbers (thesis, CNN study)", *thesis.findings(a)}
-  kept = [x for x in with_thesis.split("\n") if x.removeprefix("- ") not in drop]
-  assert "\n".join(kept).startswith(plain.split("## Power")[0])
+  drop = {
+    "## Published numbers (thesis, CNN study)",
+    "Findings (thesis):",
+    "[Published numbers (thesis, CNN study)](#published-numbers-thesis-cnn-study)",
+    *thesis.findings(a),
+  }
+  kept = [x for x in with_thesis.split("\n") if x.removeprefix("- ") not in drop and x.strip()]
+  start = [x for x in plain.split("## Power")[0].split("\n") if x.strip()]
+  assert kept[: len(start)] == start
