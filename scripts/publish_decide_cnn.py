@@ -1,0 +1,125 @@
+r"""Copies a finished decide_cnn workdir's small outputs into docs/results/decide_cnn/ and writes
+its findings table (findings.csv, findings.md) from the copied CSVs.
+
+  .venv/bin/python scripts/publish_decide_cnn.py /work/jtransfer-runs/decide_cnn
+
+tests/results_decide_cnn_test.py recomputes the findings and the pooled ρ from the copies.
+"""
+
+import pathlib
+import shutil
+import sys
+
+import pandas as pd
+
+OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "decide_cnn"
+LAYER = "pool2"  # the thesis' layer
+CSVS = (
+  "ground_truth", "versus_checkpoint", "within_position", "leave_one_source_out", "source_gaps",
+  "selection", "power_rho",
+)  # fmt: skip
+FIGURES = (
+  "scatter_mnist_full_pool2_train.png", "scatter_fashion_mnist_full_pool2_train.png",
+  "rho_per_layer_all_mnist_full_train.png", "rho_per_layer_all_fashion_mnist_full_train.png",
+  "finetune_curves_mnist_full.png", "finetune_curves_fashion_mnist_full.png",
+)  # fmt: skip
+NOISE = ("mnist_noise", "mnist_noise_struct", "mnist_gauss_noise", "mnist_label_noise_50")
+
+
+def export(workdir: pathlib.Path) -> None:
+  from jtransfer import results  # noqa: PLC0415
+
+  (OUT / "figures").mkdir(parents=True, exist_ok=True)
+  for name in ("report.md", "report.html"):
+    shutil.copy(workdir / name, OUT / name)
+  for name in CSVS:
+    shutil.copy(workdir / f"analysis_{name}.csv", OUT / f"analysis_{name}.csv")
+  corr = pd.read_csv(workdir / "analysis_correlations.csv")
+  corr[corr["breakdown"] == "all"].to_csv(OUT / "analysis_correlations_all.csv", index=False)
+  scores = results.load(workdir, "scores")
+  keep = scores["layer"].isin([LAYER, "-"])  # the focus layer and the layer-free baselines
+  cols = ["source", "arch", "seed", "step", "target", "probe", "layer", "score", "value"]
+  scores.loc[keep, cols].to_csv(OUT / "scores_pool2.csv", index=False)
+  for name in FIGURES:
+    shutil.copy(workdir / "figures" / name, OUT / "figures" / name)
+
+
+def _verdict(lo, hi, claim_lo, claim_hi):
+  """(decided, agrees) for a claim that the statistic lies in [claim_lo, claim_hi]."""
+  if hi < claim_lo or lo > claim_hi:
+    return "yes", "no"
+  if claim_lo <= lo and hi <= claim_hi:
+    return "yes", "yes"
+  return "no", "–"
+
+
+def findings(d: pathlib.Path = OUT) -> pd.DataFrame:
+  """claim | paper | jtransfer (interval) | decided? | agrees? | why not, from the CSVs in d."""
+  corr = pd.read_csv(d / "analysis_correlations_all.csv")
+  vs = pd.read_csv(d / "analysis_versus_checkpoint.csv")
+  within = pd.read_csv(d / "analysis_within_position.csv")
+  gaps = pd.read_csv(d / "analysis_source_gaps.csv")
+  rows = []
+  for target in ("mnist", "fashion_mnist"):
+    r = corr[(corr["target"] == target) & (corr["layer"] == LAYER) & (corr["score"] == "rsa")]
+    r = r.iloc[0]
+    decided, agrees = _verdict(r["cluster_ci_lo"], r["cluster_ci_hi"], 0.8, 1.0)
+    rows.append({
+      "claim": f"RSA at pool2 predicts transfer, ρ ≈ 0.9 ({target})",
+      "paper": "thesis 3.3: ρ ≈ 0.9 (MNIST)",
+      "jtransfer": f"ρ = {r['spearman']:.2f} [{r['cluster_ci_lo']:.2f}, {r['cluster_ci_hi']:.2f}],"
+      f" n = {int(r['n'])}, {int(r['n_clusters'])} clusters",
+      "decided": decided, "agrees": agrees,
+      "why_not": "" if decided == "yes" else "the interval holds 0.9 and values far from it",
+    })  # fmt: skip
+    v = vs[(vs["target"] == target) & (vs["layer"] == LAYER)]
+    beat = v[v["diff_lo"] > 0].sort_values("diff", ascending=False)
+    best = v.sort_values("diff", ascending=False).iloc[0]
+    rows.append({
+      "claim": f"a score ranks models better than pre-training length ({target})",
+      "paper": "thesis: scores track transferability over checkpoints",
+      "jtransfer": (
+        "; ".join(f"{b.score} {b.diff:+.2f} [{b.diff_lo:+.2f}, {b.diff_hi:+.2f}]"
+                  for b in beat.itertuples()) or
+        f"none; best {best.score} {best['diff']:+.2f} [{best.diff_lo:+.2f}, {best.diff_hi:+.2f}]"
+      ) + f" (differences of ρ; ρ(checkpoint_index) = {best.rho_baseline:.2f})",
+      "decided": "yes" if len(beat) or (v["diff_hi"] < 0).all() else "no",
+      "agrees": "yes" if len(beat) else ("no" if (v["diff_hi"] < 0).all() else "–"),
+      "why_not": "" if len(beat) or (v["diff_hi"] < 0).all()
+      else "differences' intervals hold 0 (pooled over nested checkpoints)",
+    })  # fmt: skip
+    w = within[(within["target"] == target) & (within["layer"] == LAYER)]
+    sig = w[w["p_holm"] < 0.05].sort_values("rho_within", ascending=False)
+    rows.append({
+      "claim": f"scores rank models of equal pre-training length ({target})",
+      "paper": "(not tested in the thesis: its pooled ρ mixes lengths)",
+      "jtransfer": f"{len(sig)} of {len(w)} scores, Holm p < 0.05; top: "
+      + ", ".join(f"{s.score} ρ = {s.rho_within:+.2f} (p = {s.p_holm:.3f})"
+                  for s in sig.head(3).itertuples()),
+      "decided": "yes" if len(sig) else "no", "agrees": "yes" if len(sig) else "–",
+      "why_not": "" if len(sig) else "no score passes the permutation test after Holm",
+    })  # fmt: skip
+    g = gaps[gaps["target"] == target].sort_values("log_auc").reset_index(drop=True)
+    ranks = [int(i) + 1 for i in g.index[g["source"].isin(NOISE)]]
+    rows.append({
+      "claim": f"noise sources transfer worst ({target})",
+      "paper": "thesis 3.3: the noise sources transfer worst",
+      "jtransfer": f"worst: {g['source'].iloc[0]} (log-AUC {g['log_auc'].iloc[0]:.3f}); noise"
+      f" sources at ranks {ranks} of {len(g)} from the worst",
+      "decided": "no", "agrees": "–",
+      "why_not": "one pre-training seed per source: no interval on a source's log-AUC",
+    })  # fmt: skip
+  return pd.DataFrame(rows)
+
+
+def write_findings(d: pathlib.Path = OUT) -> None:
+  t = findings(d)
+  t.to_csv(d / "findings.csv", index=False)
+  head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
+  body = "".join("| " + " | ".join(str(x) for x in r) + " |\n" for r in t.itertuples(index=False))
+  (d / "findings.md").write_text("# decide_cnn: findings (thesis)\n\n" + head + body)
+
+
+if __name__ == "__main__":
+  export(pathlib.Path(sys.argv[1]))
+  write_findings()
