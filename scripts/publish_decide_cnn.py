@@ -1,7 +1,12 @@
 r"""Copies a finished decide_cnn workdir's small outputs into docs/results/decide_cnn/ and writes
 its findings table (findings.csv, findings.md) from the copied CSVs.
 
-  .venv/bin/python scripts/publish_decide_cnn.py /work/jtransfer-runs/decide_cnn
+  .venv/bin/python scripts/publish_decide_cnn.py /work/jtransfer-runs/decide_cnn \
+      [--probe 20=/work/jtransfer-runs/probe20 --probe 100=/work/jtransfer-runs/probe100]
+
+The probe workdirs hold the same zoo scored at pool2 with another probe size (launch/score.py
+--config.score.probe_per_class=K --config.score.layers=pool2 on a copy of the zoo); their
+scores are written as scores_pool2_probe<K>.csv and compared in probe_size.csv.
 
 tests/results_decide_cnn_test.py recomputes the findings and the pooled ρ from the copies.
 """
@@ -10,6 +15,7 @@ import pathlib
 import shutil
 import sys
 
+import numpy as np
 import pandas as pd
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "decide_cnn"
@@ -42,6 +48,36 @@ def export(workdir: pathlib.Path) -> None:
   scores.loc[keep, cols].to_csv(OUT / "scores_pool2.csv", index=False)
   for name in FIGURES:
     shutil.copy(workdir / "figures" / name, OUT / "figures" / name)
+
+
+def export_probe(k: int, workdir: pathlib.Path) -> None:
+  from jtransfer import results  # noqa: PLC0415
+
+  scores = results.load(workdir, "scores")
+  cols = ["source", "arch", "seed", "step", "target", "probe", "layer", "score", "value"]
+  scores.loc[scores["layer"] == LAYER, cols].to_csv(OUT / f"scores_pool2_probe{k}.csv", index=False)
+
+
+def probe_size(d: pathlib.Path = OUT, main: int = 50) -> pd.DataFrame:
+  """Kendall τ between the checkpoints' rankings by a score at probe size K and at `main` per
+  class (pool2, every scored checkpoint, per target)."""
+  from scipy import stats  # noqa: PLC0415
+
+  keys = ["source", "arch", "seed", "step", "target", "score"]
+  base = pd.read_csv(d / "scores_pool2.csv")
+  base = base[base["layer"] == LAYER]
+  rows = []
+  for path in sorted(d.glob("scores_pool2_probe*.csv")):
+    k = int(path.stem.removeprefix("scores_pool2_probe"))
+    j = base.merge(pd.read_csv(path), on=keys, suffixes=("_main", "_k"))
+    for (target, score), g in j.groupby(["target", "score"]):
+      ok = np.isfinite(g["value_main"]) & np.isfinite(g["value_k"])
+      if ok.sum() < 3 or g.loc[ok, "value_main"].nunique() < 2:
+        continue
+      tau = stats.kendalltau(g.loc[ok, "value_main"], g.loc[ok, "value_k"]).statistic
+      rows.append({"target": target, "score": score, "probe_per_class": k,
+                   "main_per_class": main, "n": int(ok.sum()), "kendall_tau": tau})  # fmt: skip
+  return pd.DataFrame(rows)
 
 
 def _verdict(lo, hi, claim_lo, claim_hi):
@@ -122,4 +158,11 @@ def write_findings(d: pathlib.Path = OUT) -> None:
 
 if __name__ == "__main__":
   export(pathlib.Path(sys.argv[1]))
+  args = sys.argv[2:]
+  for flag, value in zip(args[::2], args[1::2], strict=True):
+    assert flag == "--probe", flag
+    k, path = value.split("=", 1)
+    export_probe(int(k), pathlib.Path(path))
   write_findings()
+  if list(OUT.glob("scores_pool2_probe*.csv")):
+    probe_size().to_csv(OUT / "probe_size.csv", index=False)

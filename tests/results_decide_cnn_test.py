@@ -84,3 +84,23 @@ def test_findings_table_follows_from_the_csvs():
     text = row["jtransfer"].iloc[0]
     assert all(f"{s} +" in text for s in beat)
     assert (row["agrees"].iloc[0] == "yes") == bool(beat)
+
+
+def test_probe_size_table_recomputed():
+  """Kendall τ between rankings at 50 and at K per class, recomputed here by counting pairs."""
+  table = pd.read_csv(D / "probe_size.csv")
+  base = pd.read_csv(D / "scores_pool2.csv")
+  keys = ["source", "arch", "seed", "step", "target", "score"]
+  for k in (20, 100):
+    other = pd.read_csv(D / f"scores_pool2_probe{k}.csv")
+    j = base[base["layer"] == "pool2"].merge(other, on=keys, suffixes=("_a", "_b"))
+    for score in ("rsa", "logme", "gbc"):
+      g = j[(j["target"] == "mnist") & (j["score"] == score)]
+      a, b = g["value_a"].to_numpy(), g["value_b"].to_numpy()
+      i, m = np.triu_indices(len(a), 1)
+      da, db = np.sign(a[i] - a[m]), np.sign(b[i] - b[m])
+      tau_b = (da * db).sum() / np.sqrt((da != 0).sum() * (db != 0).sum())
+      row = table[(table["target"] == "mnist") & (table["score"] == score)
+                  & (table["probe_per_class"] == k)]  # fmt: skip
+      np.testing.assert_allclose(row["kendall_tau"].iloc[0], tau_b, atol=1e-12)
+      assert int(row["n"].iloc[0]) == len(a) == 120  # 20 source runs x 6 positions
