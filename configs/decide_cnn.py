@@ -23,9 +23,10 @@ protocol; this study is built to answer its questions):
   them: at Adam 1e-4 the Fashion curves still rise at 30 epochs (0.80 at 10, 0.85 at 30); at
   1e-3 they reach that level by epoch 10 and gain 0.03 from epoch 3 to 10.
 - 3 fine-tune seeds for every checkpoint and for the baselines alike; B = 2,000 resamples.
-- Cost: about two hours on a 2-core CPU (pre-training 20 runs x 3,000 steps; 62 fine-tuned
-  models per target: the positions FT_STEPS, step 0 shared by the sources of one architecture),
-  so the study finishes inside one working session of a machine that does not outlive it.
+- Cost: 57 min measured on this 2-core CPU (docs/results/decide_cnn/README.md: pre-training 20
+  runs x 3,000 steps; 62 fine-tuned models per target: the positions FT_STEPS, step 0 shared by
+  the sources of one architecture), so the study finishes inside one working session of a
+  machine that does not outlive it.
 
 Variants: "full" (the study), "pilot" (two sources, one seed, one fine-tune seed, 10 epochs of
 fine-tuning: where the curves flatten), "tiny" (the test).

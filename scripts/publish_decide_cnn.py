@@ -32,9 +32,16 @@ FIGURES = (
 NOISE = ("mnist_noise", "mnist_noise_struct", "mnist_gauss_noise", "mnist_label_noise_50")
 
 
-def export(workdir: pathlib.Path) -> None:
+def _write_scores(workdir: pathlib.Path, layers: tuple[str, ...], path: pathlib.Path) -> None:
+  """The workdir's score rows at `layers`, the columns that define a value, as a CSV."""
   from jtransfer import results  # noqa: PLC0415
 
+  scores = results.load(workdir, "scores")
+  cols = ["source", "arch", "seed", "step", "target", "probe", "layer", "score", "value"]
+  scores.loc[scores["layer"].isin(layers), cols].to_csv(path, index=False)
+
+
+def export(workdir: pathlib.Path) -> None:
   (OUT / "figures").mkdir(parents=True, exist_ok=True)
   for name in ("report.md", "report.html"):
     shutil.copy(workdir / name, OUT / name)
@@ -42,26 +49,25 @@ def export(workdir: pathlib.Path) -> None:
     shutil.copy(workdir / f"analysis_{name}.csv", OUT / f"analysis_{name}.csv")
   corr = pd.read_csv(workdir / "analysis_correlations.csv")
   corr[corr["breakdown"] == "all"].to_csv(OUT / "analysis_correlations_all.csv", index=False)
-  scores = results.load(workdir, "scores")
-  keep = scores["layer"].isin([LAYER, "-"])  # the focus layer and the layer-free baselines
-  cols = ["source", "arch", "seed", "step", "target", "probe", "layer", "score", "value"]
-  scores.loc[keep, cols].to_csv(OUT / "scores_pool2.csv", index=False)
+  # the focus layer and the layer-free baselines
+  _write_scores(workdir, (LAYER, "-"), OUT / "scores_pool2.csv")
   for name in FIGURES:
     shutil.copy(workdir / "figures" / name, OUT / "figures" / name)
 
 
 def export_probe(k: int, workdir: pathlib.Path) -> None:
-  from jtransfer import results  # noqa: PLC0415
-
-  scores = results.load(workdir, "scores")
-  cols = ["source", "arch", "seed", "step", "target", "probe", "layer", "score", "value"]
-  scores.loc[scores["layer"] == LAYER, cols].to_csv(OUT / f"scores_pool2_probe{k}.csv", index=False)
+  _write_scores(workdir, (LAYER,), OUT / f"scores_pool2_probe{k}.csv")
 
 
-def probe_size(d: pathlib.Path = OUT, main: int = 50) -> pd.DataFrame:
-  """Kendall τ between the checkpoints' rankings by a score at probe size K and at `main` per
-  class (pool2, every scored checkpoint, per target)."""
+def probe_size(d: pathlib.Path = OUT) -> pd.DataFrame:
+  """Kendall τ between the checkpoints' rankings by a score at probe size K and at the study's
+  own probe size (pool2, every scored checkpoint, per target)."""
   from scipy import stats  # noqa: PLC0415
+
+  sys.path.insert(0, str(OUT.parents[2]))  # the repository, for its configs folder
+  from configs import decide_cnn  # noqa: PLC0415
+
+  main = decide_cnn.get_config().score.probe_per_class
 
   keys = ["source", "arch", "seed", "step", "target", "score"]
   base = pd.read_csv(d / "scores_pool2.csv")

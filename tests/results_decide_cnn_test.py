@@ -76,7 +76,10 @@ def test_findings_table_follows_from_the_csvs():
       want["claim"].str.startswith("RSA") & want["claim"].str.contains(f"({target})", regex=False)
     ]
     assert f"[{lo:.2f}, {hi:.2f}]" in row["jtransfer"].iloc[0]
-    assert row["agrees"].iloc[0] == ("no" if hi < 0.8 or lo > 1.0 else row["agrees"].iloc[0])
+    # decided against 0.9 where the interval misses [0.8, 1.0], for it where it lies inside
+    outside, inside = hi < 0.8 or lo > 1.0, 0.8 <= lo and hi <= 1.0
+    want_row = ("yes", "no") if outside else ("yes", "yes") if inside else ("no", "–")
+    assert (row["decided"].iloc[0], row["agrees"].iloc[0]) == want_row
     # versus checkpoint_index: exactly the scores whose difference interval lies above 0
     v = vs[(vs["target"] == target) & (vs["layer"] == "pool2")]
     beat = set(v.loc[v["diff_lo"] > 0, "score"])
