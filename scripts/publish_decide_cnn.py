@@ -59,6 +59,12 @@ def export_probe(k: int, workdir: pathlib.Path) -> None:
   _write_scores(workdir, (LAYER,), OUT / f"scores_pool2_probe{k}.csv")
 
 
+def _tied_at_max(values: pd.Series) -> float:
+  """Share of the models within float32 round-off (1e-6 relative) of the largest value."""
+  top = values.max()
+  return float((values >= top - 1e-6 * max(abs(top), 1.0)).mean())
+
+
 def probe_size(d: pathlib.Path = OUT) -> pd.DataFrame:
   """Kendall τ between the checkpoints' rankings by a score at probe size K and at the study's
   own probe size (pool2, every scored checkpoint, per target)."""
@@ -80,9 +86,13 @@ def probe_size(d: pathlib.Path = OUT) -> pd.DataFrame:
       ok = np.isfinite(g["value_main"]) & np.isfinite(g["value_k"])
       if ok.sum() < 3 or g.loc[ok, "value_main"].nunique() < 2:
         continue
-      tau = stats.kendalltau(g.loc[ok, "value_main"], g.loc[ok, "value_k"]).statistic
-      rows.append({"target": target, "score": score, "probe_per_class": k,
-                   "main_per_class": main, "n": int(ok.sum()), "kendall_tau": tau})  # fmt: skip
+      a, b = g.loc[ok, "value_main"], g.loc[ok, "value_k"]
+      tau = stats.kendalltau(a, b).statistic
+      # A score whose models tie at its maximum (SFDA's saturated posterior) has few ordered
+      # pairs: a low τ then says "mostly ties", not "the order moved".
+      row = {"target": target, "score": score, "probe_per_class": k, "main_per_class": main}
+      row |= {"n": int(ok.sum()), "kendall_tau": tau}
+      rows.append(row | {"tied_at_max_main": _tied_at_max(a), "tied_at_max_k": _tied_at_max(b)})
   return pd.DataFrame(rows)
 
 

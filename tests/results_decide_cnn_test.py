@@ -107,3 +107,20 @@ def test_probe_size_table_recomputed():
                   & (table["probe_per_class"] == k)]  # fmt: skip
       np.testing.assert_allclose(row["kendall_tau"].iloc[0], tau_b, atol=1e-12)
       assert int(row["n"].iloc[0]) == len(a) == 120  # 20 source runs x 6 positions
+
+
+def test_probe_size_ties_at_max_recomputed():
+  """The share of checkpoints at a score's maximum (what makes SFDA's τ low on MNIST)."""
+  table = pd.read_csv(D / "probe_size.csv")
+  for k, name in ((50, "scores_pool2.csv"), (20, "scores_pool2_probe20.csv")):
+    d = pd.read_csv(D / name)
+    d = d[(d["layer"] == "pool2") & (d["score"] == "sfda") & (d["target"] == "mnist")]
+    d = d[d["probe"] == "train"] if "probe" in d else d
+    v = d["value"].to_numpy()
+    share = np.mean(v >= v.max() - 1e-6 * max(abs(v.max()), 1.0))
+    row = table[(table["target"] == "mnist") & (table["score"] == "sfda")
+                & (table["probe_per_class"] == 20)]  # fmt: skip
+    column = "tied_at_max_main" if k == 50 else "tied_at_max_k"
+    np.testing.assert_allclose(row[column].iloc[0], share, atol=1e-12)
+  assert row["tied_at_max_k"].iloc[0] == 1.0  # all saturated at 20 per class: τ undefined
+  assert np.isnan(row["kendall_tau"].iloc[0])
