@@ -57,7 +57,7 @@ def tables(finetune: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
   return matrix, asymmetry, scratch
 
 
-def _per_seed(gt: pd.DataFrame, value: str) -> dict[tuple, np.ndarray]:
+def per_seed(gt: pd.DataFrame, value: str) -> dict[tuple, np.ndarray]:
   """{(source, target, frozen): that value per pre-training seed} at each source's last step
   (curves already averaged over fine-tune seeds, so a seed is one independent run)."""
   df = gt[np.isfinite(gt["frozen"].to_numpy(dtype=float)) & ~gt["source"].isin(BASELINES)]
@@ -81,7 +81,7 @@ def drop_intervals(
   seeds with replacement, independently (their runs are independent; a seed's A→B and A→A
   curves start from the same network, so they are drawn together).
   """
-  cells = _per_seed(gt, value)
+  cells = per_seed(gt, value)
   tasks = sorted({s for s, _, _ in cells} | {t for _, t, _ in cells})
   n_seeds = {s: max(len(v) for (src, _, _), v in cells.items() if src == s) for s in tasks}
   rng = np.random.default_rng(seed)
