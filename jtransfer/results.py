@@ -48,6 +48,10 @@ from typing import Any
 import numpy as np
 
 MAIN_FILE = "results.sqlite"
+# The layer of a score that depends on no tap (LEEP, NCE, the checkpoint baselines); stores
+# written before the marker existed hold "" there, so readers accept both.
+NO_LAYER = "-"
+LAYERLESS = (NO_LAYER, "")
 _SHARD_RE = re.compile(r"^results\.([A-Za-z0-9_\-]+)\.sqlite$")
 
 # name -> (columns with SQLite types, primary key). Key columns are NOT NULL.

@@ -89,7 +89,7 @@ from jtransfer.scores import regimes, registry
 from jtransfer.scores.compute import compute_isolated, default_chunk_size
 
 JOB = "score"
-NO_LAYER = "-"  # layer of the scores that do not depend on a tap
+NO_LAYER = results.NO_LAYER
 HELDOUT = "heldout"
 BASELINES = tuple(registry.CHECKPOINT_BASELINES)  # computed here from the checkpoint record
 DEFAULT_MEMORY_BUDGET = 2 << 30

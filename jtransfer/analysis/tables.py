@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from jtransfer import results
 from jtransfer.analysis import signs
 from jtransfer.analysis import truth as gt_lib
 
@@ -15,7 +16,7 @@ def model_keys(keep_seeds: bool) -> list[str]:
   return ["source", "arch", "seed", "step"] if keep_seeds else ["source", "arch", "step"]
 
 
-LAYERLESS = ("", "-")  # How the score job stores a score with no layer (LEEP, NCE, baselines).
+LAYERLESS = results.LAYERLESS
 
 
 def spread_layerless(df: pd.DataFrame) -> pd.DataFrame:
