@@ -7,8 +7,8 @@ Flags: `--config FILE[:VARIANT]` plus `--config.<path>=<value>` overrides (`conf
 `--workdir`, `--stages`, `--data_dir`, `--model_module`, the multi-process flags
 (`distributed`) and `--verbose` (tracebacks for user errors, `jtransfer.errors`). The config is
 overridden and checked (`config_checks.check_study`, for the stages about to run) before any
-work; then the CPU devices it asks for are requested, the processes joined, and the stages run
-by `sweep.run_study`.
+work; then the CPU devices it asks for are requested, the processes joined (and their flags and
+config compared: `distributed.same_run`), and the stages run by `sweep.run_study`.
 """
 
 from __future__ import annotations
@@ -71,8 +71,22 @@ def main(stages: Sequence[str] | None = None, *, default_config: Callable | None
       distributed.initialize_from_flags()
     except ValueError as e:
       config_cli.fail(e)
-    # A user's mistake found while running (a missing data dir, unreadable weights) is one line.
-    with errors.exit_on(pathlib.Path(sys.argv[0]).name, show_traceback=verbose.value):
-      sweep.run_study(config, workdir=workdir.value, stages=to_run(), data_dir=data_dir.value)
+    prog = pathlib.Path(sys.argv[0]).name
+    # What every process of one job must agree on (the data dir may differ between hosts).
+    record = {
+      "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+      "stages": to_run(),
+      "workdir": workdir.value,
+      "num_processes": flags.FLAGS[distributed.NUM_PROCESSES].value,
+      user_modules.FLAG: flags.FLAGS[user_modules.FLAG].value,
+    }
+    # Several processes: a failure on one stops it at once and, through it, the others.
+    with distributed.stop_together(prog):
+      # A user's mistake found while running (a missing data dir, unreadable weights) is one
+      # line; so are processes started with different flags or config.
+      with errors.exit_on(prog, show_traceback=verbose.value):
+        distributed.same_run(record, timeout_s=flags.FLAGS[distributed.TIMEOUT].value or 300)
+        sweep.run_study(config, workdir=workdir.value, stages=to_run(), data_dir=data_dir.value)
+      distributed.finish_together()
 
   config_cli.run(run, config_flag)

@@ -368,7 +368,10 @@ class Store:
     try:
       yield conn
     except BaseException:
-      conn.execute("ROLLBACK")
+      # SQLite may have rolled back already (SQLITE_FULL: disk or database full, SQLITE_IOERR):
+      # a ROLLBACK then fails with "no transaction is active" and hides the real error.
+      if conn.in_transaction:
+        conn.execute("ROLLBACK")
       raise
     else:
       conn.execute("COMMIT")
@@ -543,15 +546,18 @@ def export(
       raise ImportError(
         "Parquet export needs pyarrow: pip install 'jtransfer[parquet]' (or use fmt='csv')"
       ) from e
+  from jtransfer.workdir import replaced_whole  # noqa: PLC0415 (workdir imports nothing heavy)
+
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   written = []
   for table in tables:
     df = load(workdir, table)
     path = out_dir / f"{table}.{fmt}"
-    if fmt == "csv":
-      df.to_csv(path, index=False)
-    else:
-      df.to_parquet(path, index=False)
+    with replaced_whole(path) as tmp:  # a kill or a full disk never leaves half a table
+      if fmt == "csv":
+        df.to_csv(tmp, index=False)
+      else:
+        df.to_parquet(tmp, index=False)
     written.append(path)
   return written

@@ -27,12 +27,15 @@ def maybe_initialize_distributed(
   process_id: int | None = None,
   *,
   auto: bool = False,
+  timeout_s: int | None = None,
 ) -> bool:
   """Calls `jax.distributed.initialize` when configured; returns whether it did.
 
   Configured means: all three of `coordinator` ("host:port"), `num_processes`, `process_id`
   given, or `auto=True` (let JAX detect TPU pods / SLURM / Open MPI). Nothing given -> single
-  process, no call. Calling it again after initialisation is a no-op.
+  process, no call. Calling it again after initialisation is a no-op. `timeout_s`: how long a
+  process waits for the others to join and for a silent one's heartbeat before JAX stops it
+  (None: JAX's 300 s to join, 100 s for heartbeats).
   """
   given = [v is not None for v in (coordinator, num_processes, process_id)]
   if any(given) and not all(given):
@@ -44,12 +47,18 @@ def maybe_initialize_distributed(
     return False
   if jax.distributed.is_initialized():
     return False
+  timeouts = {}
+  if timeout_s is not None:
+    if timeout_s < 1:
+      raise ValueError(f"the distributed timeout must be >= 1 s, got {timeout_s}")
+    timeouts = dict(initialization_timeout=int(timeout_s), heartbeat_timeout_seconds=int(timeout_s))
   if all(given):
     jax.distributed.initialize(
-      coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
-    )
+      coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+      **timeouts,
+    )  # fmt: skip
   else:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**timeouts)
   return True
 
 

@@ -141,6 +141,22 @@ def holds_lock(job: str) -> Callable:
   return decorate
 
 
+@contextlib.contextmanager
+def replaced_whole(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+  """Yields a tmp path beside `path` to write the new file to; renames it over `path` once the
+  block ends, removes it if the block raises. A reader (or a rerun after `kill -9` or a full
+  disk) finds the old file or the whole new one, never a part; a kill leaves at most a hidden
+  `.<name>.<pid>.tmp` beside it."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
 def append_config(workdir: str | os.PathLike, job: str, config: Mapping[str, Any]) -> None:
   """Appends `{job, time, config}` to `<workdir>/config.json` (a JSON list), atomically."""
   path = pathlib.Path(workdir) / "config.json"
@@ -150,9 +166,8 @@ def append_config(workdir: str | os.PathLike, job: str, config: Mapping[str, Any
     entries = loaded if isinstance(loaded, list) else [loaded]
   now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
   entries.append({"job": job, "time": now, "config": config})
-  tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(entries, indent=2, default=str))
-  os.replace(tmp, path)
+  with replaced_whole(path) as tmp:
+    tmp.write_text(json.dumps(entries, indent=2, default=str))
 
 
 def file_logging(workdir: str | os.PathLike, job: str, logger: logging.Logger) -> logging.Handler:

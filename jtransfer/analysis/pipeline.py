@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from jtransfer import workdir as workdir_files
 from jtransfer.analysis import (
   breakdown,
   dependence,
@@ -376,7 +377,8 @@ def write_outputs(
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   for name in CSV_TABLES:
-    getattr(a, name).to_csv(workdir / f"analysis_{name}.csv", index=False)
+    with workdir_files.replaced_whole(workdir / f"analysis_{name}.csv") as tmp:
+      getattr(a, name).to_csv(tmp, index=False)
   if with_figures:
     a.figures = make_figures(a, workdir / "figures")
   return report.write(a, workdir, studies=studies)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from jtransfer import results
+from jtransfer import workdir as workdir_files
 from jtransfer.analysis import cluster_bootstrap, coverage, figures, power, signs, versus
 from jtransfer.analysis.doc import CSS, Doc, cell  # noqa: F401 (CSS, Doc: part of the report API)
 
@@ -580,8 +581,12 @@ def write(a, workdir, *, studies=()) -> pathlib.Path:
   for section in SECTIONS:
     section(d, a, page)
   md = page.workdir / "report.md"
-  md.write_text(d.markdown(), encoding="utf-8")
-  (page.workdir / "report.html").write_text(d.html("jtransfer report"), encoding="utf-8")
+  for path, text in (
+    (md, d.markdown()),
+    (page.workdir / "report.html", d.html("jtransfer report")),
+  ):
+    with workdir_files.replaced_whole(path) as tmp:
+      tmp.write_text(text, encoding="utf-8")
   return md
 
 

@@ -17,7 +17,8 @@ add round-off noise there. Use the shrinkage H-score in that regime.
 
 Shrinkage H-score: Ledoit–Wolf on the centred features exactly as sklearn's estimator (1/N
 normalisation): S = ZᵀZ/N, m = tr(S)/D,
-  δ = ‖S − m I‖²_F / D,  b = (Σ_i ‖z_i‖⁴ / N − ‖S‖²_F) / (D·N),  a = min(b, δ)/δ (0 if b = 0),
+  δ = ‖S − m I‖²_F / D,  b = (Σ_i ‖z_i‖⁴ / N − ‖S‖²_F) / (D·N),  a = min(b, δ)/δ (0 if b = 0;
+  0 for D = 1, as sklearn: there δ is round-off),
 Σ = (1−a) S + a m I, score = trace(pinv(Σ) · (1−a) Cov g). Σ is diagonal in V with
 λ_k = (1−a) σ_k/N + a m (and a m on range(Z)'s complement, where Cov g vanishes), so
   score = (1−a)/(N−1) Σ_k σ_k (u_kᵀ P u_k) / λ_k.
@@ -79,6 +80,10 @@ def ledoit_wolf_shrinkage(shared: Shared) -> tuple[jax.Array, jax.Array]:
   zz = shared.centered_gram
   sq = jnp.diagonal(zz)  # ‖z_i‖²
   m = jnp.sum(sq) / (n * d)
+  if d == 1:
+    # sklearn's rule: one feature is its own target (δ = 0 exactly), shrinkage 0. Computed, δ is
+    # round-off and min(b, δ)/δ comes out as 1, which zeroes the score.
+    return jnp.zeros((), sigma.dtype), m
   k = min(n, d)
   top = jnp.arange(n) >= n - k
   # ‖S − mI‖²_F over all D eigenvalues of S: the k from the Gram, D − k zeros (no cancellation).

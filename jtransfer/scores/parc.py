@@ -120,7 +120,12 @@ def parc_kernel(shared: Shared, *, pca_dim: int = PCA_DIM) -> jax.Array:
   corr = jnp.matmul(q, q.T, precision=HIGHEST)
   iu, ju = np.triu_indices(shared.n, 1)
   labels = shared.labels
-  return 100 * rank_biserial(1 - corr[iu, ju], labels[iu] != labels[ju])
+  rdm = 1 - corr[iu, ju]
+  value = 100 * rank_biserial(rdm, labels[iu] != labels[ju])
+  # Fewer than 2 kept components (D = 1, or one direction dominating the rest below round-off)
+  # or a sample constant across them: the Pearson is 0/0. A sort would rank those NaNs as
+  # distinct values and return a finite number that measures nothing; make it NaN instead.
+  return jnp.where(jnp.all(jnp.isfinite(rdm)), value, jnp.nan)
 
 
 def parc(features, labels, *, num_classes: int, pca_dim: int = PCA_DIM) -> jax.Array:

@@ -6,6 +6,7 @@ silent NaN deep inside a kernel.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -36,6 +37,16 @@ def check_features(features, *, name: str = "features", batched: bool = False) -
       f"{name} contain {kind} values ({int(bad.sum())} entries, in samples {rows[:10].tolist()}"
       f"{' ...' if rows.size > 10 else ''})"
     )
+  # float64 input with jax_enable_x64 off is computed in float32: a value beyond float32's range
+  # would turn into Inf there, after this check, and into a silent 0 or NaN score.
+  kernel_dtype = jax.dtypes.canonicalize_dtype(arr.dtype)
+  if kernel_dtype != arr.dtype:
+    top = float(np.abs(arr).max())
+    if top > float(np.finfo(kernel_dtype).max):
+      raise ValueError(
+        f"{name} hold values up to {top:.3g}, beyond {kernel_dtype}'s range, the dtype they are "
+        f"computed in (jax_enable_x64 is off); rescale them or turn jax_enable_x64 on"
+      )
   return arr
 
 
