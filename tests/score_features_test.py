@@ -59,10 +59,11 @@ def test_score_features_end_to_end(tmp_path):
 
   doc = json.loads((tmp_path / "out" / "scores.json").read_text())
   assert doc["higher_is_better"]["two_nn"] is False and doc["higher_is_better"]["leep"] is True
-  assert list(doc["scores"]["unlabelled"]) == ["two_nn"]  # no labels: only TWO-NN applies
+  # no labels: only the label-free scores apply (TWO-NN, ETran's energy term)
+  assert sorted(doc["scores"]["unlabelled"]) == ["etran_energy", "two_nn"]
   # Every default score (registry.names: N-LEEP only by name), LEEP and NCE from source_probs.
   n_default = len(registry.names(features=True, labels=True, source_probs=True))
-  assert n_default == 15 and len(doc["scores"]["a"]) == n_default
+  assert n_default == 21 and len(doc["scores"]["a"]) == n_default
   for name, (x, y, probs) in {"a": a, "s1": b1, "s2": b2}.items():
     x64 = x.reshape(len(x), -1).astype(np.float64)
     np.testing.assert_allclose(doc["scores"][name]["sum_of_squares"], _ref_sum_of_squares(x64, y),
@@ -71,7 +72,7 @@ def test_score_features_end_to_end(tmp_path):
                                _ref_leep(probs.astype(np.float64), y, 3), rtol=1e-4)  # fmt: skip
   with open(tmp_path / "out" / "scores.csv") as f:
     rows = list(csv.DictReader(f))
-  assert len(rows) == 3 * n_default + 1
+  assert len(rows) == 3 * n_default + 2  # the unlabelled set: two_nn and etran_energy
   for row in rows:
     assert float(row["value"]) == doc["scores"][row["feature_set"]][row["score"]]
     assert row["higher_is_better"] == str(doc["higher_is_better"][row["score"]])

@@ -16,7 +16,8 @@ from jtransfer.scores.compute import (
 
 NAMES = (
   "two_nn", "sum_of_squares", "rsa", "nc_score", "nc_score_eq2", "logme", "h_score",
-  "h_score_shrinkage", "transrate", "gbc", "sfda", "parc", "nleep", "knn_accuracy", "leep", "nce",
+  "h_score_shrinkage", "transrate", "gbc", "sfda", "parc", "nleep", "ncti_seli", "ncti_ncc",
+  "ncti_vc", "etran_energy", "etran_lda", "pactran", "knn_accuracy", "leep", "nce",
 )  # fmt: skip
 AVAILABLE = [n for n in NAMES if registry.REGISTRY[n].available()]
 BY_NAME_ONLY = ("nleep",)  # costly: not in the default set (asked for by name)
@@ -35,7 +36,7 @@ def _data(rng, m=None, n=36, d=50, c=4, cs=6):
 
 def test_registry_names_and_signs():
   assert tuple(registry.REGISTRY) == NAMES
-  lower = {"two_nn", "sum_of_squares", "nc_score", "nc_score_eq2"}
+  lower = {"two_nn", "sum_of_squares", "nc_score", "nc_score_eq2", "ncti_vc", "pactran"}
   for name, spec in registry.REGISTRY.items():
     assert spec.higher_is_better == (name not in lower), name
   assert registry.REGISTRY["leep"].inputs == ("source_probs", "labels")
@@ -66,7 +67,7 @@ def test_compute_equals_individual_functions(x64, shape):
   out |= scores.compute(x, y, num_classes=4, names=list(BY_NAME_ONLY))
   for name in AVAILABLE:
     spec = registry.REGISTRY[name]
-    if name == "two_nn":
+    if not spec.needs_labels:  # two_nn, etran_energy
       want = spec.fn(x)
     elif spec.needs_source_probs:
       want = spec.fn(probs, y, num_classes=4)
@@ -78,7 +79,7 @@ def test_compute_equals_individual_functions(x64, shape):
 def test_compute_defaults_and_options(x64):
   rng = np.random.default_rng(0)
   x, y, probs = _data(rng)
-  assert list(scores.compute(x, None, num_classes=None)) == ["two_nn"]
+  assert sorted(scores.compute(x, None, num_classes=None)) == ["etran_energy", "two_nn"]
   # Defaults: every score the inputs allow but those asked for by name (compute uses
   # registry.names when names is None); every=True lists them all.
   without = ("leep", "nce", *BY_NAME_ONLY)

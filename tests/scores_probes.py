@@ -66,4 +66,10 @@ INVARIANCES = {
   "nleep": {"shift"},  # reg_covar = 1e-6 is absolute
   "parc": {"shift", "scale"},
   "sfda": {"shift"},  # λ = exp(−5 σ_max(S_W)) reads σ_max in the features' units
+  "ncti_seli": {"shift", "scale"},  # always the unshrunk LDA (see ncti.py)
+  "ncti_ncc": {"shift", "scale"},
+  "ncti_vc": {"shift", "scale"},
+  "etran_energy": set(),  # the logsumexp of the raw features
+  "etran_lda": {"shift"},  # identity covariance, in the features' units
+  "pactran": {"shift"},  # the prior variance is absolute
 }

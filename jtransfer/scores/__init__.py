@@ -9,12 +9,15 @@ below bind the package attribute to the function, after the submodule itself was
 """
 
 from jtransfer.scores.compute import compute, compute_batched
+from jtransfer.scores.etran import etran_energy, etran_lda, etran_pool
 from jtransfer.scores.gbc import gbc
 from jtransfer.scores.h_score import h_score, h_score_shrinkage
 from jtransfer.scores.knn import knn_accuracy
 from jtransfer.scores.logme import logme
+from jtransfer.scores.ncti import ncti_ncc, ncti_pool, ncti_seli, ncti_vc
 from jtransfer.scores.neural_collapse import nc_score, nc_score_eq2
 from jtransfer.scores.nleep import nleep
+from jtransfer.scores.pactran import pactran
 from jtransfer.scores.parc import parc
 from jtransfer.scores.registry import REGISTRY, ScoreSpec, get
 from jtransfer.scores.rsa import rsa
@@ -26,9 +29,10 @@ from jtransfer.scores.transrate import transrate
 from jtransfer.scores.two_nn import two_nn
 
 __all__ = [
-  "REGISTRY", "ScoreSpec", "Shared", "compute", "compute_batched", "gbc", "get", "h_score",
-  "h_score_shrinkage", "knn_accuracy", "leep", "logme", "names", "nc_score", "nc_score_eq2", "nce",
-  "nleep", "parc", "rsa", "sfda", "sum_of_squares", "transrate", "two_nn",
+  "REGISTRY", "ScoreSpec", "Shared", "compute", "compute_batched", "etran_energy", "etran_lda",
+  "etran_pool", "gbc", "get", "h_score", "h_score_shrinkage", "knn_accuracy", "leep", "logme",
+  "names", "nc_score", "nc_score_eq2", "nce", "ncti_ncc", "ncti_pool", "ncti_seli", "ncti_vc",
+  "nleep", "pactran", "parc", "rsa", "sfda", "sum_of_squares", "transrate", "two_nn",
 ]  # fmt: skip
 
 

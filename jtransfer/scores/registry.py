@@ -123,6 +123,18 @@ _SPECS = (
   ScoreSpec("nleep", True, _FL, "nleep",
             options={"components_per_class": 5, "variance": 0.8, "seed": 0}, by_default=False,
             description="N-LEEP: LEEP of a diagonal GMM on PCA (80%) features (by name only)"),
+  ScoreSpec("ncti_seli", True, _FL, "ncti", options={"pca_dim": 64},
+            description="NCTI term: nuclear norm of the LDA projection (pool: ncti)"),
+  ScoreSpec("ncti_ncc", True, _FL, "ncti", options={"pca_dim": 64},
+            description="NCTI term: mean LDA posterior of the true class (pool: ncti)"),
+  ScoreSpec("ncti_vc", False, _FL, "ncti", options={"pca_dim": 64},
+            description="NCTI term: log Σ_c nuclear norm of class posteriors (pool: ncti)"),
+  ScoreSpec("etran_energy", True, (FEATURES,), "etran", options={"percent": 0.5},
+            description="ETran term: mean logsumexp of the lowest 0.5% (pool: etran)"),
+  ScoreSpec("etran_lda", True, _FL, "etran", options={"covariance": "identity"},
+            description="ETran term: mean class posterior, released 'LDA' (pool: etran)"),
+  ScoreSpec("pactran", False, _FL, "pactran", options={"lda_factor": 1.0, "s2_factor": 100.0},
+            description="PACTran-Gaussian: MAP softmax head loss + PAC-Bayes term"),
   ScoreSpec("knn_accuracy", True, _FL, "knn", options={"k": 5},
             description="leave-one-out kNN accuracy (baseline)"),
   ScoreSpec("leep", True, _SL, "source_probs", description="LEEP (source softmax)"),
@@ -138,9 +150,39 @@ CHECKPOINT_BASELINES: Mapping[str, bool] = MappingProxyType(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+  """A pool-relative score: registered per-model terms combined over the models being ranked
+  (`jtransfer.scores.pool`); `<name>_pool` in `module` computes it from {term: [M] values}."""
+
+  name: str
+  higher_is_better: bool
+  terms: tuple[str, ...]
+  module: str
+  description: str = ""
+
+  @property
+  def fn(self) -> Callable[..., Any]:
+    return getattr(importlib.import_module(f"jtransfer.scores.{self.module}"), f"{self.name}_pool")
+
+
+POOL: Mapping[str, PoolSpec] = MappingProxyType({
+  p.name: p for p in (
+    PoolSpec("ncti", True, ("ncti_seli", "ncti_ncc", "ncti_vc"), "ncti",
+             "NCTI: minmax(ncc) + minmax(seli) − minmax(vc) over the pool"),
+    PoolSpec("etran", True, ("etran_energy", "etran_lda"), "etran",
+             "ETran: 0.15 minmax(energy) + 0.85 minmax(lda) over the pool"),
+  )
+})  # fmt: skip
+
+
 def signs() -> dict[str, bool]:
-  """name -> higher_is_better for every registered score and checkpoint baseline."""
-  return {**{n: s.higher_is_better for n, s in REGISTRY.items()}, **CHECKPOINT_BASELINES}
+  """name -> higher_is_better for every registered score, checkpoint baseline and pool score."""
+  return {
+    **{n: s.higher_is_better for n, s in REGISTRY.items()},
+    **CHECKPOINT_BASELINES,
+    **{n: p.higher_is_better for n, p in POOL.items()},
+  }
 
 
 def get(name: str) -> ScoreSpec:

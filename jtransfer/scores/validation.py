@@ -127,6 +127,18 @@ def check_options(score: str, options: dict, num_samples: int) -> None:
       _count(score, "seed", seed, 0, 2**31 - 1, "2³¹ − 1"),
     ),
     "parc": lambda pca_dim: _count(score, "pca_dim", pca_dim, 3, None, None),
+    **{
+      name: (lambda pca_dim: _count(score, "pca_dim", pca_dim, 1, None, None))
+      for name in ("ncti_seli", "ncti_ncc", "ncti_vc")
+    },
+    "etran_energy": lambda percent: _number(score, "percent", percent, lo=0, hi=100, lo_open=True),
+    "etran_lda": lambda covariance: _choice(
+      score, "covariance", covariance, ("identity", "shrunk")
+    ),
+    "pactran": lambda lda_factor, s2_factor: (
+      _number(score, "lda_factor", lda_factor, lo=0, lo_open=True),
+      _number(score, "s2_factor", s2_factor, lo=0, lo_open=True),
+    ),
     "sfda": lambda largest_eigenvalue: _choice(
       score, "largest_eigenvalue", largest_eigenvalue, ("exact", "power")
     ),
@@ -237,6 +249,13 @@ _NONFINITE_CAUSES = {
   "parc": ": no class has 2 samples, or a sample's PCA coordinates are constant (fewer than 2"
   " components above round-off?)",
   "sfda": ": zero within-class scatter (every sample equals its class mean)",
+  **{
+    name: ": zero within-class scatter (every sample equals its class mean, or N = C)"
+    for name in ("ncti_seli", "ncti_ncc", "ncti_vc")
+  },
+  "etran_lda": ": the features overflow (rescale them), or zero within-class scatter"
+  " (covariance='shrunk')",
+  "pactran": ": the features overflow; rescale them",
 }
 
 
