@@ -21,7 +21,12 @@ def test_every_sign_is_the_registrys():
   for name, spec in registry.REGISTRY.items():
     assert table[name] is spec.higher_is_better, name
   assert {k: table[k] for k in registry.CHECKPOINT_BASELINES} == dict(registry.CHECKPOINT_BASELINES)
-  assert set(table) == set(registry.REGISTRY) | set(registry.CHECKPOINT_BASELINES)
+  assert {k: table[k] for k in registry.POOL} == {
+    k: p.higher_is_better for k, p in registry.POOL.items()
+  }
+  assert set(table) == (
+    set(registry.REGISTRY) | set(registry.CHECKPOINT_BASELINES) | set(registry.POOL)
+  )
   # Every baseline the analysis compares with has a sign there, and the figures' layer-free
   # scores take the checkpoint baselines from the same place.
   assert set(signs.BASELINES) <= set(table)

@@ -21,6 +21,7 @@ from jtransfer.analysis import (
   taps,
   versus,
 )
+from jtransfer.analysis import pooled as pool_lib
 from jtransfer.analysis import transfer_matrix as tm
 
 TABLES = ("checkpoints", "scores", "finetune")
@@ -102,6 +103,10 @@ def _pick(options, preferred, what):
 def _prepare_scores(scores, overrides: dict, param_penalty: float, notes: list) -> pd.DataFrame:
   """The oriented scores (+ the parameter-penalised ones, whose signs join `overrides`)."""
   prepared = tables.prepare_scores(scores, overrides=overrides)
+  pooled = pool_lib.pool_scores(prepared)
+  if not pooled.empty:
+    prepared = pd.concat([prepared, pooled], ignore_index=True)
+    notes.extend(pool_lib.note(pooled))
   notes.extend(tables.undefined_notes(scores))
   if prepared.attrs.get("dropped_non_finite"):
     notes.append(f"{prepared.attrs['dropped_non_finite']} non-finite score values were dropped.")
