@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -49,6 +50,7 @@ COORDINATOR, NUM_PROCESSES, PROCESS_ID, AUTO, TIMEOUT = (
 # How long `finish_together` waits for the last process (a week: the work itself is done).
 FINISH_TIMEOUT_S = 7 * 24 * 3600
 _RUN_KEY = "jtransfer/run"
+_LEAVE_LAST_S = 2.0  # process 0 outlives its refusing peers by this much (their exit is immediate)
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -133,6 +135,17 @@ def same_run(record: Mapping[str, Any], *, timeout_s: float = 300.0) -> None:
   )
   if not differ:
     return
+  # Every process refuses and exits. Process 0 hosts the coordination service: were it to exit
+  # first, a peer still running would see the service vanish and abort (SIGABRT) instead of
+  # printing its line. So the others say they are leaving, and process 0 leaves last.
+  me = jax.process_index()
+  if me:
+    client.key_value_set(f"{_RUN_KEY}/refused/{me}", "1")
+  else:
+    for i in range(1, count):
+      with contextlib.suppress(Exception):
+        client.blocking_key_value_get(f"{_RUN_KEY}/refused/{i}", int(timeout_s * 1000))
+    time.sleep(_LEAVE_LAST_S)
   first = differ[0]
   i = next(i for i, f in enumerate(flat) if f.get(first) != flat[0].get(first))
   more = f" ({len(differ)} settings differ: {', '.join('--' + k for k in differ)})"

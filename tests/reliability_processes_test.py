@@ -139,8 +139,9 @@ def test_processes_started_with_different_flags_are_all_refused_naming_them(tmp_
       if p.poll() is None:
         p.kill()
         p.wait()
-  for p, (out, err) in zip(procs, outs, strict=True):
-    assert p.returncode == 2, err[-3000:]
+  for k, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+    # The head of stderr holds a fatal error's reason; its tail a module list.
+    assert p.returncode == 2, f"process {k}: status {p.returncode}\n{err[:2500]}"
     (line,) = _error_lines(err)
     assert line.startswith("evaluate.py: error: the 2 processes of this job were started"), line
     assert "process 1 has --config.evaluate.n_boot=5 where process 0 has 0" in line, line
