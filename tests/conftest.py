@@ -40,3 +40,13 @@ def data_dir() -> pathlib.Path:
   if not (path / "mnist").is_dir():
     pytest.skip(f"real datasets not found at {path} (set JTRANSFER_DATA_DIR)")
   return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+  """Drops JAX's compiled executables after each test module. A pytest worker runs hundreds of
+  modules; every jitted executable keeps its machine code mapped, and with the score tests'
+  many shapes one worker came near the kernel's map limit (vm.max_map_count 65,530): LLVM's
+  JIT then failed with "Failed to materialize symbols" and threads could not start."""
+  yield
+  jax.clear_caches()
