@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from jtransfer.studies import findings as findings_table
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CSVS = ("gradual_matrix.csv", "gradual_asymmetry.csv", "gradual_drops.csv", "gradual_slopes.csv")
 FIGURES = ("gradual_transfer_final_acc.png", "gradual_matrix_final_acc.png",
@@ -197,11 +199,7 @@ def findings(d: pathlib.Path) -> pd.DataFrame:
 
 
 def write_findings(d: pathlib.Path) -> None:
-  t = findings(d)
-  t.to_csv(d / "findings.csv", index=False)
-  head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
-  body = "".join("| " + " | ".join(str(x) for x in r) + " |\n" for r in t.itertuples(index=False))
-  (d / "findings.md").write_text(f"# {d.name}: findings (Fayek et al.)\n\n" + head + body)
+  findings_table.write(findings(d), d, f"{d.name}: findings (Fayek et al.)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from jtransfer.studies import findings as findings_table
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "nc_paper"
 SCORES = ("nc_score", "logme", "leep")
@@ -158,11 +160,7 @@ def _audio_rows(t: pd.DataFrame) -> list[dict]:
 
 
 def write_findings(d: pathlib.Path = OUT) -> None:
-  t = findings(d)
-  t.to_csv(d / "findings.csv", index=False)
-  head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
-  body = "".join("| " + " | ".join(str(x) for x in r) + " |\n" for r in t.itertuples(index=False))
-  (d / "findings.md").write_text("# The neural-collapse paper: findings\n\n" + head + body)
+  findings_table.write(findings(d), d, "The neural-collapse paper: findings")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from jtransfer.studies import findings as findings_table
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "thesis_cnn"
 LAYER = "pool2"
@@ -93,15 +95,6 @@ def _decide(point, samples, *, claim_positive: bool = True):
   return text, "no", "–"
 
 
-def _verdict(lo, hi, claim_lo, claim_hi):
-  """(decided, agrees) for a claim that the statistic lies in [claim_lo, claim_hi]."""
-  if hi < claim_lo or lo > claim_hi:
-    return "yes", "no"
-  if claim_lo <= lo and hi <= claim_hi:
-    return "yes", "yes"
-  return "no", "–"
-
-
 def findings(d: pathlib.Path = OUT) -> pd.DataFrame:
   """claim | paper | jtransfer (interval) | decided? | agrees? | why not, from the CSVs in d."""
   corr = pd.read_csv(d / "analysis_correlations_all.csv")
@@ -110,7 +103,7 @@ def findings(d: pathlib.Path = OUT) -> pd.DataFrame:
   for target in ("mnist", "fashion_mnist"):
     c = corr[corr["target"] == target].set_index("score")
     r = c.loc["rsa"]
-    decided, agrees = _verdict(r["cluster_ci_lo"], r["cluster_ci_hi"], 0.8, 1.0)
+    decided, agrees = findings_table.range_verdict(r["cluster_ci_lo"], r["cluster_ci_hi"], 0.8, 1.0)
     rows.append({
       "claim": f"RSA at pool2 predicts transfer, pooled ρ ≈ 0.9 ({target})",
       "paper": "thesis 3.3 (Fig. 3.21): almost 0.9 (MNIST), 72 models",
@@ -217,11 +210,7 @@ def findings(d: pathlib.Path = OUT) -> pd.DataFrame:
 
 
 def write_findings(d: pathlib.Path = OUT) -> None:
-  t = findings(d)
-  t.to_csv(d / "findings.csv", index=False)
-  head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
-  body = "".join("| " + " | ".join(str(x) for x in r) + " |\n" for r in t.itertuples(index=False))
-  (d / "findings.md").write_text("# thesis_cnn: findings (thesis replication)\n\n" + head + body)
+  findings_table.write(findings(d), d, "thesis_cnn: findings (thesis replication)")
 
 
 if __name__ == "__main__":
