@@ -24,6 +24,15 @@ Training length comes from configs/audio_fsdd.py: the quick variant trains every
 same number of steps (equal compute; the 100-clip source sees ~48 epochs, the 1,800-clip one
 ~3), the full variant for the same number of epochs.
 Quick: 13.9 min end to end on the 2-core CPU (BENCHMARKS.md, "Audio studies end to end").
+
+  python launch/sweep.py --config configs/audio_scale.py:decide --workdir runs/audio_scale_decide
+  python scripts/publish_audio_scale.py runs/audio_scale_decide   # -> docs/results/audio_scale
+
+Decide: the quick zoo sized to decide the abstract's claims: 5 pre-training seeds per source,
+300 pre-training steps (equal compute per source), and fine-tuning of each finished model only
+(the last checkpoint) for 150 steps (≈ 5 epochs of the target) with 3 fine-tune seeds, scratch
+and random-init baselines alike; final test accuracy and log-AUC as ground truth, intervals from
+resampling pre-training seeds within each source (B = 2,000).
 """
 
 import pathlib
@@ -43,12 +52,13 @@ LADDER = {
 ONTOLOGY = ("fsdd_speaker_spk0123",)
 PLOT_SCORES = ("nc_score", "logme", "leep")
 PLOT_LAYER = "pool"
+DECIDE_STEPS = 300
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   # The zoo settings of configs/audio_fsdd.py (model, optimiser, schedule, variants); only the
   # sources differ.
-  c = audio_fsdd.get_config(arg)
+  c = audio_fsdd.get_config("quick" if arg == "decide" else arg)
   sources = [*LADDER, *ONTOLOGY]
   if arg == "tiny":  # two rungs on each ladder: 2 and 10 classes, 10 and 180 samples per class
     sources = [
@@ -56,6 +66,13 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
       audio_tasks.class_ladder_name(10),
       audio_tasks.sample_ladder_name(10),
     ]
+  if arg == "decide":
+    c.pretrain.num_seeds = 5
+    c.pretrain.duration = {"steps": DECIDE_STEPS}
+    c.finetune.steps = [DECIDE_STEPS]  # the finished models only
+    c.finetune.ft_seeds = [0, 1, 2]
+    c.finetune.duration = {"steps": 150}
+    c.evaluate.n_boot = 2000
   c.sources = [{"name": name} for name in sources]
   c.reports = ["configs.audio_scale:plot"]
   return c
