@@ -86,3 +86,26 @@ def test_findings_markdown_matches_csv():
   md = (D / "findings.md").read_text()
   for r in t.itertuples(index=False):
     assert f"| {r.claim} | {r.paper} | {r.jtransfer} | {r.decided} | {r.agrees} |" in md
+
+
+def test_audio_rows_recomputed():
+  """Every audio row's r and Fisher-z interval from the committed audio_nc comparison (final
+  models, the classifier's input or no layer, AUROC on the binary target), none decided."""
+  nc = pd.read_csv(D / "audio_nc_comparison.csv")
+  t = pd.read_csv(D / "findings.csv", keep_default_na=False)
+  audio = t[t["claim"].str.endswith(", audio)")]
+  cells = nc[(nc["checkpoint"] == "final") & nc["layer"].isin(["embedding", "-"])
+             & nc["score"].isin(["nc_score", "logme", "leep"])]  # fmt: skip
+  binary = cells["target"] == "fsdd_zero_vs_rest_spk45"
+  cells = cells[np.where(binary, cells["metric"] == "test_auroc", cells["metric"] == "test_acc")]
+  assert len(audio) == len(cells) == 3 * 2 * 2  # scores x targets x modes
+  for c in cells.itertuples():
+    row = audio[audio["claim"] == f"{c.score} correlates with transfer ({c.target}, {c.mode}, "
+                f"{c.metric}, audio)"]  # fmt: skip
+    assert len(row) == 1
+    half = 1.96 / np.sqrt(c.n - 3)
+    lo, hi = np.tanh(np.arctanh(c.pearson) - half), np.tanh(np.arctanh(c.pearson) + half)
+    assert (
+      row["jtransfer"].iloc[0] == f"r = {c.pearson:+.2f} [{lo:+.2f}, {hi:+.2f}], n = {c.n} models"
+    )
+    assert row["decided"].iloc[0] == "no"  # 6 models on 3 architectures: not independent pairs
