@@ -2,7 +2,8 @@
 
 Public API: one function per score (`two_nn(features)`, `<name>(features, labels, *,
 num_classes, **options)`, `leep` / `nce(source_probs, labels, *, num_classes)`), the `REGISTRY`
-of score specs, and `compute` / `compute_batched` for many scores (and many models) in one pass.
+of score specs, `compute` / `compute_batched` for many scores (and many models) in one pass, and
+`route(n, d)`: which factorisation (N×N Gram or D×D covariance) a probe's shape takes.
 
 Several modules share their function's name (`two_nn`, `logme`, ...): the explicit imports
 below bind the package attribute to the function, after the submodule itself was imported.
@@ -22,7 +23,7 @@ from jtransfer.scores.parc import parc
 from jtransfer.scores.registry import REGISTRY, ScoreSpec, get
 from jtransfer.scores.rsa import rsa
 from jtransfer.scores.sfda import sfda
-from jtransfer.scores.shared import Shared
+from jtransfer.scores.shared import Shared, route
 from jtransfer.scores.source_probs import leep, nce
 from jtransfer.scores.sum_of_squares import sum_of_squares
 from jtransfer.scores.transrate import transrate
@@ -32,7 +33,7 @@ __all__ = [
   "REGISTRY", "ScoreSpec", "Shared", "compute", "compute_batched", "etran_energy", "etran_lda",
   "etran_pool", "gbc", "get", "h_score", "h_score_shrinkage", "knn_accuracy", "leep", "logme",
   "names", "nc_score", "nc_score_eq2", "nce", "ncti_ncc", "ncti_pool", "ncti_seli", "ncti_vc",
-  "nleep", "pactran", "parc", "rsa", "sfda", "sum_of_squares", "transrate", "two_nn",
+  "nleep", "pactran", "parc", "route", "rsa", "sfda", "sum_of_squares", "transrate", "two_nn",
 ]  # fmt: skip
 
 

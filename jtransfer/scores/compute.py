@@ -27,9 +27,11 @@ from jax.sharding import Mesh, PartitionSpec
 
 from jtransfer.scores import registry, threads, validation
 from jtransfer.scores.shared import Shared
+from jtransfer.scores.shared import route as shared_route
 
 # Rough per-model working set of the batched kernels, in elements: Gram, centred Gram, two sets
-# of eigenvectors and temporaries (≈ 6 N²) plus features and their derived copies (≈ 3 N·D).
+# of eigenvectors and temporaries (≈ 6 M², M = N on the Gram route, D on the covariance route)
+# plus features and their derived copies (≈ 3 N·D).
 _DEFAULT_BATCH_BYTES = 2 << 30
 
 
@@ -182,7 +184,8 @@ def default_chunk_size(
   """
   if platform == "cpu":
     return 1
-  per_model = itemsize * (6 * n * n + 3 * n * d)
+  m = d if shared_route(n, d) == "covariance" else n  # the side of the one eigh
+  per_model = itemsize * (6 * m * m + 3 * n * d)
   return max(1, budget_bytes // per_model)
 
 

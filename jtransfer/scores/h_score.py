@@ -22,14 +22,12 @@ normalisation): S = ZᵀZ/N, m = tr(S)/D,
 Σ = (1−a) S + a m I, score = trace(pinv(Σ) · (1−a) Cov g). Σ is diagonal in V with
 λ_k = (1−a) σ_k/N + a m (and a m on range(Z)'s complement, where Cov g vanishes), so
   score = (1−a)/(N−1) Σ_k σ_k (u_kᵀ P u_k) / λ_k.
-‖S‖²_F = Σ_k σ_k²/N² and Σ_i ‖z_i‖⁴ come from the N×N centred Gram; no D×D matrix is built.
+‖S‖²_F and Σ_i ‖z_i‖⁴ come from the N×N centred Gram (no D×D matrix), or on the covariance
+route (`shared.route`) from the D×D ZᵀZ (no N×N matrix).
 
 Both are invariant to a common shift and a global scale a > 0 (they read the eigendecomposition
-of the centred, power-of-two-normalised Gram, `Shared.centered_gram_eigh`).
-
-float32 vs float64 relative error: H-score 2.1e-7 (N = 1000 > D = 128 ReLU features of MNIST);
-shrinkage 2.3e-6 (N = 500, D = 1600 ReLU features of MNIST), 1.1e-6 (500 MNIST pixel images),
-2e-8 (N = 1000, D = 128). Cost beyond the shared eigendecomposition: < 1 ms at N = 1000, C = 10.
+of the centred, power-of-two-normalised Gram, `Shared.centered_gram_eigh`). float32 accuracy
+and cost: BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -54,12 +52,13 @@ def class_projection_diag(shared: Shared) -> jax.Array:
 
 
 def _static_range(shared: Shared) -> jax.Array:
-  """[N] bool, the top min(D, N − 1) eigenpairs (centring removes the direction of 1)."""
-  return jnp.arange(shared.n) >= shared.n - min(shared.d, shared.n - 1)
+  """[r] bool, the top min(D, N − 1) eigenpairs (centring removes the direction of 1)."""
+  r = shared.centered_gram_eigh[0].shape[0]
+  return jnp.arange(r) >= r - min(shared.d, shared.n - 1)
 
 
 def _range_mask(shared: Shared) -> jax.Array:
-  """[N] bool, eigenpairs of the centred Gram that span range(Z) (pinv's numerical rank)."""
+  """[r] bool, eigenpairs of the centred Gram that span range(Z) (pinv's numerical rank)."""
   sigma, _ = shared.centered_gram_eigh
   rtol = max(shared.n, shared.d) * jnp.finfo(sigma.dtype).eps
   return _static_range(shared) & (sigma > rtol * sigma[-1])
@@ -77,18 +76,23 @@ def ledoit_wolf_shrinkage(shared: Shared) -> tuple[jax.Array, jax.Array]:
   """sklearn's Ledoit–Wolf shrinkage a and target scale m = tr(S)/D from N×N quantities."""
   n, d = shared.n, shared.d
   sigma, _ = shared.centered_gram_eigh
-  zz = shared.centered_gram
-  sq = jnp.diagonal(zz)  # ‖z_i‖²
+  r = sigma.shape[0]
+  if shared.route == "covariance":  # ‖Z Zᵀ‖²_F = ‖Zᵀ Z‖²_F
+    sq = jnp.sum(shared.normalized**2, axis=1)  # ‖z_i‖²
+    s_fro2 = jnp.sum(shared.centered_cov**2) / n**2
+  else:
+    zz = shared.centered_gram
+    sq = jnp.diagonal(zz)
+    s_fro2 = jnp.sum(zz**2) / n**2
   m = jnp.sum(sq) / (n * d)
   if d == 1:
     # sklearn's rule: one feature is its own target (δ = 0 exactly), shrinkage 0. Computed, δ is
     # round-off and min(b, δ)/δ comes out as 1, which zeroes the score.
     return jnp.zeros((), sigma.dtype), m
   k = min(n, d)
-  top = jnp.arange(n) >= n - k
+  top = jnp.arange(r) >= r - k
   # ‖S − mI‖²_F over all D eigenvalues of S: the k from the Gram, D − k zeros (no cancellation).
   delta = (jnp.sum(jnp.where(top, (sigma / n - m) ** 2, 0)) + (d - k) * m**2) / d
-  s_fro2 = jnp.sum(zz**2) / n**2
   beta = (jnp.sum(sq**2) / n - s_fro2) / (d * n)
   beta = jnp.minimum(beta, delta)
   a = jnp.where(beta == 0, 0, beta / jnp.where(delta == 0, 1, delta))

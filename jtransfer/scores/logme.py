@@ -41,23 +41,13 @@ Schedules:
 
 Invariant to: a global scale a > 0 ("converged"; "thuml" only approximately: its 1e-5
 constants are absolute). Not to a common shift (no bias term): float32 agrees with float64 on the
-shifted features. benchmarks/scores_float32.py (three probes of tests/scores_probes.py: post-ReLU
-channels with means 20..60, where σ_max/λ_max ≈ 4e3; MNIST-like pixels; an embedding with a mean
-300× its spread; offsets 0..1e4× the spread, scales 1e-8..1e8): worst relative error 8.7e-5
-(offset 100×), ≤ 3.2e-6 elsewhere (it was 0.36 on the ReLU probe when the uncentred Gram was
-decomposed in float32).
+shifted features. float32 accuracy (benchmarks/scores_float32.py) and cost: BENCHMARKS.md.
+
+Covariance route (many samples, `Shared.route`): the eigenbasis spans range(Z) only (D
+vectors); its complement has λ = 0 and b = 0 and enters every sum through ‖p‖² alone, so one
+extra component carries it (`_spectrum`).
 
 Classes without samples are skipped (the public functions reject them anyway).
-
-float32 vs float64 (C = 10), converged / thuml: relative error 6.4e-6 / 7.4e-8 for N = 500,
-D = 1600 ReLU features (benchmarks/scores.py's probe; it was 6.6e-5 / 1.1e-6 before the rank-two
-update); 3.5e-6 / 4.2e-6 for 500 MNIST pixel images (50/class; was 3.0e-5 / 3.0e-5);
-1.9e-7 / 8.1e-8 for N = 1000 > D = 128; on the ReLU probe 2.9e-7 / 3.1e-7 (was 0.36 / 5.9e-3),
-on the embedding probe 3.2e-6 / 3.6e-6 (thuml was 3.5e-2).
-Cost beyond the shared centred eigendecomposition at N = 1000, D = 4096, C = 10 (jitted, loaded
-2-core machine): ≈ 5 ms converged / 3 ms thuml (the matvec Z ν, the N×N×C projection, ~170
-profile evaluations of O(N·C), the σ_max bisection), against ≈ 2 / 2 ms on top of an eigh of
-F Fᵀ before; the fused pass no longer does that second N×N eigh.
 """
 
 from __future__ import annotations
@@ -112,16 +102,24 @@ def _spectrum(shared: Shared, onehot: jax.Array) -> _Spectrum:
   n = shared.n
   rank = min(n - 1, shared.d)  # rank of the centred Gram: the rest of its eigenvalues are 0
   lam, v = shared.centered_gram_eigh
+  r = lam.shape[0]
   lam = lam[:, None]
   # Eigenvalues below eps·λ_max are round-off (also for rank-deficient data, e.g. duplicates):
   # exact zeros make the degenerate cases independent of round-off.
-  resolved = (jnp.arange(n) >= n - rank)[:, None] & (lam > jnp.finfo(lam.dtype).eps * lam[-1])
+  resolved = (jnp.arange(r) >= r - rank)[:, None] & (lam > jnp.finfo(lam.dtype).eps * lam[-1])
   lam = jnp.where(resolved, lam, 0)
   nu = shared.mean / shared.scale
   b = jnp.where(resolved, _dot(v.T, _dot(shared.normalized, nu))[:, None], 0)
-  inv_lam = jnp.where(resolved, 1 / jnp.where(resolved, lam, 1), 0)
+  centred_y = onehot - jnp.mean(onehot, axis=0)
+  p = _dot(v.T, centred_y)
+  if r < n:
+    # Covariance route: V spans range(Z) only. Its complement (λ = 0, b = 0) enters every sum
+    # through ‖p‖² alone, so one component (first: λ stays ascending) carries all of it.
+    rest = jnp.sum(centred_y**2, axis=0) - jnp.sum(p**2, axis=0)
+    p = jnp.concatenate([jnp.sqrt(jnp.maximum(rest, 0))[None], p])
+    lam, b = (jnp.concatenate([jnp.zeros((1, 1), lam.dtype), a]) for a in (lam, b))
+  inv_lam = jnp.where(lam > 0, 1 / jnp.where(lam > 0, lam, 1), 0)
   k = jnp.sum(nu * nu) - jnp.sum(b * b * inv_lam)
-  p = _dot(v.T, onehot - jnp.mean(onehot, axis=0))
   y0 = jnp.sum(onehot, axis=0) / math.sqrt(n)
   return _Spectrum(lam, b, inv_lam, k, p, y0, n, p**2, b * p, b * b * inv_lam)
 

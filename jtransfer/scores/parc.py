@@ -17,8 +17,10 @@ U_k of the centred features (their column means are 0 and their variances σ/N),
 reads U_k from the shared centred Gram eigendecomposition (no new decomposition; √N cancels in
 a Pearson). As RDM_Y takes two values, the Spearman correlation is the Pearson correlation of
 RDM_F's average ranks with the "different classes" indicator (a rank-biserial correlation):
-one sort of the N(N − 1)/2 pairs, ties found on the sorted values, the centred ranks formed as
-exact integers (2·(rank − mean rank) = first + last position − M of the tie group).
+one sort of the N(N − 1)/2 pairs (of integer keys with the values' order: XLA:CPU sorts those
+far faster than floats), ties found on the sorted keys, each pair's tie group by binary search,
+the centred ranks formed as exact integers (2·(rank − mean rank) = first + last position − M of
+the tie group).
 
 Pitfalls of the public code, and what jtransfer does:
 - The SFDA copy's subsampling is dead code: for N > 15000 `PARC_Score` draws a subset into
@@ -53,8 +55,8 @@ any features; only the row means (which depend on the components' signs and on t
 decomposition picks) move the RDM, so the value measures nothing (and float32 does not
 reproduce it). pca_dim ≥ 3: a Pearson across 2 components is ±1.
 
-Invariant to a common shift and a global scale (it reads only U_k). Cost at N = 500, D = 1600
-(jitted, this loaded 2-core CPU): ≈ 0.05 s per model with the shared eigendecomposition.
+Invariant to a common shift and a global scale (it reads only U_k). Memory and work grow as N²
+(the N(N − 1)/2 pairs): cost in BENCHMARKS.md.
 Needs at least 2 classes and a class with 2 samples (else every pair is "different" and
 Spearman is undefined), and at least 2 components with non-constant coordinates per sample;
 otherwise the score is not finite and the public functions raise.
@@ -87,27 +89,56 @@ def standardized_components(shared: Shared, pca_dim: int) -> tuple[jax.Array, ja
   return u - jnp.mean(u, axis=0), kept
 
 
+def _sort_keys(values: jax.Array) -> jax.Array:
+  """Integers ordered as `values` (equal values, equal keys): the float's bits, negatives
+  flipped. XLA:CPU sorts one integer array many times faster than floats or an argsort."""
+  int_type = jnp.int64 if values.dtype.itemsize == 8 else jnp.int32
+  bits = jax.lax.bitcast_convert_type(values + 0, int_type)  # + 0: −0.0 becomes +0.0
+  return jnp.where(bits < 0, bits ^ jnp.iinfo(int_type).max, bits)
+
+
 def _centred_ranks(values: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(order, 2·(average rank − mean rank) of values[order]) as exact integers [M]."""
+  """(2·(average rank − mean rank) of every value [M], of every position of the sorted values
+  [M]) as exact integers: one integer sort, each value's tie group found by binary search."""
   m = values.shape[0]
-  order = jnp.argsort(values)
-  v = values[order]
+  keys = _sort_keys(values)
+  v = jax.lax.sort(keys)
   pos = jnp.arange(m)
   new = jnp.concatenate([jnp.ones((1,), bool), v[1:] != v[:-1]])  # a tie group starts here
   last = jnp.concatenate([v[1:] != v[:-1], jnp.ones((1,), bool)])  # a tie group ends here
   first = jax.lax.cummax(jnp.where(new, pos, 0))
   end = jax.lax.cummin(jnp.where(last, pos, m - 1), reverse=True)
   # 1-based average rank (first + end)/2 + 1, mean rank (M + 1)/2: twice their difference
-  return order, first + end + 1 - m
+  sorted_ranks = first + end + 1 - m
+  return sorted_ranks[jnp.searchsorted(v, keys, side="left")], sorted_ranks
+
+
+def _integer_sum(ints: jax.Array, dtype) -> jax.Array:
+  """Σ of integers [M] in `dtype`, exact up to its final rounding: integer partial sums of
+  chunks small enough not to overflow, then a float sum of those."""
+  m = ints.shape[0]
+  if ints.dtype.itemsize == 8:
+    return jnp.sum(ints).astype(dtype)
+  bound = max(1, m)  # |centred rank| ≤ M
+  chunk = max(1, min(64, (2**31 - 1) // bound))
+  pad = -m % chunk
+  ints = jnp.concatenate([ints, jnp.zeros((pad,), ints.dtype)]) if pad else ints
+  return jnp.sum(jnp.sum(ints.reshape(-1, chunk), axis=1).astype(dtype))
 
 
 def rank_biserial(values: jax.Array, flags: jax.Array) -> jax.Array:
-  """Spearman correlation between `values` [M] and a two-valued variable `flags` [M] bool."""
-  order, ranks = _centred_ranks(values)
-  a = ranks.astype(values.dtype)  # Σ a = 0 exactly
-  f = flags[order].astype(values.dtype)
-  f = f - jnp.mean(f)
-  return jnp.sum(a * f) / jnp.sqrt(jnp.sum(a * a) * jnp.sum(f * f))
+  """Spearman correlation between `values` [M] and a two-valued variable `flags` [M] bool.
+
+  With a the centred ranks (Σ a = 0) and f the flags, Σ a (f − f̄) = Σ_{f = 1} a: an exact
+  integer sum; Σ (f − f̄)² = M₁ M₀ / M.
+  """
+  m = values.shape[0]
+  ranks, sorted_ranks = _centred_ranks(values)
+  a = sorted_ranks.astype(values.dtype)
+  numerator = _integer_sum(jnp.where(flags, ranks, 0), values.dtype)
+  m1 = jnp.sum(flags).astype(values.dtype)
+  spread = m1 * (m - m1) / m
+  return numerator / jnp.sqrt(jnp.sum(a * a) * spread)
 
 
 def parc_kernel(shared: Shared, *, pca_dim: int = PCA_DIM) -> jax.Array:

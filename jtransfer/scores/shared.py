@@ -15,8 +15,10 @@ Conventions (all kernels rely on them):
   scale-invariant scores see the same numbers whatever the offset and units. LogME (no bias:
   not shift invariant) never forms the uncentred Gram: it adds the mean back as a rank-two
   update of the centred Gram's eigendecomposition (see logme.py).
-- N×N forms are used throughout (probe sets are small: N ≤ a few thousand) so no D×D matrix is
-  built when N < D; where N > D a kernel may use D×D forms via `cov_eigh`.
+- Two routes (`route(n, d)`, chosen from the shapes): "gram", N×N forms (no D×D matrix when
+  N < D), and for many samples and fewer features "covariance", D×D forms (no N×N matrix: the
+  spectrum from one D×D eigh). `centered_gram_eigh` has r = N eigenpairs on the first route and
+  r = D on the second (the N − D others are exactly 0 there); kernels read r from its shape.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ import jax.numpy as jnp
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
+# The covariance route (D×D forms) from this many samples on, when D ≤ N / COVARIANCE_RATIO:
+# below, N×N forms are as cheap and keep the scores' values of the Gram route.
+COVARIANCE_MIN_N = 2048
+COVARIANCE_RATIO = 2
+ROUTES = ("gram", "covariance")
+
 # Above this many samples the nearest-neighbour search never holds an N×N matrix: it streams
 # row blocks of F Fᵀ (unless a kernel already built the full Gram, e.g. for an eigh).
 FULL_GRAM_MAX_N = 4096
@@ -36,6 +44,8 @@ BLOCK_ELEMENTS = 1 << 24
 # Extra Gram-ranked candidates re-checked with exact distances, so rounding in
 # ‖a‖² + ‖b‖² − 2a·b (cancellation for close points) cannot change which neighbours win.
 NEIGHBOUR_MARGIN = 8
+# Gathered feature elements ([B, K, D]) per step of the neighbours' exact re-measurement.
+EXACT_BLOCK_ELEMENTS = 1 << 21
 
 
 def _dot(a, b):
@@ -48,13 +58,35 @@ def _pow2_above(x: jax.Array) -> jax.Array:
   return jnp.where(x > 0, jnp.ldexp(jnp.ones_like(x), exp), jnp.ones_like(x))
 
 
+def route(n: int, d: int) -> str:
+  """The route a probe of N samples × D features takes: "covariance" (one D×D eigh, no N×N
+  matrix) when N ≥ COVARIANCE_MIN_N and D ≤ N / COVARIANCE_RATIO, else "gram" (N×N forms).
+
+  Both are exact; they differ by round-off. On the covariance route the neighbour search
+  (TWO-NN, kNN) streams row blocks of Z Zᵀ (exact, N²·D work, never N×N memory).
+  """
+  if n >= COVARIANCE_MIN_N and d * COVARIANCE_RATIO <= n:
+    return "covariance"
+  return "gram"
+
+
 class Shared:
   """Lazily computed, shared intermediates for one (features, labels) pair."""
 
-  def __init__(self, features: jax.Array, labels: jax.Array | None, num_classes: int | None):
+  def __init__(
+    self,
+    features: jax.Array,
+    labels: jax.Array | None,
+    num_classes: int | None,
+    route_name: str | None = None,
+  ):
     self.features = features
     self.labels = labels
     self.num_classes = num_classes
+    n, d = features.shape
+    self.route = route(n, d) if route_name is None else route_name
+    if self.route not in ROUTES:
+      raise ValueError(f"unknown route {self.route!r}; valid: {ROUTES}")
 
   # -- shapes ---------------------------------------------------------------------------------
   @property
@@ -126,11 +158,25 @@ class Shared:
     return _dot(self.normalized, self.normalized.T)
 
   @functools.cached_property
-  def centered_gram_eigh(self) -> tuple[jax.Array, jax.Array]:
-    """Eigendecomposition of Z Zᵀ (σ ascending, clipped ≥ 0; U). PCA, H-score, TransRate.
+  def centered_cov(self) -> jax.Array:
+    """[D, D] Zᵀ Z: the covariance route's one N×D×D matmul."""
+    return _dot(self.normalized.T, self.normalized)
 
-    σ are in the normalised units: multiply by `scale`² for those of F − μ. LogME reads it too.
+  @functools.cached_property
+  def centered_gram_eigh(self) -> tuple[jax.Array, jax.Array]:
+    """The nonzero part of Z Zᵀ's eigendecomposition (σ [r] ascending, clipped ≥ 0; U [N, r]).
+    PCA, H-scores, TransRate, LogME, GBC, PARC, NCTI, PACTran, SFDA read it.
+
+    Gram route: eigh of the N×N Z Zᵀ, r = N. Covariance route: eigh of the D×D Zᵀ Z = V Σ Vᵀ,
+    r = D, U = Z V / √σ (the left singular vectors; columns of round-off σ ≤ D·eps·σ_max set
+    to 0, which every kernel masks). σ are in the normalised units: × `scale`² for F − μ.
     """
+    if self.route == "covariance":
+      w, v = jnp.linalg.eigh(self.centered_cov)
+      w = jnp.maximum(w, 0)
+      ok = w > self.d * jnp.finfo(w.dtype).eps * w[-1]
+      u = _dot(self.normalized, v) / jnp.sqrt(jnp.where(ok, w, 1))
+      return jnp.where(ok, w, 0), jnp.where(ok, u, 0)
     w, u = jnp.linalg.eigh(self.centered_gram)
     return jnp.maximum(w, 0), u
 
@@ -177,7 +223,7 @@ class Shared:
   def _search(self, num: int) -> tuple[jax.Array, jax.Array]:
     n, feats = self.n, self.normalized  # distances in units of `scale`: shift/scale blind
     sq = jnp.sum(feats**2, axis=1)
-    use_gram = "centered_gram" in self.__dict__ or n <= FULL_GRAM_MAX_N
+    use_gram = "centered_gram" in self.__dict__ or (self.route == "gram" and n <= FULL_GRAM_MAX_N)
     gram = self.centered_gram if use_gram else None
     size = max(1, min(n, BLOCK_ELEMENTS // n))
     blocks = -(-n // size)
@@ -191,11 +237,31 @@ class Shared:
     rows = jnp.arange(blocks * size).reshape(blocks, size)
     cand = candidates(rows[0]) if blocks == 1 else jax.lax.map(candidates, rows)
     cand = cand.reshape(-1, num)[:n]
+    # The barrier keeps XLA from fusing the ranking into the re-measurement loop, which measured
+    # far slower (BENCHMARKS.md, "Scores").
+    feats, cand = jax.lax.optimization_barrier((feats, cand))
+    dist = _exact_distances(feats, cand)
+    # sorted by (distance, index): ties resolve to the lower index
+    return jax.lax.sort((dist, cand), dimension=1, num_keys=2)
 
-    def exact(args):  # one row per step: XLA's CPU gather is far slower on batched [B, K, D]
-      f, c = args
-      dist = jnp.sqrt(jnp.sum((feats.at[c].get(mode="promise_in_bounds") - f) ** 2, axis=-1))
-      order = jnp.lexsort((c, dist))
-      return dist[order], c[order]
 
-    return jax.lax.map(exact, (feats, cand))
+def _exact_distances(feats: jax.Array, cand: jax.Array) -> jax.Array:
+  """[N, K] ‖f_i − f_{cand_ik}‖ from feature differences, in row blocks of `EXACT_BLOCK_ELEMENTS`
+  gathered elements: one [B, K, D] gather-and-reduce per step (a step per row pays XLA's loop
+  overhead N times; the whole [N, K, D] at once is a large temporary)."""
+  n, d = feats.shape
+  num = cand.shape[1]
+  size = max(1, min(n, EXACT_BLOCK_ELEMENTS // (num * d)))
+  blocks = -(-n // size)
+  pad = blocks * size - n
+  rows = jnp.concatenate([jnp.arange(n), jnp.full((pad,), n - 1)]) if pad else jnp.arange(n)
+  cand = jnp.concatenate([cand, cand[-1:].repeat(pad, 0)]) if pad else cand
+
+  def block(args):
+    r, c = args  # [B], [B, K]
+    f = feats.at[r].get(mode="promise_in_bounds")
+    g = feats.at[c].get(mode="promise_in_bounds")  # [B, K, D]
+    return jnp.sqrt(jnp.sum((g - f[:, None, :]) ** 2, axis=-1))
+
+  dist = jax.lax.map(block, (rows.reshape(blocks, size), cand.reshape(blocks, size, num)))
+  return dist.reshape(-1, num)[:n]
