@@ -85,7 +85,7 @@ def _plan(c: Mapping[str, Any], stages: Sequence[str] = ("pretrain",)):
 
 def minimal_study() -> ml_collections.ConfigDict:
   """A study config with no sources and no targets: what `launch/evaluate.py` runs without
-  `--config` (its `evaluate` section takes every `analysis.run` keyword as an override)."""
+  `--config` (its `evaluate` section takes every field of `analysis.EvaluateConfig`)."""
   import ml_collections  # noqa: PLC0415
 
   return ml_collections.ConfigDict(

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,6 +125,25 @@ def test_rerun_does_nothing(zoo, data_dir):
   )
   assert again["trained_seeds"] == [] and again["steps_run"] == 0
   assert results.load(workdir, "checkpoints").created_at.tolist() == before
+
+
+def test_a_workdir_with_the_string_done_keys_of_before_is_read(tmp_path, data_dir):
+  # Pre-training marked its checkpoints "mnist/cnn_tiny/seed_0/step_3" before every job keyed
+  # its units by a tuple; the zoo on disk is indexed again, so nothing is trained twice.
+  kw = {**KW, "duration": {"steps": 3}, "num_seeds": 1, "data_dir": data_dir}
+  run_job(pretrain, workdir=tmp_path, **kw)
+  before = results.load(tmp_path, "checkpoints").drop(columns="created_at")
+  with sqlite3.connect(tmp_path / results.MAIN_FILE) as conn:
+    for step in before.step:
+      old = f"mnist/cnn_tiny/seed_0/step_{step}"
+      new = results.key_str(("mnist", "cnn_tiny", 0, int(step)))
+      conn.execute("UPDATE done SET key = ? WHERE job = 'pretrain' AND key = ?", (old, new))
+  again = run_job(pretrain, workdir=tmp_path, **kw)
+  assert again["trained_seeds"] == [] and again["steps_run"] == 0
+  after = results.load(tmp_path, "checkpoints").drop(columns="created_at")
+  assert after.equals(before)
+  keys = results.Store(tmp_path).done_keys("pretrain")
+  assert results.key_str(("mnist", "cnn_tiny", 0, 3)) in keys
 
 
 def test_two_architectures_on_one_source_keep_their_own_checkpoints(tmp_path, data_dir):
