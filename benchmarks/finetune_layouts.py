@@ -30,18 +30,19 @@ LAYOUTS = ((1, 16, "loop"), (4, 16, "devices"), (4, 1, "vmap"))
 
 def _one(args):
   """Child: one fine-tune run in the given layout; prints its wall time as JSON."""
-  from jtransfer import devices  # noqa: PLC0415
+  from jtransfer import devices, job  # noqa: PLC0415
 
   devices.request_cpu_devices(args.devices)  # before JAX starts its CPU backend
   from jtransfer.train import finetune  # noqa: PLC0415
 
   t = time.perf_counter()
-  summary = finetune.run(
-    workdir=args.work, target=args.target, steps=[args.step], duration={"steps": args.steps},
+  config = finetune.FinetuneConfig(
+    target=args.target, steps=[args.step], duration={"steps": args.steps},
     batch_size=32, optimizer="adam", optimizer_kwargs={"learning_rate": 1e-3},
-    eval_batch_size=500, group_size=args.group, show_progress=False, data_dir=args.data_dir,
-    seed_parallel=args.seed_parallel,
+    eval_batch_size=500, group_size=args.group, seed_parallel=args.seed_parallel,
   )  # fmt: skip
+  runtime = job.Runtime(args.work, data_dir=args.data_dir, show_progress=False)
+  summary = finetune.run(config, runtime)
   print(json.dumps({"seconds": time.perf_counter() - t, "members": summary["members"]}))
 
 

@@ -59,7 +59,7 @@ def main():
   a = p.parse_args()
   from safetensors.numpy import save_file
 
-  from jtransfer import data, score_job
+  from jtransfer import data, job, score_job
   from jtransfer.data import image_folder as folders
   from jtransfer.importers import torch_weights
 
@@ -80,14 +80,13 @@ def main():
   torch_weights.import_file(zoo, weights, arch="vgg16", source="random_imagenet")
   import_s = time.perf_counter() - t
   t = time.perf_counter()
-  summary = score_job.run(
-    workdir=zoo,
+  config = score_job.ScoreConfig(
     target="bench_images",
     probe_per_class=50,
     layers=a.layers.split(",") if a.layers else None,
     scores=a.scores.split(",") if a.scores else None,
-    show_progress=False,
   )
+  summary = score_job.run(config, job.Runtime(zoo, show_progress=False))
   score_s = time.perf_counter() - t
   print(json.dumps({
     "params": 138_357_544,

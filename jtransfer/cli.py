@@ -80,7 +80,8 @@ def report(workdir: str, *, seeds: str, n_boot: int, figures: bool) -> pathlib.P
   from jtransfer import analysis  # noqa: PLC0415
 
   root = _existing_workdir(workdir)
-  return analysis.run(root, keep_seeds=seeds == "keep", n_boot=n_boot, with_figures=figures)
+  config = analysis.EvaluateConfig(keep_seeds=seeds == "keep", n_boot=n_boot, with_figures=figures)
+  return analysis.run(config, root)
 
 
 def _parser() -> argparse.ArgumentParser:

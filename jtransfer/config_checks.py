@@ -1,12 +1,15 @@
-"""Cross-field checks of a study config, run at start so that a typo fails before any training.
+"""The checks of a study config, run at start so that a typo fails before any training.
 
   check_study(config)      # ValueError with one line naming the field and the valid values
+  study_schema()           # section -> {key: type}: what `--config.<section>.<key>` may set
 
-A study config has `sources` and the sections `pretrain`, `score`, `finetune`, `evaluate` (the
-sweep's schema). Checked: every source and target is a registered dataset, every architecture a
+A study config has `sources` and the sections `pretrain`, `score`, `finetune`, `evaluate`. Each
+section feeds one stage's frozen config dataclass (`sweep.stage_config`), which holds its types,
+defaults and cross-field checks; `check_study` builds them all (`sweep.plan`) and adds what
+needs the registries: every source and target a registered dataset, every architecture a
 registered model (built abstractly with `nnx.eval_shape` to read its taps), every score known,
-the score layers and the evaluate stage's focus layer among each architecture's taps, the
-fine-tune modes valid for each architecture, and every duration one positive amount in one unit.
+the score layers and the evaluate stage's focus layer among each architecture's taps, and the
+fine-tune modes valid for each architecture.
 """
 
 from __future__ import annotations
@@ -19,14 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
   import ml_collections
 
-DURATION_UNITS = ("steps", "epochs", "examples")
-# Keyword arguments of the stage jobs that the sweep (or the launcher) sets itself.
-SET_BY_SWEEP = {
-  "pretrain": ("workdir", "source", "data_dir", "first_process"),
-  "score": ("workdir", "target", "data_dir"),
-  "finetune": ("workdir", "target", "data_dir"),
-}
-DEFAULT_ARCH = "cnn"  # train.pretrain.run's default
+# What the sweep sets in each stage's config itself, from `sources` / `targets`.
+SET_BY_SWEEP = {"pretrain": ("source",), "score": ("target",), "finetune": ("target",)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -49,18 +46,17 @@ def abstract_model(arch: str, dataset: str, model_kwargs: Mapping[str, Any] | No
 
 
 def study_schema() -> dict[str, dict[str, Any]]:
-  """Section -> {key: annotation}: every keyword argument of the stage job a section feeds
-  (`config_cli.apply_overrides` lets a study config's section set them all)."""
-  from jtransfer import analysis, config_cli, score_job  # noqa: PLC0415
-  from jtransfer.train import finetune, pretrain  # noqa: PLC0415
+  """Section -> {key: type}: the fields of the stage's config dataclass (less what the sweep
+  sets), the runtime fields a section may set (`job.STAGE_RUNTIME`) and `targets`."""
+  from jtransfer import config_cli, job, sweep  # noqa: PLC0415
 
-  jobs = {
-    "pretrain": pretrain.run,
-    "score": score_job.run,
-    "finetune": finetune.run,
-    "evaluate": analysis.run,
-  }
-  out = {section: config_cli.schema_fields(fn) for section, fn in jobs.items()}
+  runtime = config_cli.schema_fields(job.Runtime)
+  out = {}
+  for stage in sweep.STAGES:
+    fields = config_cli.schema_fields(sweep.stage_config(stage))
+    out[stage] = {k: t for k, t in fields.items() if k not in SET_BY_SWEEP.get(stage, ())}
+    if stage != "evaluate":
+      out[stage].update({k: runtime[k] for k in job.STAGE_RUNTIME})
   for section in ("score", "finetune"):
     out[section]["targets"] = tuple[str, ...]
   return out
@@ -72,35 +68,24 @@ def _one_of(what: str, values: Sequence[str], valid: Sequence[str]) -> None:
     raise ValueError(f"{what}: unknown {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
 
 
-def check_duration(what: str, duration: Mapping[str, Any]) -> None:
-  units = list(duration)
-  if len(units) != 1 or units[0] not in DURATION_UNITS:
-    raise ValueError(
-      f"{what} must be one of {', '.join(DURATION_UNITS)} with an amount (e.g. steps:400), "
-      f"got {dict(duration)}"
-    )
-  amount = duration[units[0]]
-  if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
-    raise ValueError(f"{what}.{units[0]} must be a positive number, got {amount!r}")
-
-
 def study_models(config) -> list[tuple[str, str, dict]]:
   """(source, arch, model_kwargs) of every source of a study config, as pre-training sees it."""
   c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  pre = c["pretrain"]
-  return [
-    (
-      src["name"],
-      src.get("arch", pre.get("arch", DEFAULT_ARCH)),
-      dict(src.get("model_kwargs", pre.get("model_kwargs")) or {}),
-    )
-    for src in c["sources"]
-  ]
+  return [(call.config.source, call.config.arch, call.config.model_kwargs) for call in _plan(c)]
+
+
+def _plan(c: Mapping[str, Any], stages: Sequence[str] = ("pretrain",)):
+  from jtransfer import sweep  # noqa: PLC0415
+
+  sections = {k: c.get(k) or {} for k in ("pretrain", "score", "finetune")}
+  return sweep.plan(
+    workdir=".", sources=c["sources"], evaluate=c.get("evaluate"), stages=stages, **sections
+  )
 
 
 def minimal_study() -> ml_collections.ConfigDict:
   """A study config with no sources and no targets: what `launch/evaluate.py` runs without
-  `--config` (its `evaluate` section takes every `analysis.run` keyword as an override)."""
+  `--config` (its `evaluate` section takes every field of `analysis.EvaluateConfig`)."""
   import ml_collections  # noqa: PLC0415
 
   return ml_collections.ConfigDict(
@@ -125,7 +110,7 @@ def check_study(config, stages: Sequence[str] | None = None) -> None:
   stages: the stages about to run (default: the config's `stages`, else all); the sources must
   be non-empty only for pre-training, and the targets only for the stages that use them.
   """
-  from jtransfer import data, models, score_job, scores, stacking  # noqa: PLC0415
+  from jtransfer import data, models, score_job, scores  # noqa: PLC0415
   from jtransfer.data import image_folder  # noqa: PLC0415
   from jtransfer.models import user_modules  # noqa: PLC0415
   from jtransfer.train import freezing  # noqa: PLC0415
@@ -148,22 +133,21 @@ def check_study(config, stages: Sequence[str] | None = None) -> None:
     # A target is a dataset name or {"name": ..., **that stage's overrides for it}.
     names = [_name(t) for t in c[stage]["targets"]]
     _one_of(f"{stage}.targets", names, datasets)
-  runs = study_models(c)
-  _one_of("pretrain.arch", sorted({arch for _, arch, _ in runs}), models.names())
+  archs = {src.get("arch", c["pretrain"].get("arch")) for src in c["sources"]} - {None}
+  _one_of("pretrain.arch", sorted(archs), models.names())  # unnamed: the dataclass default
   _one_of("imports.arch", sorted({imp["arch"] for imp in imports}), models.names())
+  if c["score"].get("scores"):
+    _one_of("score.scores", c["score"]["scores"], [*scores.names(), *score_job.BASELINES])
+  # Every stage's config dataclass, built: its types, defaults and cross-field checks.
+  calls = _plan(c, stages=tuple(dict.fromkeys(("pretrain", *stages))))
+  runs = [(k.config.source, k.config.arch, k.config.model_kwargs) for k in calls
+          if k.stage == "pretrain"]  # fmt: skip
   # An imported source is no dataset: its taps are those of its architecture on a target.
   if imports and c["score"].get("targets"):
     runs += [(_name(c["score"]["targets"][0]), imp["arch"], {}) for imp in imports]
-  check_duration("pretrain.duration", c["pretrain"].get("duration") or {"epochs": 100})
-  for src in c["sources"]:
-    if "duration" in src:
-      check_duration(f"sources[{src['name']}].duration", src["duration"])
-  check_duration("finetune.duration", c["finetune"].get("duration") or {"epochs": 100})
-  for section, key in (("pretrain", "seed_parallel"), ("finetune", "seed_parallel")):
-    if c[section].get(key) is not None:  # the stacking vocabulary (`jtransfer.stacking`)
-      stacking.canonical(c[section][key], name=f"{section}.{key}")
-  if c["score"].get("scores"):
-    _one_of("score.scores", c["score"]["scores"], [*scores.names(), *score_job.BASELINES])
+  # The section's modes for every architecture (a target's own override names its sources).
+  ft = [k.config for k in calls if k.stage == "finetune"]
+  modes = [c["finetune"]["modes"]] if c["finetune"].get("modes") else [ft[0].modes] if ft else []
 
   layers = c["score"].get("layers") or ()
   focus = (c.get("evaluate") or {}).get("focus_layer")
@@ -175,11 +159,8 @@ def check_study(config, stages: Sequence[str] | None = None) -> None:
       raise ValueError(
         f"evaluate.focus_layer: {focus!r} is not a tap of {arch}; valid: {', '.join(taps)}"
       )
-    try:
-      freezing.parse_modes(
-        c["finetune"].get("modes") or ("full",),
-        layers=model.layers,
-        backbone_layers=model.backbone_layers,
-      )
-    except ValueError as e:
-      raise ValueError(f"finetune.modes ({arch}): {e}") from None
+    for mode_set in modes:
+      try:
+        freezing.parse_modes(mode_set, layers=model.layers, backbone_layers=model.backbone_layers)
+      except ValueError as e:
+        raise ValueError(f"finetune.modes ({arch}): {e}") from None

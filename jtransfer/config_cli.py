@@ -15,8 +15,8 @@ it replaces:
   of each name (its batch size, architecture) and make `{"name": n}` for a new one;
 - a field that is None: by its declared type (`ml_collections.config_dict.placeholder`), else
   as a Python literal when it is one, else as a string; `none` sets a field to None.
-Sections with a `schema` (a job's `run` function, e.g. the sweep's `pretrain` section) also
-take any keyword argument of that function the config leaves out, typed by its annotation.
+Sections with a `schema` (`config_checks.study_schema`: the fields of the stage's config
+dataclass) also take any field the config leaves out, typed by its annotation.
 
 An unknown key or a value that does not parse ends the program before any work with one line
 naming the key and the valid ones (exit status 2). `config_flags` is not used: it cannot
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import ast
 import collections.abc
+import dataclasses
 import importlib.util
-import inspect
 import os
 import pathlib
 import sys
@@ -204,14 +204,10 @@ def _kind(annotation: Any) -> tuple[type | None, type | None]:
   return None, None
 
 
-def schema_fields(fn: Callable) -> dict[str, Any]:
-  """Keyword parameters of `fn` -> their annotation (what a section with this schema may set)."""
-  hints = typing.get_type_hints(fn)
-  return {
-    n: hints.get(n, Any)
-    for n, p in inspect.signature(fn).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY
-  }
+def schema_fields(config_type: type) -> dict[str, Any]:
+  """Fields of a config dataclass -> their type (what a section with this schema may set)."""
+  hints = typing.get_type_hints(config_type)
+  return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(config_type)}
 
 
 # -- overrides ------------------------------------------------------------------------------

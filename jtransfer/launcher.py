@@ -49,7 +49,6 @@ def main(stages: Sequence[str] | None = None, *, default_config: Callable | None
     "config",
     "Study config.",
     schema=config_checks.study_schema,
-    exclude=config_checks.SET_BY_SWEEP,
     checks=lambda c: config_checks.check_study(c, stages=to_run()),
     default=default_config,
   )

@@ -1,6 +1,6 @@
 """The score job: probe every checkpoint of a zoo at every tap and score it.
 
-  score_job.run(workdir="/tmp/zoo", target="mnist", probe_per_class=50)
+  score_job.run(score_job.ScoreConfig(target="mnist", probe_per_class=50), "/tmp/zoo")
   results.load("/tmp/zoo", "scores")  # source arch seed step target probe layer score value
 
 Two phases. PLANNING (`_plan`) builds the probe, selects this process's checkpoints, groups
@@ -68,6 +68,7 @@ shard `results.host<k>.sqlite`, as the pre-training job does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -166,19 +167,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def done_key(ckpt: zoo.Entry, target: str, probe: str) -> tuple:
+  """The done key of one (checkpoint, target, probe): the tuple of what names the unit."""
   return (*ckpt.key, target, probe)
-
-
-def _done_markers(workdir: pathlib.Path) -> dict[str, dict]:
-  """{canonical done key: marker extra} of this job, over every store file of the workdir."""
-  if not results.shard_paths(workdir):
-    return {}
-  done = results.load(workdir, "done")
-  done = done[done["job"] == JOB]
-  return {
-    k: json.loads(e) if isinstance(e, str) else {}
-    for k, e in zip(done["key"], done["extra"], strict=True)
-  }
 
 
 def _covers(marker: dict, layers, names, probe: Probe, key) -> bool:
@@ -199,9 +189,23 @@ def _covers(marker: dict, layers, names, probe: Probe, key) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class ScoreConfig:
-  """The typed, validated parameters of one score run (see `run` for their meaning)."""
+  """What one score run computes: the score stage's schema (types, defaults, checks).
 
-  workdir: pathlib.Path
+  target: a registered dataset; its declared normalisation is applied to the probe.
+  probe_per_class, probe_split, probe_seed: the balanced probe (thesis: 50 per class).
+  heldout_probe: also score on a probe of the other split, named "heldout".
+  layers: taps to score (None: every tap of each architecture).
+  scores: registry names and/or "checkpoint_index", "param_count" (None: all).
+  checkpoints: None (every checkpoint of the workdir's zoo) or checkpoint dirs / dicts /
+    `zoo.Entry`s (`zoo.select`).
+  model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: their records).
+  memory_budget_bytes: bound on one group's activations (and the score kernels' chunks).
+  batch_size: probe samples per forward pass.
+  parallel: how stacked models share a device in extraction (`jtransfer.stacking`: "auto",
+    "vmap" or "loop").
+  score_options: per-score option overrides (stored in every row's `extra`).
+  """
+
   target: str
   probe_per_class: int = 50
   probe_split: str = "train"
@@ -213,13 +217,18 @@ class ScoreConfig:
   memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
   batch_size: int = 250
   parallel: str = "auto"
-  data_dir: str | None = None
   probe_seed: int = 0
   score_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-  show_progress: bool = True
-  store_shard: str | None = None
 
   def __post_init__(self):
+    set_ = functools.partial(object.__setattr__, self)
+    set_("layers", _names(self.layers))
+    set_("scores", _names(self.scores))
+    if self.checkpoints is not None:
+      set_("checkpoints", tuple(self.checkpoints))
+    for name in ("model_kwargs", "score_options"):
+      set_(name, {k: dict(v) for k, v in dict(getattr(self, name) or {}).items()})
+    set_("memory_budget_bytes", int(self.memory_budget_bytes))
     if self.memory_budget_bytes < 1:
       raise ValueError(f"memory_budget_bytes must be positive, got {self.memory_budget_bytes}")
     unknown = sorted(set(self.score_options) - set(self.requested))  # also checks `scores`
@@ -248,66 +257,14 @@ def _names(value) -> tuple[str, ...] | None:
 # -- the job --------------------------------------------------------------------------------
 
 
-@workdir_files.holds_lock(JOB)
-def run(
-  *,
-  workdir: str | os.PathLike,
-  target: str,
-  probe_per_class: int = 50,
-  probe_split: str = "train",
-  heldout_probe: bool = False,
-  layers: Sequence[str] | None = None,
-  scores: Sequence[str] | None = None,
-  checkpoints: Sequence[Any] | None = None,
-  model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-  memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
-  batch_size: int = 250,
-  parallel: str = "auto",
-  data_dir: str | os.PathLike | None = None,
-  probe_seed: int = 0,
-  score_options: Mapping[str, Mapping[str, Any]] | None = None,
-  show_progress: bool = True,
-  store_shard: str | None = None,
-) -> dict[str, Any]:
-  """Scores every checkpoint on `target`; returns a summary dict. See the module docstring.
-
-  Args:
-    workdir: the zoo's workdir; rows go to its results store.
-    target: a registered dataset name; its declared normalisation is applied to the probe.
-    probe_per_class, probe_split, probe_seed: the balanced probe (thesis: 50 per class).
-    heldout_probe: also score on a probe of the other split, named "heldout".
-    layers: taps to score (default: every tap of each architecture).
-    scores: registry names and/or "checkpoint_index", "param_count" (default: all).
-    checkpoints: None (every checkpoint of the workdir's zoo) or a list of checkpoint dirs /
-      dicts / `zoo.Entry`s (`zoo.select`).
-    model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: their records).
-    memory_budget_bytes: bound on one group's activations (and the score kernels' chunks).
-    batch_size: probe samples per forward pass.
-    parallel: how stacked models share a device in extraction: "auto", "vmap" or "loop"
-      (`jtransfer.stacking`; "map" is the old name of "loop").
-    score_options: per-score option overrides (stored in every row's `extra`).
-  """
+def run(config: ScoreConfig, runtime: job.Runtime | str | os.PathLike) -> dict[str, Any]:
+  """Scores every selected checkpoint on the config's target; a summary dict (module doc)."""
   t0 = time.time()
-  config = ScoreConfig(
-    workdir=pathlib.Path(workdir),
-    target=target,
-    probe_per_class=probe_per_class,
-    probe_split=probe_split,
-    heldout_probe=heldout_probe,
-    layers=_names(layers),
-    scores=_names(scores),
-    checkpoints=None if checkpoints is None else tuple(checkpoints),
-    model_kwargs={k: dict(v) for k, v in dict(model_kwargs or {}).items()},
-    memory_budget_bytes=int(memory_budget_bytes),
-    batch_size=batch_size,
-    parallel=parallel,
-    data_dir=None if data_dir is None else os.fspath(data_dir),
-    probe_seed=probe_seed,
-    score_options={k: dict(v) for k, v in dict(score_options or {}).items()},
-    show_progress=show_progress,
-    store_shard=store_shard,
-  )
-  with job.open_context(config.workdir, JOB, config, logger=log, store_shard=store_shard) as ctx:
+  runtime, target = job.runtime(runtime), config.target
+  with (
+    workdir_files.locked(runtime.workdir, JOB),
+    job.open_context(runtime, JOB, config, logger=log) as ctx,
+  ):
     plan = _plan(config, ctx)
     summary = {
       "target": target,
@@ -370,12 +327,12 @@ class _Plan:
 
 def _plan(config: ScoreConfig, ctx: job.Context) -> _Plan:
   # Probe(s): built once, the same for every checkpoint.
-  probes = _build_probes(config)
+  probes = _build_probes(config, ctx.data_dir)
   inputs = np.concatenate([p.inputs for p in probes])
   target_spec = datasets.get(config.target)
   # Checkpoints, grouped by model; those whose markers cover this request are skipped.
-  ckpts = ctx.share(_select(config.workdir, config.checkpoints))
-  markers = _done_markers(config.workdir)
+  ckpts = ctx.share(_select(ctx.workdir, config.checkpoints))
+  markers = {k: e or {} for k, e in ctx.done().items()}
   chunks = []
   for group in _groups(ckpts, config.model_kwargs, target_spec):
     model = _abstract_model(group, config)
@@ -394,14 +351,14 @@ def _plan(config: ScoreConfig, ctx: job.Context) -> _Plan:
   return _Plan(probes, inputs, target_spec.num_classes, markers, len(ckpts), chunks)
 
 
-def _build_probes(config: ScoreConfig) -> list[Probe]:
+def _build_probes(config: ScoreConfig, data_dir) -> list[Probe]:
   c = config
   probes = [build_probe(c.target, c.probe_split, c.probe_per_class, seed=c.probe_seed,
-                        data_dir=c.data_dir)]  # fmt: skip
+                        data_dir=data_dir)]  # fmt: skip
   if c.heldout_probe:
     other = "test" if c.probe_split != "test" else "train"
     probes.append(build_probe(c.target, other, c.probe_per_class, seed=c.probe_seed,
-                              data_dir=c.data_dir, name=HELDOUT))  # fmt: skip
+                              data_dir=data_dir, name=HELDOUT))  # fmt: skip
   if len({p.name for p in probes}) < len(probes):
     raise ValueError(f"probe names clash: {[p.name for p in probes]}")
   return probes
@@ -498,7 +455,7 @@ def _execute(config: ScoreConfig, ctx: job.Context, plan: _Plan) -> dict[str, in
   """Runs every planned chunk; the summary's counts."""
   counts = {"scored": 0, "failed": 0, "groups": 0, "rows": 0}
   bar = None
-  if config.show_progress:
+  if ctx.show_progress:
     bar = progress(total=plan.pending, desc=f"score {config.target}", unit="ckpt")
   try:
     for chunk in plan.chunks:

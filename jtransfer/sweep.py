@@ -2,8 +2,9 @@
 
 Each stage is one of the resumable jobs (`train.pretrain`, `score_job`, `train.finetune`,
 `analysis`), so rerunning the sweep with the same workdir skips every finished unit (a
-checkpoint, a scored checkpoint, a fine-tune curve) and redoes only what was missing. The
-stages receive plain keyword arguments: the config is turned into them at the launch boundary.
+checkpoint, a scored checkpoint, a fine-tune curve) and redoes only what was missing. `plan`
+turns the study's sections into every job call first (each stage's frozen config dataclass
+and its `job.Runtime`), so a bad value fails before any stage runs.
 
 `reports` names extra report functions ("package.module:function", e.g. a config's plot) that
 the evaluate stage calls as `fn(workdir)` after the standard report, so a study that needs its
@@ -13,6 +14,7 @@ not after the training.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import pathlib
@@ -69,22 +71,89 @@ def resolve_report(name: str) -> Callable[[pathlib.Path], Any]:
   return fn
 
 
-def _per_target(stage: str, job, config: Mapping[str, Any], **common) -> None:
-  """Runs a job once per target in `config["targets"]` with the rest of `config` as kwargs.
+@dataclasses.dataclass(frozen=True)
+class Call:
+  """One job call of the sweep: `stage`'s job run with `config` in `runtime`."""
 
-  A target is a dataset name, or a mapping {"name": ..., **overrides} whose other keys replace
-  the stage's kwargs for that target only (e.g. the `sources` a target is fine-tuned from, when
-  one sweep holds image and audio models: `configs/gradual_transfer.py`).
-  """
-  kwargs = {k: v for k, v in config.items() if k != "targets"}
-  for target in config["targets"]:
+  stage: str
+  label: str  # what the log says ("pretrain mnist", "score on fashion_mnist")
+  config: Any
+  runtime: Any  # a `job.Runtime`; None for the evaluate stage (it reads the workdir only)
+
+
+def _targets(stage: str, section: Mapping[str, Any]) -> list[tuple[str, dict]]:
+  """(target, its section) per target: a target is a dataset name, or a mapping {"name": ...,
+  **overrides} whose other keys replace the section's for that target only (e.g. the `sources`
+  a target is fine-tuned from, when one sweep holds image and audio models)."""
+  rest = {k: v for k, v in section.items() if k != "targets"}
+  out = []
+  for target in section.get("targets") or ():
     overrides = {}
     if isinstance(target, Mapping):
       if "name" not in target:
         raise ValueError(f"{stage}: a target given as a mapping needs a 'name', got {target!r}")
       overrides = {k: v for k, v in target.items() if k != "name"}
       target = target["name"]
-    _timed(f"{stage} on {target}", job, target=target, **common, **{**kwargs, **overrides})
+    out.append((target, {**rest, **overrides}))
+  return out
+
+
+def stage_config(stage: str) -> type:
+  """The frozen config dataclass of `stage` (its one schema)."""
+  if stage == "pretrain":
+    from jtransfer.train.pretrain import PretrainConfig as config_type
+  elif stage == "score":
+    from jtransfer.score_job import ScoreConfig as config_type
+  elif stage == "finetune":
+    from jtransfer.train.finetune_plan import FinetuneConfig as config_type
+  elif stage == "evaluate":
+    from jtransfer.analysis.pipeline import EvaluateConfig as config_type
+  else:
+    raise ValueError(f"unknown stage {stage!r}; valid stages: {STAGES}")
+  return config_type
+
+
+def plan(
+  *,
+  workdir: str | pathlib.Path,
+  sources: Sequence[Mapping[str, Any]],
+  pretrain: Mapping[str, Any],
+  score: Mapping[str, Any],
+  finetune: Mapping[str, Any],
+  evaluate: Mapping[str, Any] | None,
+  stages: Sequence[str] = STAGES,
+  data_dir: str | None = None,
+) -> list[Call]:
+  """Every job call of the requested stages, in order, each config built and checked (a
+  ValueError of one line naming the stage, and the source or target, otherwise)."""
+  from jtransfer import job
+
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise ValueError(f"unknown stages {unknown}; valid stages: {STAGES}")
+  where = dict(workdir=pathlib.Path(workdir), data_dir=data_dir)
+  calls = []
+  if "pretrain" in stages:
+    first = 0  # the (source, seed) pairs, counted across sources, go round the processes
+    for src in sources:
+      name = src["name"]
+      fields = {**pretrain, **{k: v for k, v in src.items() if k != "name"}, "source": name}
+      config, rt = job.build(
+        stage_config("pretrain"), fields, what=f"pretrain ({name})", first_process=first, **where
+      )
+      calls.append(Call("pretrain", f"pretrain {name}", config, rt))
+      first += config.num_seeds
+  for stage, section in (("score", score), ("finetune", finetune)):
+    if stage not in stages:
+      continue
+    for target, fields in _targets(stage, section):
+      what, fields = f"{stage} ({target})", {**fields, "target": target}
+      config, rt = job.build(stage_config(stage), fields, what=what, **where)
+      calls.append(Call(stage, f"{stage} on {target}", config, rt))
+  if "evaluate" in stages and evaluate is not None:
+    config = job.make_config(stage_config("evaluate"), evaluate, what="evaluate")
+    calls.append(Call("evaluate", "evaluate", config, None))
+  return calls
 
 
 def run(
@@ -103,37 +172,35 @@ def run(
 
   sources: one mapping per source task: `name` plus per-source overrides of `pretrain`
     (e.g. `batch_size` 32 for the MNIST splits).
-  pretrain / score / finetune: keyword arguments of the stage's `run`, except `targets` in
-    score and finetune, which lists the target datasets (the stage runs once per target).
-  evaluate: keyword arguments of `analysis.run`; None skips the standard report (the
+  pretrain / score / finetune: the fields of the stage's config dataclass (and the runtime
+    fields `job.STAGE_RUNTIME`), except `targets` in score and finetune, which lists the target
+    datasets (the stage runs once per target).
+  evaluate: the fields of `analysis.EvaluateConfig`; None skips the standard report (the
     evaluate stage then runs `reports` only).
   reports: extra report functions, "package.module:function", run as `fn(workdir)` at the end
     of the evaluate stage.
   """
-  unknown = [s for s in stages if s not in STAGES]
-  if unknown:
-    raise ValueError(f"unknown stages {unknown}; valid stages: {STAGES}")
+  calls = plan(
+    workdir=workdir,
+    sources=sources,
+    pretrain=pretrain,
+    score=score,
+    finetune=finetune,
+    evaluate=evaluate,
+    stages=stages,
+    data_dir=data_dir,
+  )
   extra_reports = [(name, resolve_report(name)) for name in reports]
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   report = None
+  by_stage = {stage: [c for c in calls if c.stage == stage] for stage in STAGES}
 
   if "pretrain" in stages:
     from jtransfer.train import pretrain as pretrain_job
 
-    first = 0  # the (source, seed) pairs, counted across sources, go round the processes
-    for src in sources:
-      kwargs = {**pretrain, **{k: v for k, v in src.items() if k != "name"}}
-      _timed(
-        f"pretrain {src['name']}",
-        pretrain_job.run,
-        workdir=workdir,
-        source=src["name"],
-        data_dir=data_dir,
-        first_process=first,
-        **kwargs,
-      )
-      first += kwargs.get("num_seeds", 1)
+    for call in by_stage["pretrain"]:
+      _timed(call.label, pretrain_job.run, call.config, call.runtime)
 
   if "score" in stages:
     from jtransfer import score_job, tracking
@@ -142,13 +209,15 @@ def run(
 
     # logs/score.log: the extraction and progress lines too (the job logs its own lines there).
     with tracking.stage_log(workdir, "score"):
-      _per_target("score", score_job.run, score, workdir=workdir, data_dir=data_dir)
+      for call in by_stage["score"]:
+        _timed(call.label, score_job.run, call.config, call.runtime)
 
   if "finetune" in stages:
     from jtransfer.train import finetune as finetune_job
 
     _barrier("score done")
-    _per_target("finetune", finetune_job.run, finetune, workdir=workdir, data_dir=data_dir)
+    for call in by_stage["finetune"]:
+      _timed(call.label, finetune_job.run, call.config, call.runtime)
 
   # Evaluation once, on process 0, after every process's store shard holds its rows.
   if "evaluate" in stages:
@@ -158,8 +227,8 @@ def run(
 
     with tracking.stage_log(workdir, "evaluate"):
       # evaluate=None: a study with its own report only (no scores, e.g. gradual transfer).
-      if evaluate is not None:
-        report = _timed("evaluate", analysis.run, workdir, **evaluate)
+      for call in by_stage["evaluate"]:
+        report = _timed("evaluate", analysis.run, call.config, workdir)
         log.info("sweep: report %s", report)
         print(f"[sweep] report: {report}", flush=True)
       for name, fn in extra_reports:

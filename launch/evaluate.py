@@ -6,7 +6,7 @@ stage (tables, figures, report, and the study's own `reports`).
 
 Writes `<workdir>/analysis_*.csv`, `<workdir>/figures/*.png|pdf`, `<workdir>/report.md` and
 `<workdir>/report.html`, and prints the report path. Without `--config` the `evaluate` section
-is empty (`analysis.run`'s defaults); every keyword of `analysis.run` can be set as
+is empty (`analysis.EvaluateConfig`'s defaults); every field of it can be set as
 `--config.evaluate.<name>`, e.g. `keep_seeds=true`, `with_figures=false`, `focus_layer=fc1`.
 """
 

@@ -77,7 +77,7 @@ def _expected_rsa_rho(sc, ft, layer="pool2"):
 
 def test_report_tables_and_figures_render(store):
   workdir, sc, ft = store
-  path = analysis.run(workdir, n_boot=50)
+  path = analysis.run(analysis.EvaluateConfig(n_boot=50), workdir)
   assert path == workdir / "report.md"
   md = path.read_text()
   html = (workdir / "report.html").read_text()
@@ -139,7 +139,7 @@ def test_sqlite_fallback_without_results_module(store, tmp_path, monkeypatch):
     sc.to_sql("scores", con, index=False)
     ft.to_sql("finetune", con, index=False)
   monkeypatch.setitem(sys.modules, "jtransfer.results", None)  # import now raises ImportError
-  path = analysis.run(tmp_path, n_boot=0, with_figures=False)
+  path = analysis.run(analysis.EvaluateConfig(n_boot=0, with_figures=False), tmp_path)
   rho, _ = _expected_rsa_rho(sc, ft)
   corr = pd.read_csv(tmp_path / "analysis_correlations.csv")
   row = corr[(corr["breakdown"] == "all") & (corr["score"] == "rsa") & (corr["layer"] == "pool2")
@@ -162,4 +162,4 @@ def test_evaluate_entry_point(store, tmp_path):
 
 def test_empty_store_fails_clearly(tmp_path):
   with pytest.raises((ValueError, FileNotFoundError), match="results store|scores table"):
-    analysis.run(tmp_path)
+    analysis.run(None, tmp_path)

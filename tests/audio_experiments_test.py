@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from references import pairwise_auroc
+from stage_calls import run_job
 
 from configs import audio_fsdd, audio_nc, audio_scale
 from jtransfer import checkpointing, metrics, results, score_job, sweep
@@ -151,11 +152,11 @@ def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
     optimizer="adam", optimizer_kwargs={"learning_rate": 1e-3}, baselines=False,
     group_size=32, data_dir=str(data_dir),
   )  # fmt: skip
-  score_job.run(
+  run_job(score_job,
     workdir=workdir, target=target, probe_per_class=3, scores=list(audio_fsdd.TINY_SCORES),
     data_dir=str(data_dir), show_progress=False,
   )  # fmt: skip
-  finetune.run(workdir=workdir, target=target, show_progress=False, **kwargs)
+  run_job(finetune, workdir=workdir, target=target, show_progress=False, **kwargs)
   ft = results.load(workdir, "finetune")
   binary, ten = ft[ft["target"] == target], ft[ft["target"] != target]
   # sources x seeds x modes x evaluations (the final checkpoints only)

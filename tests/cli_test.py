@@ -102,7 +102,7 @@ def test_report_rerenders_the_same_tables(tmp_path, capsys):
     s.add_rows("checkpoints", ck.to_dict("records"))
     s.add_rows("scores", sc.to_dict("records"))
     s.add_rows("finetune", ft.to_dict("records"))
-  direct = analysis.run(tmp_path, n_boot=0, with_figures=False)
+  direct = analysis.run(analysis.EvaluateConfig(n_boot=0, with_figures=False), tmp_path)
   expected = pd.read_csv(tmp_path / "analysis_correlations.csv")
   (tmp_path / "analysis_correlations.csv").unlink()
   direct.unlink()

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from jtransfer import config_checks, config_cli
+from jtransfer import analysis, config_checks, config_cli, score_job, sweep
+from jtransfer.train import finetune_plan, pretrain
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 THESIS = str(REPO / "configs" / "thesis_cnn.py")
@@ -15,9 +16,7 @@ THESIS = str(REPO / "configs" / "thesis_cnn.py")
 def _thesis(variant="tiny", *overrides):
   c = config_cli.load(f"{THESIS}:{variant}")
   pairs = [o.split("=", 1) for o in overrides]
-  return config_cli.apply_overrides(
-    c, pairs, schema=config_checks.study_schema(), exclude=config_checks.SET_BY_SWEEP
-  )
+  return config_cli.apply_overrides(c, pairs, schema=config_checks.study_schema())
 
 
 def test_split_argv_takes_only_the_overrides():
@@ -76,6 +75,45 @@ def test_unknown_keys_name_the_valid_ones():
     _thesis("tiny", "pretrain.num_seeds=two")
 
 
+def test_override_schema_is_the_fields_of_the_stage_dataclasses():
+  schema = config_checks.study_schema()
+  runtime = {"store_shard", "num_devices", "show_progress"}  # what a section may set of `Runtime`
+  by_sweep = {"pretrain": {"source"}, "score": {"target"}, "finetune": {"target"}}
+  for stage, config_type in [
+    ("pretrain", pretrain.PretrainConfig),
+    ("score", score_job.ScoreConfig),
+    ("finetune", finetune_plan.FinetuneConfig),
+    ("evaluate", analysis.EvaluateConfig),
+  ]:
+    fields = set(config_type.__dataclass_fields__) - by_sweep.get(stage, set())
+    extra = {"targets"} if stage in ("score", "finetune") else set()
+    assert set(schema[stage]) == fields | extra | (runtime if stage != "evaluate" else set())
+  assert schema["pretrain"]["num_seeds"] is int
+  assert schema["finetune"]["modes"] == tuple[str, ...]
+  assert schema["pretrain"]["eval_test_examples"] == int | None
+  assert not any("workdir" in keys or "data_dir" in keys for keys in schema.values())
+  # A section that leaves a field out gets the dataclass's default, and nothing else does.
+  (call,) = sweep.plan(
+    workdir="w", sources=[{"name": "mnist"}], pretrain={}, score={}, finetune={}, evaluate=None,
+    stages=("pretrain",),
+  )  # fmt: skip
+  assert call.config == pretrain.PretrainConfig(source="mnist")
+  assert call.config.arch == "cnn" and call.config.duration == {"epochs": 100}
+  assert not hasattr(config_checks, "DEFAULT_ARCH")
+
+
+def test_layout_names_are_one_vocabulary_in_every_job():
+  # The old extraction name "map" means "loop" wherever a layout is asked for.
+  assert pretrain.PretrainConfig(source="mnist", seed_parallel="map").seed_parallel == "loop"
+  assert finetune_plan.FinetuneConfig(target="mnist", seed_parallel="map").seed_parallel == "loop"
+  for make in (
+    lambda: pretrain.PretrainConfig(source="mnist", seed_parallel="pmap"),
+    lambda: finetune_plan.FinetuneConfig(target="mnist", seed_parallel="pmap"),
+  ):
+    with pytest.raises(ValueError, match="^unknown seed_parallel 'pmap'; valid: auto, vmap"):
+      make()
+
+
 def test_sequential_layout_is_selectable_per_stage():
   c = _thesis("quick", "pretrain.seed_parallel=sequential", "finetune.seed_parallel=sequential")
   config_checks.check_study(c)
@@ -92,10 +130,13 @@ def test_sequential_layout_is_selectable_per_stage():
     ("sources=mnist,mnst", "sources: unknown 'mnst'"),
     ("pretrain.arch=cnn9", "pretrain.arch: unknown 'cnn9'; valid: audio_cnn"),
     ("score.scores=logme,lgme", "score.scores: unknown 'lgme'"),
-    ("pretrain.duration=step:3", "pretrain.duration must be one of steps, epochs, examples"),
-    ("finetune.duration=epochs:0", "finetune.duration.epochs must be a positive number, got 0"),
+    ("pretrain.duration=step:3", "pretrain (mnist): duration must be one of steps, epochs, "
+     "examples"),
+    ("finetune.duration=epochs:0", "finetune (mnist): duration.epochs must be a positive "
+     "number, got 0"),
     ("finetune.modes=full,frozen=9", "finetune.modes (cnn): frozen_layers must be in [0, 3]"),
-    ("pretrain.seed_parallel=seqential", "unknown pretrain.seed_parallel 'seqential'; valid: "
+    ("pretrain.seed_parallel=seqential", "pretrain (mnist): unknown seed_parallel 'seqential'; "
+     "valid: "
      "auto, vmap, loop, devices, sequential"),
   ],
 )  # fmt: skip

@@ -88,11 +88,11 @@ def test_config_variant_loads_checks_and_builds(case, tmp_path):
   for stage in ("score", "finetune"):  # a target is a name or {"name": ..., **overrides}
     names = {t["name"] if isinstance(t, dict) else t for t in d[stage]["targets"]}
     assert names <= set(data.names())
-  # Every key of every stage section is a keyword of that stage's job (what the sweep passes).
+  # Every key of every stage section is a field of that stage's config dataclass (or runtime).
   schema = config_checks.study_schema()
   for section, fields in schema.items():
     extra = set(d[section] or {}) - set(fields)
-    assert not extra, f"{section}: {sorted(extra)} are no keywords of its job"
+    assert not extra, f"{section}: {sorted(extra)} are no fields of its config"
     for target in (d[section] or {}).get("targets") or ():  # per-target overrides
       if isinstance(target, dict):
         assert set(target) - {"name"} <= set(fields), (section, target)

@@ -181,7 +181,7 @@ def test_two_process_sweep_killed_and_rerun_equals_one_process_run(tmp_path, dat
   csvs = sorted(p.name for p in one.glob("analysis_*.csv"))
   assert len(csvs) >= 10 and {p.name for p in two.glob("analysis_*.csv")} == set(csvs)
   written = {csv: pd.read_csv(two / csv) for csv in csvs}
-  analysis.run(two, **{**_tiny_kwargs(data_dir)["evaluate"]})
+  analysis.run(analysis.EvaluateConfig(**_tiny_kwargs(data_dir)["evaluate"]), two)
   for csv in csvs:
     pd.testing.assert_frame_equal(pd.read_csv(two / csv), written[csv], check_exact=True)
   # And its tables match the one-process run's: the ground truth (fine-tune curves) to float

@@ -1,39 +1,30 @@
 """Fine-tune planning: the typed config, the seed streams, the units left and their groups."""
 
-import inspect
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from stage_calls import run_job
 
 from jtransfer import job, results
 from jtransfer.train import finetune
 from jtransfer.train import finetune_plan as plan
 
 
-def _run_defaults(**kw):
-  """`finetune.run`'s keyword arguments with its own defaults (workdir, target: given)."""
-  params = inspect.signature(finetune.run).parameters
-  out = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
-  return {**out, "workdir": "/tmp/w", "target": "mnist", **kw}
-
-
-def test_config_has_one_field_per_run_argument_and_fills_the_defaults():
-  params = inspect.signature(finetune.run).parameters
-  fields = [f.name for f in plan.FinetuneConfig.__dataclass_fields__.values()]
-  assert fields == list(params)
-  c = plan.FinetuneConfig.create(**_run_defaults(modes="head", ft_seeds=[np.int64(2), 0]))
+def test_config_fills_the_defaults_and_normalises_sequences():
+  c = plan.FinetuneConfig(target="mnist", modes="head", ft_seeds=[np.int64(2), 0])
   assert c.modes == ("head",) and c.ft_seeds == (2, 0)
   assert all(type(s) is int for s in c.ft_seeds)
   assert c.duration == {"epochs": 100} and c.optimizer_kwargs == {"learning_rate": 1e-4}
-  assert c.baseline_archs == () and c.model_kwargs is None
+  assert c.baseline_archs == () and c.model_kwargs is None and c.group_size == 16
   with pytest.raises(AttributeError):
     c.target = "cifar10"  # frozen
-  # The record the job context writes to config.json: JSON-ready, workdir left out.
+  # The record the job context writes to config.json: JSON-ready, nothing of the runtime.
   record = json.loads(json.dumps(job.config_record(c)))
   assert record["modes"] == ["head"] and record["ft_seeds"] == [2, 0] and "workdir" not in record
+  assert "data_dir" not in record and "show_progress" not in record
 
 
 @pytest.mark.parametrize(
@@ -51,12 +42,12 @@ def test_config_has_one_field_per_run_argument_and_fills_the_defaults():
 )
 def test_config_rejects_bad_input_in_one_line(kw, message):
   with pytest.raises(ValueError, match=message):
-    plan.FinetuneConfig.create(**_run_defaults(**kw))
+    plan.FinetuneConfig(target="mnist", **kw)
 
 
 def test_run_checks_its_config_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="group_size must be an int >= 1"):
-    finetune.run(workdir=tmp_path / "w", target="mnist", group_size=0)
+    run_job(finetune, workdir=tmp_path / "w", target="mnist", group_size=0)
   assert not (tmp_path / "w" / "logs").exists()  # no log file: nothing started
 
 

@@ -5,6 +5,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from stage_calls import run_job
 
 from jtransfer import checkpointing, results
 from jtransfer.models import functional
@@ -57,7 +58,7 @@ def zoo(tmp_path_factory):
 def _run(zoo, tmp_path, name, data_dir, **kw):
   workdir = tmp_path / name
   shutil.copytree(zoo, workdir)
-  summary = finetune.run(workdir=workdir, data_dir=data_dir, **{**KW, **kw})
+  summary = run_job(finetune, workdir=workdir, data_dir=data_dir, **{**KW, **kw})
   rows = results.load(workdir, "finetune").sort_values(KEYS).reset_index(drop=True)
   return summary, rows
 
@@ -92,9 +93,9 @@ def test_streamed_curves_equal_the_in_memory_curves(zoo, tmp_path, data_dir):
 )
 def test_bad_combinations_fail_in_one_line_before_any_work(tmp_path, data_dir, kw, message):
   with pytest.raises(ValueError, match=message) as err:
-    finetune.run(workdir=tmp_path, target="mnist", data_dir=data_dir, **kw)
+    run_job(finetune, workdir=tmp_path, target="mnist", data_dir=data_dir, **kw)
   assert "\n" not in str(err.value)
-  assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # nothing read or written
+  assert list(tmp_path.iterdir()) == []  # checked before the job touches the workdir
 
 
 def test_augmented_target_changes_the_training_not_the_start(tmp_path, data_dir):
@@ -114,8 +115,8 @@ def test_augmented_target_changes_the_training_not_the_start(tmp_path, data_dir)
     input_pipeline="stream",
     data_dir=data_dir,
   )
-  finetune.run(workdir=tmp_path / "aug", augment=True, **kw)
-  finetune.run(workdir=tmp_path / "plain", **kw)
+  run_job(finetune, workdir=tmp_path / "aug", augment=True, **kw)
+  run_job(finetune, workdir=tmp_path / "plain", **kw)
   aug, plain = (
     results.load(tmp_path / name, "finetune").sort_values(KEYS).reset_index(drop=True)
     for name in ("aug", "plain")

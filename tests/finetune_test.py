@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from references import pairwise_auroc
+from stage_calls import run_job
 
 from jtransfer import checkpointing, results, tracking
 from jtransfer import zoo as zoo_lib
@@ -83,7 +84,9 @@ def grouped(zoo, data_dir):
   "devices" (members over the fake devices): the reference the other layouts are compared
   with; "auto" on CPU would train them one after another ("sequential").
   """
-  summary = finetune.run(workdir=zoo, modes=MODES, data_dir=data_dir, seed_parallel="devices", **KW)
+  summary = run_job(
+    finetune, workdir=zoo, modes=MODES, data_dir=data_dir, seed_parallel="devices", **KW
+  )
   return zoo, summary
 
 
@@ -371,7 +374,7 @@ def test_vmapped_group_equals_one_by_one(grouped, tmp_path, data_dir):
   workdir, _ = grouped
   one = tmp_path / "one"
   _make_zoo(one)
-  summary = finetune.run(workdir=one, steps=[7], data_dir=data_dir, **ONE_BY_ONE)
+  summary = run_job(finetune, workdir=one, steps=[7], data_dir=data_dir, **ONE_BY_ONE)
   assert summary["groups"] == 2
   b = _rows(one)
   a = _rows(workdir).loc[b.index]
@@ -387,8 +390,13 @@ def test_sequential_members_equal_the_vmapped_group(grouped, tmp_path, data_dir)
   workdir, _ = grouped
   seq = tmp_path / "seq"
   _make_zoo(seq)
-  summary = finetune.run(
-    workdir=seq, modes=("full", "head"), seed_parallel="sequential", data_dir=data_dir, **KW
+  summary = run_job(
+    finetune,
+    workdir=seq,
+    modes=("full", "head"),
+    seed_parallel="sequential",
+    data_dir=data_dir,
+    **KW,
   )
   assert (summary["groups"], summary["members"], summary["units"]) == (2, 11, 11)
   b = _rows(seq)
@@ -445,20 +453,22 @@ def test_sequential_group_stacks_the_members_own_runs(zoo, data_dir):
       for name, value in c_i[step].items():
         np.testing.assert_allclose(curves[step][name][i], value[0], rtol=1e-6, err_msg=name)
     jax.tree.map(lambda a, b, i=i: np.testing.assert_array_equal(a[i], b[0]), final, f_i)
-  with pytest.raises(ValueError, match="'sequential' trains one member at a time, got 3"):
-    trainer("sequential").get(0, 3)
+  # "sequential" reaches the engine as one-member "vmap" stacks (`engine.stacks`): no mesh.
+  with pytest.raises(ValueError, match="'sequential' has no mesh"):
+    trainer("sequential").get(0, 3, "sequential")
 
 
 def test_rerun_skips_finished_units(grouped, data_dir):
   workdir, _ = grouped
   before = results.load(workdir, "finetune")
-  again = finetune.run(workdir=workdir, modes=MODES, data_dir=data_dir, **KW)
+  again = run_job(finetune, workdir=workdir, modes=MODES, data_dir=data_dir, **KW)
   assert again["groups"] == 0 and again["units"] == 0
   after = results.load(workdir, "finetune")
   assert after.created_at.tolist() == before.created_at.tolist()
   # A new mode only runs its new units: frozen=2 (= what "head" freezes) for 4 checkpoints and
   # random_init, one group; same trajectories as "head" in the same layout, so the same numbers.
-  more = finetune.run(
+  more = run_job(
+    finetune,
     workdir=workdir,
     modes=("frozen=1", "frozen=2"),
     data_dir=data_dir,
@@ -475,8 +485,9 @@ def test_rerun_skips_finished_units(grouped, data_dir):
 
 _CHILD = """
 import json, sys
+from jtransfer import job
 from jtransfer.train import finetune
-finetune.run(**json.loads(sys.argv[1]))
+finetune.run(*job.build(finetune.FinetuneConfig, json.loads(sys.argv[1])))
 """
 
 
@@ -524,7 +535,7 @@ def test_sigkill_leaves_complete_curves_and_a_resume_finishes(grouped, tmp_path,
     assert rows.ft_step.tolist() == EVAL_STEPS
     assert results.key_str(plan.done_key(src, ARCH, seed, step, "mnist", mode, fl, fs)) in done
 
-  summary = finetune.run(workdir=workdir, **kw)
+  summary = run_job(finetune, workdir=workdir, **kw)
   assert summary["groups"] == 4 - len(done)
   final = _rows(workdir)
   assert len(final) == 4 * len(EVAL_STEPS)
@@ -560,7 +571,7 @@ def test_checkpoints_with_one_backbone_are_trained_once_and_equal_training_each(
   kw = dict(KW, modes=["full"], baselines=False, num_devices=1)
   shared = tmp_path / "shared"
   _shared_init_zoo(shared, nudge_backbone=nudge_backbone)
-  summary = finetune.run(workdir=shared, data_dir=data_dir, **kw)
+  summary = run_job(finetune, workdir=shared, data_dir=data_dir, **kw)
   # mnist is trained; fashion_mnist (same backbone, other head) copies it; kmnist copies it
   # only when its backbone is byte-identical.
   assert summary["members"] == (2 if nudge_backbone else 1)
@@ -578,7 +589,7 @@ def test_checkpoints_with_one_backbone_are_trained_once_and_equal_training_each(
   for source in ("fashion_mnist", "kmnist"):
     alone = tmp_path / f"alone_{source}"
     _shared_init_zoo(alone, nudge_backbone=nudge_backbone)
-    finetune.run(workdir=alone, data_dir=data_dir, sources=[source], **kw)
+    run_job(finetune, workdir=alone, data_dir=data_dir, sources=[source], **kw)
     own = _rows(alone).reset_index().sort_values("ft_step")
     np.testing.assert_allclose(own.test_loss, curve(source).test_loss, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(own.test_acc, curve(source).test_acc)
@@ -586,4 +597,4 @@ def test_checkpoints_with_one_backbone_are_trained_once_and_equal_training_each(
   units = set(results.load(shared, "metrics").query("name == 'train/loss'").unit)
   assert {u.split("/")[1] for u in units} == {"mnist", "fashion_mnist", "kmnist"}
   # A rerun finds every unit done.
-  assert finetune.run(workdir=shared, data_dir=data_dir, **kw)["members"] == 0
+  assert run_job(finetune, workdir=shared, data_dir=data_dir, **kw)["members"] == 0

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from stage_calls import run_job
 
 from jtransfer import data as datasets
 from jtransfer import results
@@ -60,7 +61,7 @@ def val_run(tmp_path_factory, data_dir):
     eval_examples=64, train_examples=300, val_fraction=0.2, data_dir=str(data_dir),
     show_progress=False, group_size=2,
   )  # fmt: skip
-  finetune.run(workdir=workdir, target="mnist", **kw)
+  run_job(finetune, workdir=workdir, target="mnist", **kw)
   return workdir, kw
 
 

@@ -5,6 +5,7 @@ import json
 import logging
 import pathlib
 
+import numpy as np
 import pytest
 
 from jtransfer import job
@@ -61,3 +62,56 @@ def test_open_context_rejects_zero_devices(tmp_path):
   with pytest.raises(ValueError, match="num_devices"):
     with job.open_context(tmp_path, "x", None, logger=logging.getLogger("t"), num_devices=0):
       pass
+
+
+def test_runtime_and_config_come_from_one_flat_mapping():
+  @dataclasses.dataclass(frozen=True)
+  class Config:
+    target: str
+    batch_size: int = 64
+
+  config, rt = job.build(
+    Config, {"target": "mnist", "show_progress": False}, what="score (mnist)", workdir="w"
+  )
+  assert config == Config("mnist") and rt == job.Runtime(pathlib.Path("w"), show_progress=False)
+  with pytest.raises(ValueError) as e:
+    job.build(Config, {"target": "mnist", "batch_sise": 3}, what="score (mnist)", workdir="w")
+  assert str(e.value) == (
+    "score (mnist): unknown key 'batch_sise'; valid: batch_size, num_devices, show_progress, "
+    "store_shard, target"
+  )
+  with pytest.raises(ValueError, match=r"^score \(mnist\): num_devices must be an int >= 1"):
+    job.build(Config, {"target": "mnist", "num_devices": 0}, what="score (mnist)", workdir="w")
+
+
+def test_every_job_keys_its_units_by_one_tuple_shape():
+  from jtransfer import results, score_job  # noqa: PLC0415
+  from jtransfer.train import finetune_plan, pretrain  # noqa: PLC0415
+
+  ckpt = type("Entry", (), {"key": ("mnist", "cnn", 1, 30)})()
+  keys = [
+    pretrain.done_key("mnist", "cnn", np.int64(1), np.int64(30)),
+    score_job.done_key(ckpt, "fashion_mnist", "train"),
+    finetune_plan.done_key("mnist", "cnn", 1, 30, "fashion_mnist", "full", 0, np.int64(2)),
+  ]
+  assert keys == [
+    ("mnist", "cnn", 1, 30),
+    ("mnist", "cnn", 1, 30, "fashion_mnist", "train"),
+    ("mnist", "cnn", 1, 30, "fashion_mnist", "full", 0, 2),
+  ]
+  assert all(type(v) in (str, int) for key in keys for v in key)
+  assert results.key_str(keys[0]) == '["mnist","cnn",1,30]'
+
+
+def test_done_reads_the_job_markers_of_every_store_file(tmp_path):
+  from jtransfer import results  # noqa: PLC0415
+
+  ctx = job.Context(tmp_path, "score", None, 0, 1, (), None)
+  assert ctx.done() == {}  # no store yet
+  ctx.store.mark_done("score", ("a", 0), {}, extra={"layers": ["pool2"]})
+  ctx.store.mark_done("finetune", ("a", 0), {})  # another job's
+  other = results.Store(tmp_path, shard="host1")
+  other.mark_done("score", ("b", 1), {})
+  other.close()
+  assert ctx.done() == {'["a",0]': {"layers": ["pool2"]}, '["b",1]': None}
+  ctx.close()

@@ -139,17 +139,17 @@ def test_analysis_tables_on_a_full_disk_are_old_or_whole(tmp_path, monkeypatch):
     s.add_rows("scores", sc.to_dict("records"))
     s.add_rows("finetune", ft.to_dict("records"))
   run = dict(n_boot=0, with_figures=False)
-  analysis.run(tmp_path, **run)
+  analysis.run(analysis.EvaluateConfig(**run), tmp_path)
   want = {k: v for k, v in _files(tmp_path).items() if k.startswith("analysis_")}
   for name in want:
     (tmp_path / name).unlink()
   real = _full_disk_on_call(monkeypatch, 3)
   with pytest.raises(OSError, match="No space left"):
-    analysis.run(tmp_path, **run)
+    analysis.run(analysis.EvaluateConfig(**run), tmp_path)
   got = {k: v for k, v in _files(tmp_path).items() if k.startswith(("analysis_", ".analysis"))}
   assert len(got) == 2 and all(got[k] == want[k] for k in got)  # the first two, whole
   monkeypatch.setattr(pd.DataFrame, "to_csv", real)
-  analysis.run(tmp_path, **run)  # the rerun
+  analysis.run(analysis.EvaluateConfig(**run), tmp_path)  # the rerun
   got = {k: v for k, v in _files(tmp_path).items() if k.startswith(("analysis_", ".analysis"))}
   assert got == want
 

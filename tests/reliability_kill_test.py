@@ -131,7 +131,9 @@ def test_evaluate_killed_mid_table_then_rerun_equals_an_uninterrupted_evaluate(t
 
   _analysis_store(tmp_path / "wd")
   shutil.copytree(tmp_path / "wd", tmp_path / "one")
-  analysis.run(tmp_path / "one", n_boot=0, with_figures=False)  # what launch/evaluate.py runs
+  analysis.run(
+    analysis.EvaluateConfig(n_boot=0, with_figures=False), tmp_path / "one"
+  )  # what launch/evaluate.py runs
   want = _csvs(tmp_path / "one", "analysis_")
   args = [f"--workdir={tmp_path / 'wd'}", "--config.evaluate.n_boot=0",
           "--config.evaluate.with_figures=false"]  # fmt: skip

@@ -10,6 +10,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from stage_calls import run_job
 
 from jtransfer import checkpointing, data, extract, results, score_job, scores, zoo
 from jtransfer.analysis import tables
@@ -82,7 +83,7 @@ def scored(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(extract, "extract", recorder)
     # A 1-byte budget: every checkpoint is its own group, so the probe is fed 4 separate times.
-    summary = score_job.run(
+    summary = run_job(score_job,
       workdir=workdir, target=SYNTH, probe_per_class=PER_CLASS, layers=("pool2",),
       memory_budget_bytes=1, show_progress=False,
     )  # fmt: skip
@@ -169,7 +170,7 @@ def test_rerun_skips_finished_checkpoints(scored, monkeypatch):
   before = results.load(workdir, "scores")
   recorder = _Recorder()
   monkeypatch.setattr(extract, "extract", recorder)
-  summary = score_job.run(
+  summary = run_job(score_job,
     workdir=workdir, target=SYNTH, probe_per_class=PER_CLASS, layers=("pool2",),
     show_progress=False,
   )  # fmt: skip
@@ -178,7 +179,7 @@ def test_rerun_skips_finished_checkpoints(scored, monkeypatch):
   np.testing.assert_array_equal(before["created_at"], after["created_at"])
   # A different probe under the same probe name is refused, not silently mixed in.
   with pytest.raises(ValueError, match="probe"):
-    score_job.run(workdir=workdir, target=SYNTH, probe_per_class=5, layers=("pool2",),
+    run_job(score_job, workdir=workdir, target=SYNTH, probe_per_class=5, layers=("pool2",),
                   show_progress=False)  # fmt: skip
 
 
@@ -195,7 +196,7 @@ def test_failing_score_is_null_with_error_and_new_layers_recompute(tmp_path, mon
   register_synth()
   make_zoo(tmp_path, [("mnist", 0, 0), ("mnist", 0, 1)], zero=[("mnist", 0, 1)])
   kw = dict(workdir=tmp_path, target=SYNTH, probe_per_class=PER_CLASS, show_progress=False)
-  score_job.run(**kw, layers=("pool2",), scores=["rsa", "sum_of_squares"])
+  run_job(score_job, **kw, layers=("pool2",), scores=["rsa", "sum_of_squares"])
   df = results.load(tmp_path, "scores").set_index(["step", "score"])
   # All-zero params: every pool2 row is constant, so RSA is undefined -> NULL with the reason.
   assert np.isnan(df.loc[(1, "rsa"), "value"])
@@ -205,7 +206,7 @@ def test_failing_score_is_null_with_error_and_new_layers_recompute(tmp_path, mon
   # Asking for a layer the markers do not cover recomputes; the marker then covers both.
   recorder = _Recorder()
   monkeypatch.setattr(extract, "extract", recorder)
-  summary = score_job.run(**kw, layers=("pool1",), scores=["sum_of_squares"])
+  summary = run_job(score_job, **kw, layers=("pool1",), scores=["sum_of_squares"])
   assert summary["scored"] == 2 and len(recorder.calls) == 1
   df = results.load(tmp_path, "scores")
   assert set(df.layer) == {"pool1", "pool2"}
@@ -218,6 +219,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 import score_job_test as t
 from jtransfer import results, score_job
+from stage_calls import run_job
 t.register_synth()
 orig, count = results.Store.add_rows, [0]
 def add_rows(self, table, rows, **kw):
@@ -229,7 +231,7 @@ def add_rows(self, table, rows, **kw):
       time.sleep(120)
   return n
 results.Store.add_rows = add_rows
-score_job.run(workdir={workdir!r}, **t.KILL_KW)
+run_job(score_job, workdir={workdir!r}, **t.KILL_KW)
 print("FINISHED", flush=True)
 """
 
@@ -269,7 +271,7 @@ def test_sigkill_mid_job_then_resume(tmp_path, monkeypatch):
 
   recorder = _Recorder()
   monkeypatch.setattr(extract, "extract", recorder)
-  summary = score_job.run(workdir=tmp_path, **KILL_KW)
+  summary = run_job(score_job, workdir=tmp_path, **KILL_KW)
   assert summary["skipped"] == 2 and summary["scored"] == 2 and len(recorder.calls) == 2
   scores_df = results.load(tmp_path, "scores")
   assert len(results.load(tmp_path, "done")) == 4
@@ -301,12 +303,12 @@ def test_config_is_checked_before_any_work(tmp_path):
   before = sorted(p.name for p in tmp_path.iterdir())
   kw = dict(workdir=tmp_path, target=SYNTH, show_progress=False)
   with pytest.raises(ValueError, match="unknown parallel 'pmap'"):
-    score_job.run(**kw, parallel="pmap")
+    run_job(score_job, **kw, parallel="pmap")
   with pytest.raises(ValueError, match="checkpoints is empty"):
-    score_job.run(**kw, checkpoints=[])
+    run_job(score_job, **kw, checkpoints=[])
   with pytest.raises(ValueError, match=r"score_options given for scores not requested: \['rsa'\]"):
-    score_job.run(**kw, scores="leep", score_options={"rsa": {}})
+    run_job(score_job, **kw, scores="leep", score_options={"rsa": {}})
   after = sorted(p.name for p in tmp_path.iterdir())
-  assert set(after) - set(before) == {".lock"}  # no log, no config record
-  config = score_job.ScoreConfig(workdir=tmp_path, target=SYNTH, scores=("leep", "param_count"))
+  assert after == before  # checked before the job takes its lock: no log, no config record
+  config = score_job.ScoreConfig(target=SYNTH, scores=("leep", "param_count"))
   assert config.score_names() == ([], ["leep"], ["param_count"])

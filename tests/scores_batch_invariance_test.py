@@ -5,6 +5,7 @@ one checkpoint per group vs resumed after part of the zoo was scored."""
 import numpy as np
 import pytest
 import score_job_test as sjt
+from stage_calls import run_job
 
 from jtransfer import checkpointing, results, score_job, scores
 
@@ -50,15 +51,15 @@ def test_score_job_values_do_not_depend_on_group(tmp_path):
   for name, budget in (("one_group", 1 << 34), ("one_per_group", 1)):
     workdir = tmp_path / name
     sjt.make_zoo(workdir, ZOO)
-    score_job.run(workdir=workdir, memory_budget_bytes=budget, **kw)
+    run_job(score_job, workdir=workdir, memory_budget_bytes=budget, **kw)
     runs[name] = _stored(workdir)
   # resumed: two checkpoints first (as if the job was stopped), then the whole zoo again
   workdir = tmp_path / "resumed"
   sjt.make_zoo(workdir, ZOO)
   first = [checkpointing.checkpoint_path(workdir, s, "cnn_tiny", seed, step)
            for s, seed, step in ZOO[2:4]]  # fmt: skip
-  score_job.run(workdir=workdir, memory_budget_bytes=1 << 34, checkpoints=first, **kw)
-  summary = score_job.run(workdir=workdir, memory_budget_bytes=1 << 34, **kw)
+  run_job(score_job, workdir=workdir, memory_budget_bytes=1 << 34, checkpoints=first, **kw)
+  summary = run_job(score_job, workdir=workdir, memory_budget_bytes=1 << 34, **kw)
   assert summary["scored"] == len(ZOO) - 2
   runs["resumed"] = _stored(workdir)
   ref = runs["one_group"]

@@ -158,7 +158,7 @@ def _record_workdir(workdir):
 
 def test_reports_are_resolved_before_any_stage_and_run_after_evaluate(tmp_path, monkeypatch):
   calls = []
-  monkeypatch.setattr("jtransfer.analysis.run", lambda workdir, **kw: calls.append("evaluate"))
+  monkeypatch.setattr("jtransfer.analysis.run", lambda config, workdir: calls.append("evaluate"))
   no_stage = dict(sources=[], pretrain={}, score={}, finetune={}, evaluate={})
   sweep.run(
     workdir=tmp_path,

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from stage_calls import run_job
 
 from jtransfer import data, progress, results, tracking
 from jtransfer.models import base
@@ -50,7 +51,7 @@ def _cross_entropy64(logits, labels) -> float:
 def zoo(tmp_path_factory, data_dir):
   workdir = tmp_path_factory.mktemp("zoo")
   kwargs = {"dropout1": 0.0, "dropout2": 0.0}  # the train-mode batch loss = the eval-mode one
-  summary = pretrain.run(
+  summary = run_job(pretrain,
     workdir=workdir, source="mnist", arch="cnn_tiny", model_kwargs=kwargs, num_seeds=2,
     batch_size=16, duration={"steps": 12}, train_examples=64, eval_batch_size=64,
     eval_train_examples=64, eval_test_examples=64, data_dir=data_dir, log_every_steps=5,
@@ -113,7 +114,7 @@ def test_pretrain_log_labels_seeds(zoo):
 
 def test_finetune_records_train_and_eval_curves(zoo, data_dir):
   workdir, kwargs, _ = zoo
-  summary = finetune.run(
+  summary = run_job(finetune,
     workdir=workdir, target="mnist", modes=("full",), duration={"steps": 6}, batch_size=16,
     train_examples=64, eval_examples=64, eval_batch_size=64, steps=[12], baselines=False,
     model_kwargs=kwargs, data_dir=data_dir, show_progress=False,

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from stage_calls import run_job
 
 from jtransfer import checkpointing, results
 from jtransfer import data as datasets
@@ -51,7 +53,8 @@ def zoo(tmp_path_factory, data_dir):
   # Seeds stacked over the devices ("devices"): the reference the other layouts are compared
   # with ("auto" on CPU trains one seed after another, "sequential").
   workdir = tmp_path_factory.mktemp("zoo")
-  summary = pretrain.run(
+  summary = run_job(
+    pretrain,
     workdir=workdir,
     num_seeds=2,
     duration={"steps": 25},
@@ -77,7 +80,9 @@ def test_checkpoints_at_exactly_the_scheduled_steps(zoo):
     )
     assert dirs == want
   done = results.Store(workdir).done_keys("pretrain")
-  assert done == {pretrain.done_key("mnist", "cnn_tiny", s, t) for s in (0, 1) for t in want}
+  want_keys = {("mnist", "cnn_tiny", s, t) for s in (0, 1) for t in want}
+  assert done == {results.key_str(k) for k in want_keys}
+  assert pretrain.done_key("mnist", "cnn_tiny", 0, 3) == ("mnist", "cnn_tiny", 0, 3)
   config = json.loads((workdir / "config.json").read_text())
   assert config[-1]["job"] == "pretrain" and config[-1]["config"]["num_seeds"] == 2
   assert (workdir / "logs" / "pretrain.log").stat().st_size > 0
@@ -115,22 +120,43 @@ def test_a_few_steps_reduce_the_loss(zoo):
 def test_rerun_does_nothing(zoo, data_dir):
   workdir, _ = zoo
   before = results.load(workdir, "checkpoints").created_at.tolist()
-  again = pretrain.run(
-    workdir=workdir, num_seeds=2, duration={"steps": 25}, data_dir=data_dir, **KW
+  again = run_job(
+    pretrain, workdir=workdir, num_seeds=2, duration={"steps": 25}, data_dir=data_dir, **KW
   )
   assert again["trained_seeds"] == [] and again["steps_run"] == 0
   assert results.load(workdir, "checkpoints").created_at.tolist() == before
+
+
+def test_a_workdir_with_the_string_done_keys_of_before_is_read(tmp_path, data_dir):
+  # Pre-training marked its checkpoints "mnist/cnn_tiny/seed_0/step_3" before every job keyed
+  # its units by a tuple; the zoo on disk is indexed again, so nothing is trained twice.
+  kw = {**KW, "duration": {"steps": 3}, "num_seeds": 1, "data_dir": data_dir}
+  run_job(pretrain, workdir=tmp_path, **kw)
+  before = results.load(tmp_path, "checkpoints").drop(columns="created_at")
+  with sqlite3.connect(tmp_path / results.MAIN_FILE) as conn:
+    for step in before.step:
+      old = f"mnist/cnn_tiny/seed_0/step_{step}"
+      new = results.key_str(("mnist", "cnn_tiny", 0, int(step)))
+      conn.execute("UPDATE done SET key = ? WHERE job = 'pretrain' AND key = ?", (old, new))
+  again = run_job(pretrain, workdir=tmp_path, **kw)
+  assert again["trained_seeds"] == [] and again["steps_run"] == 0
+  after = results.load(tmp_path, "checkpoints").drop(columns="created_at")
+  assert after.equals(before)
+  keys = results.Store(tmp_path).done_keys("pretrain")
+  assert results.key_str(("mnist", "cnn_tiny", 0, 3)) in keys
 
 
 def test_two_architectures_on_one_source_keep_their_own_checkpoints(tmp_path, data_dir):
   # Regression: with the architecture missing from the zoo path, the second model found the
   # first one's checkpoints, skipped saving and recorded rows pointing at the wrong weights.
   kw = {**KW, "duration": {"steps": 3}, "num_seeds": 1, "data_dir": data_dir}
-  pretrain.run(workdir=tmp_path, **kw)
+  run_job(pretrain, workdir=tmp_path, **kw)
   # The same architecture at another width is a different model; it needs its own name only in
   # the registry, so here the second model is the thesis CNN at a quarter width.
-  pretrain.run(
-    workdir=tmp_path, **{**kw, "arch": "cnn", "model_kwargs": {"width": 0.25, "hidden": 16}}
+  run_job(
+    pretrain,
+    workdir=tmp_path,
+    **{**kw, "arch": "cnn", "model_kwargs": {"width": 0.25, "hidden": 16}},
   )
   df = results.load(tmp_path, "checkpoints")
   assert sorted(df.groupby("arch").size().items()) == [("cnn", 3), ("cnn_tiny", 3)]
@@ -149,7 +175,8 @@ def test_batched_seeds_equal_separate_seeds_and_sharded_equals_single_device(
   # The zoo fixture: seeds 0 and 1 on a "model" mesh axis (one seed per fake CPU device).
   assert zoo[1]["seed_parallel"] == "devices" and zoo[1]["mesh"] == {"model": 2}
   kw = dict(KW, duration={"steps": 25}, data_dir=data_dir)
-  alone = pretrain.run(
+  alone = run_job(
+    pretrain,
     workdir=tmp_path / "alone",
     num_seeds=1,
     seed_offset=1,
@@ -159,7 +186,7 @@ def test_batched_seeds_equal_separate_seeds_and_sharded_equals_single_device(
   )
   assert alone["mesh"] == {"data": 1}
   # Both seeds vmapped in one step, the batch split over 8 devices.
-  sharded = pretrain.run(workdir=tmp_path / "sharded", num_seeds=2, seed_parallel="vmap", **kw)
+  sharded = run_job(pretrain, workdir=tmp_path / "sharded", num_seeds=2, seed_parallel="vmap", **kw)
   assert sharded["mesh"] == {"data": 8}
   tol = dict(rtol=1e-4, atol=1e-5)
   single = _final_params(tmp_path / "alone", 1, 25)
@@ -177,7 +204,7 @@ def test_sequential_seeds_equal_stacked_seeds(zoo, tmp_path, data_dir):
   # "sequential": seed 0 trained to the end, then seed 1, each alone with its batch split over
   # the 8 devices; every checkpoint and its metrics equal the stacked ("devices") zoo's.
   kw = dict(KW, duration={"steps": 25}, data_dir=data_dir)
-  seq = pretrain.run(workdir=tmp_path, num_seeds=2, seed_parallel="sequential", **kw)
+  seq = run_job(pretrain, workdir=tmp_path, num_seeds=2, seed_parallel="sequential", **kw)
   assert seq["seed_parallel"] == "sequential" and seq["mesh"] == {"data": 8}
   assert seq["trained_seeds"] == [0, 1] and seq["steps_run"] == 25 and seq["start_step"] == 0
   want = [0, 1, 3, 10, 25]
@@ -200,8 +227,9 @@ def test_sequential_seeds_equal_stacked_seeds(zoo, tmp_path, data_dir):
 
 _CHILD = """
 import json, sys
+from jtransfer import job
 from jtransfer.train import pretrain
-pretrain.run(**json.loads(sys.argv[1]))
+pretrain.run(*job.build(pretrain.PretrainConfig, json.loads(sys.argv[1])))
 """
 
 
@@ -236,7 +264,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(zoo, tmp_path, data_dir, 
   child.send_signal(signal.SIGKILL)
   child.wait()
 
-  resumed = pretrain.run(workdir=killed, **kw)
+  resumed = run_job(pretrain, workdir=killed, **kw)
   assert 0 < resumed["start_step"] < 25 and resumed["steps_run"] == 25 - resumed["start_step"]
   # The same layout as the reference, bit for bit up to float noise; another layout to the
   # tolerance of the batched = separate test.
@@ -264,16 +292,16 @@ def test_config_is_typed_recorded_and_checked_before_any_work(zoo, tmp_path):
   recorded = json.loads((workdir / "config.json").read_text())[-1]["config"]
   # The typed config as run: defaults filled in, the workdir left out, paths as strings.
   assert recorded["duration"] == {"steps": 25} and recorded["seed_parallel"] == "devices"
-  assert set(recorded) == {f.name for f in dataclasses.fields(pretrain.PretrainConfig)} - {
-    "workdir"
-  }
-  config = pretrain.PretrainConfig(workdir=tmp_path, source="mnist", num_seeds=3, seed_offset=2)
+  # The config record holds the config's fields (what was computed), nothing of the runtime.
+  assert set(recorded) == {f.name for f in dataclasses.fields(pretrain.PretrainConfig)}
+  assert not {"workdir", "data_dir", "show_progress"} & set(recorded)
+  config = pretrain.PretrainConfig(source="mnist", num_seeds=3, seed_offset=2)
   assert config.seeds == [2, 3, 4] and config.optimizer_kwargs == {"learning_rate": 1e-4}
   with pytest.raises(dataclasses.FrozenInstanceError):
     config.num_seeds = 4
   bad = tmp_path / "bad"
   with pytest.raises(ValueError, match="unknown seed_parallel 'pmap'"):
-    pretrain.run(workdir=bad, source="mnist", seed_parallel="pmap")
+    run_job(pretrain, workdir=bad, source="mnist", seed_parallel="pmap")
   with pytest.raises(ValueError, match="num_seeds >= 1"):
-    pretrain.run(workdir=bad, source="mnist", num_seeds=0)
-  assert [p.name for p in bad.iterdir()] == [".lock"]  # nothing read or written
+    run_job(pretrain, workdir=bad, source="mnist", num_seeds=0)
+  assert not bad.exists()  # checked before the job touches the workdir

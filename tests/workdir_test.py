@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import pytest
+from stage_calls import run_job
 from two_processes import run_two
 
 from jtransfer import score_job
@@ -95,7 +96,7 @@ def test_second_job_stops_at_once_naming_the_holder(tmp_path):
     # A real job stops before it reads or writes anything (no store, no probe).
     t0 = time.monotonic()
     with pytest.raises(workdir_files.WorkdirInUseError, match=f"workdir {workdir} is in use"):
-      score_job.run(workdir=workdir, target="no_such_dataset")
+      run_job(score_job, workdir=workdir, target="no_such_dataset")
     assert time.monotonic() - t0 < 5
     assert sorted(p.name for p in workdir.iterdir()) == [".lock"]
   finally:

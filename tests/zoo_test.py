@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from checkpointing_test import flip_bytes
 from score_job_test import PER_CLASS, SYNTH, register_synth
+from stage_calls import run_job
 
 from jtransfer import checkpointing, results, score_job, zoo
 from jtransfer.analysis import report
@@ -148,7 +149,7 @@ def test_score_job_records_a_corrupt_checkpoint_and_scores_the_rest(tmp_path):
   flip_bytes(bad_path)
   kw = dict(target=SYNTH, probe_per_class=PER_CLASS, layers=("pool2",),
             scores=["logme", "knn_accuracy", "checkpoint_index"], show_progress=False)  # fmt: skip
-  summary = score_job.run(workdir=corrupt, **kw)
+  summary = run_job(score_job, workdir=corrupt, **kw)
   assert (summary["scored"], summary["failed"]) == (2, 1)
   got = results.load(corrupt, "scores")
   assert bad_key not in set(zip(got.source, got.seed, got.step, strict=True))
@@ -158,7 +159,7 @@ def test_score_job_records_a_corrupt_checkpoint_and_scores_the_rest(tmp_path):
   assert (row.job, row.source, row.seed, row.step, row.target) == ("score", *bad_key, SYNTH)
   assert f"checkpoint {bad_path} is corrupt" in row.error
   # The others score as they do in a zoo without the corrupt one.
-  score_job.run(workdir=clean, **kw)
+  run_job(score_job, workdir=clean, **kw)
   want = results.load(clean, "scores")
   cols = ["source", "seed", "step", "layer", "score"]
   np.testing.assert_allclose(
@@ -175,10 +176,10 @@ def test_score_job_records_a_corrupt_checkpoint_and_scores_the_rest(tmp_path):
   assert empty.markdown().strip() == ""
   # A rerun tries it again (still corrupt: still one failure, still not scored); repaired, it
   # is scored and its failure is forgotten.
-  assert score_job.run(workdir=corrupt, **kw)["failed"] == 1
+  assert run_job(score_job, workdir=corrupt, **kw)["failed"] == 1
   shutil.rmtree(bad_path)
   zoo.write_entry(corrupt, _entry(*bad_key, index=1), _params(seed=101))
-  assert score_job.run(workdir=corrupt, **kw)["scored"] == 1
+  assert run_job(score_job, workdir=corrupt, **kw)["scored"] == 1
   assert results.load(corrupt, "failures").empty
 
 
@@ -188,7 +189,7 @@ def test_finetune_records_a_corrupt_checkpoint_and_trains_the_rest(tmp_path, dat
   _write_zoo(tmp_path, [("mnist", 0, 0), ("mnist", 0, 3)])
   bad = checkpointing.checkpoint_path(tmp_path, "mnist", ARCH, 0, 3).absolute()
   flip_bytes(bad)
-  summary = finetune.run(
+  summary = run_job(finetune,
     workdir=tmp_path, target="mnist", batch_size=16, train_examples=32, eval_examples=32,
     eval_batch_size=32, duration={"steps": 2}, baselines=False, show_progress=False,
     data_dir=data_dir,

@@ -1,6 +1,13 @@
 """Evaluation of transferability scores: ground truth, statistics, figures, report."""
 
-from jtransfer.analysis.pipeline import Analysis, analyse, load_tables, run, write_outputs
+from jtransfer.analysis.pipeline import (
+  Analysis,
+  EvaluateConfig,
+  analyse,
+  load_tables,
+  run,
+  write_outputs,
+)
 from jtransfer.analysis.stats import bonett_wright_ci, correlate, null_band
 from jtransfer.analysis.truth import ground_truth, log_auc
 
@@ -13,6 +20,7 @@ __all__ = [
   "load_tables",
   "log_auc",
   "null_band",
+  "EvaluateConfig",
   "run",
   "write_outputs",
 ]

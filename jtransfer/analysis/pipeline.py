@@ -389,24 +389,42 @@ def write_outputs(
   return report.write(a, workdir, studies=studies)
 
 
-def run(
-  workdir,
-  *,
-  keep_seeds: bool = False,
-  n_boot: int = 1000,
-  seed: int = 0,
-  param_penalty: float = 0.0,
-  higher_is_better: dict | None = None,
-  setting: str | None = None,
-  probe: str | None = None,
-  focus_layer: str | None = None,
-  with_figures: bool = True,
-  studies: tuple[str, ...] | None = None,
-) -> pathlib.Path:
-  """Reads the workdir's results store, writes analysis_*.csv, figures/ and report.md/.html.
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+  """What the evaluate stage computes from a workdir's store: its schema (types, defaults).
 
-  studies: names of `jtransfer.studies` whose parts the report shows; None: the studies' own
-  default (`jtransfer.studies.REPORT_DEFAULT`)."""
+  keep_seeds: one point per seed instead of the seed mean; n_boot: bootstrap resamples of the
+  correlations' intervals (0: none); seed: their random seed; param_penalty, higher_is_better,
+  setting, probe, focus_layer: see `analyse`; with_figures: also write figures/; studies: names
+  of `jtransfer.studies` whose parts the report shows (None: the studies' own default).
+  """
+
+  keep_seeds: bool = False
+  n_boot: int = 1000
+  seed: int = 0
+  param_penalty: float = 0.0
+  higher_is_better: dict | None = None
+  setting: str | None = None
+  probe: str | None = None
+  focus_layer: str | None = None
+  with_figures: bool = True
+  studies: tuple[str, ...] | None = None
+
+  def __post_init__(self):
+    if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
+      raise ValueError(f"n_boot must be an int >= 0, got {self.n_boot!r}")
+    if self.studies is not None:
+      value = self.studies
+      object.__setattr__(self, "studies", (value,) if isinstance(value, str) else tuple(value))
+    if self.higher_is_better is not None:
+      object.__setattr__(self, "higher_is_better", dict(self.higher_is_better))
+
+
+def run(config: EvaluateConfig | None, workdir) -> pathlib.Path:
+  """Reads the workdir's results store, writes analysis_*.csv, figures/ and report.md/.html
+  (`config` None: the defaults)."""
+  c = EvaluateConfig() if config is None else config
+  studies = c.studies
   from jtransfer import studies as studies_lib  # noqa: PLC0415 (the studies import analysis)
 
   modules = studies_lib.resolve(studies)
@@ -415,13 +433,13 @@ def run(
     t["scores"],
     t["finetune"],
     t.get("checkpoints"),
-    keep_seeds=keep_seeds,
-    n_boot=n_boot,
-    seed=seed,
-    param_penalty=param_penalty,
-    higher_is_better=higher_is_better,
-    setting=setting,
-    probe=probe,
-    focus_layer=focus_layer,
+    keep_seeds=c.keep_seeds,
+    n_boot=c.n_boot,
+    seed=c.seed,
+    param_penalty=c.param_penalty,
+    higher_is_better=c.higher_is_better,
+    setting=c.setting,
+    probe=c.probe,
+    focus_layer=c.focus_layer,
   )
-  return write_outputs(a, workdir, with_figures=with_figures, studies=modules)
+  return write_outputs(a, workdir, with_figures=c.with_figures, studies=modules)

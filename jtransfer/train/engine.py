@@ -7,10 +7,11 @@ that do not depend on which loop runs it: the mesh and the shardings, the step b
 (`build_fns`), the source/target data and the padded eval sets.
 
 How stacked members share the devices (`seed_parallel`): the modes of `jtransfer.stacking`
-("auto", "vmap", "loop", "devices", "sequential"), the vocabulary of every job. Here "loop"
-unrolls the members in the step (`step.over_seeds(..., "unroll")`) and "devices" puts them on a
-`model` mesh axis, each device running its members un-batched on CPU, vmapped elsewhere.
-"sequential" never reaches this module: the jobs run it as one-member "vmap" stacks in turn.
+("auto", "vmap", "loop", "devices", "sequential"), the vocabulary of every job. Both loops run
+their members through `run_members(layout, members, train)`, which cuts them into the stacks
+the layout trains: one stack for "vmap", "loop" (the members unrolled in the step) and
+"devices" (a `model` mesh axis), one one-member "vmap" stack per member, in turn, for
+"sequential".
 
 Dropout. Member `i` draws its dropout keys from `dropout_seeds[i]` (an argument of the train
 step, not part of the trained state) and the step number, so a member trained in a stack
@@ -22,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -49,6 +51,34 @@ def resolve_seed_parallel(mode: str, *, backend: str, num_seeds: int) -> str:
   return stacking.resolve(mode, backend=backend, members=num_seeds, name="seed_parallel")
 
 
+def stacks(layout: str, members: Sequence) -> list[tuple[list, str]]:
+  """(members of a stack, its layout) for every stack `layout` trains, in order."""
+  if layout == "sequential":
+    return [([m], "vmap") for m in members]  # one member, its batch split over the devices
+  return [(list(members), layout)]
+
+
+def run_members(layout: str, members: Sequence, train: Callable[[list, str], Any]) -> list:
+  """`train(stack, stack_layout)` for every stack of `stacks(layout, members)`; the results."""
+  return [train(stack, stack_layout) for stack, stack_layout in stacks(layout, members)]
+
+
+DURATION_UNITS = ("steps", "epochs", "examples")
+
+
+def check_duration(what: str, duration: Mapping[str, Any]) -> None:
+  """One positive amount in one unit of `DURATION_UNITS`; a one-line error naming `what`."""
+  units = list(duration)
+  if len(units) != 1 or units[0] not in DURATION_UNITS:
+    raise ValueError(
+      f"{what} must be one of {', '.join(DURATION_UNITS)} with an amount (e.g. steps:400), "
+      f"got {dict(duration)}"
+    )
+  amount = duration[units[0]]
+  if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
+    raise ValueError(f"{what}.{units[0]} must be a positive number, got {amount!r}")
+
+
 def _largest_divisor(n: int, at_most: int) -> int:
   return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
@@ -58,8 +88,8 @@ def make_mesh(mode: str, *, num_seeds: int, batch_size: int, devices: Sequence) 
 
   Axis sizes divide the member count / batch size; devices that do not fit stay idle.
   """
-  if mode == "sequential":  # no stack to place: the jobs train one-member "vmap" stacks
-    raise ValueError("seed_parallel 'sequential' is run as one-member 'vmap' stacks, not meshed")
+  if mode == "sequential":  # `stacks` turns it into one-member "vmap" stacks
+    raise ValueError("seed_parallel 'sequential' has no mesh: run it through run_members")
   if mode == "devices":
     m = _largest_divisor(num_seeds, len(devices))
     return sharding.make_mesh(("model",), devices[:m])

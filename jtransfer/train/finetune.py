@@ -1,8 +1,7 @@
 """Fine-tuning: the ground-truth transfer curve of every (checkpoint, target, mode, ft_seed).
 
-  run(workdir="/tmp/zoo", target="fashion_mnist", modes=("full", "head"), ft_seeds=(0,),
-      duration={"epochs": 100}, batch_size=64, optimizer="adam",
-      optimizer_kwargs={"learning_rate": 1e-4})
+  run(FinetuneConfig(target="fashion_mnist", modes=("full", "head"), ft_seeds=(0,),
+                     duration={"epochs": 100}), "/tmp/zoo")
 
 One top-down loop (big_vision `train.py`): config -> data -> plan (units, groups) -> for every
 group: transferred initial state -> step fn -> loop with evaluations -> write the curves. Three
@@ -37,9 +36,9 @@ done key does not include it: use a fresh workdir when switching it on.
 Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
 of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
 training engine's step builder and device placement shared with pre-training,
-`engine.build_fns`). `seed_parallel="sequential"` (what "auto" runs on CPU) trains a group's
-members one after another instead, each a one-member step with its batch split over the
-devices (`train_group`); the group's curves are written together as in the other modes.
+`engine.build_fns`), through `engine.run_members`: `seed_parallel="sequential"` (what "auto"
+runs on CPU) trains a group's members one after another, each a one-member stack with its batch
+split over the devices; the group's curves are written together as in the other modes.
 Every member of a group sees the same batches (data order from `data_seed(ft_seed)`) and the
 same dropout masks (every member's dropout seed is `dropout_seed(ft_seed)`), so a member
 trained in a group equals the member trained alone.
@@ -50,7 +49,7 @@ source through `jtransfer.data.pipeline` (`augment=True`: the target's declared 
 The same rows either way, so the same curves.
 
 Resume. A unit (checkpoint, target, mode, frozen_layers, ft_seed) is written with its done
-marker (`finetune`, `[source, arch, seed, step, target, mode, frozen_layers, ft_seed]`) in one
+marker (`finetune`, `(source, arch, seed, step, target, mode, frozen_layers, ft_seed)`) in one
 transaction once its whole curve is evaluated; the units of a group are written together at the
 group's end. A rerun skips done units; a group killed mid-way is redone from its start (no
 fine-tune train state is saved, so a crash loses at most the running group's work).
@@ -242,13 +241,9 @@ class Trainer:
     """The resolved `seed_parallel` for a group of `group` members."""
     return engine.resolve_seed_parallel(self.seed_parallel, backend=self.backend, num_seeds=group)
 
-  def get(self, frozen_layers: int, group: int) -> dict[str, Any]:
-    """{place, train, eval, init} for `group` members that freeze `frozen_layers` layers."""
-    mode = self.mode(group)
-    if mode == "sequential":  # `train_group` hands it one member at a time
-      if group != 1:
-        raise ValueError(f"seed_parallel 'sequential' trains one member at a time, got {group}")
-      mode = "vmap"  # one member, its batch split over the devices
+  def get(self, frozen_layers: int, group: int, mode: str) -> dict[str, Any]:
+    """{place, train, eval, init} for a stack of `group` members that freeze `frozen_layers`
+    layers, laid out in `mode` (a stack's layout from `engine.stacks`)."""
     key = (frozen_layers, group, mode)
     if key not in self._cache:
       mesh = engine.make_mesh(
@@ -342,28 +337,32 @@ def train_group(
     eval_train_examples=eval_train_examples,
     batch_size=eval_batch_size,
   )
-  if len(members) > 1 and trainer.mode(len(members)) == "sequential":
-    # One member after another, each a group of one with its batch split over the devices;
-    # the target's arrays are placed once for all of them.
-    place = trainer.get(frozen, 1)["place"]
-    data = _place_data(target, place, evals)
-    take = lambda tree, i: jax.tree.map(lambda a: a[i : i + 1], tree)  # noqa: E731
-    parts, logged = [], []
-    for i, member in enumerate(members):
-      seen: dict[int, Any] = {}
-      record = None if on_train_metrics is None else seen.__setitem__  # seen[step] = host
-      first = note_compile and i == 0
-      parts.append(
-        _train([member], take(params, i), take(rest, i), target, trainer, data, bar, record, first)
-      )
-      logged.append(seen)
-    if on_train_metrics is not None:  # as a group reports them: [G] per step
-      for step in logged[0]:
-        on_train_metrics(step, _concat([seen[step] for seen in logged]))
-    curves = {step: _concat([c[step] for c, _ in parts]) for step in parts[0][0]}
-    return curves, _concat([final for _, final in parts])
-  data = _place_data(target, trainer.get(frozen, len(members))["place"], evals)
-  return _train(members, params, rest, target, trainer, data, bar, on_train_metrics, note_compile)
+  layout = trainer.mode(len(members))
+  stacks = engine.stacks(layout, range(len(members)))
+  whole = len(stacks) == 1
+  # The target's arrays are placed once, for the layout every stack shares.
+  data = _place_data(target, trainer.get(frozen, len(stacks[0][0]), stacks[0][1])["place"], evals)
+  logged = []
+
+  def train(idx: list[int], stack_layout: str):
+    seen: dict[int, Any] = {}
+    record = on_train_metrics if whole or on_train_metrics is None else seen.__setitem__
+    logged.append(seen)
+    ms, p, r = members, params, rest
+    if not whole:
+      take = lambda tree: jax.tree.map(lambda a: a[idx[0] : idx[-1] + 1], tree)  # noqa: E731
+      ms, p, r = [members[i] for i in idx], take(params), take(rest)
+    first = note_compile and idx[0] == 0
+    return _train(ms, p, r, target, trainer, stack_layout, data, bar, record, first)
+
+  parts = engine.run_members(layout, range(len(members)), train)
+  if whole:
+    return parts[0]
+  if on_train_metrics is not None:  # as one stack reports them: [G] per step
+    for step in logged[0]:
+      on_train_metrics(step, _concat([seen[step] for seen in logged]))
+  curves = {step: _concat([c[step] for c, _ in parts]) for step in parts[0][0]}
+  return curves, _concat([final for _, final in parts])
 
 
 def _place_data(target: Target, place, evals: dict) -> tuple:
@@ -372,10 +371,12 @@ def _place_data(target: Target, place, evals: dict) -> tuple:
   return train, _eval_sets(target, place=place, **evals)
 
 
-def _train(members, params, rest, target, trainer, data, bar, on_train_metrics, note_compile):
-  """`train_group` of one stack, its data already placed (`_place_data`)."""
+def _train(
+  members, params, rest, target, trainer, layout, data, bar, on_train_metrics, note_compile
+):
+  """`train_group` of one stack in `layout`, its data already placed (`_place_data`)."""
   ft_seed, frozen = members[0].ft_seed, members[0].frozen_layers
-  fns = trainer.get(frozen, len(members))
+  fns = trainer.get(frozen, len(members), layout)
   place = fns["place"]
   group = _Group(
     fns=fns,
@@ -504,89 +505,14 @@ def curve_rows(member: Member, mode: str, target: Target, curves, index: int) ->
 # -- the job --------------------------------------------------------------------------------
 
 
-@workdir_files.holds_lock(JOB)
-def run(
-  *,
-  workdir: str | os.PathLike,
-  target: str,
-  modes: Sequence[str] = ("full",),
-  ft_seeds: Sequence[int] = (0,),
-  duration: Mapping[str, float] | None = None,
-  batch_size: int = 64,
-  optimizer: str = "adam",
-  optimizer_kwargs: Mapping[str, Any] | None = None,
-  model_kwargs: Mapping[str, Any] | None = None,
-  checkpoints: Sequence[Mapping[str, Any]] | None = None,
-  sources: Sequence[str] | None = None,
-  archs: Sequence[str] | None = None,
-  seeds: Sequence[int] | None = None,
-  steps: Sequence[int] | None = None,
-  baselines: bool = True,
-  baseline_archs: Sequence[str] | None = None,
-  eval_examples: int | None = None,
-  eval_train_examples: int | None = None,
-  eval_batch_size: int = 1000,
-  eval_final: bool = True,
-  train_examples: int | None = None,
-  val_fraction: float | None = None,
-  data_dir: str | os.PathLike | None = None,
-  group_size: int = 16,
-  seed_parallel: str = "auto",
-  num_devices: int | None = None,
-  show_progress: bool = True,
-  store_shard: str | None = None,
-  tensorboard: bool = True,
-  input_pipeline: str = "memory",
-  augment: bool = False,
-) -> dict[str, Any]:
-  """Fine-tunes the selected checkpoints (and baselines) on `target`; returns a summary.
-
-  The arguments are those of `finetune_plan.FinetuneConfig` (documented there), checked once
-  here; `duration` defaults to 100 epochs and `optimizer_kwargs` to a learning rate of 1e-4
-  (the thesis CNN).
-  """
+def run(config: FinetuneConfig, runtime: job.Runtime | str | os.PathLike) -> dict[str, Any]:
+  """Fine-tunes the selected checkpoints (and baselines) on the config's target; a summary."""
   t_start = time.time()
-  config = FinetuneConfig.create(
-    workdir=workdir,
-    target=target,
-    modes=modes,
-    ft_seeds=ft_seeds,
-    duration=duration,
-    batch_size=batch_size,
-    optimizer=optimizer,
-    optimizer_kwargs=optimizer_kwargs,
-    model_kwargs=model_kwargs,
-    checkpoints=checkpoints,
-    sources=sources,
-    archs=archs,
-    seeds=seeds,
-    steps=steps,
-    baselines=baselines,
-    baseline_archs=baseline_archs,
-    eval_examples=eval_examples,
-    eval_train_examples=eval_train_examples,
-    eval_batch_size=eval_batch_size,
-    eval_final=eval_final,
-    train_examples=train_examples,
-    val_fraction=val_fraction,
-    data_dir=data_dir,
-    group_size=group_size,
-    seed_parallel=seed_parallel,
-    num_devices=num_devices,
-    show_progress=show_progress,
-    store_shard=store_shard,
-    tensorboard=tensorboard,
-    input_pipeline=input_pipeline,
-    augment=augment,
-  )
-  with job.open_context(
-    config.workdir,
-    JOB,
-    config,
-    logger=log,
-    store_shard=store_shard,
-    num_devices=num_devices,
-  ) as ctx:
+  runtime = job.runtime(runtime)
+  with (
+    workdir_files.locked(runtime.workdir, JOB),
+    job.open_context(runtime, JOB, config, logger=log) as ctx,
+  ):
     return _run(ctx, t_start)
 
 
@@ -594,7 +520,7 @@ def _run(ctx: job.Context, t_start: float) -> dict[str, Any]:
   c: FinetuneConfig = ctx.config
   target = load_target(
     c.target,
-    data_dir=c.data_dir,
+    data_dir=ctx.data_dir,
     train_examples=c.train_examples,
     batch_size=c.batch_size,
     duration=c.duration,
@@ -603,7 +529,14 @@ def _run(ctx: job.Context, t_start: float) -> dict[str, Any]:
     input_pipeline=c.input_pipeline,
     augment=c.augment,
   )
-  plan = make_plan(c, num_classes=target.num_classes, store=ctx.store, share=ctx.share)
+  plan = make_plan(
+    c,
+    ctx.workdir,
+    num_classes=target.num_classes,
+    store=ctx.store,
+    done=ctx.done(),
+    share=ctx.share,
+  )
   summary = {
     "target": target.name,
     "steps_per_epoch": target.steps_per_epoch,
@@ -648,16 +581,14 @@ def _train_groups(ctx: job.Context, plan: Plan, target: Target) -> tuple[int, fl
     writer.config(job.config_record(c))
   try:
     bar = None
-    if c.show_progress:
-      # "sequential" (also what "auto" is on CPU): each member takes its own pass over the steps.
+    if ctx.show_progress:
+      # Each stack of a group (`engine.stacks`: one per member for "sequential") takes its own
+      # pass over the steps.
       backend = jax.default_backend()
-      runs = sum(
-        len(g)
-        if engine.resolve_seed_parallel(c.seed_parallel, backend=backend, num_seeds=len(g))
-        == "sequential"
-        else 1
-        for g in plan.groups
+      layout = lambda g: engine.resolve_seed_parallel(  # noqa: E731
+        c.seed_parallel, backend=backend, num_seeds=len(g)
       )
+      runs = sum(len(engine.stacks(layout(g), g)) for g in plan.groups)
       total = runs * target.total_steps
       bar = progress(total=total, desc=f"{JOB} {target.name}", unit="step")
     loop = _Loop(ctx, plan, target, writer, bar)

@@ -1,7 +1,8 @@
 """Planning a fine-tune run: its typed config, the units of work, their groups and seeds.
 
-  config = FinetuneConfig.create(workdir=..., target="fashion_mnist", modes=("full", "head"), ...)
-  plan = make_plan(config, num_classes=10, store=ctx.store, share=ctx.share)
+  config = FinetuneConfig(target="fashion_mnist", modes=("full", "head"), ...)
+  plan = make_plan(config, workdir, num_classes=10, store=ctx.store, done=ctx.done(),
+                   share=ctx.share)
   for group in plan.groups: ...      # this process's share of the groups left to train
 
 Units. A member is one trajectory: a starting point (a zoo checkpoint, or a baseline) x one
@@ -25,16 +26,16 @@ member of a group sees the same batches and dropout masks as it would alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-import os
 import pathlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from flax import nnx
 
-from jtransfer import checkpointing, results, zoo
+from jtransfer import checkpointing, results, stacking, zoo
 from jtransfer import data as datasets
 from jtransfer.data import pipeline
 from jtransfer.models import base
@@ -55,10 +56,9 @@ log = logging.getLogger("jtransfer.finetune")
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-  """The validated parameters of one fine-tune run (`finetune.run`'s keyword arguments).
+  """What one fine-tune run computes: the fine-tune stage's schema (types, defaults, checks).
 
-  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` of the target (default 100
-    epochs, the thesis).
+  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` of the target.
   optimizer / optimizer_kwargs: `optim.make_optimizer` (thesis CNN: adam 1e-4; VGG: sgd,
     learning_rate 0.01, momentum 0.9, decay_every_epochs 20).
   model_kwargs: the architecture's hyperparameters (None: those the checkpoints' zoo records
@@ -66,76 +66,69 @@ class FinetuneConfig:
   checkpoints / sources / archs / seeds / steps: which checkpoints (`zoo.select`: default every
     checkpoint of the workdir's zoo, filtered). A corrupt checkpoint (content hash mismatch) is
     recorded in the store's `failures` table and skipped; the others go on.
+  baselines: also fine-tune the "scratch" and "random_init" baselines.
   baseline_archs: architectures to run baselines for when no checkpoint selects them.
   eval_examples: test examples evaluated (None = the whole test split);
   eval_train_examples: also evaluate on a fixed subset of the target's train split (None: no).
+  eval_final: also evaluate at the last step when the log schedule misses it.
   train_examples: keep only the first n training examples of the target (quick runs, tests).
   val_fraction: hold this stratified fraction of them out as a validation split, evaluated at
     every evaluation step (`val_acc`, `val_loss`, `val_auroc`); None: no validation split.
   group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
-  seed_parallel / num_devices: how members share devices (`engine.SEED_PARALLEL`;
-    "sequential": a group's members one after another, each data-parallel over the devices;
-    what "auto" runs on CPU).
+  seed_parallel: how a group's members share the devices (`jtransfer.stacking`).
   tensorboard: also write each member's curves as TensorBoard scalars under
     `<workdir>/tensorboard/finetune`; they go to the store's `metrics` table either way.
   input_pipeline: "memory" (the target's train split on every device, steps send indices) or
-    "stream" (each step's rows read from the target's random-access source through
-    `jtransfer.data.pipeline`; the same batches, so the same curves).
+    "stream" (each step's rows read through `jtransfer.data.pipeline`; the same curves).
   augment: the target's declared augmentation (`data.augment.for_dataset`); "stream" only.
   """
 
-  workdir: pathlib.Path
   target: str
-  modes: tuple[str, ...]
-  ft_seeds: tuple[int, ...]
-  duration: dict[str, float]
-  batch_size: int
-  optimizer: str
-  optimizer_kwargs: dict[str, Any]
-  model_kwargs: dict[str, Any] | None
-  checkpoints: Sequence[Mapping[str, Any]] | None
-  sources: Sequence[str] | None
-  archs: Sequence[str] | None
-  seeds: Sequence[int] | None
-  steps: Sequence[int] | None
-  baselines: bool
-  baseline_archs: tuple[str, ...]
-  eval_examples: int | None
-  eval_train_examples: int | None
-  eval_batch_size: int
-  eval_final: bool
-  train_examples: int | None
-  val_fraction: float | None
-  data_dir: str | os.PathLike | None
-  group_size: int
-  seed_parallel: str
-  num_devices: int | None
-  show_progress: bool
-  store_shard: str | None
-  tensorboard: bool
+  modes: tuple[str, ...] = ("full",)
+  ft_seeds: tuple[int, ...] = (0,)
+  duration: dict[str, float] = dataclasses.field(default_factory=lambda: {"epochs": 100})
+  batch_size: int = 64
+  optimizer: str = "adam"
+  optimizer_kwargs: dict[str, Any] = dataclasses.field(
+    default_factory=lambda: {"learning_rate": 1e-4}
+  )
+  model_kwargs: dict[str, Any] | None = None
+  checkpoints: tuple[Any, ...] | None = None
+  sources: tuple[str, ...] | None = None
+  archs: tuple[str, ...] | None = None
+  seeds: tuple[int, ...] | None = None
+  steps: tuple[int, ...] | None = None
+  baselines: bool = True
+  baseline_archs: tuple[str, ...] = ()
+  eval_examples: int | None = None
+  eval_train_examples: int | None = None
+  eval_batch_size: int = 1000
+  eval_final: bool = True
+  train_examples: int | None = None
+  val_fraction: float | None = None
+  group_size: int = 16
+  seed_parallel: str = "auto"
+  tensorboard: bool = True
   input_pipeline: str = "memory"
   augment: bool = False
 
-  @classmethod
-  def create(cls, **kwargs: Any) -> FinetuneConfig:
-    """The config of `finetune.run(**kwargs)`: defaults filled in, sequences made tuples."""
-    modes = kwargs["modes"]
-    ft_seeds = [int(s) for s in kwargs["ft_seeds"]]
-    model_kwargs = kwargs["model_kwargs"]
-    return cls(
-      **{
-        **kwargs,
-        "workdir": pathlib.Path(kwargs["workdir"]),
-        "modes": (modes,) if isinstance(modes, str) else tuple(modes),
-        "ft_seeds": tuple(ft_seeds),
-        "duration": dict(kwargs["duration"] or {"epochs": 100}),
-        "optimizer_kwargs": dict(kwargs["optimizer_kwargs"] or {"learning_rate": 1e-4}),
-        "model_kwargs": None if model_kwargs is None else dict(model_kwargs),
-        "baseline_archs": tuple(kwargs["baseline_archs"] or ()),
-      }
-    )
-
   def __post_init__(self):
+    set_ = functools.partial(object.__setattr__, self)
+    set_("modes", (self.modes,) if isinstance(self.modes, str) else tuple(self.modes))
+    for name in ("duration", "optimizer_kwargs"):
+      set_(name, dict(getattr(self, name)))
+    if self.model_kwargs is not None:
+      set_("model_kwargs", dict(self.model_kwargs))
+    for name in ("checkpoints", "sources", "archs", "seeds", "steps", "baseline_archs"):
+      value = getattr(self, name)
+      if value is not None:
+        set_(name, (value,) if isinstance(value, str) else tuple(value))
+    seeds = self.ft_seeds
+    if isinstance(seeds, int | np.integer) or any(
+      isinstance(s, bool) or not isinstance(s, int | np.integer) for s in seeds
+    ):
+      raise ValueError(f"ft_seeds must be distinct ints >= 0, got {seeds!r}")
+    set_("ft_seeds", tuple(int(s) for s in seeds))
     seeds = self.ft_seeds
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
       raise ValueError(f"ft_seeds must be distinct ints >= 0, got {list(seeds)}")
@@ -143,9 +136,8 @@ class FinetuneConfig:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if self.seed_parallel not in engine.SEED_PARALLEL:
-      valid = ", ".join(engine.SEED_PARALLEL)
-      raise ValueError(f"unknown seed_parallel {self.seed_parallel!r}; valid: {valid}")
+    engine.check_duration("duration", self.duration)
+    set_("seed_parallel", stacking.canonical(self.seed_parallel, name="seed_parallel"))
     frac = self.val_fraction  # 0 or None: no validation split
     if frac is not None and (isinstance(frac, bool) or not 0 <= float(frac) < 1):
       raise ValueError(f"val_fraction must be in (0, 1), 0 or None, got {frac!r}")
@@ -193,8 +185,9 @@ def done_key(
   mode: str,
   frozen_layers: int,
   ft_seed: int,
-) -> list:
-  return [source, arch, int(seed), int(step), target, mode, int(frozen_layers), int(ft_seed)]
+) -> tuple:
+  """The done key of one fine-tune unit: the tuple of what names it (as in every job)."""
+  return (source, arch, int(seed), int(step), target, mode, int(frozen_layers), int(ft_seed))
 
 
 # -- units of work --------------------------------------------------------------------------
@@ -216,7 +209,7 @@ class Member:
   ft_seed: int
   modes: tuple[str, ...]
 
-  def unit_keys(self, target: str) -> list[list]:
+  def unit_keys(self, target: str) -> list[tuple]:
     return [
       done_key(
         self.source, self.arch, self.seed, self.step, target, m, self.frozen_layers, self.ft_seed
@@ -285,7 +278,7 @@ def group_members(members: Iterable[Member], group_size: int) -> list[list[Membe
   return [ms[i : i + group_size] for ms in buckets.values() for i in range(0, len(ms), group_size)]
 
 
-def units_left(members: Iterable[Member], done: set[str], target: str) -> list[Member]:
+def units_left(members: Iterable[Member], done: Collection[str], target: str) -> list[Member]:
   """The members with a mode not done yet, each keeping only those modes."""
   todo = []
   for m in members:
@@ -301,11 +294,11 @@ def units_left(members: Iterable[Member], done: set[str], target: str) -> list[M
 # -- checkpoints ----------------------------------------------------------------------------
 
 
-def select_checkpoints(config: FinetuneConfig) -> list[zoo.Entry]:
-  """The zoo checkpoints the config selects (`zoo.select`)."""
+def select_checkpoints(config: FinetuneConfig, workdir) -> list[zoo.Entry]:
+  """The zoo checkpoints of `workdir` the config selects (`zoo.select`)."""
   c = config
   ckpts = zoo.select(
-    c.workdir, c.checkpoints, sources=c.sources, archs=c.archs, seeds=c.seeds, steps=c.steps
+    workdir, c.checkpoints, sources=c.sources, archs=c.archs, seeds=c.seeds, steps=c.steps
   )
   named = [e.source for e in ckpts if e.source in BASELINE_SOURCES]
   if named:
@@ -391,24 +384,25 @@ class Plan:
 
 def make_plan(
   config: FinetuneConfig,
+  workdir: pathlib.Path,
   *,
   num_classes: int,
   store: results.Store,
+  done: Collection[str],
   share: Callable[[Sequence], list],
 ) -> Plan:
   """Units not done yet of the selected checkpoints (+ baselines), verified, grouped, shared."""
   c, name = config, config.target
-  ckpts = select_checkpoints(c)
+  ckpts = select_checkpoints(c, workdir)
   arch_names = sorted({r.arch for r in ckpts} | set(c.baseline_archs))
   if not arch_names:
     raise ValueError(
-      f"no checkpoints selected in {c.workdir} and no baseline_archs: nothing to fine-tune"
+      f"no checkpoints selected in {workdir} and no baseline_archs: nothing to fine-tune"
     )
-  done = store.done_keys(JOB)
   infos, members = {}, []
   for arch in arch_names:
     # Input hyperparameters (an audio model's clip length, sample rate) follow the target.
-    kwargs = arch_model_kwargs(c.workdir, arch, ckpts, c.model_kwargs, datasets.get(name))
+    kwargs = arch_model_kwargs(workdir, arch, ckpts, c.model_kwargs, datasets.get(name))
     infos[arch] = arch_info(arch, num_classes=num_classes, model_kwargs=kwargs)
     members += plan_members(
       [r for r in ckpts if r.arch == arch],
@@ -421,10 +415,10 @@ def make_plan(
   # depends on what another process has finished by the time this one looks.
   todo = [m for group in share(group_members(members, c.group_size)) for m in group]
   todo = units_left(todo, done, name)
-  _, failed = verified(store, c.workdir, ckpts, todo, name)
+  _, failed = verified(store, workdir, ckpts, todo, name)
   failed_paths = {f.path for f in failed}
   todo = [m for m in todo if m.path is None or m.path not in failed_paths]
-  todo, copies = shared_starts(c.workdir, todo)
+  todo, copies = shared_starts(workdir, todo)
   if copies:
     log.info(
       "finetune on %s: %d members start from the same weights as another (same backbone "

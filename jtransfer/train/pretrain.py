@@ -1,14 +1,14 @@
 """Pre-training: a zoo of `num_seeds` models of one architecture on one source task.
 
-  run(workdir="/tmp/zoo", source="mnist", arch="cnn", num_seeds=10, batch_size=64,
-      duration={"epochs": 100}, optimizer="adam", optimizer_kwargs={"learning_rate": 1e-4})
+  run(PretrainConfig(source="mnist", arch="cnn", num_seeds=10, batch_size=64,
+                     duration={"epochs": 100}), "/tmp/zoo")
 
-`run` checks its parameters once into a frozen `PretrainConfig` and works inside a
-`jtransfer.job` context (log file, store shard, this process's share of the seeds, devices,
-config record). Then, top-down (big_vision `train.py`): planning (`_plan`: data sizes ->
-schedule -> seeds still to train) -> placement (`_place`: mesh -> data on the devices -> model
-and optimizer -> restore or init -> step fns) -> the loop (`_loop`), which saves at the
-checkpoint steps (`_save_checkpoint`).
+`run(config, runtime)` takes the checked, frozen `PretrainConfig` (what to train) and a
+`job.Runtime` (where: workdir, data dir, devices) and works inside a `jtransfer.job` context
+(log file, store shard, this process's share of the seeds, devices, config record). Then,
+top-down (big_vision `train.py`): planning (`_plan`: data sizes -> schedule -> seeds still to
+train) -> placement (`_place`: mesh -> data on the devices -> model and optimizer -> restore or
+init -> step fns) -> the loop (`_loop`), which saves at the checkpoint steps (`_save_checkpoint`).
 
 Seeds. All seeds train in ONE jitted step: params, optimizer state and `rest` are stacked on a
 leading seed axis. Seed `s` gets its own init (`jax.random.key(s)`), its own data order
@@ -25,17 +25,17 @@ makes them differ.
 
 How the seeds share the hardware (`seed_parallel`: "auto", "vmap", "loop", "devices",
 "sequential"): see `jtransfer.stacking` and `jtransfer.train.engine`, which holds the mesh, the
-step builders and the eval sets this loop shares with fine-tuning. "sequential" runs the phases
-below once per seed, each a one-seed plan trained as "vmap" with its batch split over the
-devices (`_train`): the same steps, checkpoints, train-state saves and metrics per seed as in
-a stack, so the same zoo up to float summation order. "auto" is "sequential" on CPU (the
-fastest layout there, measured) and "vmap" on GPU/TPU.
+step builders and the eval sets this loop shares with fine-tuning. `engine.run_members` cuts
+the seeds into the layout's stacks ("sequential": one seed each, trained as "vmap" with its
+batch split over the devices) and the phases below run once per stack: the same steps,
+checkpoints, train-state saves and metrics per seed as in one stack, so the same zoo up to
+float summation order. "auto" is "sequential" on CPU and "vmap" on GPU/TPU.
 
 Checkpoints. At `schedule.log_checkpoint_steps` (plus the final step) each seed's params go to
 `<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` with their zoo record (`jtransfer.zoo.Entry`:
 number of classes, model_kwargs, schedule index, metrics), train and test accuracy/loss are
 evaluated and one `checkpoints` row per seed is written together with its done marker
-(`pretrain`, `<source>/<arch>/seed_<k>/step_<step>`) in one transaction. A run first indexes
+(`pretrain`, `(source, arch, seed, step)`) in one transaction. A run first indexes
 the zoo checkpoints of its seeds that the store does not know (the zoo on disk is the truth: a
 lost `results.sqlite` is rebuilt, and seeds whose final checkpoint is on disk are not trained).
 
@@ -50,19 +50,19 @@ Seeds whose final checkpoint is done are not trained again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import pathlib
 import shutil
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtransfer import checkpointing, job, stacking, tracking, zoo
+from jtransfer import checkpointing, job, results, stacking, tracking, zoo
 from jtransfer import data as datasets
 from jtransfer import workdir as workdir_files
 from jtransfer.data import augment as augment_lib
@@ -80,8 +80,9 @@ log = logging.getLogger("jtransfer.pretrain")
 # -- small pieces ---------------------------------------------------------------------------
 
 
-def done_key(source: str, arch: str, seed: int, step: int) -> str:
-  return f"{source}/{arch}/seed_{seed}/step_{step}"
+def done_key(source: str, arch: str, seed: int, step: int) -> tuple:
+  """The done key of one checkpoint: the tuple of what names the unit (as in every job)."""
+  return (source, arch, int(seed), int(step))
 
 
 def train_state_dir(workdir, source: str, arch: str, seed: int) -> pathlib.Path:
@@ -143,13 +144,15 @@ def _restore_train_state(workdir, source, arch, seeds, step, template):
   return jax.tree.map(lambda *xs: np.stack(xs), *per_seed)
 
 
-def _index_zoo(store, workdir, source, arch, seeds) -> None:
+def _index_zoo(store, workdir, done: set[str], source, arch, seeds) -> None:
   """Registers checkpoints that are in the zoo but not in the store (e.g. after the store was
-  lost): the zoo on disk is the truth, the `checkpoints` table and done markers its index."""
+  lost): the zoo on disk is the truth, the `checkpoints` table and done markers its index.
+  `done`: the job's done keys, updated with those it marks."""
   for entry in zoo.select(workdir, sources=[source], archs=[arch], seeds=seeds):
     key = done_key(source, arch, entry.seed, entry.step)
-    if not store.is_done(JOB, key):
+    if results.key_str(key) not in done:
       store.mark_done(JOB, key, {"checkpoints": [entry.index_row(workdir)]})
+      done.add(results.key_str(key))
       log.info("indexed zoo checkpoint %s", entry.path)
 
 
@@ -158,13 +161,13 @@ def _index_zoo(store, workdir, source, arch, seeds) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-  """The typed, validated parameters of one pre-training run (`run`'s keyword arguments).
+  """What one pre-training run computes: the pre-train stage's schema (types, defaults, checks).
 
-  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}` (default 100 epochs).
+  duration: `{"epochs": x}`, `{"steps": n}` or `{"examples": n}`.
   optimizer_kwargs: for `optim.make_optimizer` (learning_rate, momentum, decay_every_epochs...).
   eval_*_examples: the fixed train subset / test prefix evaluated at checkpoints (None = all).
   train_examples: keep only the first n training examples (quick runs and tests).
-  num_devices: use the first n local devices (None = all).
+  seed_parallel: how the seeds share the devices (`jtransfer.stacking`).
   save_every_steps: also save the train state this often, to bound work lost to a crash.
   log_every_steps: the batch loss and accuracy of every seed are recorded at these steps and at
     log-spaced ones (`tracking.record_steps`): store table `metrics`, and TensorBoard under
@@ -172,21 +175,14 @@ class PretrainConfig:
   profile_steps: > 0 writes a `jax.profiler` trace of that many steps (after the compiling
     one) to `<workdir>/profile/pretrain` ("sequential": of the first seed trained).
   input_pipeline: "memory" puts the whole (normalised) training set on every device and steps
-    send indices; "stream" reads each step's rows from the dataset's random-access source
-    (`data.source`, else the loaded arrays) through the grain pipeline
-    (`jtransfer.data.pipeline`) with device prefetch: same batches, same checkpoints, and the
-    training set need not fit on a device.
-  augment: the source's declared augmentation (`data.augment.for_dataset`: random crop with
-    padding, horizontal flip), keyed by (seed, step, example); needs input_pipeline="stream".
-  checkpoint_steps: save at exactly these steps (and the final one) instead of the thesis'
-    log schedule, e.g. (0, 10, 30, 100, 300, 1000, 3000) for a zoo whose sources differ in size:
-    the same schedule positions then mean the same number of steps for every source.
-  first_process: under several processes, seed i is trained by process
-    `(first_process + i) % process_count` (the sweep counts on across sources, so its
-    (source, seed) pairs spread evenly over the processes).
+    send indices; "stream" reads each step's rows through the grain pipeline
+    (`jtransfer.data.pipeline`): same batches, same checkpoints, and the training set need not
+    fit on a device.
+  augment: the source's declared augmentation (`data.augment.for_dataset`); "stream" only.
+  checkpoint_steps: save at exactly these steps (and the final one) instead of the log
+    schedule, e.g. for a zoo whose sources differ in size.
   """
 
-  workdir: pathlib.Path
   source: str
   arch: str = "cnn"
   num_seeds: int = 1
@@ -202,21 +198,21 @@ class PretrainConfig:
   eval_train_examples: int | None = 10_000
   eval_test_examples: int | None = None
   train_examples: int | None = None
-  data_dir: str | None = None
   seed_parallel: str = "auto"
-  num_devices: int | None = None
   save_every_steps: int | None = None
   log_every_steps: int = 50
-  show_progress: bool = True
-  store_shard: str | None = None
   tensorboard: bool = True
   profile_steps: int = 0
   input_pipeline: str = "memory"
   augment: bool = False
-  first_process: int = 0
   checkpoint_steps: tuple[int, ...] | None = None
 
   def __post_init__(self):
+    set_ = functools.partial(object.__setattr__, self)
+    for name in ("duration", "optimizer_kwargs", "model_kwargs"):
+      set_(name, dict(getattr(self, name)))
+    if self.checkpoint_steps is not None:
+      set_("checkpoint_steps", tuple(int(s) for s in self.checkpoint_steps))
     if self.num_seeds < 1 or self.seed_offset < 0:
       raise ValueError(
         f"need num_seeds >= 1 and seed_offset >= 0, got {self.num_seeds}, {self.seed_offset}"
@@ -224,7 +220,8 @@ class PretrainConfig:
     for name in ("batch_size", "eval_batch_size"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-    stacking.canonical(self.seed_parallel, name="seed_parallel")
+    engine.check_duration("duration", self.duration)
+    set_("seed_parallel", stacking.canonical(self.seed_parallel, name="seed_parallel"))
     pipeline.check_job_options(self.input_pipeline, self.augment, self.source)
 
   @property
@@ -235,74 +232,15 @@ class PretrainConfig:
 # -- the job --------------------------------------------------------------------------------
 
 
-@workdir_files.holds_lock(JOB)
-def run(
-  *,
-  workdir: str | os.PathLike,
-  source: str,
-  arch: str = "cnn",
-  num_seeds: int = 1,
-  seed_offset: int = 0,
-  batch_size: int = 64,
-  duration: Mapping[str, float] | None = None,
-  optimizer: str = "adam",
-  optimizer_kwargs: Mapping[str, Any] | None = None,
-  model_kwargs: Mapping[str, Any] | None = None,
-  eval_batch_size: int = 1000,
-  eval_train_examples: int | None = 10_000,
-  eval_test_examples: int | None = None,
-  train_examples: int | None = None,
-  data_dir: str | os.PathLike | None = None,
-  seed_parallel: str = "auto",
-  num_devices: int | None = None,
-  save_every_steps: int | None = None,
-  log_every_steps: int = 50,
-  show_progress: bool = True,
-  store_shard: str | None = None,
-  tensorboard: bool = True,
-  profile_steps: int = 0,
-  input_pipeline: str = "memory",
-  augment: bool = False,
-  first_process: int = 0,
-  checkpoint_steps: Sequence[int] | None = None,
-) -> dict[str, Any]:
-  """Trains seeds `seed_offset .. seed_offset + num_seeds - 1`; returns a summary dict.
-
-  The arguments are the fields of `PretrainConfig` (documented there), checked once here.
-  """
+def run(config: PretrainConfig, runtime: job.Runtime | str | os.PathLike) -> dict[str, Any]:
+  """Trains the config's seeds (this process's share) in `runtime`'s workdir; a summary dict."""
   t_start = time.time()
-  config = PretrainConfig(
-    workdir=pathlib.Path(workdir),
-    source=source,
-    arch=arch,
-    num_seeds=num_seeds,
-    seed_offset=seed_offset,
-    batch_size=batch_size,
-    duration=dict(duration or {"epochs": 100}),
-    optimizer=optimizer,
-    optimizer_kwargs=dict(optimizer_kwargs or {"learning_rate": 1e-4}),
-    model_kwargs=dict(model_kwargs or {}),
-    eval_batch_size=eval_batch_size,
-    eval_train_examples=eval_train_examples,
-    eval_test_examples=eval_test_examples,
-    train_examples=train_examples,
-    data_dir=None if data_dir is None else os.fspath(data_dir),
-    seed_parallel=seed_parallel,
-    num_devices=num_devices,
-    save_every_steps=save_every_steps,
-    log_every_steps=log_every_steps,
-    show_progress=show_progress,
-    store_shard=store_shard,
-    tensorboard=tensorboard,
-    profile_steps=profile_steps,
-    input_pipeline=input_pipeline,
-    augment=augment,
-    first_process=first_process,
-    checkpoint_steps=None if checkpoint_steps is None else tuple(checkpoint_steps),
-  )
-  with job.open_context(
-    config.workdir, JOB, config, logger=log, store_shard=store_shard, num_devices=num_devices
-  ) as ctx:
+  runtime = job.runtime(runtime)
+  source, arch = config.source, config.arch
+  with (
+    workdir_files.locked(runtime.workdir, JOB),
+    job.open_context(runtime, JOB, config, logger=log) as ctx,
+  ):
     # Several processes (hosts): each trains its share of the seeds on its own devices and
     # writes its own store shard; nothing crosses hosts.
     plan = _plan(config, ctx)
@@ -333,6 +271,7 @@ class _Plan:
   checkpoint_steps: list[int]
   all_seeds: list[int]  # this process's share of the seeds
   seeds: list[int]  # those whose final checkpoint is not done yet
+  done: frozenset[str]  # the job's done keys when the run started (`results.key_str`)
 
   def summary(self) -> dict[str, Any]:
     return {
@@ -351,20 +290,20 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
   source, arch = config.source, config.arch
   train_source = transform = None
   if config.input_pipeline == "stream":
-    num_classes, train_source, test = _stream_source(config)
+    num_classes, train_source, test = _stream_source(config, ctx.data_dir)
     train, transform, num_train = None, pipeline.normalizer(source), len(train_source)
   else:
-    num_classes, train, test = engine.load_source(source, config.data_dir, config.train_examples)
+    num_classes, train, test = engine.load_source(source, ctx.data_dir, config.train_examples)
     num_train = len(train[0])
   spe = batches.steps_per_epoch(num_train, config.batch_size)
   total_steps = schedule.to_steps(
     config.duration, steps_per_epoch=spe, batch_size=config.batch_size
   )
-  all_seeds = ctx.share(config.seeds, first_process=config.first_process)
-  _index_zoo(ctx.store, ctx.workdir, source, arch, all_seeds)
-  todo = [
-    s for s in all_seeds if not ctx.store.is_done(JOB, done_key(source, arch, s, total_steps))
-  ]
+  all_seeds = ctx.share(config.seeds)  # from the runtime's first_process
+  done = set(ctx.done())
+  _index_zoo(ctx.store, ctx.workdir, done, source, arch, all_seeds)
+  final = lambda s: results.key_str(done_key(source, arch, s, total_steps))  # noqa: E731
+  todo = [s for s in all_seeds if final(s) not in done]
   return _Plan(
     source=source,
     arch=arch,
@@ -378,6 +317,7 @@ def _plan(config: PretrainConfig, ctx: job.Context) -> _Plan:
     checkpoint_steps=_checkpoint_steps(config, spe, total_steps),
     all_seeds=all_seeds,
     seeds=todo,
+    done=frozenset(done),
   )
 
 
@@ -393,9 +333,9 @@ def _checkpoint_steps(config: PretrainConfig, spe: int, total_steps: int) -> lis
   return steps if steps[-1] == total_steps else [*steps, total_steps]
 
 
-def _stream_source(config: PretrainConfig):
+def _stream_source(config: PretrainConfig, data_dir):
   """(num_classes, raw random-access training rows, normalised test arrays) for "stream"."""
-  name, data_dir = config.source, config.data_dir
+  name = config.source
   src, _ = pipeline.job_source(name, "train", data_dir=data_dir, examples=config.train_examples)
   test_x, test_y = datasets.load(name, "test", data_dir=data_dir)
   test = (np.asarray(datasets.normalize(name, test_x), np.float32), np.asarray(test_y, np.int32))
@@ -512,7 +452,7 @@ def _save_checkpoint(ctx: job.Context, plan: _Plan, setup: _Setup, writer, step:
   host = jax.device_get(state)
   for i, seed in enumerate(plan.seeds):
     key = done_key(plan.source, plan.arch, seed, step)
-    if ctx.store.is_done(JOB, key):
+    if results.key_str(key) in plan.done:  # a resumed run: saved before
       continue
     path = checkpointing.checkpoint_path(ctx.workdir, plan.source, plan.arch, seed, step)
     if checkpointing.exists(path):  # a rerun after a crash recomputes the same params
@@ -553,40 +493,37 @@ def _unit(plan: _Plan, seed: int) -> str:
 
 
 def _train(config: PretrainConfig, ctx: job.Context, plan: _Plan) -> dict[str, Any]:
-  """Trains the plan's seeds in the resolved layout; the summary of `run`."""
+  """Trains the plan's seeds in the resolved layout (`engine.run_members`); the summary."""
   mode = engine.resolve_seed_parallel(
     config.seed_parallel, backend=jax.default_backend(), num_seeds=len(plan.seeds)
   )
-  if mode != "sequential":
-    return _train_stack(config, ctx, plan, mode)
-  # One seed after another, each a one-member stack whose batch is split over the devices:
-  # its own restore, loop, checkpoints and train-state saves, exactly as if run alone.
-  log.info("seed_parallel=sequential: seeds %s one after another", plan.seeds)
-  parts = [
-    _train_stack(
-      config if i == 0 else dataclasses.replace(config, profile_steps=0),  # one trace: the first
-      ctx,
-      dataclasses.replace(plan, seeds=[seed]),
-      "vmap",
-    )
-    for i, seed in enumerate(plan.seeds)
-  ]
+  if mode == "sequential":
+    log.info("seed_parallel=sequential: seeds %s one after another", plan.seeds)
+
+  def train(seeds: list[int], layout: str) -> dict[str, Any]:
+    # Each stack: its own restore, loop, checkpoints and train-state saves, as if run alone;
+    # one profiler trace, of the first stack.
+    first = seeds[0] == plan.seeds[0]
+    stack_config = config if first else dataclasses.replace(config, profile_steps=0)
+    return _train_stack(stack_config, ctx, dataclasses.replace(plan, seeds=seeds), layout)
+
+  parts = engine.run_members(mode, plan.seeds, train)
   start = min(p["start_step"] for p in parts)
-  images = sum(p["steps_run"] * config.batch_size for p in parts)
   seconds = sum(p["seconds"] for p in parts)
   return {
     **plan.summary(),
     "seed_parallel": mode,
     "mesh": parts[0]["mesh"],
     "start_step": start,
-    "steps_run": plan.total_steps - start,  # as for a stack: the steps the zoo advanced
+    "steps_run": plan.total_steps - start,  # the steps the zoo advanced
     "seconds": seconds,
-    "images_per_second": images / seconds if seconds > 0 else 0.0,
+    "images_per_second": sum(p["images"] for p in parts) / seconds if seconds > 0 else 0.0,
   }
 
 
 def _train_stack(config: PretrainConfig, ctx: job.Context, plan: _Plan, mode: str):
-  """Places the plan's seeds as one stack in `mode`, runs the loop; a summary."""
+  """Places the plan's seeds as one stack in `mode`, runs the loop; its mesh, start step,
+  seconds and images."""
   setup = _place(config, ctx, plan, mode)
   writer = tracking.MetricWriter(
     ctx.workdir, JOB, ctx.store, tensorboard=config.tensorboard, process_index=ctx.process_index
@@ -598,15 +535,11 @@ def _train_stack(config: PretrainConfig, ctx: job.Context, plan: _Plan, mode: st
   finally:
     writer.close()
   steps_run = plan.total_steps - setup.start_step
-  images = steps_run * config.batch_size * len(plan.seeds)
   return {
-    **plan.summary(),
-    "seed_parallel": setup.mode,
     "mesh": dict(setup.mesh.shape),
     "start_step": setup.start_step,
-    "steps_run": steps_run,
     "seconds": seconds,
-    "images_per_second": images / seconds if seconds > 0 else 0.0,
+    "images": steps_run * config.batch_size * len(plan.seeds),
   }
 
 
@@ -622,7 +555,7 @@ def _loop(config: PretrainConfig, ctx: job.Context, plan: _Plan, setup: _Setup, 
   record_at = tracking.record_steps(plan.total_steps, config.log_every_steps)
   steps = range(start, plan.total_steps)
   bar = None
-  if config.show_progress:
+  if ctx.show_progress:
     bar = progress(steps, total=len(steps), desc=f"{JOB} {plan.source}")
   profiler = tracking.Profiler(ctx.workdir / "profile" / JOB, start + 1, config.profile_steps)
   t_loop, pending = time.time(), None

@@ -1,0 +1,99 @@
+"""The tiny sweep gives the tables stored under tests/data/stored_tables/ (issue 26).
+
+The CSVs were written by this module from the code before the stage-schema rebuild (one frozen
+dataclass per stage, `engine.run_members`), so they pin what the jobs compute: checkpoints and
+their accuracies, every score, every fine-tune curve, every training metric, and how many units
+each job marked done. Pre-training and fine-tuning run with `seed_parallel="auto"`, which on CPU
+is "sequential", the layout the rebuild moved into the engine.
+
+Regenerate (only when a change of the numbers is intended, and say why in the commit):
+  JTRANSFER_WRITE_STORED_TABLES=1 .venv/bin/python -m pytest -q tests/stored_tables_test.py
+"""
+
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jtransfer import results, sweep
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from configs import thesis_cnn  # noqa: E402
+
+STORED = pathlib.Path(__file__).parent / "data" / "stored_tables"
+WRITE = os.environ.get("JTRANSFER_WRITE_STORED_TABLES") == "1"
+# Columns that are no result: wall-clock times and the store's write stamps.
+_DROPPED = ("created_at", "seconds")
+_KEYS = {
+  "checkpoints": ["source", "arch", "seed", "step"],
+  "scores": ["source", "arch", "seed", "step", "target", "probe", "layer", "score"],
+  "finetune": ["source", "arch", "seed", "step", "target", "mode", "frozen_layers"]
+  + ["ft_seed", "ft_step"],
+  "metrics": ["job", "unit", "step", "name"],
+  "done": ["job"],
+}
+# The same programs on the same deterministic CPU backend give the same bits; 1e-6 relative
+# leaves room for float32 rounding only (a fused or reordered sum), never for a changed formula
+# or a different batch, dropout mask or initialisation (those move values by 1e-3 or more).
+_RTOL, _ATOL = 1e-6, 1e-9
+
+
+def _tiny_tables(workdir, data_dir) -> dict[str, pd.DataFrame]:
+  c = thesis_cnn.get_config("tiny")
+  sweep.run_study(c, workdir=workdir, stages=("pretrain", "score", "finetune"), data_dir=data_dir)
+  out = {}
+  for table in ("checkpoints", "scores", "finetune", "metrics"):
+    df = results.load(workdir, table).drop(columns=list(_DROPPED), errors="ignore")
+    out[table] = df.sort_values(_KEYS[table], kind="stable").reset_index(drop=True)
+  done = results.load(workdir, "done")  # the key's spelling is the job's; its count is the fact
+  out["done"] = done.groupby("job").size().rename("units").reset_index()
+  return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, data_dir):
+  tables = _tiny_tables(tmp_path_factory.mktemp("stored_tables"), str(data_dir))
+  if WRITE:
+    STORED.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+      df.to_csv(STORED / f"{name}.csv", index=False, float_format="%.17g")
+  return tables
+
+
+def _compare(name: str, stored: pd.DataFrame, now: pd.DataFrame) -> None:
+  keys = _KEYS[name]
+  assert list(now.columns) == list(stored.columns), f"{name}: columns differ"
+  merged = stored.merge(now, on=keys, how="outer", suffixes=("_stored", ""), indicator=True)
+  only = merged[merged["_merge"] != "both"]
+  assert only.empty, f"{name}: rows on one side only:\n{only[[*keys, '_merge']]}"
+  for col in (c for c in stored.columns if c not in keys):
+    was, got = merged[f"{col}_stored"], merged[col]
+    if pd.api.types.is_float_dtype(was) or pd.api.types.is_float_dtype(got):
+      w, g = was.to_numpy(np.float64), got.to_numpy(np.float64)
+      close = np.isclose(g, w, rtol=_RTOL, atol=_ATOL, equal_nan=True)
+    else:  # keys, counts, text (paths, JSON extras): exact
+      close = ((was.isna() & got.isna()) | (was.astype(str) == got.astype(str))).to_numpy()
+    assert close.all(), (
+      f"{name}.{col} differs:\n{merged.loc[~close, [*keys, f'{col}_stored', col]]}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["checkpoints", "scores", "finetune", "metrics", "done"])
+def test_tiny_sweep_gives_the_stored_tables(tiny, name):
+  stored = pd.read_csv(STORED / f"{name}.csv", keep_default_na=True)
+  now = pd.read_csv(_roundtrip(tiny[name]), keep_default_na=True)  # both read back alike
+  assert len(stored) > 0
+  _compare(name, stored, now)
+
+
+def _roundtrip(df: pd.DataFrame):
+  import io
+
+  buf = io.StringIO()
+  df.to_csv(buf, index=False, float_format="%.17g")
+  buf.seek(0)
+  return buf
