@@ -45,8 +45,9 @@ import numpy as np  # noqa: E402
 import step_timing  # noqa: E402  (the same directory)
 
 from jtransfer import data as datasets  # noqa: E402
+from jtransfer.data import batches  # noqa: E402
 from jtransfer.models import functional  # noqa: E402
-from jtransfer.train import batches, engine, freezing, optim  # noqa: E402
+from jtransfer.train import engine, freezing, optim  # noqa: E402
 
 LR = 1e-4
 ARCH = "cnn"

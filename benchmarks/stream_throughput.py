@@ -44,9 +44,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jtransfer import data as datasets  # noqa: E402
-from jtransfer.data import pipeline  # noqa: E402
+from jtransfer.data import batches, pipeline  # noqa: E402
 from jtransfer.models import functional  # noqa: E402
-from jtransfer.train import batches, engine, optim  # noqa: E402
+from jtransfer.train import engine, optim  # noqa: E402
 
 if ARGS.cpu_devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get(
   "XLA_FLAGS", ""

@@ -3,10 +3,12 @@
   python -m jtransfer list datasets|models|scores
   python -m jtransfer export WORKDIR [--format parquet|csv] [--out DIR]
   python -m jtransfer report WORKDIR [--seeds average|keep] [--n_boot N] [--no-figures]
+  python -m jtransfer migrate WORKDIR
 
 `list scores` shows each score's direction (↑ higher is better, ↓ lower is better) and a
 one-line description; `export` writes one file per results table (default `<WORKDIR>/export`);
-`report` re-renders the analysis tables, figures and report.md/.html from the store. A bad
+`report` re-renders the analysis tables, figures and report.md/.html from the store; `migrate`
+upgrades a workdir of an older format (`jtransfer.migrate`). A bad
 argument ends in one line naming the problem (exit status 2), never a traceback.
 """
 
@@ -99,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
   rp.add_argument("--seeds", choices=("average", "keep"), default="average")
   rp.add_argument("--n_boot", type=int, default=1000)
   rp.add_argument("--no-figures", dest="figures", action="store_false")
+  mg = sub.add_parser("migrate", help="upgrade a workdir of an older format to this one")
+  mg.add_argument("workdir")
   return p
 
 
@@ -111,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "export":
       for path in export(args.workdir, args.format, args.out):
         print(path)
+    elif args.command == "migrate":
+      from jtransfer import migrate  # noqa: PLC0415
+
+      print("\n".join(migrate.migrate(args.workdir)))
     else:
       print(report(args.workdir, seeds=args.seeds, n_boot=args.n_boot, figures=args.figures))
   except (ValueError, ImportError, FileNotFoundError) as e:

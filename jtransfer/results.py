@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from jtransfer import workdir as workdir_files
+
 MAIN_FILE = "results.sqlite"
 # The layer of a score that depends on no tap (LEEP, NCE, the checkpoint baselines); stores
 # written before the marker existed hold "" there, so readers accept both.
@@ -161,7 +163,7 @@ KEYS: dict[str, tuple[str, ...]] = {t: key for t, (_, key) in _SCHEMA.items()}
 COLUMNS: dict[str, tuple[str, ...]] = {
   t: tuple(c for c, _ in cols) for t, (cols, _) in _SCHEMA.items()
 }
-_TYPES: dict[str, dict[str, str]] = {t: dict(cols) for t, (cols, _) in _SCHEMA.items()}
+TYPES: dict[str, dict[str, str]] = {t: dict(cols) for t, (cols, _) in _SCHEMA.items()}
 
 
 def key_str(key: Any) -> str:
@@ -198,7 +200,7 @@ def _plain(value: Any) -> Any:
 
 def _cell(table: str, column: str, value: Any) -> Any:
   value = _plain(value)
-  kind = _TYPES[table][column]
+  kind = TYPES[table][column]
   if column == "extra":
     if value is None or isinstance(value, str):
       return value
@@ -249,17 +251,9 @@ def _create_sql(table: str) -> str:
   return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(defs)}, PRIMARY KEY ({', '.join(key)}))"
 
 
-def _table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
-  return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-
-
 def _select_all(conn: sqlite3.Connection, table: str) -> list[tuple]:
-  """Every row of `table` in the current column order, NULL for columns an older store lacks."""
-  have = _table_columns(conn, table)
-  if not have:
-    return []  # no such table in this file
-  cols = [c if c in have else f"NULL AS {c}" for c in COLUMNS[table]]
-  return list(conn.execute(f"SELECT {', '.join(cols)} FROM {table}"))
+  """Every row of `table` in the schema's column order."""
+  return list(conn.execute(f"SELECT {', '.join(COLUMNS[table])} FROM {table}"))
 
 
 def shard_paths(workdir: str | os.PathLike) -> list[pathlib.Path]:
@@ -304,7 +298,7 @@ class Store:
       raise ValueError(f"shard name must match [A-Za-z0-9_-]+, got {shard!r}")
     if synchronous not in ("NORMAL", "FULL"):
       raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
-    self.workdir.mkdir(parents=True, exist_ok=True)
+    workdir_files.ensure_format(self.workdir)  # refuses an old workdir; stamps a new one
     self.path = self.workdir / (MAIN_FILE if shard is None else f"results.{shard}.sqlite")
     self._busy_timeout_s = busy_timeout_s
     self._conn: sqlite3.Connection | None = _connect(
@@ -316,11 +310,6 @@ class Store:
     with self.transaction():
       for table in TABLES:
         self._conn.execute(_create_sql(table))
-        # A store written by an older version lacks the columns added since: add them (NULL).
-        have = _table_columns(self._conn, table)
-        for column, sql_type in _SCHEMA[table][0]:
-          if column not in have:
-            self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
   def _enable_wal(self) -> None:
     # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
@@ -495,6 +484,7 @@ def load(workdir: str | os.PathLike, table: str):
   paths = shard_paths(workdir)
   if not paths:
     raise FileNotFoundError(f"no results store in {workdir} (expected {MAIN_FILE} or shards)")
+  workdir_files.check_format(workdir)
   cols = COLUMNS[table]
   frames = []
   for path in paths:
@@ -519,7 +509,7 @@ def _empty_frame(table: str):
 def _typed(df, table: str):
   # REAL columns as float64 (NULL -> NaN); key INTEGER columns as int64 (never NULL); other
   # INTEGER columns nullable.
-  for column, kind in _TYPES[table].items():
+  for column, kind in TYPES[table].items():
     if kind == "REAL":
       df[column] = df[column].astype("float64")
     elif kind == "INTEGER":
@@ -546,15 +536,14 @@ def export(
       raise ImportError(
         "Parquet export needs pyarrow: pip install 'jtransfer[parquet]' (or use fmt='csv')"
       ) from e
-  from jtransfer.workdir import replaced_whole  # noqa: PLC0415 (workdir imports nothing heavy)
-
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   written = []
   for table in tables:
     df = load(workdir, table)
     path = out_dir / f"{table}.{fmt}"
-    with replaced_whole(path) as tmp:  # a kill or a full disk never leaves half a table
+    # A kill or a full disk never leaves half a table.
+    with workdir_files.replaced_whole(path) as tmp:
       if fmt == "csv":
         df.to_csv(tmp, index=False)
       else:

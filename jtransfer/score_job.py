@@ -466,7 +466,7 @@ def _execute(config: ScoreConfig, ctx: job.Context, plan: _Plan) -> dict[str, in
         bar.update(len(failures))
       if not good:
         continue
-      rest = _stacked_rest(chunk.model, len(good), stored_rest)
+      rest = _stacked_rest(chunk.model, good, stored_rest)
       per_probe = score_stacked(
         chunk.model.graphdef, params, rest, plan.inputs, [p.labels for p in plan.probes],
         num_classes=plan.num_target_classes, layers=chunk.model.layers,
@@ -515,21 +515,16 @@ def _restore(model: _Model, ckpts: Sequence[zoo.Entry]):
   return good, params, stored_rest, failures
 
 
-def _stacked_rest(model: _Model, m: int, stored_rest):
+def _stacked_rest(model: _Model, ckpts, stored_rest):
   if not jax.tree.leaves(model.abstract_rest):
     return {}
   if jax.tree.leaves(stored_rest):
     return stored_rest
-  # Older checkpoints without stored batch statistics run on freshly initialised ones.
-  log.warning(
-    "%s has non-parameter state (batch-norm statistics) that these checkpoints do not store; "
-    "extracting with initial statistics",
-    model.arch,
+  # Scoring on fresh statistics would score another model than the one trained.
+  raise ValueError(
+    f"{model.arch} has batch-norm statistics that checkpoints {[c.path for c in ckpts][:2]}... "
+    "do not store: re-save them with their statistics (checkpointing.with_rest)"
   )
-  _, _, rest = functional.init(
-    model.arch, num_classes=model.num_classes, seed=0, **model.model_kwargs
-  )
-  return jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], m, axis=0), rest)
 
 
 def _record_failures(store: results.Store, failures, target: str) -> None:

@@ -1,5 +1,11 @@
-"""What every job keeps in its run directory besides results: the config log, a log file and
-the lock that keeps a second job out while one runs.
+"""What every job keeps in its run directory besides results: the format version, the config
+log, a log file and the lock that keeps a second job out while one runs.
+
+Format. `<workdir>/format.json` holds the version of the workdir's layout (`FORMAT`), written
+before the first store or zoo write (`ensure_format`). A workdir without it that already holds a
+store or a zoo predates the versions (format 1); it and any other older one are refused (by the
+lock, the store and the zoo) with one line naming `python -m jtransfer migrate WORKDIR`, which
+upgrades it (`jtransfer.migrate`): the jobs read one format only.
 
 Lock. `locked(workdir, job)` (or the `holds_lock(job)` decorator on a job's `run`) takes an
 exclusive `flock` on `<workdir>/.lock` and writes who holds it (host, pid, job, since when,
@@ -30,11 +36,71 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 LOCK_FILE = ".lock"
+FORMAT_FILE = "format.json"
+FORMAT = 2  # this jtransfer's workdir format; 1 = no format.json (before versions existed)
 _held: dict[str, list] = {}  # lock path -> [fd, depth] of the locks this process holds
 
 
 class WorkdirInUseError(RuntimeError):
   """Another job holds the workdir's lock."""
+
+
+class WorkdirFormatError(ValueError):
+  """The workdir's format is not the one this jtransfer reads."""
+
+
+def _has_state(workdir: pathlib.Path) -> bool:
+  """Whether the workdir holds results or checkpoints (a new or empty one does not)."""
+  if (workdir / "zoo").is_dir() and any((workdir / "zoo").iterdir()):
+    return True
+  return workdir.is_dir() and any(p.name.startswith("results.") for p in workdir.iterdir())
+
+
+def format_of(workdir: str | os.PathLike) -> int | None:
+  """The workdir's format version; None for a new or empty one (no store, no zoo)."""
+  workdir = pathlib.Path(workdir)
+  path = workdir / FORMAT_FILE
+  if path.is_file():
+    try:
+      version = json.loads(path.read_text())["format"]
+    except (ValueError, KeyError, TypeError) as e:
+      raise WorkdirFormatError(f"{path} is not a jtransfer format record ({e})") from None
+    if isinstance(version, bool) or not isinstance(version, int):
+      raise WorkdirFormatError(f"{path}: format must be an integer, got {version!r}")
+    return version
+  return 1 if _has_state(workdir) else None
+
+
+def check_format(workdir: str | os.PathLike) -> None:
+  """Raises `WorkdirFormatError` (one line) unless the workdir is new or of format `FORMAT`."""
+  version = format_of(workdir)
+  if version is None or version == FORMAT:
+    return
+  if version > FORMAT:
+    raise WorkdirFormatError(
+      f"workdir {workdir} has format {version}, newer than this jtransfer's {FORMAT}: "
+      "use the jtransfer that wrote it"
+    )
+  raise WorkdirFormatError(
+    f"workdir {workdir} has format {version}, this jtransfer reads format {FORMAT}: "
+    f"run `python -m jtransfer migrate {workdir}` first"
+  )
+
+
+def write_format(workdir: str | os.PathLike) -> None:
+  """Records `FORMAT` in `<workdir>/format.json` (atomically)."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  with replaced_whole(workdir / FORMAT_FILE) as tmp:
+    tmp.write_text(json.dumps({"format": FORMAT}) + "\n")
+
+
+def ensure_format(workdir: str | os.PathLike) -> None:
+  """`check_format`, then stamps a new workdir with `FORMAT` (before anything else is written
+  there, so that a workdir with state and no stamp is always an old one)."""
+  check_format(workdir)
+  if not (pathlib.Path(workdir) / FORMAT_FILE).is_file():
+    write_format(workdir)
 
 
 def _now() -> str:
@@ -103,8 +169,9 @@ def _agree(ok: bool) -> bool:
 
 
 @contextlib.contextmanager
-def locked(workdir: str | os.PathLike, job: str) -> Iterator[None]:
-  """Holds `<workdir>/.lock` for `job` while the block runs (see the module docstring)."""
+def locked(workdir: str | os.PathLike, job: str, *, check: bool = True) -> Iterator[None]:
+  """Holds `<workdir>/.lock` for `job` while the block runs (see the module docstring); with
+  `check`, refuses a workdir of another format (`check_format`)."""
   import jax
 
   workdir = pathlib.Path(workdir)
@@ -112,12 +179,15 @@ def locked(workdir: str | os.PathLike, job: str) -> Iterator[None]:
   if jax.process_index() == 0:
     try:
       key = _acquire_local(workdir, job, jax.process_count())
-    except WorkdirInUseError as e:
+      if check:
+        check_format(workdir)
+    except (WorkdirInUseError, WorkdirFormatError) as e:
       error = e
   try:
     if not _agree(error is None):
       raise error or WorkdirInUseError(
-        f"workdir {workdir} is in use: process 0 of this job could not lock it (see its log)"
+        f"workdir {workdir}: process 0 of this job could not lock it or refused its format "
+        "(see its log)"
       )
     yield
   finally:

@@ -18,10 +18,8 @@ pre-training schedule, which pre-training knows when it saves), `num_classes` an
 at least file, file_sha256 and original_keys), the metrics measured at save time, and, filled
 when read, `path` (where it lies) and `content_hash` (`checkpointing.content_hash`).
 
-Old workdirs (checkpoints saved before the record existed) keep working: their record is
-derived from the saved pre-training row, the dataset registry (number of classes), the
-pre-training entries of `<workdir>/config.json` (model_kwargs) and the schedule (index), as
-the jobs did before. A checkpoint with neither raises one error that says how to migrate.
+Every checkpoint carries its record: one without (saved before the record existed) is an error
+naming `python -m jtransfer migrate WORKDIR`, which derives and writes it (`jtransfer.migrate`).
 """
 
 from __future__ import annotations
@@ -30,10 +28,11 @@ import dataclasses
 import json
 import os
 import pathlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from jtransfer import checkpointing
+from jtransfer import workdir as workdir_files
 
 RECORD_KEY = "zoo"  # key of the record in a checkpoint's saved `extra`
 TRAINED, IMPORTED = "trained", "imported"
@@ -48,8 +47,9 @@ IMPORT_FIELDS = ("file", "file_sha256", "original_keys")
 class Entry:
   """One checkpoint of the zoo: what every job needs to find, rebuild and describe its model.
 
-  `num_classes` / `model_kwargs` / `index` are None only for old checkpoints whose record could
-  not be derived in full (the jobs then fall back as they did before).
+  `index` is None for an imported model without a place in a schedule (`select` numbers a run's
+  entries by step); `num_classes` / `model_kwargs` are None only in a stub for a checkpoint that
+  is not on disk (which `select` reports as missing).
   """
 
   source: str
@@ -137,6 +137,7 @@ def write_entry(
   """
   if entry.num_classes is None or entry.model_kwargs is None:
     raise ValueError(f"zoo entry {entry.key} needs num_classes and model_kwargs to be written")
+  workdir_files.ensure_format(workdir)
   path = checkpointing.checkpoint_path(workdir, entry.source, entry.arch, entry.seed, entry.step)
   checkpointing.save(
     path,
@@ -153,124 +154,33 @@ def write_entry(
 # -- reading --------------------------------------------------------------------------------
 
 
-def read_entry(
-  path: str | os.PathLike,
-  *,
-  workdir: str | os.PathLike | None = None,
-  fallback: Mapping[str, Any] | None = None,
-) -> Entry:
-  """The record of the checkpoint at `path` (derived for old checkpoints, see module doc).
-
-  `fallback`: fields for an old checkpoint whose saved metadata lacks them (its store row, its
-  place in the zoo tree); what the checkpoint saved wins.
-  """
+def read_entry(path: str | os.PathLike) -> Entry:
+  """The record of the checkpoint at `path`, with its path and content hash."""
   path = pathlib.Path(path).absolute()
   extra, digest = checkpointing.read_extra_and_hash(path)
-  if RECORD_KEY in extra:
-    return _entry(extra[RECORD_KEY], path, digest)
-  return _legacy_entry({**dict(fallback or {}), **extra}, path, workdir, digest)
-
-
-def _legacy_entry(row: Mapping[str, Any], path: pathlib.Path, workdir, digest=None) -> Entry:
-  """An entry for a checkpoint saved before the record existed (pre-training's row as extra)."""
-  missing = [k for k in ("source", "arch", "seed", "step") if row.get(k) is None]
-  if missing:
+  if RECORD_KEY not in extra:
     raise ValueError(
-      f"checkpoint {path} has no zoo record and its metadata lacks {missing}: it was not "
-      "written by jtransfer's pre-training. Migrate it with jtransfer.zoo.write_entry "
-      "(restore its params with jtransfer.checkpointing.restore, describe it with a zoo.Entry)"
+      f"checkpoint {path} has no zoo record: it predates the record (run `python -m jtransfer "
+      "migrate WORKDIR` on its workdir) or was not written by jtransfer (describe it with "
+      "jtransfer.zoo.write_entry)"
     )
-  source, arch, step = str(row["source"]), str(row["arch"]), int(row["step"])
-  epoch = _finite_or_none(row.get("epoch"))
-  nc = row.get("num_classes")
-  if nc is None:
-    from jtransfer import data as datasets
-
-    nc = datasets.get(source).num_classes if source in datasets.names() else None
-  kwargs = row.get("model_kwargs")
-  if kwargs is None and workdir is not None:
-    kwargs = _config_model_kwargs(workdir).get((source, arch))
-  provenance = row.get("provenance")  # written by importers before the record existed
-  return Entry(
-    source=source,
-    arch=arch,
-    seed=int(row["seed"]),
-    step=step,
-    num_classes=None if nc is None else int(nc),
-    model_kwargs=None if kwargs is None else dict(kwargs),
-    index=legacy_index(step, epoch),
-    epoch=epoch,
-    origin=TRAINED if provenance is None else IMPORTED,
-    imported_from=None if provenance is None else {**dict.fromkeys(IMPORT_FIELDS), **provenance},
-    metrics={k: row[k] for k in INDEX_METRICS if _finite_or_none(row.get(k)) is not None},
-    path=str(path),
-    content_hash=digest,
-  )
+  return _entry(extra[RECORD_KEY], path, digest)
 
 
-def _finite_or_none(value) -> float | None:
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    return None
-  return value if value == value and abs(value) != float("inf") else None
-
-
-def legacy_index(step: int, epoch: float | None, known_steps: Sequence[int] = ()) -> int | None:
-  """Position of `step` in its run's schedule, recomputed (for checkpoints without a record).
-
-  The run's steps per epoch come from the epoch (epoch = step / steps_per_epoch); the position
-  of a step does not depend on the run's length. Without an epoch: the position among
-  `known_steps` (the run's checkpoints), or None when those are not given.
-  """
-  from jtransfer.train import schedule
-
-  if step == 0:
-    return 0
-  if epoch:
-    spe = round(step / epoch)
-    if spe >= 1:
-      return sum(s < step for s in schedule.log_checkpoint_steps(spe, step))
-  if not known_steps:
-    return None
-  return sorted(set(known_steps) | {step}).index(step)
-
-
-def _config_model_kwargs(workdir) -> dict[tuple[str, str], dict]:
-  """{(source, arch): model_kwargs} from the pre-training entries of `<workdir>/config.json`."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    return {}
-  entries = json.loads(path.read_text() or "[]")
-  out = {}
-  for item in entries if isinstance(entries, list) else [entries]:
-    c = item.get("config", {})
-    if item.get("job") == "pretrain" and "source" in c and "arch" in c:
-      out[(c["source"], c["arch"])] = dict(c.get("model_kwargs") or {})
-  return out
-
-
-def scan(
+def checkpoint_dirs(
   workdir: str | os.PathLike,
   *,
   sources: Sequence[str] | None = None,
   archs: Sequence[str] | None = None,
-  rows: Mapping[tuple, Mapping[str, Any]] | None = None,
-) -> list[Entry]:
-  """Every checkpoint under `<workdir>/zoo/` (of the given sources / archs), read from disk.
-
-  A step directory that is not a complete checkpoint, or whose record cannot be read, is an
-  error naming it: a zoo never silently loses a checkpoint. `rows` ({key: store row}) only
-  fill in old checkpoints saved without a record (as does their place in the tree).
-  """
+) -> Iterator[tuple[pathlib.Path, tuple[str, str, int, int]]]:
+  """(step directory, key) of every checkpoint in the zoo tree, sorted; an incomplete one is an
+  error naming it (a zoo never silently loses a checkpoint)."""
   workdir = pathlib.Path(workdir).absolute()
-  out = []
   for seed_dir in sorted((workdir / "zoo").glob("*/*/seed_*")):
     if not seed_dir.is_dir() or not seed_dir.name[len("seed_") :].isdigit():
       continue
-    if (sources is not None and seed_dir.parent.parent.name not in sources) or (
-      archs is not None and seed_dir.parent.name not in archs
-    ):
+    source, arch = seed_dir.parent.parent.name, seed_dir.parent.name
+    if (sources is not None and source not in sources) or (archs is not None and arch not in archs):
       continue
     for step_dir in sorted(p for p in seed_dir.iterdir() if p.name.isdigit()):
       if not checkpointing.exists(step_dir):
@@ -278,31 +188,40 @@ def scan(
           f"zoo checkpoint {step_dir} is incomplete or damaged (no params/meta): delete it "
           "and rerun pre-training to rewrite it"
         )
-      source, arch = seed_dir.parent.parent.name, seed_dir.parent.name
-      seed, step = int(seed_dir.name[len("seed_") :]), int(step_dir.name)
-      where = dict(source=source, arch=arch, seed=seed, step=step)
-      fallback = {**where, **dict((rows or {}).get((source, arch, seed, step), {}))}
-      try:
-        entry = read_entry(step_dir, workdir=workdir, fallback=fallback)
-      except ValueError as e:
-        raise ValueError(f"cannot read zoo checkpoint {step_dir}: {e}") from e
-      if entry.key != (source, arch, seed, step):
-        raise ValueError(
-          f"zoo checkpoint {step_dir} records {entry.key}, which belongs elsewhere in the zoo"
-        )
-      out.append(entry)
+      yield step_dir, (source, arch, int(seed_dir.name[len("seed_") :]), int(step_dir.name))
+
+
+def scan(
+  workdir: str | os.PathLike,
+  *,
+  sources: Sequence[str] | None = None,
+  archs: Sequence[str] | None = None,
+) -> list[Entry]:
+  """Every checkpoint under `<workdir>/zoo/` (of the given sources / archs), read from disk; a
+  checkpoint whose record cannot be read, or belongs elsewhere, is an error naming it."""
+  out = []
+  for step_dir, key in checkpoint_dirs(workdir, sources=sources, archs=archs):
+    try:
+      entry = read_entry(step_dir)
+    except ValueError as e:
+      raise ValueError(f"cannot read zoo checkpoint {step_dir}: {e}") from e
+    if entry.key != key:
+      raise ValueError(
+        f"zoo checkpoint {step_dir} records {entry.key}, which belongs elsewhere in the zoo"
+      )
+    out.append(entry)
   return _fill_indices(out)
 
 
 def _fill_indices(entries: list[Entry]) -> list[Entry]:
-  """Old entries without an index: their position among their run's steps (as before)."""
-  runs: dict[tuple, list[int]] = {}
+  """Entries without an index (imported models): their position among their run's steps."""
+  runs: dict[tuple, set[int]] = {}
   for e in entries:
-    runs.setdefault(e.key[:3], []).append(e.step)
+    runs.setdefault(e.key[:3], set()).add(e.step)
   return [
     e
     if e.index is not None
-    else dataclasses.replace(e, index=legacy_index(e.step, e.epoch, runs[e.key[:3]]))
+    else dataclasses.replace(e, index=sorted(runs[e.key[:3]]).index(e.step))
     for e in entries
   ]
 
@@ -327,9 +246,10 @@ def select(
   workdir), num_classes, model_kwargs, epoch. The filters keep the given values only.
   """
   workdir = pathlib.Path(workdir).absolute()
+  workdir_files.check_format(workdir)
   if checkpoints is None:
     rows = _store_rows(workdir, sources, archs)
-    out = scan(workdir, sources=sources, archs=archs, rows=rows)  # complete, checked
+    out = scan(workdir, sources=sources, archs=archs)  # complete, checked
     on_disk = {e.key for e in out}
     unchecked = [_normalise(row, workdir) for key, row in rows.items() if key not in on_disk]
   else:
@@ -371,7 +291,7 @@ def _normalise(item: Any, workdir: pathlib.Path) -> Entry:
   if isinstance(item, Entry):
     return item
   if isinstance(item, str | os.PathLike):
-    return read_entry(item, workdir=workdir)
+    return read_entry(item)
   if not isinstance(item, Mapping):
     raise ValueError(f"a checkpoint must be a path, a dict or a zoo.Entry, got {item!r}")
   missing = [k for k in ("source", "arch", "seed", "step") if item.get(k) is None]
@@ -382,13 +302,8 @@ def _normalise(item: Any, workdir: pathlib.Path) -> Entry:
   )
   path = pathlib.Path(os.fspath(path))
   path = (path if path.is_absolute() else workdir / path).absolute()
-  extra, digest = checkpointing.read_extra_and_hash(path) if path.is_dir() else ({}, None)
-  if RECORD_KEY in extra:
-    entry = _entry(extra[RECORD_KEY], path, digest)
-  else:
-    entry = _legacy_entry({**extra, **item}, path, workdir, digest) if extra else None
-  if entry is None:  # not on disk: `select` reports it as missing
-    entry = _legacy_stub(item, path)
+  # Not on disk: a stub, which `select` reports as missing.
+  entry = read_entry(path) if checkpointing.exists(path) else _stub(item, path)
   asked = (str(item["source"]), str(item["arch"]), int(item["seed"]), int(item["step"]))
   if entry.key != asked:
     raise ValueError(f"checkpoint {path} records {entry.key}, not {asked}")
@@ -396,7 +311,7 @@ def _normalise(item: Any, workdir: pathlib.Path) -> Entry:
   return dataclasses.replace(entry, **overrides) if overrides else entry
 
 
-def _legacy_stub(item: Mapping[str, Any], path: pathlib.Path) -> Entry:
+def _stub(item: Mapping[str, Any], path: pathlib.Path) -> Entry:
   return Entry(
     source=str(item["source"]),
     arch=str(item["arch"]),

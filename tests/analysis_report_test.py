@@ -131,23 +131,6 @@ def test_report_tables_and_figures_render(store):
     assert (workdir / rel).exists() and f"src='{rel}'" in html
 
 
-def test_sqlite_fallback_without_results_module(store, tmp_path, monkeypatch):
-  workdir, sc, ft = store
-  import sqlite3
-
-  with sqlite3.connect(tmp_path / "results.sqlite") as con:
-    sc.to_sql("scores", con, index=False)
-    ft.to_sql("finetune", con, index=False)
-  monkeypatch.setitem(sys.modules, "jtransfer.results", None)  # import now raises ImportError
-  path = analysis.run(analysis.EvaluateConfig(n_boot=0, with_figures=False), tmp_path)
-  rho, _ = _expected_rsa_rho(sc, ft)
-  corr = pd.read_csv(tmp_path / "analysis_correlations.csv")
-  row = corr[(corr["breakdown"] == "all") & (corr["score"] == "rsa") & (corr["layer"] == "pool2")
-             & (corr["setting"] == "full") & (corr["probe"] == "train")].iloc[0]  # fmt: skip
-  assert row["spearman"] == pytest.approx(rho)
-  assert "## Published numbers" in path.read_text()
-
-
 @pytest.mark.slow  # runs the evaluate CLI in a subprocess
 def test_evaluate_entry_point(store, tmp_path):
   workdir, _, _ = store

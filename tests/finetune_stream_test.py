@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from stage_calls import run_job
 
-from jtransfer import checkpointing, results
+from jtransfer import results
+from jtransfer import zoo as zoo_lib
 from jtransfer.models import functional
 from jtransfer.train import finetune
 
@@ -44,13 +45,10 @@ def zoo(tmp_path_factory):
     _, params, _ = functional.init(ARCH, num_classes=10, seed=seed)
     params = jax.tree.map(lambda a: np.asarray(a) + 0.05 * rng.normal(size=a.shape), params)
     params = jax.tree.map(lambda a: a.astype(np.float32), params)
-    path = checkpointing.save(
-      checkpointing.checkpoint_path(workdir, "mnist", ARCH, seed, 7), params
-    )
-    store.add_checkpoint(
-      source="mnist", arch=ARCH, seed=seed, step=7, epoch=0.7,
-      path=str(path.relative_to(workdir.absolute())),
-    )  # fmt: skip
+    # Step 7 of a run of 10 steps per epoch: place 3 of the schedule 0, 1, 3, 10, ...
+    entry = zoo_lib.Entry(source="mnist", arch=ARCH, seed=seed, step=7, num_classes=10,
+                      model_kwargs={}, index=3, epoch=0.7)  # fmt: skip
+    store.add_checkpoint(**zoo_lib.write_entry(workdir, entry, params).index_row(workdir))
   store.close()
   return workdir
 

@@ -53,18 +53,16 @@ def _make_zoo(workdir):
     if step:  # "trained": moved away from the init
       params = jax.tree.map(lambda a: a + 0.05 * rng.normal(size=a.shape).astype(a.dtype), params)
     params["backbone"]["conv1"]["bias"][0] = -0.0  # a signed zero for the bit-exact checks
-    path = checkpointing.save(
-      checkpointing.checkpoint_path(workdir, "mnist", ARCH, seed, step), params
-    )
-    store.add_checkpoint(
-      source="mnist",
-      arch=ARCH,
-      seed=seed,
-      step=step,
-      epoch=step / 10,
-      path=str(path.relative_to(workdir.absolute())),
-    )
+    _write(workdir, store, "mnist", seed, step, params)
   store.close()
+
+
+def _write(workdir, store, source, seed, step, params):
+  """A zoo checkpoint with its record and store row, as pre-training writes it (10 steps per
+  epoch: steps 0 and 7 are at places 0 and 3 of the schedule 0, 1, 3, 10, ...)."""
+  entry = zoo_lib.Entry(source=source, arch=ARCH, seed=seed, step=step, num_classes=10,
+                        model_kwargs={}, index={0: 0, 7: 3}[step], epoch=step / 10)  # fmt: skip
+  store.add_checkpoint(**zoo_lib.write_entry(workdir, entry, params).index_row(workdir))
 
 
 @pytest.fixture(scope="module")
@@ -558,9 +556,7 @@ def _shared_init_zoo(workdir, *, nudge_backbone: bool):
       p["head"] = jax.tree.map(lambda a: a + 1.0, p["head"])
     if source == "kmnist" and nudge_backbone:
       p["backbone"]["conv1"]["kernel"].flat[0] += 1e-3
-    path = checkpointing.save(checkpointing.checkpoint_path(workdir, source, ARCH, 0, 0), p)
-    rel = str(path.relative_to(workdir.absolute()))
-    store.add_checkpoint(source=source, arch=ARCH, seed=0, step=0, epoch=0.0, path=rel)
+    _write(workdir, store, source, 0, 0, p)
   store.close()
 
 

@@ -6,7 +6,7 @@ import pytest
 from stage_calls import run_job
 
 from jtransfer import data as datasets
-from jtransfer import results
+from jtransfer import migrate, results
 from jtransfer.analysis import auroc
 from jtransfer.models import functional
 from jtransfer.studies import neural_collapse
@@ -173,6 +173,7 @@ def test_a_store_from_before_the_validation_columns_reads_and_compares(tmp_path)
       f"INSERT INTO finetune VALUES ({', '.join('?' * len(old))})",
       [tuple(None if pd.isna(v) else v for v in r) for r in rows.itertuples(index=False)],
     )
+  migrate.migrate(tmp_path)  # an unversioned workdir: the jobs and readers refuse it until then
   with results.Store(tmp_path) as store:
     store.add_scores(results.load(tmp_path / "new", "scores").to_dict("records"))
   ft = results.load(tmp_path, "finetune")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from jtransfer import checkpointing, results, zoo
+from jtransfer import checkpointing, migrate, results, zoo
 from jtransfer.importers import torch_weights
 from jtransfer.models import functional
 
@@ -287,7 +287,8 @@ def test_safetensors_file_into_the_zoo(tmp_path):
 
 def test_reimport_over_an_old_importers_checkpoint(tmp_path):
   # The first importers saved a flat record (no zoo record) and, earlier still, no content hash:
-  # the same weights again are a no-op read through the legacy record; other weights still fail.
+  # the workdir is refused until migrated (which writes the record and the hash); then the same
+  # weights again are a no-op, other weights still fail.
   rng = np.random.default_rng(11)
   sd = vgg_state_dict(rng)
   path = tmp_path / "v.safetensors"
@@ -301,9 +302,13 @@ def test_reimport_over_an_old_importers_checkpoint(tmp_path):
     model_kwargs=c.model_kwargs, provenance=provenance))  # fmt: skip
   shutil.rmtree(ckpt / "integrity")  # saved before checkpoints recorded a content hash
   assert checkpointing.content_hash(ckpt) is None
+  with pytest.raises(ValueError, match="python -m jtransfer migrate"):
+    torch_weights.import_file(tmp_path / "wd", path, arch="vgg16", source="s")
+  migrate.migrate(tmp_path / "wd")
   entry = torch_weights.import_file(tmp_path / "wd", path, arch="vgg16", source="s")
   assert entry.origin == zoo.IMPORTED and entry.imported_from["file_sha256"] == "ab" * 32
-  assert entry.num_classes == c.num_classes and entry.content_hash is None
+  assert entry.num_classes == c.num_classes
+  assert entry.content_hash == checkpointing.tree_hash(c.params)
   assert results.load(tmp_path / "wd", "checkpoints")["source"].tolist() == ["s"]
   other = tmp_path / "other.safetensors"
   save_file(vgg_state_dict(np.random.default_rng(12)), str(other))

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from jtransfer import data as datasets
-from jtransfer.data import augment, pipeline
+from jtransfer.data import augment, batches, pipeline
 from jtransfer.models import functional
-from jtransfer.train import batches, engine, optim
+from jtransfer.train import engine, optim
 
 N, B = 103, 10  # 10 steps per epoch, 3 examples dropped each epoch
 SEEDS = [0, 3, 5, 11]

@@ -161,9 +161,9 @@ def test_augmented_stream_trains_on_the_declared_crops_and_flips(tmp_path, data_
   import jax.numpy as jnp
 
   from jtransfer import data as datasets
-  from jtransfer.data import augment
+  from jtransfer.data import augment, batches
   from jtransfer.models import base, functional
-  from jtransfer.train import batches, engine, optim
+  from jtransfer.train import engine, optim
 
   kw = dict(
     KW,

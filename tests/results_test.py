@@ -133,28 +133,6 @@ def test_shards_merge_at_read_time(tmp_path):
     results.Store(tmp_path, shard="a/b")
 
 
-def test_a_store_from_before_the_auroc_columns_reads_and_upgrades(tmp_path):
-  # The finetune table as the first release wrote it: no test_auroc / train_auroc columns.
-  old = [c for c in results.COLUMNS["finetune"] if not c.endswith("_auroc")]
-  key = results.KEYS["finetune"]
-  with sqlite3.connect(tmp_path / results.MAIN_FILE) as conn:
-    conn.execute(f"CREATE TABLE finetune ({', '.join(old)}, PRIMARY KEY ({', '.join(key)}))")
-    row = dict(source="mnist", arch="cnn", seed=0, step=1, target="usps", mode="full",
-               frozen_layers=0, ft_seed=0, ft_step=3, ft_epoch=0.5, test_acc=0.75,
-               test_loss=0.5, created_at=1.0)  # fmt: skip
-    conn.execute(
-      f"INSERT INTO finetune ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-      list(row.values()),
-    )
-  df = results.load(tmp_path, "finetune")  # read without writing: the new columns are NULL
-  assert df.test_acc.tolist() == [0.75] and df.test_auroc.isna().all()
-  with results.Store(tmp_path) as store:  # a writer adds the columns and can fill them
-    store.add_finetune([{**row, "ft_step": 4, "test_auroc": 0.625}])
-  df = results.load(tmp_path, "finetune")
-  assert df.ft_step.tolist() == [3, 4] and df.test_acc.tolist() == [0.75, 0.75]
-  assert np.isnan(df.test_auroc[0]) and df.test_auroc[1] == 0.625
-
-
 def test_export_csv_and_parquet(tmp_path, monkeypatch):
   with results.Store(tmp_path) as store:
     store.add_scores(_score_rows(0, 3))

@@ -67,11 +67,7 @@ def test_to_steps_rejects_bad_durations(duration):
     schedule.to_steps(duration, steps_per_epoch=10, batch_size=4)
 
 
-def test_steps_per_epoch_and_bad_inputs():
-  assert schedule.steps_per_epoch(60000, 64) == 937
-  assert schedule.steps_per_epoch(60000, 64, drop_remainder=False) == 938
-  with pytest.raises(ValueError, match="no full batch"):
-    schedule.steps_per_epoch(10, 64)
+def test_bad_schedule_inputs():
   with pytest.raises(ValueError, match="steps_per_epoch"):
     schedule.log_checkpoint_steps(0, 10)
   with pytest.raises(ValueError, match="total_steps"):

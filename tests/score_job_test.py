@@ -16,6 +16,7 @@ from jtransfer import checkpointing, data, extract, results, score_job, scores, 
 from jtransfer.analysis import tables
 from jtransfer.models import functional
 from jtransfer.scores import regimes
+from jtransfer.train import schedule
 
 SYNTH = "score_job_test_synth"  # 3 classes, 28x28x1, 20 per class per split
 MEAN, STD = 0.5, 0.25
@@ -52,11 +53,11 @@ def make_zoo(workdir, specs, *, zero=()):
       _, params, _ = functional.init("cnn_tiny", num_classes=nc, seed=100 + k)
       if (source, seed, step) in zero:
         params = jax.tree.map(np.zeros_like, params)
-      path = checkpointing.checkpoint_path(workdir, source, "cnn_tiny", seed, step)
-      row = dict(source=source, arch="cnn_tiny", seed=seed, step=step, epoch=step / SPE,
-                 path=str(path.relative_to(workdir)))  # fmt: skip
-      checkpointing.save(path, params, extra=row)
-      store.add_checkpoint(**row)
+      # Its place in the thesis schedule of a run with SPE steps per epoch.
+      index = sum(s < step for s in schedule.log_checkpoint_steps(SPE, step))
+      entry = zoo.Entry(source=source, arch="cnn_tiny", seed=seed, step=step, num_classes=nc,
+                        model_kwargs={}, index=index, epoch=step / SPE)  # fmt: skip
+      store.add_checkpoint(**zoo.write_entry(workdir, entry, params).index_row(workdir))
 
 
 class _Recorder:
@@ -183,15 +184,6 @@ def test_rerun_skips_finished_checkpoints(scored, monkeypatch):
                   show_progress=False)  # fmt: skip
 
 
-def test_checkpoint_index_follows_thesis_schedule():
-  steps = [0, 1, 3, 10, 30, 100, 300, 938, 2814, 9380, 28140, 93800]  # MNIST, batch 64
-  # Recomputed for checkpoints saved without a zoo record (new ones record their index).
-  for i, step in enumerate(steps):
-    assert zoo.legacy_index(step, step / 938) == i
-  # Off-schedule final step of a short run (spe 10: 0, 1, 3, 10, 30) comes after the last one.
-  assert zoo.legacy_index(50, 50 / 10) == 5
-
-
 def test_failing_score_is_null_with_error_and_new_layers_recompute(tmp_path, monkeypatch):
   register_synth()
   make_zoo(tmp_path, [("mnist", 0, 0), ("mnist", 0, 1)], zero=[("mnist", 0, 1)])
@@ -312,3 +304,25 @@ def test_config_is_checked_before_any_work(tmp_path):
   assert after == before  # checked before the job takes its lock: no log, no config record
   config = score_job.ScoreConfig(target=SYNTH, scores=("leep", "param_count"))
   assert config.score_names() == ([], ["leep"], ["param_count"])
+
+
+def test_a_batch_norm_checkpoint_without_its_statistics_is_an_error(tmp_path):
+  """Scoring or fine-tuning it on fresh statistics would use another model than the one
+  trained: both refuse, naming the checkpoint."""
+  import types
+
+  from jtransfer.train import transfer
+
+  register_synth()
+  kwargs = {"image_size": 28, "in_channels": 1}
+  _, params, rest = functional.init("resnet_tiny", num_classes=3, seed=0, **kwargs)
+  assert jax.tree.leaves(rest)  # the model has batch-norm statistics ...
+  entry = zoo.Entry(source=SYNTH, arch="resnet_tiny", seed=0, step=0, num_classes=3,
+                    model_kwargs=kwargs, index=0, epoch=0.0)  # fmt: skip
+  written = zoo.write_entry(tmp_path, entry, jax.tree.map(np.asarray, params))  # ... not saved
+  with pytest.raises(ValueError, match="batch-norm statistics that checkpoints .* do not store"):
+    score_job.run(workdir=tmp_path, target=SYNTH, probe_per_class=PER_CLASS, layers=("pool",),
+                  show_progress=False)  # fmt: skip
+  member = types.SimpleNamespace(path=written.path)
+  with pytest.raises(ValueError, match="does not store the batch-norm statistics"):
+    transfer._from_checkpoint(tmp_path, member, params, rest)

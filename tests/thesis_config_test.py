@@ -3,7 +3,8 @@
 import pathlib
 import sys
 
-from jtransfer.train import batches, schedule
+from jtransfer.data import batches
+from jtransfer.train import schedule
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs import thesis_cnn  # noqa: E402

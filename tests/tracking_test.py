@@ -9,8 +9,9 @@ from flax import nnx
 from stage_calls import run_job
 
 from jtransfer import data, progress, results, tracking
+from jtransfer.data import batches
 from jtransfer.models import base
-from jtransfer.train import batches, finetune, pretrain
+from jtransfer.train import finetune, pretrain
 
 
 def test_record_steps_are_log_spaced_plus_every_k_and_the_last():

@@ -2,7 +2,6 @@
 corrupt checkpoints recorded as failures instead of scored."""
 
 import dataclasses
-import json
 import pathlib
 import shutil
 import sys
@@ -84,40 +83,9 @@ def test_select_filters_sorts_and_names_unreadable_checkpoints(tmp_path):
     zoo.select(tmp_path)
 
 
-def test_old_checkpoints_get_a_record_derived_as_before(tmp_path):
-  """Saved by the pre-training of before the record: its row as extra, kwargs in config.json."""
-  path = checkpointing.checkpoint_path(tmp_path, "mnist", ARCH, 2, 30)
-  row = dict(source="mnist", arch=ARCH, seed=2, step=30, epoch=3.0, test_acc=0.25,
-             path=str(path.relative_to(tmp_path)))  # fmt: skip
-  checkpointing.save(path, _params(), extra=row)
-  (tmp_path / "config.json").write_text(
-    json.dumps(
-      [
-        {
-          "job": "pretrain",
-          "config": {"source": "mnist", "arch": ARCH, "model_kwargs": {"width": 3}},
-        }
-      ]
-    )  # fmt: skip
-  )
-  (e,) = zoo.select(tmp_path)
-  # spe = 30 / 3 = 10: schedule 0, 1, 3, 10 (epoch 1), 30 (epoch 3) -> index 4.
-  assert (e.num_classes, e.model_kwargs, e.index, e.epoch) == (10, {"width": 3}, 4, 3.0)
-  assert e.metrics == {"test_acc": 0.25} and e.origin == zoo.TRAINED
-  # Written by the first importers (record fields and provenance in the saved extra).
-  imp_path = checkpointing.checkpoint_path(tmp_path, "imagenet", ARCH, 0, 0)
-  provenance = {"format": "torch", "file": "/w.pth", "file_sha256": "cd" * 32,
-                "original_keys": {"fc.weight": "head"}}  # fmt: skip
-  checkpointing.save(imp_path, _params(num_classes=7), extra=dict(
-    source="imagenet", arch=ARCH, seed=0, step=0, epoch=None, num_classes=7,
-    model_kwargs={"width": 2}, provenance=provenance))  # fmt: skip
-  (imp,) = zoo.select(tmp_path, sources=["imagenet"])
-  assert (imp.num_classes, imp.model_kwargs, imp.index, imp.origin) == (
-    7, {"width": 2}, 0, zoo.IMPORTED)  # fmt: skip
-  assert imp.imported_from == provenance
-  # A checkpoint that says nothing about itself, outside the zoo tree: one message to migrate.
+def test_a_checkpoint_without_a_record_is_refused_naming_migrate(tmp_path):
   odd = checkpointing.save(tmp_path / "elsewhere", _params())
-  with pytest.raises(ValueError, match="Migrate it with jtransfer.zoo.write_entry"):
+  with pytest.raises(ValueError, match="python -m jtransfer migrate WORKDIR"):
     zoo.select(tmp_path, [str(odd)])
 
 

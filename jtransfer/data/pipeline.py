@@ -19,10 +19,8 @@ augment, normalise), `.to_iter_dataset(ReadOptions(num_threads, prefetch))`: `nu
 threads build the next `prefetch` steps while the device trains on this one (grain keeps them
 in step order). `device_prefetch` then keeps the next batches' host-to-device copies in flight.
 Host memory is bounded by `prefetch` batches plus the source's read buffers, whatever the size of
-the dataset (tests/pipeline_test.py streams a 772 MB ArrayRecord file, 2 members x 256 examples
-of 12 KB a step, at a peak RSS of ~290 MB, ~165 MB of it the imports). glibc gives each reading
-thread its own malloc arena and the arenas keep freed batch buffers: with large batches set
-MALLOC_ARENA_MAX=2 (uncapped, the same stream peaked at ~385 MB, creeping up over the epoch).
+the dataset (BENCHMARKS.md, "Streaming training data"). glibc gives each reading thread its own
+malloc arena and the arenas keep freed batch buffers: with large batches set MALLOC_ARENA_MAX=2.
 
 Processes. `shard_by="member"`: process `i` of `n` reads the members `seeds[i::n]` (the way the
 jobs split seeds), output [len(seeds[i::n]), B, ...]. `shard_by="batch"`: every process has every
@@ -64,8 +62,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from jtransfer.data import augment as augment_lib
-from jtransfer.data import normalization, subsets
-from jtransfer.train import batches
+from jtransfer.data import batches, normalization, subsets
 
 SHARD_BY = ("member", "batch")
 _LABEL = np.dtype("<i4")  # the label prefix of every record
@@ -131,7 +128,7 @@ class RecordSource:
   One `ArrayRecordReader` per file, shared by the pipeline's threads (reads are const), and one
   `read(positions)` call per file and step: the C++ reader fetches the records in parallel.
   (grain's `ArrayRecordDataSource.__getitems__` does the same but starts a Python thread pool
-  per call, which cost ~1 ms of a ~2.5 ms MNIST step read here.)
+  per call, a cost of the order of the step's whole read; BENCHMARKS.md.)
   """
 
   def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]):

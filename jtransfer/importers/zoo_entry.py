@@ -92,7 +92,7 @@ def _write_and_register(workdir: pathlib.Path, entry: zoo.Entry, tree) -> zoo.En
         f"{path} already holds a different checkpoint of {source}/{arch} seed {seed}; import "
         "under another --seed or --source"
       )
-    entry = zoo.read_entry(path, workdir=workdir)  # the same weights: keep what is there
+    entry = zoo.read_entry(path)  # the same weights: keep what is there
   else:
     entry = zoo.write_entry(workdir, entry, tree)
   store = results.Store(workdir)

@@ -456,7 +456,7 @@ def _save_checkpoint(ctx: job.Context, plan: _Plan, setup: _Setup, writer, step:
       continue
     path = checkpointing.checkpoint_path(ctx.workdir, plan.source, plan.arch, seed, step)
     if checkpointing.exists(path):  # a rerun after a crash recomputes the same params
-      entry = zoo.read_entry(path, workdir=ctx.workdir)
+      entry = zoo.read_entry(path)
     else:
       entry = zoo.write_entry(
         ctx.workdir,

@@ -34,18 +34,6 @@ def _check_positive_int(name: str, value) -> int:
   return int(value)
 
 
-def steps_per_epoch(num_examples: int, batch_size: int, *, drop_remainder: bool = True) -> int:
-  """Optimiser steps in one pass over `num_examples` (floor when the last partial batch drops)."""
-  num_examples = _check_positive_int("num_examples", num_examples)
-  batch_size = _check_positive_int("batch_size", batch_size)
-  n = num_examples // batch_size if drop_remainder else -(-num_examples // batch_size)
-  if n < 1:
-    raise ValueError(
-      f"batch_size {batch_size} > num_examples {num_examples} with drop_remainder: no full batch"
-    )
-  return n
-
-
 def to_steps(duration: Mapping, *, steps_per_epoch: int, batch_size: int) -> int:
   """Turns `{"steps": n}`, `{"epochs": x}` or `{"examples": n}` into a number of steps.
 

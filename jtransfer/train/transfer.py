@@ -66,6 +66,12 @@ def _from_checkpoint(workdir, member: Member, head_params, head_rest):
   backbone_rest = checkpointing.restore_backbone_rest(path)
   if backbone_rest:
     rest = {**head_rest, "backbone": backbone_rest}
+  elif jax.tree.leaves(head_rest.get("backbone", {})):
+    # Fresh statistics would fine-tune another model than the one pre-trained.
+    raise ValueError(
+      f"checkpoint {member.path} does not store the batch-norm statistics of its backbone: "
+      "re-save it with them (checkpointing.with_rest)"
+    )
   return params, rest
 
 

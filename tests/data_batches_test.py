@@ -5,7 +5,16 @@ import itertools
 import numpy as np
 import pytest
 
-from jtransfer.train import batches
+from jtransfer.data import batches
+
+
+def test_steps_per_epoch_and_bad_inputs():
+  assert batches.steps_per_epoch(60000, 64) == 937  # floor(60000 / 64) = 937.5 -> 937
+  assert batches.steps_per_epoch(60000, 64, drop_remainder=False) == 938
+  with pytest.raises(ValueError, match="no full batch"):
+    batches.steps_per_epoch(10, 64)
+  with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    batches.steps_per_epoch(10, 0)
 
 
 def test_each_epoch_is_a_permutation_without_the_remainder():
