@@ -45,10 +45,10 @@ def test_corruptions_do_what_they_say(data_dir):
 
 
 def test_checkpoint_steps_are_validated_and_end_at_the_run_length():
-  config = pretrain.PretrainConfig(workdir="w", source="mnist", checkpoint_steps=(0, 10, 30))
+  config = pretrain.PretrainConfig(source="mnist", checkpoint_steps=(0, 10, 30))
   assert pretrain._checkpoint_steps(config, 938, 100) == [0, 10, 30, 100]
   assert pretrain._checkpoint_steps(config, 938, 30) == [0, 10, 30]
   for bad in ((10, 0), (0, 200), (0, 0, 10)):
-    config = pretrain.PretrainConfig(workdir="w", source="mnist", checkpoint_steps=bad)
+    config = pretrain.PretrainConfig(source="mnist", checkpoint_steps=bad)
     with pytest.raises(ValueError, match="checkpoint_steps must be increasing"):
       pretrain._checkpoint_steps(config, 938, 100)

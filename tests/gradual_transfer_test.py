@@ -123,16 +123,13 @@ def test_empty_store_is_a_clear_error():
 
 
 def test_sweep_targets_carry_their_own_overrides():
-  calls = []
-  job = lambda **kw: calls.append(kw)  # noqa: E731
-  config = {"targets": ["a", {"name": "b", "sources": ["x"], "lr": 2}], "lr": 1, "sources": None}
-  sweep._per_target("finetune", job, config, workdir="w")
-  assert calls == [
-    {"target": "a", "workdir": "w", "lr": 1, "sources": None},
-    {"target": "b", "workdir": "w", "lr": 2, "sources": ["x"]},
+  section = {"targets": ["a", {"name": "b", "sources": ["x"], "lr": 2}], "lr": 1, "sources": None}
+  assert sweep._targets("finetune", section) == [
+    ("a", {"lr": 1, "sources": None}),
+    ("b", {"lr": 2, "sources": ["x"]}),
   ]
   with pytest.raises(ValueError, match="needs a 'name'"):
-    sweep._per_target("finetune", job, {"targets": [{"sources": ["x"]}]})
+    sweep._targets("finetune", {"targets": [{"sources": ["x"]}]})
 
 
 @pytest.mark.parametrize("arch", sorted(gradual_transfer.TRANSFERRED_LAYERS))
