@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GPU check (issue 16, item 4): on a machine with one NVIDIA GPU, install the CUDA jaxlib, run the
-# tests that matter there, and print in about 8 minutes:
+# tests that matter there, and print in about 11 minutes:
 #   1. zoo training img/s, 10 seeds vmapped vs one seed (goal >= 5x the one-seed rate, summed)
 #   2. the score job vs its floor at the thesis scale (goal <= 2x)
 #   3. the quick thesis CNN study's stage times
+#   4. the score core (issue 27): the Gram and covariance routes' tests, all feature scores ÷
+#      the floor at N = 1000 and 4000, and the cost growth with N on both routes
 #
 #   bash benchmarks/device_check.sh [OUT_DIR]        # OUT_DIR default: $OUT or /tmp/device_check
 #   DRY_RUN_CPU=1 bash benchmarks/device_check.sh    # no install, JAX on CPU, tiny sizes: checks
@@ -13,7 +15,7 @@
 # jaxlib/plugin wheels and jtransfer's dependencies in ./.whl (see the device tool's README) and
 # they are installed from there. Data: $JTRANSFER_DATA_DIR (MNIST and Fashion-MNIST are enough).
 # Not yet run on a GPU: no device was lent to the tasks that wrote it. Each step has its own
-# timeout (they add up to 7.5 min after the install) so one slow step cannot eat the others'.
+# timeout (they add up to 10.5 min after the install) so one slow step cannot eat the others'.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/device_check}}
@@ -24,9 +26,11 @@ export PYTHONUNBUFFERED=1 JTRANSFER_QUIET=1 JAX_PLATFORMS=cuda
 export JTRANSFER_DATA_DIR=${JTRANSFER_DATA_DIR:-$PWD/shared/datasets}
 # Full sizes on the GPU; tiny ones for the CPU dry run.
 zoo_seeds=1,10 zoo_steps=20 ckpts=48 study=quick tm=1
+floor_args="--reps 3 --n_large 4000 --max_n 32000 --max_seconds 20"
 if [ "$dry" = 1 ]; then
   export JAX_PLATFORMS=cpu PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
   zoo_seeds=1,2 zoo_steps=2 ckpts=4 study=tiny tm=4  # a loaded CPU: longer limits
+  floor_args="--reps 1 --n_large 0 --max_n 1000 --max_seconds 5"
 fi
 
 step() { echo; echo "== $1 ($(date +%T))"; }
@@ -67,4 +71,10 @@ step "3. $study thesis CNN study: stage times"
 rm -rf "$out/study"
 timeout $((165 * tm)) $py launch/sweep.py --config configs/thesis_cnn.py:$study --workdir "$out/study" \
   2>&1 | tee "$out/study.log" | grep -E "^\[sweep\].*done in"
+
+step "4. score core: Gram and covariance routes, the floor, cost growth (issue 27)"
+timeout $((60 * tm)) $py -m pytest -q -x -p no:cacheprovider tests/scores_routes_test.py 2>&1 \
+  | tee "$out/score_routes_tests.log" | tail -n 3
+timeout $((120 * tm)) $py benchmarks/score_floor.py --what table,growth $floor_args 2>&1 \
+  | tee "$out/score_floor.log" | tail -n 30
 step "done"
