@@ -172,6 +172,6 @@ def test_a_workdir_of_format_1_reads_the_same_after_migrate(tmp_path):
   assert len(entries) == len(records) > 0
   assert {pathlib.Path(e.path): e.record() for e in entries} == records
   # The evaluate stage's tables equal those the unversioned jtransfer wrote from this store.
-  analysis.run(workdir, keep_seeds=False, n_boot=0, focus_layer="pool2", with_figures=False)
+  analysis.run(analysis.EvaluateConfig(n_boot=0, focus_layer="pool2", with_figures=False), workdir)
   for name in ("analysis_ground_truth.csv", "analysis_correlations.csv"):
     pd.testing.assert_frame_equal(pd.read_csv(workdir / name), pd.read_csv(FIXTURE / name))

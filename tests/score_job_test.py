@@ -321,8 +321,8 @@ def test_a_batch_norm_checkpoint_without_its_statistics_is_an_error(tmp_path):
                     model_kwargs=kwargs, index=0, epoch=0.0)  # fmt: skip
   written = zoo.write_entry(tmp_path, entry, jax.tree.map(np.asarray, params))  # ... not saved
   with pytest.raises(ValueError, match="batch-norm statistics that checkpoints .* do not store"):
-    score_job.run(workdir=tmp_path, target=SYNTH, probe_per_class=PER_CLASS, layers=("pool",),
-                  show_progress=False)  # fmt: skip
+    run_job(score_job, workdir=tmp_path, target=SYNTH, probe_per_class=PER_CLASS,
+            layers=("pool",), show_progress=False)  # fmt: skip
   member = types.SimpleNamespace(path=written.path)
   with pytest.raises(ValueError, match="does not store the batch-norm statistics"):
     transfer._from_checkpoint(tmp_path, member, params, rest)
