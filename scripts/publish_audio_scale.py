@@ -58,9 +58,8 @@ def export(workdir: pathlib.Path, out: pathlib.Path) -> None:
   wide = sc.pivot_table(index=["source", "seed", "step"], columns="score", values="value")
   cols = ["source", "seed", "step", "final_acc", "best_acc", "log_auc", "n_ft_seeds", "complete"]
   cells = gt[cols].merge(wide.reset_index(), on=["source", "seed", "step"], how="left")
-  ladder = {**audio_scale.LADDER}
-  cells["num_classes"] = [ladder.get(s, (np.nan, np.nan))[0] for s in cells["source"]]
-  cells["per_class"] = [ladder.get(s, (np.nan, np.nan))[1] for s in cells["source"]]
+  rung = [audio_scale.LADDER.get(s, (np.nan, np.nan)) for s in cells["source"]]
+  cells["num_classes"], cells["per_class"] = [r[0] for r in rung], [r[1] for r in rung]
   cells.sort_values(["source", "seed"]).to_csv(out / "per_seed.csv", index=False)
   base[["source", "seed", "final_acc", "best_acc", "log_auc", "n_ft_seeds"]].to_csv(
     out / "baselines.csv", index=False
