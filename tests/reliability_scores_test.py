@@ -136,6 +136,40 @@ def test_one_huge_feature_value_is_float64_exact_or_refused():
     _one_line_check_error(e, *words)
 
 
+def _rsa_numpy(x, y):
+  """Float64 reference: 1 − Pearson between samples, mean over different − same-class pairs."""
+  rdm = 1 - np.corrcoef(np.asarray(x, np.float64))
+  same = y[:, None] == y[None, :]
+  return rdm[~same].mean() - rdm[same & ~np.eye(len(y), dtype=bool)].mean()
+
+
+def test_rsa_with_one_huge_value_is_exact_in_float64():
+  """With x64 on, one 1e30 entry leaves every other sample ~1e-30 of the common pattern; the
+  expanded ‖a + b‖² cancelled to a negative number there (was "rsa is not finite")."""
+  x, y = _blobs(20, 3, 8)
+  x[5, 3] = 1e30
+  got = _float64(lambda: float(scores.rsa(x, y, num_classes=3)))
+  np.testing.assert_allclose(got, _rsa_numpy(x, y), rtol=1e-9)
+
+
+def test_rsa_samples_near_and_far_from_the_common_pattern():
+  """Rows on both sides of the kernel's switch (‖b_i‖ vs ‖a‖): a strong common pattern, half the
+  samples scaled down to 1e-6 of it, others anti-aligned with it."""
+  rng = np.random.default_rng(3)
+  x, y = _blobs(15, 3, 32)
+  pattern = 50 * rng.normal(size=32)
+  x = x + pattern
+  x[::2] *= 1e-6
+  x[1::6] = -x[1::6]
+  want = _rsa_numpy(x, y)
+  np.testing.assert_allclose(
+    _float64(lambda: float(scores.rsa(x, y, num_classes=3))), want, rtol=1e-9
+  )
+  np.testing.assert_allclose(
+    float(scores.rsa(x.astype(np.float32), y, num_classes=3)), want, rtol=2e-4
+  )
+
+
 def test_two_hundred_classes_with_two_samples_each():
   x, y = _blobs(2, 200, 16)
   got = scores.compute(x, y, num_classes=200, names=["logme", "h_score", "parc", "knn_accuracy"])

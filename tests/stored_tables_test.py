@@ -35,10 +35,14 @@ _KEYS = {
   "metrics": ["job", "unit", "step", "name"],
   "done": ["job"],
 }
-# The same programs on the same deterministic CPU backend give the same bits; 1e-6 relative
-# leaves room for float32 rounding only (a fused or reordered sum), never for a changed formula
-# or a different batch, dropout mask or initialisation (those move values by 1e-3 or more).
-_RTOL, _ATOL = 1e-6, 1e-9
+# The same programs give the same bits on one machine, not across CPUs: XLA's CPU code (AVX2 vs
+# AVX-512 lanes) and the BLAS kernels round sums differently. Measured between two machines with
+# the same code: training values within 2e-7 relative (two losses just above 1e-6), scores within 4e-6,
+# GBC and PARC within 1.4e-4 (an exp of Bhattacharyya distances; a rank correlation over an RDM of
+# PCA coordinates). 1e-5 (5e-4 for those two) still fails a changed formula, batch, dropout mask
+# or initialisation, which move values by 1e-3 or more.
+_RTOL, _ATOL = 1e-5, 1e-9
+_RTOL_SCORE = {"gbc": 5e-4, "parc": 5e-4}
 
 
 def _tiny_tables(workdir, data_dir) -> dict[str, pd.DataFrame]:
@@ -73,7 +77,10 @@ def _compare(name: str, stored: pd.DataFrame, now: pd.DataFrame) -> None:
     was, got = merged[f"{col}_stored"], merged[col]
     if pd.api.types.is_float_dtype(was) or pd.api.types.is_float_dtype(got):
       w, g = was.to_numpy(np.float64), got.to_numpy(np.float64)
-      close = np.isclose(g, w, rtol=_RTOL, atol=_ATOL, equal_nan=True)
+      rtol = _RTOL
+      if name == "scores":
+        rtol = merged["score"].map(_RTOL_SCORE).fillna(_RTOL).to_numpy()
+      close = np.isclose(g, w, rtol=rtol, atol=_ATOL, equal_nan=True)
     else:  # keys, counts, text (paths, JSON extras): exact
       close = ((was.isna() & got.isna()) | (was.astype(str) == got.astype(str))).to_numpy()
     assert close.all(), (

@@ -37,16 +37,26 @@ def _deviations(shared: Shared) -> jax.Array:
   x = shared.features / shared.scale  # power of two: exact; keeps squares in range
   a = shared.mean / shared.scale
   a = a - a.mean()  # the common pattern, row-centred
-  b = x - x.mean(axis=1, keepdims=True) - a  # each row-centred sample minus the pattern
+  centred = x - x.mean(axis=1, keepdims=True)
+  b = centred - a  # each row-centred sample minus the pattern
   b = b - b.mean(axis=1, keepdims=True)  # round-off only: keep every row exactly centred
   na2 = jnp.sum(a * a)
   ab = _dot(b, a)
   bb = jnp.sum(b * b, axis=1)
-  norm = jnp.sqrt(na2 + 2 * ab + bb)  # ‖a + b_i‖ = ‖row-centred f_i‖
+  # ‖a + b_i‖ directly: na2 + 2ab + bb cancels when a sample is tiny next to the pattern.
+  norm = jnp.sqrt(jnp.sum(centred * centred, axis=1))
   na = jnp.sqrt(na2)
-  # 1/‖a + b_i‖ − 1/‖a‖ = −(2 a·b_i + ‖b_i‖²) / (‖a + b_i‖ ‖a‖ (‖a + b_i‖ + ‖a‖))
+  # z_i − â two ways; each row takes the one with the smaller round-off bound (units of eps).
+  # Near the pattern, the split form with 1/‖a + b_i‖ − 1/‖a‖ written without cancellation as
+  # −(2 a·b_i + ‖b_i‖²) / (‖a + b_i‖ ‖a‖ (‖a + b_i‖ + ‖a‖)): bound |‖a‖/n_i − 1| + ‖b_i‖/n_i,
+  # n_i = ‖a + b_i‖. Where a sample is tiny next to the pattern or far from it, the direct
+  # difference (bound ~1).
   dw = jnp.where(na > 0, -(2 * ab + bb) / (norm * na * (norm + na)), 1 / norm)
-  return a[None, :] * dw[:, None] + b / norm[:, None]
+  near = a[None, :] * dw[:, None] + b / norm[:, None]
+  unit = jnp.where(na > 0, a / jnp.where(na > 0, na, 1), 0)
+  far = centred / norm[:, None] - unit[None, :]
+  near_bound = jnp.abs(na / norm - 1) + jnp.sqrt(bb) / norm
+  return jnp.where((near_bound < 1)[:, None], near, far)
 
 
 def rsa_kernel(shared: Shared) -> jax.Array:
