@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import jtransfer.analysis as analysis
-from jtransfer.analysis import figures, labels, signs
+from jtransfer.analysis import figures, labels, pipeline, signs
 
 SOURCES = ("mnist", "mnist_split_0_4", "mnist_noise")
 STEPS = (0, 3, 30)
@@ -198,7 +198,7 @@ def rendered(tmp_path_factory):
   mp = pytest.MonkeyPatch()
   mp.setattr(figures, "_save", checked_save)
   try:
-    analysis.write_outputs(a, workdir)
+    analysis.write_outputs(a, workdir, figure_workers=1)  # the patched _save is here only
   finally:
     mp.undo()
   return workdir, a, seen
@@ -335,3 +335,20 @@ def test_single_target_figures_fit(rendered, monkeypatch, tmp_path):
   figures.score_vs_layer(one, tmp_path, layers=a.layers, probe="train")
   assert len(problems) == len(PER_LAYER) - 1 + 1  # knn_accuracy is a baseline; + layer-free
   assert all(p == [] for p in problems.values()), problems
+
+
+def test_figures_drawn_in_two_processes_equal_those_drawn_here(rendered, tmp_path):
+  """The worker pool changes who draws, not what: the same files, byte for byte (PNG), in the
+  same order, as drawing every figure in this process."""
+  _, a, _ = rendered
+  here = pipeline.make_figures(a, tmp_path / "here", workers=1)
+  pooled = pipeline.make_figures(a, tmp_path / "pooled", workers=2)
+  assert list(here) == list(pooled)
+  for kind in here:
+    assert [p.name for p in here[kind]] == [p.name for p in pooled[kind]], kind
+    for p, q in zip(here[kind], pooled[kind], strict=True):
+      assert p.read_bytes() == q.read_bytes(), p.name
+  assert sum(len(v) for v in here.values()) >= 10
+  assert sorted(f.name for f in (tmp_path / "here").iterdir()) == sorted(
+    f.name for f in (tmp_path / "pooled").iterdir()
+  )

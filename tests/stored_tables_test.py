@@ -37,10 +37,10 @@ _KEYS = {
 }
 # The same programs give the same bits on one machine, not across CPUs: XLA's CPU code (AVX2 vs
 # AVX-512 lanes) and the BLAS kernels round sums differently. Measured between two machines with
-# the same code: training values within 2e-7 relative (two losses just above 1e-6), scores within 4e-6,
-# GBC and PARC within 1.4e-4 (an exp of Bhattacharyya distances; a rank correlation over an RDM of
-# PCA coordinates). 1e-5 (5e-4 for those two) still fails a changed formula, batch, dropout mask
-# or initialisation, which move values by 1e-3 or more.
+# the same code: training values within 2e-7 relative (two losses just above 1e-6), scores
+# within 4e-6, GBC and PARC within 1.4e-4 (an exp of Bhattacharyya distances; a rank correlation
+# over an RDM of PCA coordinates). 1e-5 (5e-4 for those two) still fails a changed formula,
+# batch, dropout mask or initialisation, which move values by 1e-3 or more.
 _RTOL, _ATOL = 1e-5, 1e-9
 _RTOL_SCORE = {"gbc": 5e-4, "parc": 5e-4}
 

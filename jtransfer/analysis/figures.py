@@ -151,8 +151,7 @@ def _tidy(fig):
         texts = _drawn_ticklabels(axis)
         if _overlapping(texts, renderer):
           _thin(texts, renderer)
-  fig.canvas.draw()
-  return fig
+  return fig  # savefig draws it once more, with the thinned labels
 
 
 def _save(fig, out_dir: pathlib.Path, name: str) -> pathlib.Path:

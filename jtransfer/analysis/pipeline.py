@@ -15,6 +15,7 @@ from jtransfer.analysis import (
   influence,
   penalty,
   power,
+  render,
   selection,
   stability,
   tables,
@@ -308,47 +309,39 @@ def _conclusions(main, corr, gt, *, keys, keep_seeds, context, n_boot, seed) -> 
   )
 
 
-def make_figures(a: Analysis, out_dir) -> dict[str, list[pathlib.Path]]:
+def make_figures(a: Analysis, out_dir, *, workers: int | None = None) -> dict[str, list]:
+  """Every figure of the report, drawn in `workers` processes (`render.render`)."""
   out_dir = pathlib.Path(out_dir)
-  figs: dict[str, list] = {}
-  figs["score_vs_layer"] = figures.score_vs_layer(
-    a.scores, out_dir, layers=a.layers, probe=a.probe, overrides=a.overrides
-  )
-  figs["finetune_curves"] = figures.finetune_curves(a.curves, out_dir, setting=a.setting)
-  figs["delta_to_scratch"] = figures.delta_to_scratch(a.curves, out_dir, setting=a.setting)
-  figs["rho_per_layer"] = []
-  for target in a.targets:
-    for name in breakdown.BREAKDOWNS:
-      p = figures.rho_per_layer(
-        a.correlations,
-        out_dir,
-        breakdown=name,
-        target=target,
-        setting=a.setting,
-        probe=a.probe,
-        layers=a.layers,
-        overrides=a.overrides,
-      )
-      if p is not None:
-        figs["rho_per_layer"].append(p)
-  figs["scatter"] = [
-    p
-    for target in a.targets
-    if (
-      p := figures.scatter(
-        a.joint,
-        out_dir,
-        target=target,
-        setting=a.setting,
-        probe=a.probe,
-        layer=a.focus_layer,
-        overrides=a.overrides,
-      )
-    )
-    is not None
-  ]
-  heat = figures.transfer_heatmap(a.transfer_matrix, out_dir)
-  figs["transfer_matrix"] = [heat] if heat is not None else []
+  common = dict(setting=a.setting, probe=a.probe, overrides=a.overrides)
+  tasks = {
+    "score_vs_layer": [
+      (figures.score_vs_layer, (a.scores, out_dir), dict(layers=a.layers, probe=a.probe,
+                                                        overrides=a.overrides))
+    ],
+    "finetune_curves": [(figures.finetune_curves, (a.curves, out_dir), dict(setting=a.setting))],
+    "delta_to_scratch": [(figures.delta_to_scratch, (a.curves, out_dir), dict(setting=a.setting))],
+    "rho_per_layer": [
+      (figures.rho_per_layer, (a.correlations, out_dir),
+       dict(breakdown=name, target=target, layers=a.layers, **common))
+      for target in a.targets
+      for name in breakdown.BREAKDOWNS
+    ],
+    "scatter": [
+      (figures.scatter, (a.joint, out_dir), dict(target=target, layer=a.focus_layer, **common))
+      for target in a.targets
+    ],
+    "transfer_matrix": [(figures.transfer_heatmap, (a.transfer_matrix, out_dir), {})],
+  }  # fmt: skip
+  # The rho-per-layer grids are the slowest: first, so the other worker takes the short ones.
+  order = sorted(tasks, key=lambda k: k != "rho_per_layer")
+  flat = [(kind, task) for kind in order for task in tasks[kind]]
+  done = render.render([task for _, task in flat], workers)
+  figs: dict[str, list] = {kind: [] for kind in tasks}
+  for (kind, _), out in zip(flat, done, strict=True):
+    if isinstance(out, list):
+      figs[kind].extend(out)
+    elif out is not None:
+      figs[kind].append(out)
   return figs
 
 
@@ -373,10 +366,16 @@ CSV_TABLES = (
 
 
 def write_outputs(
-  a: Analysis, workdir, *, with_figures: bool = True, studies: Sequence = ()
+  a: Analysis,
+  workdir,
+  *,
+  with_figures: bool = True,
+  studies: Sequence = (),
+  figure_workers: int | None = None,
 ) -> pathlib.Path:
   """CSV tables, figures (PNG + PDF in figures/), report.md and report.html; returns report.md.
-  `studies`: study modules whose parts the report shows (`report.write`)."""
+  `studies`: study modules whose parts the report shows (`report.write`); `figure_workers`:
+  processes drawing the figures (None: `render.default_workers()`)."""
   from jtransfer.analysis import report  # noqa: PLC0415 (report imports run's Analysis)
 
   workdir = pathlib.Path(workdir)
@@ -385,7 +384,7 @@ def write_outputs(
     with workdir_files.replaced_whole(workdir / f"analysis_{name}.csv") as tmp:
       getattr(a, name).to_csv(tmp, index=False)
   if with_figures:
-    a.figures = make_figures(a, workdir / "figures")
+    a.figures = make_figures(a, workdir / "figures", workers=figure_workers)
   return report.write(a, workdir, studies=studies)
 
 
