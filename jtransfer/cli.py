@@ -121,10 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       print("\n".join(migrate.migrate(args.workdir)))
     else:
       print(report(args.workdir, seeds=args.seeds, n_boot=args.n_boot, figures=args.figures))
-  except (ValueError, ImportError, FileNotFoundError) as e:
-    if errors.verbose(args.verbose):
+  except Exception as e:
+    message = errors.user_message(e, (ValueError, ImportError, FileNotFoundError))
+    if message is None or errors.verbose(args.verbose):
       raise
-    parser.exit(2, f"{parser.prog} {args.command}: error: {errors.one_line(e)}\n")
+    parser.exit(2, f"{parser.prog} {args.command}: error: {message}\n")
   return 0
 
 

@@ -161,3 +161,58 @@ def test_replaced_whole_keeps_the_old_file_when_the_write_fails(tmp_path):
     tmp.write_text("new, ha")
     raise OSError(errno.ENOSPC, "No space left on device")
   assert path.read_text() == "old, whole\n" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_full_disk_at_the_command_line_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+  """`python -m jtransfer export` on a full disk: one line naming the file and what to do (was
+  an OSError traceback); the traceback with --verbose."""
+  from jtransfer import cli
+
+  with results.Store(tmp_path) as store:
+    store.mark_done("score", "u0", {"scores": _rows(0, 50)})
+  _full_disk_on_call(monkeypatch, 1)
+  with pytest.raises(SystemExit) as e:
+    cli.main(["export", str(tmp_path), "--format", "csv"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert "\n" not in err and "Traceback" not in err, err
+  assert "jtransfer export: error: no space left on the device writing " in err, err
+  assert "rerun" in err and str(tmp_path / "export") in err, err
+  _full_disk_on_call(monkeypatch, 1)
+  with pytest.raises(OSError, match="No space left"):
+    cli.main(["--verbose", "export", str(tmp_path), "--format", "csv"])
+
+
+@pytest.mark.parametrize(
+  "raised, words",
+  [
+    (OSError(errno.ENOSPC, "No space left on device", "/w/ckpt/x"), ["writing /w/ckpt/x"]),
+    # orbax and other writers wrap the OSError: it is found in the chain.
+    ("wrapped", ["no space left on the device writing /w/a.tmp"]),
+    (sqlite3.OperationalError("database or disk is full"), ["results database"]),
+    (OSError(errno.EROFS, "Read-only file system", "/ro/w"), ["cannot write /ro/w", "writable"]),
+  ],
+)
+def test_exit_on_tells_a_full_or_read_only_disk_in_one_line(raised, words, capsys):
+  from jtransfer import errors
+
+  if raised == "wrapped":
+    try:
+      raise OSError(errno.ENOSPC, "No space left on device", "/w/a.tmp")
+    except OSError as cause:
+      raised = RuntimeError("checkpoint save failed")
+      raised.__cause__ = cause
+  with pytest.raises(SystemExit) as e, errors.exit_on("prog"):
+    raise raised
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("prog: error: ") and "\n" not in err, err
+  for w in words:
+    assert w in err, err
+
+
+def test_exit_on_keeps_the_traceback_of_other_os_errors():
+  from jtransfer import errors
+
+  with pytest.raises(OSError, match="I/O"), errors.exit_on("prog"):
+    raise OSError(errno.EIO, "I/O error", "/w/x")
