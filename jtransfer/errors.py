@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -55,6 +56,10 @@ def storage_message(error: BaseException) -> str | None:
     seen.add(id(e))
     if isinstance(e, OSError) and e.errno in _NO_SPACE:
       where = f" writing {e.filename}" if e.filename else ""
+      return f"no space left on the device{where}: free space or use another workdir, {_RERUN}"
+    if "os_error_code='28'" in str(e):  # tensorstore (orbax's array writer): ENOSPC in words
+      where = re.search(r'local file "([^"]+)"', str(e))
+      where = f" writing {where[1]}" if where else ""
       return f"no space left on the device{where}: free space or use another workdir, {_RERUN}"
     if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
       return f"no space left for the results database: free space or use another workdir, {_RERUN}"

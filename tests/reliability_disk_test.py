@@ -216,3 +216,37 @@ def test_exit_on_keeps_the_traceback_of_other_os_errors():
 
   with pytest.raises(OSError, match="I/O"), errors.exit_on("prog"):
     raise OSError(errno.EIO, "I/O error", "/w/x")
+
+
+def test_a_really_full_disk_during_an_array_write_then_a_retry_in_the_same_process(tmp_path):
+  """A real full file system (a 2 MB tmpfs; needs root, skipped elsewhere): tensorstore fails
+  mid-array with a ValueError naming errno 28, nothing reads as a checkpoint, the command line
+  says it in one line, and once space is freed the same process saves and restores it."""
+  import subprocess
+
+  from jtransfer import errors
+
+  mnt = tmp_path / "tiny"
+  mnt.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)],
+                    capture_output=True).returncode != 0:  # fmt: skip
+    pytest.skip("cannot mount a small tmpfs here (not root)")
+  try:
+    (mnt / "filler").write_bytes(b"\0" * 1_850_000)
+    rng = np.random.default_rng(0)
+    params = {"backbone": {"w": rng.normal(size=(300, 300)).astype(np.float32)}}  # 360 KB
+    path = mnt / "zoo" / "7"
+    with pytest.raises(Exception) as e:
+      checkpointing.save(path, params, extra={"step": 7})
+    message = errors.storage_message(e.value)
+    assert message and message.startswith("no space left on the device writing "), e.value
+    assert str(mnt / "zoo") in message and "\n" not in message
+    assert not checkpointing.exists(path) and checkpointing.complete_steps(mnt / "zoo") == []
+    (mnt / "filler").unlink()
+    checkpointing.save(path, params, extra={"step": 7})
+    np.testing.assert_array_equal(
+      checkpointing.restore(path)["backbone"]["w"], params["backbone"]["w"]
+    )
+    assert [p.name for p in (mnt / "zoo").iterdir()] == ["7"]
+  finally:
+    subprocess.run(["umount", str(mnt)], check=False)

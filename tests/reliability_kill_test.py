@@ -147,6 +147,11 @@ def test_evaluate_killed_mid_table_then_rerun_equals_an_uninterrupted_evaluate(t
   assert report == (tmp_path / "one" / "report.md").read_text().replace(
     str(tmp_path / "one"), str(tmp_path / "wd")
   )  # the report names its workdir
+  # Killed again, now with a finished report in place: that report goes (it describes the
+  # tables before this run; it stayed, beside newer CSVs, before the fix).
+  _killed(_run(tmp_path, "csv_write_4", str(REPO / "launch/evaluate.py"), *args))
+  assert not (tmp_path / "wd" / "report.md").exists()
+  assert not (tmp_path / "wd" / "report.html").exists()
 
 
 @pytest.mark.slow  # two `python -m jtransfer` runs in subprocesses

@@ -380,6 +380,10 @@ def write_outputs(
 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  # The old report describes the old tables: it goes before they change, so an evaluate killed
+  # part-way leaves no report that disagrees with the CSVs (the rerun writes it).
+  for name in report.FILES:
+    (workdir / name).unlink(missing_ok=True)
   for name in CSV_TABLES:
     with workdir_files.replaced_whole(workdir / f"analysis_{name}.csv") as tmp:
       getattr(a, name).to_csv(tmp, index=False)

@@ -571,6 +571,9 @@ SECTIONS = (
 )
 
 
+FILES = ("report.md", "report.html")
+
+
 def write(a, workdir, *, studies=()) -> pathlib.Path:
   """report.md and report.html in `workdir`: every section of `SECTIONS` in order, with the
   parts of `studies` (modules with `findings(a)` and `section(d, a)`, e.g.
@@ -580,11 +583,8 @@ def write(a, workdir, *, studies=()) -> pathlib.Path:
   d.h(1, "jtransfer evaluation report")
   for section in SECTIONS:
     section(d, a, page)
-  md = page.workdir / "report.md"
-  for path, text in (
-    (md, d.markdown()),
-    (page.workdir / "report.html", d.html("jtransfer report")),
-  ):
+  md, html = (page.workdir / name for name in FILES)
+  for path, text in ((md, d.markdown()), (html, d.html("jtransfer report"))):
     with workdir_files.replaced_whole(path) as tmp:
       tmp.write_text(text, encoding="utf-8")
   return md
