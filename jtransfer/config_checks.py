@@ -79,7 +79,12 @@ def _plan(c: Mapping[str, Any], stages: Sequence[str] = ("pretrain",)):
 
   sections = {k: c.get(k) or {} for k in ("pretrain", "score", "finetune")}
   return sweep.plan(
-    workdir=".", sources=c["sources"], evaluate=c.get("evaluate"), stages=stages, **sections
+    workdir=".",
+    sources=c["sources"],
+    evaluate=c.get("evaluate"),
+    stages=stages,
+    studies=tuple(c.get("studies") or ()),
+    **sections,
   )
 
 

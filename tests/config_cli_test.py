@@ -67,7 +67,7 @@ def test_unknown_keys_name_the_valid_ones():
     _thesis("tiny", "foo=1")
   assert str(e.value) == (
     "--config.foo: unknown key 'foo'; valid top-level keys: "
-    "cpu_devices, evaluate, finetune, pretrain, score, sources"
+    "cpu_devices, evaluate, finetune, pretrain, score, sources, studies"
   )
   with pytest.raises(config_cli.ConfigError, match=r"unknown key 'workdir'; valid keys of 'score'"):
     _thesis("tiny", "score.workdir=x")  # set by the sweep, not by the config

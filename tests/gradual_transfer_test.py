@@ -28,7 +28,7 @@ def tiny_run(tmp_path_factory, data_dir):
     finetune={**c["finetune"], "show_progress": False},
     evaluate=c["evaluate"],
     stages=c["stages"],
-    reports=c["reports"],
+    studies=c["studies"],
     data_dir=str(data_dir),
   )
   return workdir, c

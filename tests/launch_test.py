@@ -136,14 +136,15 @@ def test_run_study_passes_the_config_sections_and_the_stages(monkeypatch, tmp_pa
   d = thesis.to_dict()
   assert seen[-1] == dict(
     workdir=tmp_path, sources=d["sources"], pretrain=d["pretrain"], score=d["score"],
-    finetune=d["finetune"], evaluate=d["evaluate"], stages=("score",), data_dir="d", reports=(),
+    finetune=d["finetune"], evaluate=d["evaluate"], stages=("score",), data_dir="d",
+    studies=("thesis",),
   )  # fmt: skip
   sweep.run_study(thesis, workdir=tmp_path)  # no stages: all of them
   assert seen[-1]["stages"] == sweep.STAGES
   gradual = config_cli.load(f"{REPO / 'configs' / 'gradual_transfer.py'}:quick")
-  sweep.run_study(gradual, workdir=tmp_path)  # the config's own stages and reports
+  sweep.run_study(gradual, workdir=tmp_path)  # the config's own stages and studies
   assert seen[-1]["stages"] == tuple(gradual.stages) != sweep.STAGES
-  assert seen[-1]["reports"] == list(gradual.reports) and seen[-1]["evaluate"] is None
+  assert seen[-1]["studies"] == ("gradual",) and seen[-1]["evaluate"] is None
 
 
 @pytest.mark.slow  # four launcher processes: the tiny study, one stage each

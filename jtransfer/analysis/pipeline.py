@@ -3,7 +3,6 @@
 import dataclasses
 import pathlib
 import sqlite3
-from collections.abc import Sequence
 
 import pandas as pd
 
@@ -372,11 +371,9 @@ CSV_TABLES = (
 )
 
 
-def write_outputs(
-  a: Analysis, workdir, *, with_figures: bool = True, studies: Sequence = ()
-) -> pathlib.Path:
+def write_outputs(a: Analysis, workdir, *, with_figures: bool = True, parts=()) -> pathlib.Path:
   """CSV tables, figures (PNG + PDF in figures/), report.md and report.html; returns report.md.
-  `studies`: study modules whose parts the report shows (`report.write`)."""
+  `parts`: what the studies add to the report (`report.Part`s)."""
   from jtransfer.analysis import report  # noqa: PLC0415 (report imports run's Analysis)
 
   workdir = pathlib.Path(workdir)
@@ -386,7 +383,7 @@ def write_outputs(
       getattr(a, name).to_csv(tmp, index=False)
   if with_figures:
     a.figures = make_figures(a, workdir / "figures")
-  return report.write(a, workdir, studies=studies)
+  return report.write(a, workdir, parts=parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,8 +392,7 @@ class EvaluateConfig:
 
   keep_seeds: one point per seed instead of the seed mean; n_boot: bootstrap resamples of the
   correlations' intervals (0: none); seed: their random seed; param_penalty, higher_is_better,
-  setting, probe, focus_layer: see `analyse`; with_figures: also write figures/; studies: names
-  of `jtransfer.studies` whose parts the report shows (None: the studies' own default).
+  setting, probe, focus_layer: see `analyse`; with_figures: also write figures/.
   """
 
   keep_seeds: bool = False
@@ -408,31 +404,21 @@ class EvaluateConfig:
   probe: str | None = None
   focus_layer: str | None = None
   with_figures: bool = True
-  studies: tuple[str, ...] | None = None
 
   def __post_init__(self):
     if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
       raise ValueError(f"n_boot must be an int >= 0, got {self.n_boot!r}")
-    if self.studies is not None:
-      value = self.studies
-      object.__setattr__(self, "studies", (value,) if isinstance(value, str) else tuple(value))
     if self.higher_is_better is not None:
       object.__setattr__(self, "higher_is_better", dict(self.higher_is_better))
 
 
-def run(config: EvaluateConfig | None, workdir) -> pathlib.Path:
-  """Reads the workdir's results store, writes analysis_*.csv, figures/ and report.md/.html
-  (`config` None: the defaults)."""
-  c = EvaluateConfig() if config is None else config
-  studies = c.studies
-  from jtransfer import studies as studies_lib  # noqa: PLC0415 (the studies import analysis)
-
-  modules = studies_lib.resolve(studies)
-  t = load_tables(workdir)
-  a = analyse(
-    t["scores"],
-    t["finetune"],
-    t.get("checkpoints"),
+def analyse_tables(tables: dict[str, pd.DataFrame], config: EvaluateConfig) -> Analysis:
+  """`analyse` of a workdir's store tables (`load_tables`) with `config`'s settings."""
+  c = config
+  return analyse(
+    tables["scores"],
+    tables["finetune"],
+    tables.get("checkpoints"),
     keep_seeds=c.keep_seeds,
     n_boot=c.n_boot,
     seed=c.seed,
@@ -442,4 +428,12 @@ def run(config: EvaluateConfig | None, workdir) -> pathlib.Path:
     probe=c.probe,
     focus_layer=c.focus_layer,
   )
-  return write_outputs(a, workdir, with_figures=c.with_figures, studies=modules)
+
+
+def run(config: EvaluateConfig | None, workdir) -> pathlib.Path:
+  """The standard report alone: reads the workdir's store, writes analysis_*.csv, figures/ and
+  report.md/.html (`config` None: the defaults). Studies add theirs through
+  `jtransfer.studies.write_report`."""
+  c = EvaluateConfig() if config is None else config
+  a = analyse_tables(load_tables(workdir), c)
+  return write_outputs(a, workdir, with_figures=c.with_figures)
