@@ -35,13 +35,17 @@ and random-init baselines alike; final test accuracy and log-AUC as ground truth
 resampling pre-training seeds within each source (B = 2,000).
 """
 
+import pathlib
+
 import ml_collections
 
-from configs import audio_fsdd
+from jtransfer import config_cli
 from jtransfer.data import audio_tasks
 from jtransfer.studies.audio_scale import LADDER, ONTOLOGY
 
 DECIDE_STEPS = 300
+# The zoo settings this study derives from, loaded by path (configs/ is no package).
+audio_fsdd = config_cli.load_module(pathlib.Path(__file__).with_name("audio_fsdd.py"))
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:

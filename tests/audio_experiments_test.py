@@ -8,6 +8,7 @@ on a shared 2-core CPU, hence slow.
 """
 
 import math
+import pathlib
 
 import jax
 import numpy as np
@@ -16,11 +17,14 @@ import pytest
 from references import pairwise_auroc
 from stage_calls import run_job
 
-from configs import audio_fsdd, audio_scale
-from jtransfer import checkpointing, metrics, results, score_job, studies, sweep
+from jtransfer import checkpointing, config_cli, metrics, results, score_job, studies, sweep
 from jtransfer.models import functional
 from jtransfer.studies import audio_scale as scale_study
 from jtransfer.studies import neural_collapse
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+audio_fsdd = config_cli.load_module(CONFIGS / "audio_fsdd.py")
+audio_scale = config_cli.load_module(CONFIGS / "audio_scale.py")
 
 pytestmark = pytest.mark.slow
 

@@ -2,18 +2,17 @@
 its matrix and asymmetry recomputed here from the stored fine-tune rows (float64 NumPy)."""
 
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import results, sweep
+from jtransfer import config_cli, results, sweep
+from jtransfer.studies import gradual as gradual_report
 from jtransfer.train import finetune
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import gradual_transfer  # noqa: E402
-from jtransfer.studies import gradual as gradual_report  # noqa: E402
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+gradual_transfer = config_cli.load_module(CONFIGS / "gradual_transfer.py")
 
 
 @pytest.fixture(scope="module")

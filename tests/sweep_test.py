@@ -2,16 +2,15 @@
 with the same numbers as before the jobs layer was rebuilt (issue 12)."""
 
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import results, studies, sweep
+from jtransfer import config_cli, results, studies, sweep
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import thesis_cnn  # noqa: E402
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+thesis_cnn = config_cli.load_module(CONFIGS / "thesis_cnn.py")
 
 _TABLES = ("checkpoints", "scores", "finetune")
 _BEFORE = pathlib.Path(__file__).parent / "data" / "tiny_sweep_before"
@@ -169,16 +168,14 @@ def test_studies_are_checked_before_any_stage_and_run_in_the_evaluate_stage(tmp_
 
 
 def test_study_configs_name_studies_that_exist():
-  from configs import audio_nc, audio_scale, gradual_transfer
-
   named = {}
-  for module in (audio_scale, audio_nc, gradual_transfer, thesis_cnn):
-    config = module.get_config("quick")
-    named[module.__name__] = tuple(config.studies)
+  for name in ("audio_scale", "audio_nc", "gradual_transfer", "thesis_cnn"):
+    config = config_cli.load(f"{CONFIGS / name}.py:quick")
+    named[name] = tuple(config.studies)
     assert all(callable(m.report) for m in studies.resolve(config.studies))
   assert named == {
-    "configs.audio_scale": ("audio_scale",),
-    "configs.audio_nc": ("neural_collapse",),
-    "configs.gradual_transfer": ("gradual",),
-    "configs.thesis_cnn": ("thesis",),
+    "audio_scale": ("audio_scale",),
+    "audio_nc": ("neural_collapse",),
+    "gradual_transfer": ("gradual",),
+    "thesis_cnn": ("thesis",),
   }
