@@ -77,15 +77,7 @@ def study_models(config) -> list[tuple[str, str, dict]]:
 def _plan(c: Mapping[str, Any], stages: Sequence[str] = ("pretrain",)):
   from jtransfer import sweep  # noqa: PLC0415
 
-  sections = {k: c.get(k) or {} for k in ("pretrain", "score", "finetune")}
-  return sweep.plan(
-    workdir=".",
-    sources=c["sources"],
-    evaluate=c.get("evaluate"),
-    stages=stages,
-    studies=tuple(c.get("studies") or ()),
-    **sections,
-  )
+  return sweep.plan_study(c, workdir=".", stages=stages).calls
 
 
 def minimal_study() -> ml_collections.ConfigDict:

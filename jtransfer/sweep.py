@@ -81,6 +81,18 @@ def _targets(stage: str, section: Mapping[str, Any]) -> list[tuple[str, dict]]:
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A checked sweep: its workdir, the stages to run, and every job call of them, in order."""
+
+  workdir: pathlib.Path
+  stages: tuple[str, ...]
+  calls: tuple[Call, ...]
+
+  def of(self, stage: str) -> list[Call]:
+    return [c for c in self.calls if c.stage == stage]
+
+
 def stage_config(stage: str) -> type:
   """The frozen config dataclass of `stage` (its one schema)."""
   if stage == "pretrain":
@@ -107,9 +119,19 @@ def plan(
   stages: Sequence[str] = STAGES,
   data_dir: str | None = None,
   studies: Sequence[str] = (),
-) -> list[Call]:
+) -> Plan:
   """Every job call of the requested stages, in order, each config built and checked (a
-  ValueError of one line naming the stage, and the source or target, otherwise)."""
+  ValueError of one line naming the stage, and the source or target, otherwise).
+
+  sources: one mapping per source task: `name` plus per-source overrides of `pretrain`
+    (e.g. `batch_size` 32 for the MNIST splits).
+  pretrain / score / finetune: the fields of the stage's config dataclass (and the runtime
+    fields `job.STAGE_RUNTIME`), except `targets` in score and finetune, which lists the target
+    datasets (the stage runs once per target).
+  evaluate: the fields of `analysis.EvaluateConfig`; None: no standard report (the evaluate
+    stage then runs the studies only).
+  studies: the names of the study modules (`jtransfer.studies.STUDIES`) the evaluate stage runs.
+  """
   from jtransfer import job
 
   unknown = [s for s in stages if s not in STAGES]
@@ -145,47 +167,16 @@ def plan(
     except ValueError as e:
       raise ValueError(f"studies: {e}") from None
     calls.append(Call("evaluate", "evaluate", config, None))
-  return calls
+  return Plan(pathlib.Path(workdir), tuple(stages), tuple(calls))
 
 
-def run(
-  *,
-  workdir: str | pathlib.Path,
-  sources: Sequence[Mapping[str, Any]],
-  pretrain: Mapping[str, Any],
-  score: Mapping[str, Any],
-  finetune: Mapping[str, Any],
-  evaluate: Mapping[str, Any] | None,
-  stages: Sequence[str] = STAGES,
-  data_dir: str | None = None,
-  studies: Sequence[str] = (),
-) -> pathlib.Path | None:
-  """Runs the requested stages; returns the report path when `evaluate` ran.
-
-  sources: one mapping per source task: `name` plus per-source overrides of `pretrain`
-    (e.g. `batch_size` 32 for the MNIST splits).
-  pretrain / score / finetune: the fields of the stage's config dataclass (and the runtime
-    fields `job.STAGE_RUNTIME`), except `targets` in score and finetune, which lists the target
-    datasets (the stage runs once per target).
-  evaluate: the fields of `analysis.EvaluateConfig`; None skips the standard report (the
-    evaluate stage then runs the studies only).
-  studies: the names of the study modules (`jtransfer.studies.STUDIES`) the evaluate stage runs.
-  """
-  calls = plan(
-    workdir=workdir,
-    sources=sources,
-    pretrain=pretrain,
-    score=score,
-    finetune=finetune,
-    evaluate=evaluate,
-    stages=stages,
-    data_dir=data_dir,
-    studies=studies,
-  )
-  workdir = pathlib.Path(workdir)
+def run(plan: Plan) -> pathlib.Path | None:
+  """Runs a checked plan (`plan`, `plan_study`); returns the report path when the standard
+  report was written."""
+  workdir, stages = plan.workdir, plan.stages
   workdir.mkdir(parents=True, exist_ok=True)
   report = None
-  by_stage = {stage: [c for c in calls if c.stage == stage] for stage in STAGES}
+  by_stage = {stage: plan.of(stage) for stage in STAGES}
 
   if "pretrain" in stages:
     from jtransfer.train import pretrain as pretrain_job
@@ -231,6 +222,30 @@ def run(
   return report
 
 
+def plan_study(
+  config: Mapping[str, Any],
+  *,
+  workdir: str | pathlib.Path,
+  stages: Sequence[str] | None = None,
+  data_dir: str | None = None,
+) -> Plan:
+  """`plan` of a study config (`configs/*.py`: sources, pretrain, score, finetune, evaluate,
+  optional studies and stages); stages None: the config's `stages`, else all."""
+  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return plan(
+    workdir=workdir,
+    sources=c["sources"],
+    pretrain=c.get("pretrain") or {},
+    score=c.get("score") or {},
+    finetune=c.get("finetune") or {},
+    evaluate=c.get("evaluate"),
+    # A study that needs no scores (gradual transfer) declares its stages in its config.
+    stages=tuple(stages or c.get("stages") or STAGES),
+    data_dir=data_dir,
+    studies=tuple(c.get("studies") or ()),
+  )
+
+
 def run_study(
   config: Mapping[str, Any],
   *,
@@ -238,18 +253,5 @@ def run_study(
   stages: Sequence[str] | None = None,
   data_dir: str | None = None,
 ) -> pathlib.Path | None:
-  """`run` over a study config (`configs/*.py`: sources, pretrain, score, finetune, evaluate,
-  optional studies and stages); stages None: the config's `stages`, else all."""
-  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  return run(
-    workdir=workdir,
-    sources=c["sources"],
-    pretrain=c["pretrain"],
-    score=c["score"],
-    finetune=c["finetune"],
-    evaluate=c["evaluate"],
-    # A study that needs no scores (gradual transfer) declares its stages in its config.
-    stages=tuple(stages or c.get("stages") or STAGES),
-    data_dir=data_dir,
-    studies=tuple(c.get("studies") or ()),
-  )
+  """`run` of `plan_study`: builds and checks every stage's config once, then runs them."""
+  return run(plan_study(config, workdir=workdir, stages=stages, data_dir=data_dir))

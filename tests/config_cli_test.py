@@ -96,7 +96,7 @@ def test_override_schema_is_the_fields_of_the_stage_dataclasses():
   (call,) = sweep.plan(
     workdir="w", sources=[{"name": "mnist"}], pretrain={}, score={}, finetune={}, evaluate=None,
     stages=("pretrain",),
-  )  # fmt: skip
+  ).calls  # fmt: skip
   assert call.config == pretrain.PretrainConfig(source="mnist")
   assert call.config.arch == "cnn" and call.config.duration == {"epochs": 100}
   assert not hasattr(config_checks, "DEFAULT_ARCH")

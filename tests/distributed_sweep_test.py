@@ -43,11 +43,11 @@ _SCRIPT = textwrap.dedent(
   pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
   assert sharding.maybe_initialize_distributed(f"127.0.0.1:{port}", 2, pid)
   c = thesis_cnn.get_config("tiny").to_dict()
-  report = sweep.run(
+  report = sweep.run(sweep.plan(
     workdir=workdir, sources=c["sources"], pretrain={**c["pretrain"], "show_progress": False},
     score=c["score"], finetune=c["finetune"], evaluate={**c["evaluate"], "with_figures": False},
     data_dir=os.environ["JTRANSFER_DATA_DIR"],
-  )
+  ))
   print("REPORT", pid, report, flush=True)
   """
 ).replace("THESIS_CNN", repr(str(_CONFIGS / "thesis_cnn.py")))
@@ -156,7 +156,7 @@ def test_two_process_sweep_killed_and_rerun_equals_one_process_run(tmp_path, dat
   }
 
   # The same sweep as one process (8 fake CPU devices, the test session's setup).
-  report = sweep.run(workdir=one, **_tiny_kwargs(data_dir))
+  report = sweep.run(sweep.plan(workdir=one, **_tiny_kwargs(data_dir)))
   assert report == one / "report.md"
 
   # Nothing lost: the same rows as the one-process run, values within float32 rounding.

@@ -19,7 +19,7 @@ gradual_transfer = config_cli.load_module(CONFIGS / "gradual_transfer.py")
 def tiny_run(tmp_path_factory, data_dir):
   workdir = tmp_path_factory.mktemp("gradual")
   c = gradual_transfer.get_config("tiny").to_dict()
-  sweep.run(
+  plan = sweep.plan(
     workdir=workdir,
     sources=c["sources"],
     pretrain={**c["pretrain"], "show_progress": False},
@@ -30,6 +30,7 @@ def tiny_run(tmp_path_factory, data_dir):
     studies=c["studies"],
     data_dir=str(data_dir),
   )
+  sweep.run(plan)
   return workdir, c
 
 

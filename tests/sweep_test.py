@@ -21,7 +21,7 @@ def _run_tiny(workdir, data_dir, **kw):
   # tables below were written with ("auto" on CPU is now "sequential": the same training up to
   # float summation order, which tests/train_pretrain_test.py and finetune_test.py compare).
   c = thesis_cnn.get_config("tiny").to_dict()
-  return sweep.run(
+  plan = sweep.plan(
     workdir=workdir,
     sources=c["sources"],
     pretrain={**c["pretrain"], "show_progress": False, "seed_parallel": "devices"},
@@ -31,6 +31,7 @@ def _run_tiny(workdir, data_dir, **kw):
     data_dir=str(data_dir),
     **kw,
   )
+  return sweep.run(plan)
 
 
 @pytest.fixture(scope="module")
@@ -154,16 +155,16 @@ def test_studies_are_checked_before_any_stage_and_run_in_the_evaluate_stage(tmp_
     "jtransfer.studies.write_report", lambda workdir, config: calls.append(config) or []
   )
   no_stage = dict(sources=[], pretrain={}, score={}, finetune={}, evaluate=None)
-  sweep.run(workdir=tmp_path, stages=("evaluate",), studies=["gradual"], **no_stage)
+  sweep.run(sweep.plan(workdir=tmp_path, stages=("evaluate",), studies=["gradual"], **no_stage))
   # evaluate None: the study alone; the config is recorded for `python -m jtransfer report`.
   assert [(c.evaluate, c.studies) for c in calls] == [(None, ("gradual",))]
   assert studies.recorded(tmp_path) == calls[0]
   # Neither a standard report nor a study: no evaluate call at all.
-  sweep.run(workdir=tmp_path, stages=("evaluate",), **no_stage)
+  sweep.run(sweep.plan(workdir=tmp_path, stages=("evaluate",), **no_stage))
   assert len(calls) == 1
   # A bad name fails before any work (the evaluate stage is never reached).
   with pytest.raises(ValueError, match="^studies: unknown studies 'plot'"):
-    sweep.run(workdir=tmp_path / "bad", stages=("evaluate",), studies=["plot"], **no_stage)
+    sweep.plan(workdir=tmp_path / "bad", stages=("evaluate",), studies=["plot"], **no_stage)
   assert len(calls) == 1 and not (tmp_path / "bad").exists()
 
 

@@ -185,12 +185,12 @@ def test_a_lost_store_is_rebuilt_from_the_zoo(tmp_path, data_dir):
   kw = dict(sources=c["sources"], pretrain={**c["pretrain"], "show_progress": False},
             score=c["score"], finetune=c["finetune"], evaluate=c["evaluate"],
             data_dir=str(data_dir))  # fmt: skip
-  sweep.run(workdir=tmp_path, **kw)
+  sweep.run(sweep.plan(workdir=tmp_path, **kw))
   before = {t: results.load(tmp_path, t) for t in ("checkpoints", "scores")}
   assert len(before["checkpoints"]) == 20  # 2 sources x 2 seeds x steps 0, 1, 3, 10, 12
   for p in tmp_path.glob("results.sqlite*"):
     p.unlink()
-  report_path = sweep.run(workdir=tmp_path, **kw)
+  report_path = sweep.run(sweep.plan(workdir=tmp_path, **kw))
   after = {t: results.load(tmp_path, t) for t in ("checkpoints", "scores")}
   assert len(after["checkpoints"]) == 20 and len(after["scores"]) == len(before["scores"])
   key = ["source", "arch", "seed", "step"]

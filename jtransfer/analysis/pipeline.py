@@ -205,18 +205,22 @@ def analyse(
   finetune: pd.DataFrame,
   checkpoints: pd.DataFrame | None = None,
   *,
-  keep_seeds: bool = False,
-  n_boot: int = 1000,
-  seed: int = 0,
-  param_penalty: float = 0.0,
-  higher_is_better: dict | None = None,
-  setting: str | None = None,
-  probe: str | None = None,
-  focus_layer: str | None = None,
   detail_all_settings: bool = False,
+  **settings,
 ) -> Analysis:
-  """All statistics from the three tables (see the module docs of each step). The focus layer
-  defaults to the tap the classifier head reads (`taps.default_focus_layer`)."""
+  """All statistics from the three tables (see the module docs of each step).
+
+  settings: fields of `EvaluateConfig` (keep_seeds, n_boot, seed, param_penalty,
+  higher_is_better, setting, probe, focus_layer), whose defaults are the only ones; the focus
+  layer defaults to the tap the classifier head reads (`taps.default_focus_layer`)."""
+  c = EvaluateConfig(**settings)
+  keep_seeds, n_boot, seed, param_penalty = c.keep_seeds, c.n_boot, c.seed, c.param_penalty
+  higher_is_better, setting, probe, focus_layer = (
+    c.higher_is_better,
+    c.setting,
+    c.probe,
+    c.focus_layer,
+  )
   if scores is None or scores.empty:
     raise ValueError("the scores table is empty: run the score job first")
   if finetune is None or finetune.empty:
@@ -414,20 +418,8 @@ class EvaluateConfig:
 
 def analyse_tables(tables: dict[str, pd.DataFrame], config: EvaluateConfig) -> Analysis:
   """`analyse` of a workdir's store tables (`load_tables`) with `config`'s settings."""
-  c = config
-  return analyse(
-    tables["scores"],
-    tables["finetune"],
-    tables.get("checkpoints"),
-    keep_seeds=c.keep_seeds,
-    n_boot=c.n_boot,
-    seed=c.seed,
-    param_penalty=c.param_penalty,
-    higher_is_better=c.higher_is_better,
-    setting=c.setting,
-    probe=c.probe,
-    focus_layer=c.focus_layer,
-  )
+  settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+  return analyse(tables["scores"], tables["finetune"], tables.get("checkpoints"), **settings)
 
 
 def run(config: EvaluateConfig | None, workdir) -> pathlib.Path:
