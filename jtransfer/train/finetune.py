@@ -622,6 +622,7 @@ class _Loop:
       workdir=self.ctx.workdir,
       num_classes=target.num_classes,
       model_kwargs=info.model_kwargs,
+      checkpoints=self.plan.checkpoints,
     )
     new_trainer = info.arch not in self.trainers
     if new_trainer:
