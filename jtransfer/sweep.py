@@ -92,6 +92,12 @@ class Plan:
   def of(self, stage: str) -> list[Call]:
     return [c for c in self.calls if c.stage == stage]
 
+  def only(self, stages: Sequence[str]) -> Plan:
+    """This plan with the calls of `stages` only (a check plans pre-training too, for the
+    architectures of the sources)."""
+    stages = tuple(s for s in STAGES if s in stages)
+    return Plan(self.workdir, stages, tuple(c for c in self.calls if c.stage in stages))
+
 
 def stage_config(stage: str) -> type:
   """The frozen config dataclass of `stage` (its one schema)."""

@@ -153,6 +153,20 @@ def test_run_study_runs_the_plan_of_the_config_sections_and_the_stages(monkeypat
   assert evaluate.config.studies == ("gradual",) and evaluate.config.evaluate is None
 
 
+def test_the_start_up_check_returns_the_plan_the_launcher_runs(tmp_path):
+  """The launcher runs the plan its start-up check built (each stage config built once): the
+  plan of the stages to run, in the workdir and data dir of the flags."""
+  from jtransfer import config_checks, config_cli, sweep  # noqa: PLC0415
+
+  thesis = config_cli.load(f"{REPO / 'configs' / 'thesis_cnn.py'}:tiny")
+  checked = config_checks.check_study(thesis, stages=("score",), workdir=tmp_path, data_dir="d")
+  assert checked == sweep.plan_study(thesis, workdir=tmp_path, stages=("score",), data_dir="d")
+  assert checked.stages == ("score",) and {c.stage for c in checked.calls} == {"score"}
+  everything = config_checks.check_study(thesis, workdir=tmp_path)
+  assert everything == sweep.plan_study(thesis, workdir=tmp_path)
+  assert everything.stages == sweep.STAGES
+
+
 @pytest.mark.slow  # four launcher processes: the tiny study, one stage each
 def test_single_stage_launchers_run_one_stage_each_and_match_the_sweep(tmp_path, data_dir):
   """pretrain.py, score.py, finetune.py, evaluate.py on one workdir: each runs only its stage of
