@@ -10,7 +10,8 @@ each model's LAST checkpoint on two targets of the unseen speakers 4-5 with a ne
 whose init is shared by every model (the paper): `head` (backbone frozen) and `full`. On the
 binary target `fsdd_zero_vs_rest_spk45` ("zero" vs any other digit, 1:9 like a screening task)
 the fine-tune job also stores the AUROC of the positive class at every evaluation. After the
-standard report, the sweep's evaluate stage runs `report` (this config's `reports`), which writes
+standard report, the sweep's evaluate stage runs the `neural_collapse` study (`c.studies`,
+`jtransfer.studies.neural_collapse.report`), which writes
 `nc_comparison.md` / `.csv`: Pearson r of NC score (lower is better), LEEP and LogME with final
 accuracy (both targets) and final AUROC (binary target), per mode and layer, plus the
 `embedding` layer (the input of each model's classifier: fc1 for audio_cnn/crnn, the global pool
@@ -39,6 +40,7 @@ from ml_collections.config_dict import placeholder
 
 from jtransfer.data import audio_tasks  # noqa: F401  (registers the extra FSDD tasks)
 from jtransfer.models import audio  # noqa: F401  (registers the audio models)
+from jtransfer.studies import neural_collapse
 
 SOURCES = (
   ("fsdd_digit_spk0123", "audio_cnn"),
@@ -49,8 +51,7 @@ SOURCES = (
   ("fsdd_digit_spk0123_n10", "dcase_cnn"),
 )
 TARGETS = ("fsdd_digit_spk45", "fsdd_zero_vs_rest_spk45")
-BINARY_TARGETS = ("fsdd_zero_vs_rest_spk45",)
-EMBEDDING = {"audio_cnn": "fc1", "audio_crnn": "fc1", "dcase_cnn": "pool"}
+BINARY_TARGETS = neural_collapse.AUROC_TARGETS  # the study's AUROC comparison
 QUICK_MODELS = {
   "audio_cnn": {"widths": [16, 32, 64], "fc": 64},
   "audio_crnn": {"widths": [16, 32, 64], "gru": 32, "fc": 64},
@@ -106,12 +107,5 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     finetune,
     evaluate,
   )
-  c.reports = ["configs.audio_nc:report"]
+  c.studies = ("neural_collapse",)
   return c
-
-
-def report(workdir: str):
-  """`nc_comparison.md` / `.csv` of a finished run of this config; returns the .md path."""
-  from jtransfer.studies import neural_collapse  # noqa: PLC0415
-
-  return neural_collapse.nc_comparison(workdir, auroc_targets=BINARY_TARGETS, embedding=EMBEDDING)

@@ -4,7 +4,7 @@ of the pre-training data drive transfer to the digits of unseen speakers.
   python launch/sweep.py --config configs/audio_scale.py:quick --workdir runs/audio_scale_quick
 
 It runs pre-train → score → fine-tune → evaluate (report as for every sweep), and the evaluate
-stage then runs `plot` (this config's `reports`), which writes `scale.csv` and
+stage then runs the `audio_scale` study (`c.studies`), which writes `scale.csv` and
 `figures/scale_classes.png` / `scale_samples.png`: fine-tune log-AUC of each source's last
 checkpoint (seed mean ± std) against the number of source classes and against samples per
 class, with the NC score, LogME and LEEP (at `pool`) in panels beside it
@@ -39,20 +39,13 @@ import pathlib
 
 import ml_collections
 
-from configs import audio_fsdd
+from jtransfer import config_cli
 from jtransfer.data import audio_tasks
+from jtransfer.studies.audio_scale import LADDER, ONTOLOGY
 
-TARGET = "fsdd_digit_spk45"
-TOP = audio_tasks.SAMPLE_LADDER[-1]  # 180: every train clip of a digit of speakers 0-3
-# source -> (number of classes, train samples per class)
-LADDER = {
-  **{audio_tasks.class_ladder_name(k): (k, TOP) for k in audio_tasks.CLASS_LADDER},
-  **{audio_tasks.sample_ladder_name(n): (10, n) for n in audio_tasks.SAMPLE_LADDER if n != TOP},
-}
-ONTOLOGY = ("fsdd_speaker_spk0123",)
-PLOT_SCORES = ("nc_score", "logme", "leep")
-PLOT_LAYER = "pool"
 DECIDE_STEPS = 300
+# The zoo settings this study derives from, loaded by path (configs/ is no package).
+audio_fsdd = config_cli.load_module(pathlib.Path(__file__).with_name("audio_fsdd.py"))
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
@@ -74,13 +67,5 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.finetune.duration = {"steps": 150}
     c.evaluate.n_boot = 2000
   c.sources = [{"name": name} for name in sources]
-  c.reports = ["configs.audio_scale:plot"]
+  c.studies = ("audio_scale",)
   return c
-
-
-def plot(workdir: str, *, layer: str = PLOT_LAYER, scores=PLOT_SCORES) -> list:
-  """Writes scale.csv and the two scale figures of a finished run; returns their paths."""
-  from jtransfer.studies import audio_scale as scale  # noqa: PLC0415
-
-  _, figures = scale.run(workdir, ladder=LADDER, target=TARGET, layer=layer, score_names=scores)
-  return [pathlib.Path(workdir) / "scale.csv", *figures]

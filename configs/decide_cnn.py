@@ -113,6 +113,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     steps=list(FT_STEPS),
   )
   c.evaluate = dict(keep_seeds=False, n_boot=2_000, focus_layer="pool2")
+  c.studies = ("thesis",)
   if arg == "pilot":
     c.sources = [{"name": "mnist"}, {"name": "mnist_noise"}]
     c.pretrain["num_seeds"] = 1

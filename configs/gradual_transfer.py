@@ -13,9 +13,9 @@ the target only, for the fine-tune length) is drawn beside it.
 
 Pairs: MNIST ↔ Fashion-MNIST and MNIST 0-4 ↔ 5-9 (thesis CNN), FSDD digits ↔ speakers of the
 same clips of speakers 0-3 (`audio_cnn`; the paper's ASR ↔ SER analogue: same audio, two tasks).
-No scores are computed (stages pretrain, finetune, evaluate); the evaluate stage runs `plot`
-(`jtransfer.studies.gradual`), which writes `gradual_matrix.csv` (source, target, l: log-AUC and
-final accuracy, seed mean/std), `gradual_asymmetry.csv` and, under figures/,
+No scores are computed (stages pretrain, finetune, evaluate); the evaluate stage runs the
+`gradual` study (`jtransfer.studies.gradual`), which writes `gradual_matrix.csv` (source, target,
+l: log-AUC and final accuracy, seed mean/std), `gradual_asymmetry.csv` and, under figures/,
 `gradual_transfer_<value>.png` (Fayek's Fig. 1 layout: per pair, value vs l for A→B and B→B, B→A
 and A→A, and the asymmetry) and `gradual_matrix_<value>.png` (the source→target × l matrix).
 Asymmetry at l: drop(A→B) − drop(B→A), drop(A→B) = M[A→B, l] − M[B→B, l]
@@ -185,14 +185,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   c.pretrain = pretrain
   c.score = {"targets": []}  # no scores: the study's ground truth is the fine-tune curves
   c.finetune = {**finetune, "targets": targets}
-  c.evaluate = None  # the standard score report has nothing to correlate; `plot` is the report
+  c.evaluate = None  # the standard score report has nothing to correlate; the study's is the report
   c.stages = ["pretrain", "finetune", "evaluate"]
-  c.reports = ["configs.gradual_transfer:plot"]
+  c.studies = ("gradual",)
   return c
-
-
-def plot(workdir: str) -> list:
-  """gradual_matrix.csv, gradual_asymmetry.csv and the figures of a finished run; their paths."""
-  from jtransfer.studies import gradual  # noqa: PLC0415
-
-  return gradual.run(workdir)

@@ -125,6 +125,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     optimizer_kwargs={"learning_rate": 1e-4},
   )
   c.evaluate = dict(keep_seeds=False, n_boot=1000, focus_layer="pool2")
+  c.studies = ("thesis",)  # the thesis' published numbers and findings beside the run's
 
   # Variants replace whole fields: ConfigDict.update would merge nested dicts such as duration.
   if arg == "quick":

@@ -81,6 +81,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     optimizer_kwargs={"learning_rate": 0.01, "momentum": 0.9, "decay_every_epochs": 20},
   )
   c.evaluate = dict(keep_seeds=False, n_boot=1000, focus_layer="pool5")
+  c.studies = ("thesis",)
 
   if arg == "tiny":
     c.image_folders = [

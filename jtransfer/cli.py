@@ -3,11 +3,14 @@
   python -m jtransfer list datasets|models|scores
   python -m jtransfer export WORKDIR [--format parquet|csv] [--out DIR]
   python -m jtransfer report WORKDIR [--seeds average|keep] [--n_boot N] [--no-figures]
+                             [--studies NAME,...]
   python -m jtransfer migrate WORKDIR
 
 `list scores` shows each score's direction (↑ higher is better, ↓ lower is better) and a
 one-line description; `export` writes one file per results table (default `<WORKDIR>/export`);
-`report` re-renders the analysis tables, figures and report.md/.html from the store; `migrate`
+`report` re-renders the analysis tables, figures and report.md/.html from the store, with the
+studies and settings the workdir's evaluate stage recorded (the flags override them), through the
+evaluate stage's own function (`studies.write_report`), so it writes the same files; `migrate`
 upgrades a workdir of an older format (`jtransfer.migrate`). A bad
 argument ends in one line naming the problem (exit status 2), never a traceback.
 """
@@ -78,12 +81,34 @@ def export(workdir: str, fmt: str, out: str | None) -> list[pathlib.Path]:
   return results.export(root, out or root / "export", fmt=fmt, tables=tables)
 
 
-def report(workdir: str, *, seeds: str, n_boot: int, figures: bool) -> pathlib.Path:
+def report(
+  workdir: str,
+  *,
+  seeds: str | None = None,
+  n_boot: int | None = None,
+  figures: bool | None = None,
+  studies: Sequence[str] | None = None,
+) -> list[pathlib.Path]:
+  """What the workdir's evaluate stage wrote, written again (the recorded `ReportConfig`, else
+  the defaults and no studies), with the arguments given (not None) replacing its settings."""
+  import dataclasses  # noqa: PLC0415
+
   from jtransfer import analysis  # noqa: PLC0415
+  from jtransfer import studies as studies_lib  # noqa: PLC0415
 
   root = _existing_workdir(workdir)
-  config = analysis.EvaluateConfig(keep_seeds=seeds == "keep", n_boot=n_boot, with_figures=figures)
-  return analysis.run(config, root)
+  base = studies_lib.recorded(root) or studies_lib.ReportConfig(analysis.EvaluateConfig())
+  given = {"keep_seeds": None if seeds is None else seeds == "keep", "n_boot": n_boot}
+  given = {k: v for k, v in {**given, "with_figures": figures}.items() if v is not None}
+  evaluate = base.evaluate
+  if given or evaluate is not None:
+    evaluate = dataclasses.replace(evaluate or analysis.EvaluateConfig(), **given)
+  names = base.studies if studies is None else studies
+  return studies_lib.write_report(root, studies_lib.ReportConfig(evaluate, tuple(names)))
+
+
+def _names(text: str) -> tuple[str, ...]:
+  return tuple(n for n in text.split(",") if n.strip())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,9 +123,13 @@ def _parser() -> argparse.ArgumentParser:
   ex.add_argument("--out", default=None, help="output folder (default WORKDIR/export)")
   rp = sub.add_parser("report", help="re-render a workdir's analysis tables, figures, report")
   rp.add_argument("workdir")
-  rp.add_argument("--seeds", choices=("average", "keep"), default="average")
-  rp.add_argument("--n_boot", type=int, default=1000)
-  rp.add_argument("--no-figures", dest="figures", action="store_false")
+  rp.add_argument("--seeds", choices=("average", "keep"), default=None)
+  rp.add_argument("--n_boot", type=int, default=None)
+  rp.add_argument("--no-figures", dest="figures", action="store_const", const=False)
+  rp.add_argument(
+    "--studies", type=_names, default=None, help="comma-separated study modules (default: the "
+    "workdir's recorded ones; '' for none)",
+  )  # fmt: skip
   mg = sub.add_parser("migrate", help="upgrade a workdir of an older format to this one")
   mg.add_argument("workdir")
   return p
@@ -120,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
       print("\n".join(migrate.migrate(args.workdir)))
     else:
-      print(report(args.workdir, seeds=args.seeds, n_boot=args.n_boot, figures=args.figures))
+      kwargs = dict(seeds=args.seeds, n_boot=args.n_boot, figures=args.figures)
+      for path in report(args.workdir, studies=args.studies, **kwargs):
+        print(path)
   except Exception as e:
     message = errors.user_message(e, (ValueError, ImportError, FileNotFoundError))
     if message is None or errors.verbose(args.verbose):

@@ -71,16 +71,15 @@ def _one_of(what: str, values: Sequence[str], valid: Sequence[str]) -> None:
 def study_models(config) -> list[tuple[str, str, dict]]:
   """(source, arch, model_kwargs) of every source of a study config, as pre-training sees it."""
   c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  return [(call.config.source, call.config.arch, call.config.model_kwargs) for call in _plan(c)]
+  return [
+    (call.config.source, call.config.arch, call.config.model_kwargs) for call in _plan(c).calls
+  ]
 
 
-def _plan(c: Mapping[str, Any], stages: Sequence[str] = ("pretrain",)):
+def _plan(c: Mapping[str, Any], stages: Sequence[str] = ("pretrain",), **where):
   from jtransfer import sweep  # noqa: PLC0415
 
-  sections = {k: c.get(k) or {} for k in ("pretrain", "score", "finetune")}
-  return sweep.plan(
-    workdir=".", sources=c["sources"], evaluate=c.get("evaluate"), stages=stages, **sections
-  )
+  return sweep.plan_study(c, workdir=where.pop("workdir", "."), stages=stages, **where)
 
 
 def minimal_study() -> ml_collections.ConfigDict:
@@ -104,8 +103,11 @@ def _name(target) -> str:
   return target["name"] if isinstance(target, Mapping) else target
 
 
-def check_study(config, stages: Sequence[str] | None = None) -> None:
-  """Raises ValueError (one line) at the first field that cannot work; see the module doc.
+def check_study(
+  config, stages: Sequence[str] | None = None, *, workdir=".", data_dir: str | None = None
+):
+  """Raises ValueError (one line) at the first field that cannot work (see the module doc);
+  returns the checked `sweep.Plan` of the stages to run (in `workdir`, with `data_dir`).
 
   stages: the stages about to run (default: the config's `stages`, else all); the sources must
   be non-empty only for pre-training, and the targets only for the stages that use them.
@@ -139,7 +141,10 @@ def check_study(config, stages: Sequence[str] | None = None) -> None:
   if c["score"].get("scores"):
     _one_of("score.scores", c["score"]["scores"], [*scores.names(), *score_job.BASELINES])
   # Every stage's config dataclass, built: its types, defaults and cross-field checks.
-  calls = _plan(c, stages=tuple(dict.fromkeys(("pretrain", *stages))))
+  checked = _plan(
+    c, stages=tuple(dict.fromkeys(("pretrain", *stages))), workdir=workdir, data_dir=data_dir
+  )
+  calls = checked.calls
   runs = [(k.config.source, k.config.arch, k.config.model_kwargs) for k in calls
           if k.stage == "pretrain"]  # fmt: skip
   # An imported source is no dataset: its taps are those of its architecture on a target.
@@ -164,3 +169,4 @@ def check_study(config, stages: Sequence[str] | None = None) -> None:
         freezing.parse_modes(mode_set, layers=model.layers, backbone_layers=model.backbone_layers)
       except ValueError as e:
         raise ValueError(f"finetune.modes ({arch}): {e}") from None
+  return checked.only(stages)

@@ -52,16 +52,33 @@ class ConfigError(ValueError):
 # -- loading --------------------------------------------------------------------------------
 
 
+_MODULES: dict[pathlib.Path, types.ModuleType] = {}
+
+
+def load_module(path: str | os.PathLike) -> types.ModuleType:
+  """The config file at `path` as a module, executed once per file (by its resolved path).
+
+  The one way configs are loaded: the study configs are files, not an installed package (no
+  top-level `configs` name to clash with), so a config that derives from another loads it
+  through here too: `audio_fsdd = config_cli.load_module(pathlib.Path(__file__).parent /
+  "audio_fsdd.py")`."""
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise ConfigError(f"config file {os.fspath(path)!r} does not exist")
+  key = file.resolve()
+  if key not in _MODULES:
+    name = f"_jtransfer_config_{file.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, key)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    _MODULES[key] = module
+  return _MODULES[key]
+
+
 def load(spec: str) -> ml_collections.ConfigDict:
   """`path/to/config.py[:variant]` -> `get_config(variant)` (or `get_config()` without one)."""
   path, _, variant = spec.partition(":")
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise ConfigError(f"config file {path!r} does not exist")
-  name = f"_jtransfer_config_{file.stem}"
-  module_spec = importlib.util.spec_from_file_location(name, file)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = load_module(path)
   if not callable(getattr(module, "get_config", None)):
     raise ConfigError(f"config file {path!r} has no get_config function")
   try:

@@ -8,7 +8,7 @@ Flags: `--config FILE[:VARIANT]` plus `--config.<path>=<value>` overrides (`conf
 (`distributed`) and `--verbose` (tracebacks for user errors, `jtransfer.errors`). The config is
 overridden and checked (`config_checks.check_study`, for the stages about to run) before any
 work; then the CPU devices it asks for are requested, the processes joined (and their flags and
-config compared: `distributed.same_run`), and the stages run by `sweep.run_study`.
+config compared: `distributed.same_run`), and the plan the check built run by `sweep.run`.
 """
 
 from __future__ import annotations
@@ -45,11 +45,14 @@ def main(stages: Sequence[str] | None = None, *, default_config: Callable | None
       return tuple(stages_flag.value)
     return None  # the config's own `stages`, else all
 
+  checked = []  # the plan the start-up check built: every stage's config, built once
   config_flag = config_cli.ConfigFlag(
     "config",
     "Study config.",
     schema=config_checks.study_schema,
-    checks=lambda c: config_checks.check_study(c, stages=to_run()),
+    checks=lambda c: checked.append(
+      config_checks.check_study(c, stages=to_run(), workdir=workdir.value, data_dir=data_dir.value)
+    ),
     default=default_config,
   )
   workdir = flags.DEFINE_string("workdir", None, "Run directory (rerun to resume).", required=True)
@@ -85,7 +88,7 @@ def main(stages: Sequence[str] | None = None, *, default_config: Callable | None
       # line; so are processes started with different flags or config.
       with errors.exit_on(prog, show_traceback=verbose.value):
         distributed.same_run(record, timeout_s=flags.FLAGS[distributed.TIMEOUT].value or 300)
-        sweep.run_study(config, workdir=workdir.value, stages=to_run(), data_dir=data_dir.value)
+        sweep.run(checked[-1])
       distributed.finish_together()
 
   config_cli.run(run, config_flag)

@@ -10,7 +10,11 @@ command, so every upgrade lives here, out of their way. Format 1 (no `format.jso
   (num_classes), the pre-training entries of `config.json` (model_kwargs, default none) and the
   thesis schedule (index). The checkpoint is written anew beside the old one and swapped in: the
   same arrays, the same content hash;
-- `format.json` is written last, so a migration stopped half-way is simply run again.
+Format 2 to 3 (one done-key shape): every done marker written as a string by older pre-training
+(`mnist/cnn/seed_0/step_3`) becomes the canonical key of its tuple (`results.key_str` of
+`(source, arch, seed, step)`), as every job writes and reads them now.
+
+`format.json` is written last, so a migration stopped half-way is simply run again.
 
 It runs under the workdir's lock: never beside a job.
 """
@@ -21,6 +25,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import shutil
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -258,4 +263,43 @@ def _rewrite(path: pathlib.Path, entry: zoo.Entry) -> None:
   shutil.rmtree(_backup(path))
 
 
-_STEPS: dict[int, Callable[[pathlib.Path], list[str]]] = {1: _from_1}
+# -- format 2 -> 3 ----------------------------------------------------------------------------
+
+_OLD_PRETRAIN_KEY = re.compile(
+  r"^(?P<source>[^/]+)/(?P<arch>[^/]+)/seed_(?P<seed>\d+)/step_(?P<step>\d+)$"
+)
+
+
+def canonical_key(job: str, key: str) -> str:
+  """The canonical done key of a marker `key` of `job` (unchanged when it is one already)."""
+  if key.startswith("["):
+    return key
+  m = _OLD_PRETRAIN_KEY.match(key)
+  if job == "pretrain" and m:
+    return results.key_str((m["source"], m["arch"], int(m["seed"]), int(m["step"])))
+  raise ValueError(f"done marker {key!r} of job {job!r} has no known shape; cannot migrate it")
+
+
+def _from_2(workdir: pathlib.Path) -> list[str]:
+  lines = []
+  for path in results.shard_paths(workdir):
+    conn = sqlite3.connect(path)
+    try:
+      with conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        rows = conn.execute("SELECT job, key FROM done").fetchall() if "done" in tables else []
+        old = [(job, key, canonical_key(job, key)) for job, key in rows]
+        old = [r for r in old if r[1] != r[2]]
+        for job, key, new in old:  # the new key wins where both are there
+          conn.execute(
+            "UPDATE OR IGNORE done SET key = ? WHERE job = ? AND key = ?", (new, job, key)
+          )
+          conn.execute("DELETE FROM done WHERE job = ? AND key = ?", (job, key))
+    finally:
+      conn.close()
+    if old:
+      lines.append(f"{path.name}: {len(old)} done markers rewritten as key tuples")
+  return lines
+
+
+_STEPS: dict[int, Callable[[pathlib.Path], list[str]]] = {1: _from_1, 2: _from_2}

@@ -3,66 +3,18 @@
   score_job.run(score_job.ScoreConfig(target="mnist", probe_per_class=50), "/tmp/zoo")
   results.load("/tmp/zoo", "scores")  # source arch seed step target probe layer score value
 
-Two phases. PLANNING (`_plan`) builds the probe, selects this process's checkpoints, groups
-them by model, drops those whose done markers cover the request and cuts the rest into chunks
-within the memory budget: a list of `_Chunk`s, with nothing read from a checkpoint yet.
-EXECUTION (`_execute`) runs each chunk: restore stacked -> extract -> score -> one transaction
-per (checkpoint, probe). The parameters come in once, as a frozen `ScoreConfig`, and the run
-lives in a `jtransfer.job` context (log file, store shard, process share, devices, config
-record).
+Planning (`_plan`) builds the probe once, takes this process's checkpoints, drops those whose
+done markers cover the request and cuts the rest into chunks within the memory budget; execution
+(`_execute`) restores each chunk stacked, extracts every tap in one pass and scores it.
 
-Probe. Built ONCE per run (`data.probe_set`: `probe_per_class` samples of every target class,
-the same samples on every call and machine) and fed unchanged to every checkpoint. It is
-normalised with the TARGET dataset's declared normalisation, i.e. exactly the inputs a
-transferred model sees when it is fine-tuned on the target. Sources trained with other values
-(Fashion-MNIST's mean/std, the noise tasks' none, where the MNIST target uses 0.1307/0.3081) see
-the probe shifted relative to their training inputs, as they see the target data in fine-tuning;
-per-source normalisation would give every source a different probe and break "the same probe
-for every checkpoint". Probe name
-(`probe` column): the split it comes from ("train" by default). The thesis took the first 50 per
-class of the TEST loader, so its scores saw test data; jtransfer's default train-split probe
-avoids that leakage. `heldout_probe=True` adds a second probe of the same size from the other
-split (train <-> test), named "heldout": the neural-collapse paper's "ideal measure" uses
-validation data as well as training data; from the test split it reintroduces the leakage.
-
-Checkpoints. `zoo.select`: by default every checkpoint of the workdir's zoo on disk; or an
-explicit list of checkpoint directories, dicts with at least source, arch, seed and step, or
-`zoo.Entry`s. Each entry's record gives the number of source classes, the model's constructor
-arguments (unless `model_kwargs` names the arch) and the checkpoint index. A checkpoint whose
-data does not match its content hash (`checkpointing.CorruptCheckpointError`) is never scored:
-it is recorded in the store's `failures` table (job, checkpoint, target, error) and logged, and
-the job goes on with the others; a rerun tries it again.
-
-Groups. Checkpoints of one (arch, num source classes, hyperparameters) are restored together,
-stacked, and run through one jitted forward pass that reads every needed tap at once
-(`jtransfer.extract`). The group size adapts so that the group's float32 activations (all taps,
-all probe samples) never exceed `memory_budget_bytes`; the score kernels' chunk size is derived
-from the same budget.
-
-Scores. Every requested feature score of the registry (default: all, including the
-`knn_accuracy` baseline) for every layer through `scores.compute_batched` (one call per layer
-and group). Scores with no layer are stored with layer "-" (the analysis spreads those over
-every layer):
-- `leep`, `nce`: on the source model's own head, softmax of its `logits` tap over the SOURCE
-  classes, on the probe;
-- `checkpoint_index`: the position of the checkpoint's step in its run's log-spaced schedule
-  (the zoo record's `index`; 0 for the untrained step-0 model, which is scored like any other);
-- `param_count`: parameters of the whole checkpoint (backbone and head).
-A score that fails for one checkpoint (e.g. RSA on a layer with an all-zero sample, a score
-value that is not finite) is stored as NULL with the error in `extra` and logged: one dead
-layer never stops the job, and never becomes a silent NaN. One rule finds it
-(`scores.compute.compute_isolated`): a failing call is split into its models, then into its
-scores, until the failure is pinned on one (checkpoint, score); its batch-mates keep the values
-they get in the batch.
-
-Resume. Rows of one (checkpoint, target, probe) and their done marker
-`("score", (source, arch, seed, step, target, probe))` are written in ONE transaction, so a rerun
-skips finished checkpoints and a `kill -9` loses nothing committed. The marker's `extra` records
-the layers, scores and probe parameters it covers: a rerun asking for more layers or scores
-computes the missing checkpoints again; one with a different probe under the same name fails.
-
-Several processes (hosts): process k takes every nproc-th checkpoint and writes its own store
-shard `results.host<k>.sqlite`, as the pre-training job does.
+The probe is the same samples of the target for every checkpoint, normalised as the target is
+in fine-tuning, from the train split by default (the thesis' test-split probe leaks test data;
+`heldout_probe` adds one from the other split). Scores without a layer (`leep`, `nce` on the
+source head, `checkpoint_index`, `param_count`) are stored under layer "-". A corrupt checkpoint
+is recorded in `failures` and skipped; a score failing for one checkpoint is stored as NULL with
+its error, pinned down by `scores.compute.compute_isolated`. Rows of one (checkpoint, target,
+probe) and their done marker, whose extra records the layers, scores and probe covered, are
+written in one transaction, so a rerun computes only what is missing.
 """
 
 from __future__ import annotations

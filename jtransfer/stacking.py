@@ -23,13 +23,9 @@ params stacked on a leading member axis. `mode` says how those M members use the
 - "auto": "vmap" on GPU/TPU; on CPU, for several members, "sequential" where the caller has it
   (training), else "loop"; one member: "vmap" (nothing to stack).
 
-Why "sequential" on CPU (BENCHMARKS.md, idle 2-core machine, thesis CNN, 10 pre-training seeds
-and a fine-tune group of 16 alike): 4,300-4,500 img/s with 4 fake host devices and
-5,200-5,400 with 2 or 1, against 3,800-4,200 for "devices" (the CPU default before); at the
-study level (the quick study, 2 devices against "devices" on 4) a fine-tune stage took 168-173 s
-instead of 214-220 s. One member's step is ~12 ms of convolutions that XLA:CPU already spreads
-over the cores: stacking members only makes bigger programs, and more fake devices than cores
-contend for them.
+Why "sequential" on CPU: one member's step is convolutions that XLA:CPU already spreads over
+the cores, so stacking members only makes bigger programs, and more fake devices than cores
+contend for them (the measurements: BENCHMARKS.md, "Numbers from the docstrings").
 
 Scoring (`scores.compute_batched`) has no mode to pick: a model's scores must not depend on
 its batch-mates, so its layout is fixed by the backend ("loop" on CPU: chunks of one model;

@@ -6,20 +6,18 @@ checkpoint, a scored checkpoint, a fine-tune curve) and redoes only what was mis
 turns the study's sections into every job call first (each stage's frozen config dataclass
 and its `job.Runtime`), so a bad value fails before any stage runs.
 
-`reports` names extra report functions ("package.module:function", e.g. a config's plot) that
-the evaluate stage calls as `fn(workdir)` after the standard report, so a study that needs its
-own figure is still one command. They are imported before any stage runs: a typo fails at once,
-not after the training.
+The evaluate stage is `studies.write_report`: the standard report (the `evaluate` section) with
+the study modules the config names (`studies`, checked with the plan: a typo fails at once, not
+after the training), the same function `python -m jtransfer report` runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import pathlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -56,21 +54,6 @@ def _process_index() -> int:
   return jax.process_index()
 
 
-def resolve_report(name: str) -> Callable[[pathlib.Path], Any]:
-  """The function named "package.module:function"; a clear error when it does not exist."""
-  module_name, sep, attr = name.partition(":")
-  if not sep or not module_name or not attr:
-    raise ValueError(f"report {name!r} must be named 'package.module:function'")
-  try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ValueError(f"report {name!r}: cannot import {module_name!r} ({e})") from e
-  fn = getattr(module, attr, None)
-  if not callable(fn):
-    raise ValueError(f"report {name!r}: {module_name!r} has no function {attr!r}")
-  return fn
-
-
 @dataclasses.dataclass(frozen=True)
 class Call:
   """One job call of the sweep: `stage`'s job run with `config` in `runtime`."""
@@ -78,7 +61,7 @@ class Call:
   stage: str
   label: str  # what the log says ("pretrain mnist", "score on fashion_mnist")
   config: Any
-  runtime: Any  # a `job.Runtime`; None for the evaluate stage (it reads the workdir only)
+  runtime: Any  # a `job.Runtime`; None for the evaluate stage (a `studies.ReportConfig`)
 
 
 def _targets(stage: str, section: Mapping[str, Any]) -> list[tuple[str, dict]]:
@@ -96,6 +79,24 @@ def _targets(stage: str, section: Mapping[str, Any]) -> list[tuple[str, dict]]:
       target = target["name"]
     out.append((target, {**rest, **overrides}))
   return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A checked sweep: its workdir, the stages to run, and every job call of them, in order."""
+
+  workdir: pathlib.Path
+  stages: tuple[str, ...]
+  calls: tuple[Call, ...]
+
+  def of(self, stage: str) -> list[Call]:
+    return [c for c in self.calls if c.stage == stage]
+
+  def only(self, stages: Sequence[str]) -> Plan:
+    """This plan with the calls of `stages` only (a check plans pre-training too, for the
+    architectures of the sources)."""
+    stages = tuple(s for s in STAGES if s in stages)
+    return Plan(self.workdir, stages, tuple(c for c in self.calls if c.stage in stages))
 
 
 def stage_config(stage: str) -> type:
@@ -123,9 +124,20 @@ def plan(
   evaluate: Mapping[str, Any] | None,
   stages: Sequence[str] = STAGES,
   data_dir: str | None = None,
-) -> list[Call]:
+  studies: Sequence[str] = (),
+) -> Plan:
   """Every job call of the requested stages, in order, each config built and checked (a
-  ValueError of one line naming the stage, and the source or target, otherwise)."""
+  ValueError of one line naming the stage, and the source or target, otherwise).
+
+  sources: one mapping per source task: `name` plus per-source overrides of `pretrain`
+    (e.g. `batch_size` 32 for the MNIST splits).
+  pretrain / score / finetune: the fields of the stage's config dataclass (and the runtime
+    fields `job.STAGE_RUNTIME`), except `targets` in score and finetune, which lists the target
+    datasets (the stage runs once per target).
+  evaluate: the fields of `analysis.EvaluateConfig`; None: no standard report (the evaluate
+    stage then runs the studies only).
+  studies: the names of the study modules (`jtransfer.studies.STUDIES`) the evaluate stage runs.
+  """
   from jtransfer import job
 
   unknown = [s for s in stages if s not in STAGES]
@@ -150,51 +162,27 @@ def plan(
       what, fields = f"{stage} ({target})", {**fields, "target": target}
       config, rt = job.build(stage_config(stage), fields, what=what, **where)
       calls.append(Call(stage, f"{stage} on {target}", config, rt))
-  if "evaluate" in stages and evaluate is not None:
-    config = job.make_config(stage_config("evaluate"), evaluate, what="evaluate")
+  if "evaluate" in stages and (evaluate is not None or studies):
+    from jtransfer import studies as studies_lib
+
+    standard = None
+    if evaluate is not None:
+      standard = job.make_config(stage_config("evaluate"), evaluate, what="evaluate")
+    try:
+      config = studies_lib.ReportConfig(evaluate=standard, studies=tuple(studies))
+    except ValueError as e:
+      raise ValueError(f"studies: {e}") from None
     calls.append(Call("evaluate", "evaluate", config, None))
-  return calls
+  return Plan(pathlib.Path(workdir), tuple(stages), tuple(calls))
 
 
-def run(
-  *,
-  workdir: str | pathlib.Path,
-  sources: Sequence[Mapping[str, Any]],
-  pretrain: Mapping[str, Any],
-  score: Mapping[str, Any],
-  finetune: Mapping[str, Any],
-  evaluate: Mapping[str, Any] | None,
-  stages: Sequence[str] = STAGES,
-  data_dir: str | None = None,
-  reports: Sequence[str] = (),
-) -> pathlib.Path | None:
-  """Runs the requested stages; returns the report path when `evaluate` ran.
-
-  sources: one mapping per source task: `name` plus per-source overrides of `pretrain`
-    (e.g. `batch_size` 32 for the MNIST splits).
-  pretrain / score / finetune: the fields of the stage's config dataclass (and the runtime
-    fields `job.STAGE_RUNTIME`), except `targets` in score and finetune, which lists the target
-    datasets (the stage runs once per target).
-  evaluate: the fields of `analysis.EvaluateConfig`; None skips the standard report (the
-    evaluate stage then runs `reports` only).
-  reports: extra report functions, "package.module:function", run as `fn(workdir)` at the end
-    of the evaluate stage.
-  """
-  calls = plan(
-    workdir=workdir,
-    sources=sources,
-    pretrain=pretrain,
-    score=score,
-    finetune=finetune,
-    evaluate=evaluate,
-    stages=stages,
-    data_dir=data_dir,
-  )
-  extra_reports = [(name, resolve_report(name)) for name in reports]
-  workdir = pathlib.Path(workdir)
+def run(plan: Plan) -> pathlib.Path | None:
+  """Runs a checked plan (`plan`, `plan_study`); returns the report path when the standard
+  report was written."""
+  workdir, stages = plan.workdir, plan.stages
   workdir.mkdir(parents=True, exist_ok=True)
   report = None
-  by_stage = {stage: [c for c in calls if c.stage == stage] for stage in STAGES}
+  by_stage = {stage: plan.of(stage) for stage in STAGES}
 
   if "pretrain" in stages:
     from jtransfer.train import pretrain as pretrain_job
@@ -223,18 +211,45 @@ def run(
   if "evaluate" in stages:
     _barrier("finetune done")
   if "evaluate" in stages and _process_index() == 0:
-    from jtransfer import analysis, tracking
+    from jtransfer import studies as studies_lib
+    from jtransfer import tracking
 
     with tracking.stage_log(workdir, "evaluate"):
       # evaluate=None: a study with its own report only (no scores, e.g. gradual transfer).
       for call in by_stage["evaluate"]:
-        report = _timed("evaluate", analysis.run, call.config, workdir)
-        log.info("sweep: report %s", report)
-        print(f"[sweep] report: {report}", flush=True)
-      for name, fn in extra_reports:
-        out = _timed(f"report {name}", fn, workdir)
-        print(f"[sweep] {name}: {out}", flush=True)
+        studies_lib.record(workdir, call.config)  # what `python -m jtransfer report` reruns
+        paths = _timed("evaluate", studies_lib.write_report, workdir, call.config)
+        if call.config.evaluate is not None:
+          report = paths[0]
+          log.info("sweep: report %s", report)
+          print(f"[sweep] report: {report}", flush=True)
+        for path in paths[call.config.evaluate is not None :]:
+          print(f"[sweep] wrote: {path}", flush=True)
   return report
+
+
+def plan_study(
+  config: Mapping[str, Any],
+  *,
+  workdir: str | pathlib.Path,
+  stages: Sequence[str] | None = None,
+  data_dir: str | None = None,
+) -> Plan:
+  """`plan` of a study config (`configs/*.py`: sources, pretrain, score, finetune, evaluate,
+  optional studies and stages); stages None: the config's `stages`, else all."""
+  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return plan(
+    workdir=workdir,
+    sources=c["sources"],
+    pretrain=c.get("pretrain") or {},
+    score=c.get("score") or {},
+    finetune=c.get("finetune") or {},
+    evaluate=c.get("evaluate"),
+    # A study that needs no scores (gradual transfer) declares its stages in its config.
+    stages=tuple(stages or c.get("stages") or STAGES),
+    data_dir=data_dir,
+    studies=tuple(c.get("studies") or ()),
+  )
 
 
 def run_study(
@@ -244,18 +259,5 @@ def run_study(
   stages: Sequence[str] | None = None,
   data_dir: str | None = None,
 ) -> pathlib.Path | None:
-  """`run` over a study config (`configs/*.py`: sources, pretrain, score, finetune, evaluate,
-  optional reports and stages); stages None: the config's `stages`, else all."""
-  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  return run(
-    workdir=workdir,
-    sources=c["sources"],
-    pretrain=c["pretrain"],
-    score=c["score"],
-    finetune=c["finetune"],
-    evaluate=c["evaluate"],
-    # A study that needs no scores (gradual transfer) declares its stages in its config.
-    stages=tuple(stages or c.get("stages") or STAGES),
-    data_dir=data_dir,
-    reports=c.get("reports") or (),
-  )
+  """`run` of `plan_study`: builds and checks every stage's config once, then runs them."""
+  return run(plan_study(config, workdir=workdir, stages=stages, data_dir=data_dir))

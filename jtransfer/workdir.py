@@ -37,7 +37,7 @@ from typing import Any
 
 LOCK_FILE = ".lock"
 FORMAT_FILE = "format.json"
-FORMAT = 2  # this jtransfer's workdir format; 1 = no format.json (before versions existed)
+FORMAT = 3  # this jtransfer's workdir format; 1 = no format.json (before versions existed)
 _held: dict[str, list] = {}  # lock path -> [fd, depth] of the locks this process holds
 
 

@@ -1,5 +1,5 @@
 r"""Evaluates the scores in a workdir's results store against fine-tuning: the sweep's evaluate
-stage (tables, figures, report, and the study's own `reports`).
+stage (tables, figures, report, and the config's `studies`: `jtransfer.studies.write_report`).
 
   python launch/evaluate.py --config configs/thesis_cnn.py:quick --workdir runs/thesis_cnn_quick
   python launch/evaluate.py --workdir runs/mine --config.evaluate.n_boot=0

@@ -15,7 +15,6 @@ tests/results_audio_scale_test.py recomputes the findings from the copies.
 import argparse
 import pathlib
 import shutil
-import sys
 
 import numpy as np
 import pandas as pd
@@ -33,10 +32,9 @@ SMALLEST_SIMILAR = "fsdd_digit_spk0123_n10"  # the target's task on 100 clips
 
 
 def export(workdir: pathlib.Path, out: pathlib.Path) -> None:
-  sys.path.insert(0, str(ROOT))
-  from configs import audio_scale  # noqa: PLC0415
   from jtransfer import results  # noqa: PLC0415
   from jtransfer.analysis import truth  # noqa: PLC0415
+  from jtransfer.studies import audio_scale  # noqa: PLC0415
 
   (out / "figures").mkdir(parents=True, exist_ok=True)
   shutil.copy(workdir / "scale.csv", out / "scale.csv")

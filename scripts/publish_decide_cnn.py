@@ -72,8 +72,9 @@ def probe_size(d: pathlib.Path = OUT) -> pd.DataFrame:
   own probe size (pool2, every scored checkpoint, per target)."""
   from scipy import stats  # noqa: PLC0415
 
-  sys.path.insert(0, str(OUT.parents[2]))  # the repository, for its configs folder
-  from configs import decide_cnn  # noqa: PLC0415
+  from jtransfer import config_cli  # noqa: PLC0415
+
+  decide_cnn = config_cli.load_module(OUT.parents[2] / "configs" / "decide_cnn.py")
 
   main = decide_cnn.get_config().score.probe_per_class
 

@@ -42,13 +42,13 @@ if [ "$deps" = lock ] && [ "$pyver" != 3.12 ]; then
   deps=ranges
 fi
 stamp="$venv/.jtransfer-installed"
-# Editable, so `python launch/x.py` imports this checkout's jtransfer and configs (the launchers
+# Editable, so `python launch/x.py` imports this checkout's jtransfer (the launchers
 # do not touch sys.path); reinstalled when the lock or pyproject changes, the dependency set asked
 # for changes, or the install points elsewhere.
 here=$(pwd -P)
 from_here() {
-  (cd / && "$here/$venv/bin/python" -c "import configs, jtransfer, pathlib, sys
-sys.exit(any(pathlib.Path(m.__file__).resolve().parents[1] != pathlib.Path('$here') for m in (configs, jtransfer)))") \
+  (cd / && "$here/$venv/bin/python" -c "import jtransfer, pathlib, sys
+sys.exit(pathlib.Path(jtransfer.__file__).resolve().parents[1] != pathlib.Path('$here'))") \
     >/dev/null 2>&1
 }
 current() {

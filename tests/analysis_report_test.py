@@ -11,6 +11,7 @@ import pytest
 from scipy import stats as sps
 
 import jtransfer.analysis as analysis
+from jtransfer import studies
 
 SOURCES = ("mnist", "mnist_split_0_4", "mnist_noise")
 STEPS = (0, 3, 10)
@@ -77,7 +78,8 @@ def _expected_rsa_rho(sc, ft, layer="pool2"):
 
 def test_report_tables_and_figures_render(store):
   workdir, sc, ft = store
-  path = analysis.run(analysis.EvaluateConfig(n_boot=50), workdir)
+  config = studies.ReportConfig(analysis.EvaluateConfig(n_boot=50), studies=("thesis",))
+  path = studies.write_report(workdir, config)[0]  # the standard report, with the thesis' part
   assert path == workdir / "report.md"
   md = path.read_text()
   html = (workdir / "report.html").read_text()
@@ -146,3 +148,23 @@ def test_evaluate_entry_point(store, tmp_path):
 def test_empty_store_fails_clearly(tmp_path):
   with pytest.raises((ValueError, FileNotFoundError), match="results store|scores table"):
     analysis.run(None, tmp_path)
+
+
+def test_the_evaluate_settings_have_their_defaults_in_one_place(store):
+  """`EvaluateConfig` owns every setting's default: `analyse` takes its fields without copies,
+  and the override schema of the `evaluate` section is the dataclass's fields."""
+  import dataclasses  # noqa: PLC0415
+  import inspect  # noqa: PLC0415
+
+  from jtransfer import config_checks  # noqa: PLC0415
+
+  fields = {f.name for f in dataclasses.fields(analysis.EvaluateConfig)}
+  assert not fields & set(inspect.signature(analysis.analyse).parameters)
+  assert set(config_checks.study_schema()["evaluate"]) == fields
+  _, sc, ft = store
+  a = analysis.analyse(sc, ft, n_boot=20)
+  b = analysis.analyse_tables({"scores": sc, "finetune": ft}, analysis.EvaluateConfig(n_boot=20))
+  pd.testing.assert_frame_equal(a.correlations, b.correlations)
+  assert (a.keep_seeds, a.param_penalty, a.focus_layer) == (False, 0.0, b.focus_layer)
+  with pytest.raises(TypeError, match="unexpected keyword argument 'n_boots'"):
+    analysis.analyse(sc, ft, n_boots=20)

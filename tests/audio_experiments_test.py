@@ -8,6 +8,7 @@ on a shared 2-core CPU, hence slow.
 """
 
 import math
+import pathlib
 
 import jax
 import numpy as np
@@ -16,9 +17,14 @@ import pytest
 from references import pairwise_auroc
 from stage_calls import run_job
 
-from configs import audio_fsdd, audio_nc, audio_scale
-from jtransfer import checkpointing, metrics, results, score_job, sweep
+from jtransfer import checkpointing, config_cli, metrics, results, score_job, studies, sweep
 from jtransfer.models import functional
+from jtransfer.studies import audio_scale as scale_study
+from jtransfer.studies import neural_collapse
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+audio_fsdd = config_cli.load_module(CONFIGS / "audio_fsdd.py")
+audio_scale = config_cli.load_module(CONFIGS / "audio_scale.py")
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +131,7 @@ def test_scale_report_matches_the_tables(tiny_run):
   ft, sc = tables["finetune"], tables["scores"]
   last = max(_expected_steps(c))
   for source, row in table.iterrows():
-    assert (row["num_classes"], row["per_class"]) == audio_scale.LADDER[source]
+    assert (row["num_classes"], row["per_class"]) == scale_study.LADDER[source]
     # Log-AUC: trapezoids of accuracy over the evaluation index / (K - 1), then the seed mean.
     per_seed = []
     for _, g in ft[(ft.source == source) & (ft.step == last) & (ft["mode"] == "full")].groupby(
@@ -136,17 +142,16 @@ def test_scale_report_matches_the_tables(tiny_run):
     assert len(per_seed) == c["pretrain"]["num_seeds"]
     assert row["log_auc"] == pytest.approx(np.mean(per_seed), abs=1e-12)
     nc = sc[(sc.source == source) & (sc.step == last) & (sc.score == "nc_score")]
-    nc = nc[nc.layer == audio_scale.PLOT_LAYER]
+    nc = nc[nc.layer == scale_study.PLOT_LAYER]
     assert row["nc_score"] == pytest.approx(nc["value"].mean(), rel=1e-9)
 
 
 def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
   """The fine-tune job stores a binary target's AUROC; the NC comparison reads it."""
-  from jtransfer.studies import neural_collapse
   from jtransfer.train import finetune
 
   workdir, c, _, _ = tiny_run
-  target = audio_nc.BINARY_TARGETS[0]
+  target = neural_collapse.AUROC_TARGETS[0]
   kwargs = dict(
     modes=["head", "full"], ft_seeds=[0], steps=[4], duration={"steps": 3}, batch_size=8,
     optimizer="adam", optimizer_kwargs={"learning_rate": 1e-3}, baselines=False,
@@ -182,7 +187,8 @@ def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
     want = pairwise_auroc(margin, y)
     assert row["test_auroc"] == pytest.approx(want, abs=1e-9)
     assert metrics.auroc(margin, y) == pytest.approx(want, abs=1e-12)
-  path = audio_nc.report(workdir)  # the binary target is found from the rows
+  config = studies.ReportConfig(evaluate=None, studies=("neural_collapse",))
+  path = studies.write_report(workdir, config)[0]  # the study of configs/audio_nc.py
   table = pd.read_csv(workdir / "nc_comparison.csv")
   assert {"test_acc", "test_auroc"} <= set(table["metric"])
   assert {"head", "full"} <= set(table["mode"])

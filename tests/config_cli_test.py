@@ -67,7 +67,7 @@ def test_unknown_keys_name_the_valid_ones():
     _thesis("tiny", "foo=1")
   assert str(e.value) == (
     "--config.foo: unknown key 'foo'; valid top-level keys: "
-    "cpu_devices, evaluate, finetune, pretrain, score, sources"
+    "cpu_devices, evaluate, finetune, pretrain, score, sources, studies"
   )
   with pytest.raises(config_cli.ConfigError, match=r"unknown key 'workdir'; valid keys of 'score'"):
     _thesis("tiny", "score.workdir=x")  # set by the sweep, not by the config
@@ -96,7 +96,7 @@ def test_override_schema_is_the_fields_of_the_stage_dataclasses():
   (call,) = sweep.plan(
     workdir="w", sources=[{"name": "mnist"}], pretrain={}, score={}, finetune={}, evaluate=None,
     stages=("pretrain",),
-  )  # fmt: skip
+  ).calls  # fmt: skip
   assert call.config == pretrain.PretrainConfig(source="mnist")
   assert call.config.arch == "cnn" and call.config.duration == {"epochs": 100}
   assert not hasattr(config_checks, "DEFAULT_ARCH")

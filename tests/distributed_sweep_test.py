@@ -5,7 +5,6 @@ tables of a one-process run of the same config, every unit once (issue 14)."""
 import pathlib
 import signal
 import sqlite3
-import sys
 import textwrap
 import time
 
@@ -15,11 +14,11 @@ import pandas as pd
 import pytest
 from two_processes import logs, start_two
 
-from jtransfer import analysis, checkpointing, results, sweep
+from jtransfer import analysis, checkpointing, config_cli, results, sweep
 from jtransfer.scores import registry
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import thesis_cnn  # noqa: E402
+_CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+thesis_cnn = config_cli.load_module(_CONFIGS / "thesis_cnn.py")
 
 _TABLES = ("checkpoints", "scores", "finetune")
 # Values: float32 programs on other device layouts (8 fake devices in one process vs one device
@@ -38,19 +37,20 @@ _RANK_QUANTISED = {"parc": 0.04}
 _SCRIPT = textwrap.dedent(
   """
   import os, sys
-  from configs import thesis_cnn  # the repository is on PYTHONPATH
+  from jtransfer import config_cli
+  thesis_cnn = config_cli.load_module(THESIS_CNN)
   from jtransfer import sharding, sweep
   pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
   assert sharding.maybe_initialize_distributed(f"127.0.0.1:{port}", 2, pid)
   c = thesis_cnn.get_config("tiny").to_dict()
-  report = sweep.run(
+  report = sweep.run(sweep.plan(
     workdir=workdir, sources=c["sources"], pretrain={**c["pretrain"], "show_progress": False},
     score=c["score"], finetune=c["finetune"], evaluate={**c["evaluate"], "with_figures": False},
     data_dir=os.environ["JTRANSFER_DATA_DIR"],
-  )
+  ))
   print("REPORT", pid, report, flush=True)
   """
-)
+).replace("THESIS_CNN", repr(str(_CONFIGS / "thesis_cnn.py")))
 
 
 def _tiny_kwargs(data_dir) -> dict:
@@ -156,7 +156,7 @@ def test_two_process_sweep_killed_and_rerun_equals_one_process_run(tmp_path, dat
   }
 
   # The same sweep as one process (8 fake CPU devices, the test session's setup).
-  report = sweep.run(workdir=one, **_tiny_kwargs(data_dir))
+  report = sweep.run(sweep.plan(workdir=one, **_tiny_kwargs(data_dir)))
   assert report == one / "report.md"
 
   # Nothing lost: the same rows as the one-process run, values within float32 rounding.

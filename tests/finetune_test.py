@@ -594,3 +594,25 @@ def test_checkpoints_with_one_backbone_are_trained_once_and_equal_training_each(
   assert {u.split("/")[1] for u in units} == {"mnist", "fashion_mnist", "kmnist"}
   # A rerun finds every unit done.
   assert run_job(finetune, workdir=shared, data_dir=data_dir, **kw)["members"] == 0
+
+
+def test_each_pending_checkpoint_is_read_once_per_job(tmp_path, data_dir, monkeypatch):
+  """A counting double around `checkpointing.restore` (which every read goes through: the
+  content check, the backbone and its statistics): one read per checkpoint with work left, however
+  many modes, ft_seeds and freezings start from it; none for a finished one."""
+  _make_zoo(tmp_path)
+  reads = []
+  restore = checkpointing.restore
+  monkeypatch.setattr(
+    checkpointing, "restore", lambda path, **kw: reads.append(path) or restore(path, **kw)
+  )
+  kw = {**KW, "duration": {"steps": 3}, "train_examples": 64, "eval_examples": 32}
+  run_job(finetune, workdir=tmp_path, modes=("full", "frozen=1"), ft_seeds=[0, 1],
+          data_dir=data_dir, baselines=False, **kw)  # fmt: skip
+  paths = [tmp_path / e.path for e in zoo_lib.select(tmp_path)]
+  assert sorted(map(str, reads)) == sorted(map(str, paths))
+  assert len(results.load(tmp_path, "finetune")) == len(paths) * 2 * 2 * 4  # 4 evaluations
+  reads.clear()
+  run_job(finetune, workdir=tmp_path, modes=("full", "frozen=1"), ft_seeds=[0, 1],
+          data_dir=data_dir, baselines=False, **kw)  # fmt: skip
+  assert reads == []  # nothing left to do: nothing read

@@ -52,14 +52,14 @@ def test_noisy_estimates_equal_seed_means_and_intervals_cover_them():
 
 
 def test_faithful_variant_transfers_every_layer_but_the_output():
-  import sys
 
   from flax import nnx
 
+  from jtransfer import config_cli
   from jtransfer.models import base
 
-  sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-  from configs import gradual_transfer
+  path = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+  gradual_transfer = config_cli.load_module(path / "gradual_transfer.py")
 
   c = gradual_transfer.get_config("faithful")
   assert {s["arch"] for s in c.sources} == {"cnn_fc1"} and c.pretrain.num_seeds >= 5

@@ -2,25 +2,24 @@
 its matrix and asymmetry recomputed here from the stored fine-tune rows (float64 NumPy)."""
 
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import results, sweep
+from jtransfer import config_cli, results, sweep
+from jtransfer.studies import gradual as gradual_report
 from jtransfer.train import finetune
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import gradual_transfer  # noqa: E402
-from jtransfer.studies import gradual as gradual_report  # noqa: E402
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+gradual_transfer = config_cli.load_module(CONFIGS / "gradual_transfer.py")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, data_dir):
   workdir = tmp_path_factory.mktemp("gradual")
   c = gradual_transfer.get_config("tiny").to_dict()
-  sweep.run(
+  plan = sweep.plan(
     workdir=workdir,
     sources=c["sources"],
     pretrain={**c["pretrain"], "show_progress": False},
@@ -28,9 +27,10 @@ def tiny_run(tmp_path_factory, data_dir):
     finetune={**c["finetune"], "show_progress": False},
     evaluate=c["evaluate"],
     stages=c["stages"],
-    reports=c["reports"],
+    studies=c["studies"],
     data_dir=str(data_dir),
   )
+  sweep.run(plan)
   return workdir, c
 
 

@@ -64,7 +64,9 @@ USER_MODULE = textwrap.dedent('''
 
 
 FINETUNE_CONFIG = textwrap.dedent("""
-  from configs import thesis_cnn
+  from jtransfer import config_cli
+
+  thesis_cnn = config_cli.load_module(THESIS_CNN)
 
 
   def get_config(arg="tiny"):
@@ -78,7 +80,7 @@ FINETUNE_CONFIG = textwrap.dedent("""
     c.finetune.train_examples = 24
     c.finetune.eval_examples = 6
     return c
-""")
+""").replace("THESIS_CNN", repr(str(REPO / "configs" / "thesis_cnn.py")))
 
 
 @pytest.fixture(scope="module")

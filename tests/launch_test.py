@@ -126,24 +126,45 @@ def test_request_cpu_devices_in_a_fresh_process():
 # -- the single-stage launchers ---------------------------------------------------------------
 
 
-def test_run_study_passes_the_config_sections_and_the_stages(monkeypatch, tmp_path):
-  from jtransfer import config_cli, sweep  # noqa: PLC0415
+def test_run_study_runs_the_plan_of_the_config_sections_and_the_stages(monkeypatch, tmp_path):
+  from jtransfer import config_cli, job, sweep  # noqa: PLC0415
 
-  seen = []
-  monkeypatch.setattr(sweep, "run", lambda **kw: seen.append(kw))
+  seen, built = [], []
+  monkeypatch.setattr(sweep, "run", seen.append)
+  build = job.build
+  monkeypatch.setattr(job, "build", lambda *a, **k: built.append(a[0]) or build(*a, **k))
   thesis = config_cli.load(f"{REPO / 'configs' / 'thesis_cnn.py'}:tiny")
   sweep.run_study(thesis, workdir=tmp_path, stages=("score",), data_dir="d")
   d = thesis.to_dict()
-  assert seen[-1] == dict(
+  # Every stage config is built once, into the plan `run` is given.
+  assert len(built) == len(d["score"]["targets"]) == len(seen[-1].of("score"))
+  assert seen[-1] == sweep.plan(
     workdir=tmp_path, sources=d["sources"], pretrain=d["pretrain"], score=d["score"],
-    finetune=d["finetune"], evaluate=d["evaluate"], stages=("score",), data_dir="d", reports=(),
+    finetune=d["finetune"], evaluate=d["evaluate"], stages=("score",), data_dir="d",
+    studies=("thesis",),
   )  # fmt: skip
+  assert seen[-1].calls[0].runtime.data_dir == "d" and seen[-1].workdir == tmp_path
   sweep.run_study(thesis, workdir=tmp_path)  # no stages: all of them
-  assert seen[-1]["stages"] == sweep.STAGES
+  assert seen[-1].stages == sweep.STAGES
   gradual = config_cli.load(f"{REPO / 'configs' / 'gradual_transfer.py'}:quick")
-  sweep.run_study(gradual, workdir=tmp_path)  # the config's own stages and reports
-  assert seen[-1]["stages"] == tuple(gradual.stages) != sweep.STAGES
-  assert seen[-1]["reports"] == list(gradual.reports) and seen[-1]["evaluate"] is None
+  sweep.run_study(gradual, workdir=tmp_path)  # the config's own stages and studies
+  assert seen[-1].stages == tuple(gradual.stages) != sweep.STAGES
+  (evaluate,) = seen[-1].of("evaluate")
+  assert evaluate.config.studies == ("gradual",) and evaluate.config.evaluate is None
+
+
+def test_the_start_up_check_returns_the_plan_the_launcher_runs(tmp_path):
+  """The launcher runs the plan its start-up check built (each stage config built once): the
+  plan of the stages to run, in the workdir and data dir of the flags."""
+  from jtransfer import config_checks, config_cli, sweep  # noqa: PLC0415
+
+  thesis = config_cli.load(f"{REPO / 'configs' / 'thesis_cnn.py'}:tiny")
+  checked = config_checks.check_study(thesis, stages=("score",), workdir=tmp_path, data_dir="d")
+  assert checked == sweep.plan_study(thesis, workdir=tmp_path, stages=("score",), data_dir="d")
+  assert checked.stages == ("score",) and {c.stage for c in checked.calls} == {"score"}
+  everything = config_checks.check_study(thesis, workdir=tmp_path)
+  assert everything == sweep.plan_study(thesis, workdir=tmp_path)
+  assert everything.stages == sweep.STAGES
 
 
 @pytest.mark.slow  # four launcher processes: the tiny study, one stage each

@@ -30,18 +30,18 @@ def _refused(fn, *args):
 
 def test_a_new_workdir_is_stamped_and_other_formats_are_refused(tmp_path):
   results.Store(tmp_path / "new").close()
-  assert json.loads((tmp_path / "new" / "format.json").read_text()) == {"format": 2}
-  assert workdir_files.format_of(tmp_path / "new") == workdir_files.FORMAT == 2
+  assert json.loads((tmp_path / "new" / "format.json").read_text()) == {"format": 3}
+  assert workdir_files.format_of(tmp_path / "new") == workdir_files.FORMAT == 3
   assert workdir_files.format_of(tmp_path / "empty") is None  # nothing there yet
   (tmp_path / "newer").mkdir()
-  (tmp_path / "newer" / "format.json").write_text('{"format": 3}')
+  (tmp_path / "newer" / "format.json").write_text('{"format": 4}')
   for fn in (results.Store, workdir_files.check_format, migrate.migrate):
-    with pytest.raises(workdir_files.WorkdirFormatError, match="format 3, newer than"):
+    with pytest.raises(workdir_files.WorkdirFormatError, match="format 4, newer than"):
       fn(tmp_path / "newer")
   (tmp_path / "empty").mkdir()
   with pytest.raises(ValueError, match="nothing to migrate"):
     migrate.migrate(tmp_path / "empty")
-  assert migrate.migrate(tmp_path / "new") == [f"{tmp_path / 'new'} is already format 2"]
+  assert migrate.migrate(tmp_path / "new") == [f"{tmp_path / 'new'} is already format 3"]
 
 
 def _old_store(workdir: pathlib.Path) -> None:
@@ -119,7 +119,7 @@ def test_old_checkpoints_get_the_record_they_were_read_with(tmp_path):
   assert e.content_hash == digest
   jax.tree.map(np.testing.assert_array_equal, checkpointing.restore(path), params)
   assert sorted(p.name for p in path.parent.iterdir()) == ["30"]
-  assert migrate.migrate(tmp_path) == [f"{tmp_path} is already format 2"]
+  assert migrate.migrate(tmp_path) == [f"{tmp_path} is already format 3"]
 
 
 def test_legacy_index_is_the_thesis_schedule_position():
@@ -175,3 +175,52 @@ def test_a_workdir_of_format_1_reads_the_same_after_migrate(tmp_path):
   analysis.run(analysis.EvaluateConfig(n_boot=0, focus_layer="pool2", with_figures=False), workdir)
   for name in ("analysis_ground_truth.csv", "analysis_correlations.csv"):
     pd.testing.assert_frame_equal(pd.read_csv(workdir / name), pd.read_csv(FIXTURE / name))
+
+
+def _done_keys(workdir) -> dict[str, set[str]]:
+  done = results.load(workdir, "done")
+  return {job: set(g["key"]) for job, g in done.groupby("job")}
+
+
+def _extra(workdir, key: str):
+  """The stored extra of the pre-training marker `key`, as the file holds it."""
+  with sqlite3.connect(workdir / results.MAIN_FILE) as conn:
+    query = "SELECT extra FROM done WHERE job = 'pretrain' AND key = ?"
+    return conn.execute(query, (key,)).fetchone()[0]
+
+
+def test_migrate_rewrites_string_done_markers_as_key_tuples(tmp_path):
+  """The format-1 fixture's pre-training markers are strings ("mnist/cnn_tiny/seed_0/step_3");
+  after migrate every marker of every job is the canonical key of its tuple, as the jobs read
+  them, and the store rows they carry are kept."""
+  from jtransfer.train import pretrain  # noqa: PLC0415
+
+  workdir = tmp_path / "wd"
+  shutil.copytree(FIXTURE, workdir)
+  with sqlite3.connect(workdir / results.MAIN_FILE) as conn:
+    was = dict(conn.execute("SELECT key, extra FROM done WHERE job = 'pretrain'").fetchall())
+  assert sorted(was) == [f"mnist/cnn_tiny/seed_0/step_{s}" for s in (0, 1, 3)]
+  lines = migrate.migrate(workdir)
+  assert "format 2 -> 3: results.sqlite: 3 done markers rewritten as key tuples" in lines
+  keys = _done_keys(workdir)
+  want = {results.key_str(pretrain.done_key("mnist", "cnn_tiny", 0, s)) for s in (0, 1, 3)}
+  assert keys["pretrain"] == want
+  assert all(k.startswith("[") for ks in keys.values() for k in ks)
+  for step in (0, 1, 3):
+    new = results.key_str(pretrain.done_key("mnist", "cnn_tiny", 0, step))
+    assert _extra(workdir, new) == was[f"mnist/cnn_tiny/seed_0/step_{step}"]
+  # A format-2 workdir holding both shapes of one marker (migrated before this step existed,
+  # then rerun): one marker left, the new one; an unknown shape is one line naming it.
+  (workdir / "format.json").write_text('{"format": 2}')
+  with sqlite3.connect(workdir / results.MAIN_FILE) as conn:
+    conn.execute("INSERT INTO done (job, key, extra) VALUES ('pretrain', ?, '{}')",
+                 ("mnist/cnn_tiny/seed_0/step_3",))  # fmt: skip
+  assert migrate.migrate(workdir)[0].endswith("1 done markers rewritten as key tuples")
+  assert _done_keys(workdir)["pretrain"] == want
+  new = results.key_str(pretrain.done_key("mnist", "cnn_tiny", 0, 3))
+  assert _extra(workdir, new) == was["mnist/cnn_tiny/seed_0/step_3"]
+  (workdir / "format.json").write_text('{"format": 2}')
+  with sqlite3.connect(workdir / results.MAIN_FILE) as conn:
+    conn.execute("INSERT INTO done (job, key, extra) VALUES ('score', 'what/is/this', NULL)")
+  with pytest.raises(ValueError, match="^done marker 'what/is/this' of job 'score' has no known"):
+    migrate.migrate(workdir)

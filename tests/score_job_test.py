@@ -325,4 +325,4 @@ def test_a_batch_norm_checkpoint_without_its_statistics_is_an_error(tmp_path):
             layers=("pool",), show_progress=False)  # fmt: skip
   member = types.SimpleNamespace(path=written.path)
   with pytest.raises(ValueError, match="does not store the batch-norm statistics"):
-    transfer._from_checkpoint(tmp_path, member, params, rest)
+    transfer._from_checkpoint(transfer.Restored(tmp_path), member, params, rest)

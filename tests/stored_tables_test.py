@@ -12,16 +12,15 @@ Regenerate (only when a change of the numbers is intended, and say why in the co
 
 import os
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import results, sweep
+from jtransfer import config_cli, results, sweep
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import thesis_cnn  # noqa: E402
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+thesis_cnn = config_cli.load_module(CONFIGS / "thesis_cnn.py")
 
 STORED = pathlib.Path(__file__).parent / "data" / "stored_tables"
 WRITE = os.environ.get("JTRANSFER_WRITE_STORED_TABLES") == "1"

@@ -1,6 +1,9 @@
 """The studies apart from the analysis library: signs from the score registry only, the focus
 layer from the model's taps, study parts added to the report only when asked for."""
 
+import ast
+import pathlib
+
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -8,10 +11,10 @@ import pytest
 from analysis_conclusions_test import _study
 from flax import nnx
 
-from jtransfer import models, studies
+from jtransfer import cli, config_checks, config_cli, models, results, studies, sweep
 from jtransfer.analysis import figures, pipeline, report, signs, taps
 from jtransfer.scores import registry
-from jtransfer.studies import thesis
+from jtransfer.studies import neural_collapse, thesis
 
 # -- signs ------------------------------------------------------------------------------------
 
@@ -118,10 +121,28 @@ def test_analyse_takes_the_focus_layer_from_the_models_taps():
 
 
 def test_resolve_studies():
-  assert studies.resolve(None) == (thesis,)
+  assert studies.resolve(["thesis"]) == (thesis,)
   assert studies.resolve([]) == ()
-  with pytest.raises(ValueError, match="unknown report studies.*valid: thesis"):
+  with pytest.raises(ValueError, match=r"^unknown studies 'nope'; valid: thesis, neural_coll"):
     studies.resolve(["nope"])
+  # Every study named is a module of the package with the one entry point.
+  for module in studies.resolve(studies.STUDIES):
+    assert callable(module.report), module.__name__
+
+
+def test_analysis_never_imports_the_studies():
+  """The studies build on the analysis library, never the other way (checked on the source)."""
+  root = pathlib.Path(pipeline.__file__).parent
+  for path in sorted(root.glob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+      else:
+        continue
+      bad = [n for n in names if n == "jtransfer.studies" or n.startswith("jtransfer.studies.")]
+      assert not bad, f"{path.name}:{node.lineno} imports {bad}"
 
 
 def test_report_shows_a_studys_parts_only_when_asked(tmp_path):
@@ -129,7 +150,8 @@ def test_report_shows_a_studys_parts_only_when_asked(tmp_path):
   a = pipeline.analyse(sc, ft, n_boot=50)
   plain = report.write(a, tmp_path).read_text()
   assert "## Published numbers" not in plain and "RSA at pool2" not in plain
-  with_thesis = report.write(a, tmp_path, studies=[thesis]).read_text()
+  part = thesis.report(tmp_path, studies.Tables(store={}, analysis=a))
+  with_thesis = report.write(a, tmp_path, parts=[part]).read_text()
   assert "## Published numbers (thesis, CNN study)" in with_thesis
   # The study's findings lead the power section's list, before the generic ones.
   lines = [x[2:] for x in with_thesis.split("\n") if x.startswith("- ")]
@@ -149,3 +171,91 @@ def test_report_shows_a_studys_parts_only_when_asked(tmp_path):
   kept = [x for x in with_thesis.split("\n") if x.removeprefix("- ") not in drop and x.strip()]
   start = [x for x in plain.split("## Power")[0].split("\n") if x.strip()]
   assert kept[: len(start)] == start
+
+
+# -- one way to make the report ---------------------------------------------------------------
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_NC_LAYERS = {"audio_cnn": ("block3", "fc1"), "audio_crnn": ("block3", "fc1"),
+              "dcase_cnn": ("block3", "pool")}  # fmt: skip
+
+
+def _nc_like_store(workdir, config, rng) -> None:
+  """A store shaped like a finished configs/audio_nc.py run: its sources, targets, scores and
+  modes, 2 seeds of each model's last checkpoint, 4-point fine-tune curves with validation
+  metrics and (binary target) AUROC; values drawn so that better models fine-tune better."""
+  c = config.to_dict()
+  step = c["finetune"]["steps"][0]
+  binary = set(neural_collapse.AUROC_TARGETS)
+  ck, sc, ft = [], [], []
+  for src in c["sources"]:
+    quality = rng.uniform()
+    for seed in range(c["pretrain"]["num_seeds"]):
+      key = dict(source=src["name"], arch=src["arch"], seed=seed, step=step)
+      ck.append(dict(key, epoch=1.0, path=f"zoo/{src['name']}/{seed}/{step}", train_acc=0.9,
+                     test_acc=0.9, train_loss=0.3, test_loss=0.3))  # fmt: skip
+      for target in c["score"]["targets"]:
+        base = dict(key, target=target, probe="train")
+        for layer in _NC_LAYERS[src["arch"]]:
+          for name in ("nc_score", "leep", "logme"):
+            sign = -1.0 if name == "nc_score" else 1.0
+            sc.append(dict(base, layer=layer, score=name, value=sign * quality + rng.normal()))
+        sc.append(dict(base, layer="-", score="param_count", value=1e5 * (1 + seed)))
+        for mode in c["finetune"]["modes"]:
+          for k, ft_step in enumerate((0, 5, 20, 60)):
+            acc = 0.1 + 0.8 * quality * (k + 1) / 4 + 0.05 * rng.normal()
+            auroc = 0.5 + 0.4 * quality + 0.02 * rng.normal() if target in binary else None
+            ft.append(dict(key, target=target, mode=mode, frozen_layers=0, ft_seed=0,
+                           ft_step=ft_step, ft_epoch=k, test_acc=acc, test_loss=1.0,
+                           val_acc=acc + 0.05 * rng.normal(), val_loss=1.0, test_auroc=auroc,
+                           val_auroc=auroc))  # fmt: skip
+  with results.Store(workdir) as store:
+    store.add_rows("checkpoints", ck)
+    store.add_scores(sc)
+    store.add_finetune(ft)
+
+
+def test_the_evaluate_stage_and_the_report_command_write_the_same_files(tmp_path, capsys):
+  config = config_cli.load(f"{_REPO / 'configs' / 'audio_nc.py'}:quick")
+  assert tuple(config.studies) == ("neural_collapse",)
+  config.evaluate.n_boot = 20  # the config's other settings as they are, less the figures
+  config.evaluate.with_figures = False
+  _nc_like_store(tmp_path, config, np.random.default_rng(0))
+  report_md = sweep.run_study(config, workdir=tmp_path, stages=("evaluate",))
+  files = ["report.md", "report.html", "nc_comparison.md", "nc_comparison.csv",
+           "analysis_correlations.csv", "analysis_ground_truth.csv"]  # fmt: skip
+  assert report_md == tmp_path / "report.md"
+  stage = {name: (tmp_path / name).read_bytes() for name in files}
+  # The study's file holds the comparison of the config's binary target.
+  table = pd.read_csv(tmp_path / "nc_comparison.csv")
+  assert set(table.loc[table["metric"] == "test_auroc", "target"]) == {"fsdd_zero_vs_rest_spk45"}
+  assert "block3" in set(table["layer"])
+  for name in files:
+    (tmp_path / name).unlink()
+  capsys.readouterr()
+  assert cli.main(["report", str(tmp_path)]) == 0
+  printed = capsys.readouterr().out.split()
+  assert printed[:2] == [str(tmp_path / "report.md"), str(tmp_path / "nc_comparison.md")]
+  for name in files:
+    assert (tmp_path / name).read_bytes() == stage[name], name
+  # The recorded settings are the base the flags change: another n_boot is another report.
+  assert cli.main(["report", str(tmp_path), "--n_boot", "0", "--studies", ""]) == 0
+  assert (tmp_path / "report.md").read_bytes() != stage["report.md"]
+
+
+def test_an_unknown_study_is_one_line_naming_the_valid_ones(tmp_path, capsys):
+  valid = "valid: thesis, neural_collapse, audio_scale, gradual"
+  with pytest.raises(ValueError, match=f"^studies: unknown studies 'nope'; {valid}$"):
+    sweep.plan(workdir=tmp_path, sources=[], pretrain={}, score={}, finetune={}, evaluate={},
+               stages=("evaluate",), studies=("thesis", "nope"))  # fmt: skip
+  c = config_cli.load(f"{_REPO / 'configs' / 'thesis_cnn.py'}:tiny")
+  c.studies = ("thesis_cnn",)
+  with pytest.raises(ValueError, match="^studies: unknown studies 'thesis_cnn'"):
+    config_checks.check_study(c, stages=("evaluate",))
+  _nc_like_store(tmp_path, config_cli.load(f"{_REPO / 'configs' / 'audio_nc.py'}:quick"),
+                 np.random.default_rng(1))  # fmt: skip
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["report", str(tmp_path), "--studies", "nope", "--n_boot", "0"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err == f"python -m jtransfer report: error: unknown studies 'nope'; {valid}"

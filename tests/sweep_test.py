@@ -2,16 +2,15 @@
 with the same numbers as before the jobs layer was rebuilt (issue 12)."""
 
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import results, sweep
+from jtransfer import config_cli, results, studies, sweep
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import thesis_cnn  # noqa: E402
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+thesis_cnn = config_cli.load_module(CONFIGS / "thesis_cnn.py")
 
 _TABLES = ("checkpoints", "scores", "finetune")
 _BEFORE = pathlib.Path(__file__).parent / "data" / "tiny_sweep_before"
@@ -22,7 +21,7 @@ def _run_tiny(workdir, data_dir, **kw):
   # tables below were written with ("auto" on CPU is now "sequential": the same training up to
   # float summation order, which tests/train_pretrain_test.py and finetune_test.py compare).
   c = thesis_cnn.get_config("tiny").to_dict()
-  return sweep.run(
+  plan = sweep.plan(
     workdir=workdir,
     sources=c["sources"],
     pretrain={**c["pretrain"], "show_progress": False, "seed_parallel": "devices"},
@@ -32,6 +31,7 @@ def _run_tiny(workdir, data_dir, **kw):
     data_dir=str(data_dir),
     **kw,
   )
+  return sweep.run(plan)
 
 
 @pytest.fixture(scope="module")
@@ -149,39 +149,34 @@ def test_tiny_sweep_tables_match_those_from_before_the_rebuild(tiny, table):
   _compare(table, before, after)
 
 
-def _record_workdir(workdir):
-  """A report function for the hook test: leaves a file behind and returns its path."""
-  path = pathlib.Path(workdir) / "recorded.txt"
-  path.write_text(str(workdir))
-  return path
-
-
-def test_reports_are_resolved_before_any_stage_and_run_after_evaluate(tmp_path, monkeypatch):
+def test_studies_are_checked_before_any_stage_and_run_in_the_evaluate_stage(tmp_path, monkeypatch):
   calls = []
-  monkeypatch.setattr("jtransfer.analysis.run", lambda config, workdir: calls.append("evaluate"))
-  no_stage = dict(sources=[], pretrain={}, score={}, finetune={}, evaluate={})
-  sweep.run(
-    workdir=tmp_path,
-    stages=("evaluate",),
-    reports=["tests.sweep_test:_record_workdir"],
-    **no_stage,
+  monkeypatch.setattr(
+    "jtransfer.studies.write_report", lambda workdir, config: calls.append(config) or []
   )
-  assert calls == ["evaluate"]
-  assert (tmp_path / "recorded.txt").read_text() == str(tmp_path)
+  no_stage = dict(sources=[], pretrain={}, score={}, finetune={}, evaluate=None)
+  sweep.run(sweep.plan(workdir=tmp_path, stages=("evaluate",), studies=["gradual"], **no_stage))
+  # evaluate None: the study alone; the config is recorded for `python -m jtransfer report`.
+  assert [(c.evaluate, c.studies) for c in calls] == [(None, ("gradual",))]
+  assert studies.recorded(tmp_path) == calls[0]
+  # Neither a standard report nor a study: no evaluate call at all.
+  sweep.run(sweep.plan(workdir=tmp_path, stages=("evaluate",), **no_stage))
+  assert len(calls) == 1
   # A bad name fails before any work (the evaluate stage is never reached).
-  for name, match in (
-    ("tests.sweep_test", "package.module:function"),
-    ("tests.no_such_module:plot", "cannot import"),
-    ("tests.sweep_test:no_such_function", "no function 'no_such_function'"),
-  ):
-    with pytest.raises(ValueError, match=match):
-      sweep.run(workdir=tmp_path / "bad", stages=("evaluate",), reports=[name], **no_stage)
-    assert calls == ["evaluate"] and not (tmp_path / "bad").exists()
+  with pytest.raises(ValueError, match="^studies: unknown studies 'plot'"):
+    sweep.plan(workdir=tmp_path / "bad", stages=("evaluate",), studies=["plot"], **no_stage)
+  assert len(calls) == 1 and not (tmp_path / "bad").exists()
 
 
-def test_study_configs_name_reports_that_exist():
-  from configs import audio_nc, audio_scale
-
-  for config in (audio_scale.get_config("quick"), audio_nc.get_config("quick")):
-    for name in config.reports:
-      assert callable(sweep.resolve_report(name))
+def test_study_configs_name_studies_that_exist():
+  named = {}
+  for name in ("audio_scale", "audio_nc", "gradual_transfer", "thesis_cnn"):
+    config = config_cli.load(f"{CONFIGS / name}.py:quick")
+    named[name] = tuple(config.studies)
+    assert all(callable(m.report) for m in studies.resolve(config.studies))
+  assert named == {
+    "audio_scale": ("audio_scale",),
+    "audio_nc": ("neural_collapse",),
+    "gradual_transfer": ("gradual",),
+    "thesis_cnn": ("thesis",),
+  }

@@ -1,13 +1,13 @@
 """The thesis-deciding variant of configs/thesis_cnn.py: the sizes its docstring's cost uses."""
 
 import pathlib
-import sys
 
+from jtransfer import config_cli
 from jtransfer.data import batches
 from jtransfer.train import schedule
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import thesis_cnn  # noqa: E402
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+thesis_cnn = config_cli.load_module(CONFIGS / "thesis_cnn.py")
 
 TRAIN_SIZES = {  # train split sizes of the six sources
   "mnist": 60_000,

@@ -8,11 +8,10 @@ import sys
 
 import pytest
 
-from jtransfer import results
+from jtransfer import config_cli, results
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from configs import thesis_vgg  # noqa: E402
+thesis_vgg = config_cli.load_module(REPO / "configs" / "thesis_vgg.py")
 
 
 def _run(args, cwd, env):

@@ -4,7 +4,6 @@ corrupt checkpoints recorded as failures instead of scored."""
 import dataclasses
 import pathlib
 import shutil
-import sys
 
 import jax
 import numpy as np
@@ -176,21 +175,22 @@ def test_finetune_records_a_corrupt_checkpoint_and_trains_the_rest(tmp_path, dat
 @pytest.mark.slow
 def test_a_lost_store_is_rebuilt_from_the_zoo(tmp_path, data_dir):
   """The tiny sweep, its results.sqlite deleted, run again: every checkpoint is found."""
-  from jtransfer import sweep
+  from jtransfer import config_cli, sweep
 
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-  from configs import thesis_cnn
+  thesis_cnn = config_cli.load_module(
+    pathlib.Path(__file__).resolve().parents[1] / "configs" / "thesis_cnn.py"
+  )
 
   c = thesis_cnn.get_config("tiny").to_dict()
   kw = dict(sources=c["sources"], pretrain={**c["pretrain"], "show_progress": False},
             score=c["score"], finetune=c["finetune"], evaluate=c["evaluate"],
             data_dir=str(data_dir))  # fmt: skip
-  sweep.run(workdir=tmp_path, **kw)
+  sweep.run(sweep.plan(workdir=tmp_path, **kw))
   before = {t: results.load(tmp_path, t) for t in ("checkpoints", "scores")}
   assert len(before["checkpoints"]) == 20  # 2 sources x 2 seeds x steps 0, 1, 3, 10, 12
   for p in tmp_path.glob("results.sqlite*"):
     p.unlink()
-  report_path = sweep.run(workdir=tmp_path, **kw)
+  report_path = sweep.run(sweep.plan(workdir=tmp_path, **kw))
   after = {t: results.load(tmp_path, t) for t in ("checkpoints", "scores")}
   assert len(after["checkpoints"]) == 20 and len(after["scores"]) == len(before["scores"])
   key = ["source", "arch", "seed", "step"]

@@ -4,6 +4,7 @@ from jtransfer.analysis.pipeline import (
   Analysis,
   EvaluateConfig,
   analyse,
+  analyse_tables,
   load_tables,
   run,
   write_outputs,
@@ -14,6 +15,7 @@ from jtransfer.analysis.truth import ground_truth, log_auc
 __all__ = [
   "Analysis",
   "analyse",
+  "analyse_tables",
   "bonett_wright_ci",
   "correlate",
   "ground_truth",

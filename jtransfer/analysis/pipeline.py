@@ -3,7 +3,6 @@
 import dataclasses
 import pathlib
 import sqlite3
-from collections.abc import Sequence
 
 import pandas as pd
 
@@ -207,18 +206,22 @@ def analyse(
   finetune: pd.DataFrame,
   checkpoints: pd.DataFrame | None = None,
   *,
-  keep_seeds: bool = False,
-  n_boot: int = 1000,
-  seed: int = 0,
-  param_penalty: float = 0.0,
-  higher_is_better: dict | None = None,
-  setting: str | None = None,
-  probe: str | None = None,
-  focus_layer: str | None = None,
   detail_all_settings: bool = False,
+  **settings,
 ) -> Analysis:
-  """All statistics from the three tables (see the module docs of each step). The focus layer
-  defaults to the tap the classifier head reads (`taps.default_focus_layer`)."""
+  """All statistics from the three tables (see the module docs of each step).
+
+  settings: fields of `EvaluateConfig` (keep_seeds, n_boot, seed, param_penalty,
+  higher_is_better, setting, probe, focus_layer), whose defaults are the only ones; the focus
+  layer defaults to the tap the classifier head reads (`taps.default_focus_layer`)."""
+  c = EvaluateConfig(**settings)
+  keep_seeds, n_boot, seed, param_penalty = c.keep_seeds, c.n_boot, c.seed, c.param_penalty
+  higher_is_better, setting, probe, focus_layer = (
+    c.higher_is_better,
+    c.setting,
+    c.probe,
+    c.focus_layer,
+  )
   if scores is None or scores.empty:
     raise ValueError("the scores table is empty: run the score job first")
   if finetune is None or finetune.empty:
@@ -370,26 +373,23 @@ def write_outputs(
   workdir,
   *,
   with_figures: bool = True,
-  studies: Sequence = (),
+  parts=(),
   figure_workers: int | None = None,
 ) -> pathlib.Path:
   """CSV tables, figures (PNG + PDF in figures/), report.md and report.html; returns report.md.
-  `studies`: study modules whose parts the report shows (`report.write`); `figure_workers`:
-  processes drawing the figures (None: `render.default_workers()`)."""
+  `parts`: what the studies add to the report (`report.Part`s); `figure_workers`: processes
+  drawing the figures (None: `render.default_workers()`)."""
   from jtransfer.analysis import report  # noqa: PLC0415 (report imports run's Analysis)
 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  # The old report describes the old tables: it goes before they change, so an evaluate killed
-  # part-way leaves no report that disagrees with the CSVs (the rerun writes it).
-  for name in report.FILES:
-    (workdir / name).unlink(missing_ok=True)
+  report.remove(workdir)
   for name in CSV_TABLES:
     with workdir_files.replaced_whole(workdir / f"analysis_{name}.csv") as tmp:
       getattr(a, name).to_csv(tmp, index=False)
   if with_figures:
     a.figures = make_figures(a, workdir / "figures", workers=figure_workers)
-  return report.write(a, workdir, studies=studies)
+  return report.write(a, workdir, parts=parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,8 +398,7 @@ class EvaluateConfig:
 
   keep_seeds: one point per seed instead of the seed mean; n_boot: bootstrap resamples of the
   correlations' intervals (0: none); seed: their random seed; param_penalty, higher_is_better,
-  setting, probe, focus_layer: see `analyse`; with_figures: also write figures/; studies: names
-  of `jtransfer.studies` whose parts the report shows (None: the studies' own default).
+  setting, probe, focus_layer: see `analyse`; with_figures: also write figures/.
   """
 
   keep_seeds: bool = False
@@ -411,38 +410,24 @@ class EvaluateConfig:
   probe: str | None = None
   focus_layer: str | None = None
   with_figures: bool = True
-  studies: tuple[str, ...] | None = None
 
   def __post_init__(self):
     if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
       raise ValueError(f"n_boot must be an int >= 0, got {self.n_boot!r}")
-    if self.studies is not None:
-      value = self.studies
-      object.__setattr__(self, "studies", (value,) if isinstance(value, str) else tuple(value))
     if self.higher_is_better is not None:
       object.__setattr__(self, "higher_is_better", dict(self.higher_is_better))
 
 
-def run(config: EvaluateConfig | None, workdir) -> pathlib.Path:
-  """Reads the workdir's results store, writes analysis_*.csv, figures/ and report.md/.html
-  (`config` None: the defaults)."""
-  c = EvaluateConfig() if config is None else config
-  studies = c.studies
-  from jtransfer import studies as studies_lib  # noqa: PLC0415 (the studies import analysis)
+def analyse_tables(tables: dict[str, pd.DataFrame], config: EvaluateConfig) -> Analysis:
+  """`analyse` of a workdir's store tables (`load_tables`) with `config`'s settings."""
+  settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+  return analyse(tables["scores"], tables["finetune"], tables.get("checkpoints"), **settings)
 
-  modules = studies_lib.resolve(studies)
-  t = load_tables(workdir)
-  a = analyse(
-    t["scores"],
-    t["finetune"],
-    t.get("checkpoints"),
-    keep_seeds=c.keep_seeds,
-    n_boot=c.n_boot,
-    seed=c.seed,
-    param_penalty=c.param_penalty,
-    higher_is_better=c.higher_is_better,
-    setting=c.setting,
-    probe=c.probe,
-    focus_layer=c.focus_layer,
-  )
-  return write_outputs(a, workdir, with_figures=c.with_figures, studies=modules)
+
+def run(config: EvaluateConfig | None, workdir) -> pathlib.Path:
+  """The standard report alone: reads the workdir's store, writes analysis_*.csv, figures/ and
+  report.md/.html (`config` None: the defaults). Studies add theirs through
+  `jtransfer.studies.write_report`."""
+  c = EvaluateConfig() if config is None else config
+  a = analyse_tables(load_tables(workdir), c)
+  return write_outputs(a, workdir, with_figures=c.with_figures)

@@ -4,6 +4,7 @@
 import dataclasses
 import os
 import pathlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -207,11 +208,22 @@ def within_position_sentences(a) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Part:
+  """What one study adds to the standard report: lines for the answer and power sections, a
+  section of its own (`section(d)`, at the end), and the files it wrote beside the report."""
+
+  name: str
+  findings: tuple[str, ...] = ()
+  section: Callable[[Doc], None] | None = None
+  files: tuple[pathlib.Path, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Page:
-  """What a section needs beside the analysis: where the report goes, the studies it shows."""
+  """What a section needs beside the analysis: where the report goes, the studies' parts."""
 
   workdir: pathlib.Path
-  studies: tuple = ()  # study modules: `findings(a) -> [str]`, `section(d, a)`
+  parts: tuple[Part, ...] = ()
 
 
 def _answer_cell(row) -> str:
@@ -260,11 +272,10 @@ def answer_section(d: Doc, a, page: Page) -> None:
   )
   d.table(answer_table(a), digits=2)
   d.ul(baseline_sentences(a) + within_position_sentences(a))
-  for study in page.studies:
-    lines = study.findings(a) if hasattr(study, "findings") else []
-    if lines:
-      d.p(f"Findings ({study.__name__.rsplit('.', 1)[-1]}):")
-      d.ul(lines)
+  for part in page.parts:
+    if part.findings:
+      d.p(f"Findings ({part.name}):")
+      d.ul(list(part.findings))
   d.toc()
 
 
@@ -495,7 +506,7 @@ def power_section(d: Doc, a, page: Page) -> None:
     "sources whose seed-mean log-AUCs differ by less than 1.96·σ_s·√(2/k) cannot be ranked."
   )
   d.table(a.power_seeds, digits=4)
-  lines = [x for study in page.studies for x in study.findings(a)] + power.findings(a)
+  lines = [x for part in page.parts for x in part.findings] + power.findings(a)
   d.p("Thesis findings this run can and cannot decide:")
   d.ul(lines or ["none of the thesis' findings can be checked with this run's sources/targets."])
 
@@ -541,8 +552,9 @@ def figures_section(d: Doc, a, page: Page) -> None:
 
 
 def studies_section(d: Doc, a, page: Page) -> None:
-  for study in page.studies:
-    study.section(d, a)
+  for part in page.parts:
+    if part.section is not None:
+      part.section(d)
 
 
 def notes_section(d: Doc, a, page: Page) -> None:
@@ -574,11 +586,17 @@ SECTIONS = (
 FILES = ("report.md", "report.html")
 
 
-def write(a, workdir, *, studies=()) -> pathlib.Path:
+def remove(workdir) -> None:
+  """Deletes the report before its tables are rewritten: a run killed part-way then leaves no
+  report that disagrees with the CSVs (the rerun writes it)."""
+  for name in FILES:
+    (pathlib.Path(workdir) / name).unlink(missing_ok=True)
+
+
+def write(a, workdir, *, parts: Sequence[Part] = ()) -> pathlib.Path:
   """report.md and report.html in `workdir`: every section of `SECTIONS` in order, with the
-  parts of `studies` (modules with `findings(a)` and `section(d, a)`, e.g.
-  `jtransfer.studies.thesis`)."""
-  page = Page(pathlib.Path(workdir), tuple(studies))
+  studies' `parts`."""
+  page = Page(pathlib.Path(workdir), tuple(parts))
   d = Doc()
   d.h(1, "jtransfer evaluation report")
   for section in SECTIONS:

@@ -173,7 +173,7 @@ def dropout(x, rate: float, *, train: bool, key, index: int, broadcast_dims: Seq
 # Initialisers matching PyTorch's, so a zoo trained here starts from the same distributions as
 # the thesis' PyTorch models. They draw a flat vector and reshape it (the same numbers as drawing
 # the shape directly): XLA:CPU compiles many multi-dimensional threefry draws in one jitted init
-# about 10x slower than flat ones (measured: 4 conv kernels 10 s vs 1 s of compile time).
+# much slower than flat ones (BENCHMARKS.md, "Numbers from the docstrings").
 
 
 def _fans(shape) -> tuple[int, int]:

@@ -1,8 +1,8 @@
 """2x2 / stride-2 max pooling with a gradient that is fast on XLA:CPU.
 
 `nnx.max_pool` lowers to `reduce_window`, whose gradient is XLA's `select_and_scatter`: on
-XLA:CPU that one op took most of the thesis CNN's training step (measured: the step ran 3.2-3.8x
-faster with this formulation, `benchmarks/cnn_formulations.py`). Here the 2x2 windows are a
+XLA:CPU that one op took most of the thesis CNN's training step (`benchmarks/cnn_formulations.py`;
+BENCHMARKS.md, "Numbers from the docstrings"). Here the 2x2 windows are a
 reshape, the forward a max over them, and the backward a one-hot of the window's argmax.
 
 Same numbers as `nnx.max_pool(x, (2, 2), strides=(2, 2))` (padding "VALID": an odd last row or

@@ -2,8 +2,7 @@
 
 On CPU, XLA runs its own thread pool and calls the LAPACK behind NumPy/SciPy (OpenBLAS) for
 eigh and Cholesky; OpenBLAS then starts one thread per core of its own, and the two pools fight
-over the cores (measured in issue 11: all feature scores 3.3x the Gram + eigh floor idle, 1.4x
-with OPENBLAS_NUM_THREADS=1, and far worse under load). `blas_threads()` limits every loaded
+over the cores (BENCHMARKS.md, "Numbers from the docstrings"). `blas_threads()` limits every loaded
 BLAS to `JTRANSFER_BLAS_THREADS` threads (default 1; 0 leaves them alone) while a pass runs and
 waits for its results, then restores the previous setting.
 """

@@ -11,7 +11,8 @@ and transfer vs samples per class (the sources with the most classes), with one 
 beside the log-AUC panel, so a score that tracks transfer shows the same shape.
 
 Sources outside the ladder (e.g. another ontology, speaker ID) are listed by `scale_table` with
-NaN coordinates and left out of the plots.
+NaN coordinates and left out of the plots. `report(workdir, tables)`: this project's study
+(configs/audio_scale.py): its `LADDER` of FSDD sources, `TARGET`, `PLOT_SCORES` at `PLOT_LAYER`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,20 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from jtransfer.analysis import report as report_lib
 from jtransfer.analysis import signs, truth
+from jtransfer.data import audio_tasks
+
+TARGET = "fsdd_digit_spk45"
+TOP = audio_tasks.SAMPLE_LADDER[-1]  # 180: every train clip of a digit of speakers 0-3
+# source -> (number of classes, train samples per class)
+LADDER = {
+  **{audio_tasks.class_ladder_name(k): (k, TOP) for k in audio_tasks.CLASS_LADDER},
+  **{audio_tasks.sample_ladder_name(n): (10, n) for n in audio_tasks.SAMPLE_LADDER if n != TOP},
+}
+ONTOLOGY = ("fsdd_speaker_spk0123",)  # the same clips labelled by speaker: off the ladders
+PLOT_SCORES = ("nc_score", "logme", "leep")
+PLOT_LAYER = "pool"
 
 
 def scale_table(
@@ -137,9 +151,33 @@ def run(
   from jtransfer import results  # noqa: PLC0415
 
   workdir = pathlib.Path(workdir)
-  table = scale_table(
+  return write_scale(
+    workdir,
     results.load(workdir, "scores"),
     results.load(workdir, "finetune"),
+    ladder=ladder,
+    target=target,
+    layer=layer,
+    score_names=score_names,
+    setting=setting,
+  )
+
+
+def write_scale(
+  workdir: pathlib.Path,
+  scores: pd.DataFrame,
+  finetune: pd.DataFrame,
+  *,
+  ladder: Mapping[str, tuple[int, int]],
+  target: str,
+  layer: str,
+  score_names: Sequence[str],
+  setting: str = "full",
+) -> tuple[pd.DataFrame, list[pathlib.Path]]:
+  """`run` on store tables already read."""
+  table = scale_table(
+    scores,
+    finetune,
     ladder=ladder,
     target=target,
     layer=layer,
@@ -149,3 +187,14 @@ def run(
   table.to_csv(workdir / "scale.csv", index=False)
   paths = plot_scale(table, workdir / "figures", score_names=score_names, title=target)
   return table, paths
+
+
+def report(workdir, tables) -> report_lib.Part:
+  """scale.csv and the two scale figures of this project's study (configs/audio_scale.py)."""
+  workdir = pathlib.Path(workdir)
+  s = tables.store
+  _, figures = write_scale(
+    workdir, s["scores"], s["finetune"], ladder=LADDER, target=TARGET, layer=PLOT_LAYER,
+    score_names=PLOT_SCORES,
+  )  # fmt: skip
+  return report_lib.Part("audio_scale", files=(workdir / "scale.csv", *figures))

@@ -2,6 +2,7 @@
 
   run(workdir) -> [gradual_matrix.csv, gradual_asymmetry.csv, gradual_drops.csv,
                    gradual_slopes.csv, figures/gradual_*.png]
+  report(workdir, tables)   # the same, as the study config's evaluate stage runs it
 
 The matrix is M[source → target, l] = seed mean of the fine-tune log-AUC (the thesis' ground
 truth) and of the final test accuracy (Fayek's measure) with l frozen leading layers, from each
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jtransfer import results  # noqa: E402
+from jtransfer.analysis import report as report_lib  # noqa: E402
 from jtransfer.analysis import transfer_matrix as tm  # noqa: E402
 from jtransfer.analysis import truth  # noqa: E402
 
@@ -213,8 +215,17 @@ def matrix_figure(matrix, value: str, out_dir) -> pathlib.Path | None:
 
 def run(workdir) -> list[pathlib.Path]:
   """Writes the tables and figures of a finished gradual-transfer run; returns their paths."""
+  return write(pathlib.Path(workdir), results.load(workdir, "finetune"))
+
+
+def report(workdir, tables) -> report_lib.Part:
+  """`run` on the store's fine-tune rows already read."""
+  return report_lib.Part("gradual", files=tuple(write(workdir, tables.store["finetune"])))
+
+
+def write(workdir, finetune: pd.DataFrame) -> list[pathlib.Path]:
+  """`run` of fine-tune rows already read."""
   workdir = pathlib.Path(workdir)
-  finetune = results.load(workdir, "finetune")
   matrix, asymmetry, scratch = tables(finetune)
   paths = [workdir / "gradual_matrix.csv", workdir / "gradual_asymmetry.csv"]
   matrix.to_csv(paths[0], index=False)

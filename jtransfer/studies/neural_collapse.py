@@ -6,7 +6,9 @@ ROC curve of the positive-class probability, and compares NC score, LEEP and Log
 Pearson coefficient between score and performance (its figures 2-3 quote |r|), for head-only and
 full fine-tuning.
 
-`nc_comparison(workdir, ...)`: the whole comparison as `<workdir>/nc_comparison.md` + CSV:
+`report(workdir, tables)`: this project's comparison (configs/audio_nc.py): AUROC on
+`AUROC_TARGETS`, each architecture's `EMBEDDING` layer. `nc_comparison(workdir, ...)`: the whole
+comparison as `<workdir>/nc_comparison.md` + CSV:
 final accuracy for every target, final AUROC for the targets whose rows carry it; when the
 fine-tune rows carry a validation split (`val_acc`), also the paper's protocol: each unit's
 checkpoint selected on validation data (`analysis.auroc.selected_rows`: best `val_acc`, or
@@ -22,9 +24,14 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from jtransfer.analysis import report as report_lib
 from jtransfer.analysis.auroc import compare, final_rows, selected_rows
 
 NC_SCORES = ("nc_score", "leep", "logme")
+AUROC_TARGETS = ("fsdd_zero_vs_rest_spk45",)  # the binary targets of configs/audio_nc.py
+# The input of each model's classifier (the paper's layer): fc1 for audio_cnn/crnn, the global
+# pool for dcase_cnn.
+EMBEDDING = {"audio_cnn": "fc1", "audio_crnn": "fc1", "dcase_cnn": "pool"}
 
 _HEADER = [
   "# NC score vs LEEP vs LogME (the neural-collapse paper's comparison)",
@@ -113,6 +120,25 @@ def nc_comparison(
   workdir = pathlib.Path(workdir)
   scores = results.load(workdir, "scores")
   finetune = results.load(workdir, "finetune")
+  return write_comparison(
+    workdir, scores, finetune, auroc_targets=auroc_targets, score_names=score_names,
+    probe=probe, n_boot=n_boot, embedding=embedding,
+  )  # fmt: skip
+
+
+def write_comparison(
+  workdir: str | os.PathLike,
+  scores: pd.DataFrame,
+  finetune: pd.DataFrame,
+  *,
+  auroc_targets: Sequence[str] | None = None,
+  score_names: Sequence[str] = NC_SCORES,
+  probe: str = "train",
+  n_boot: int = 200,
+  embedding: Mapping[str, str] | None = None,
+) -> pathlib.Path:
+  """`nc_comparison` of store tables already read; returns the .md path."""
+  workdir = pathlib.Path(workdir)
   if scores.empty or finetune.empty:
     raise ValueError(f"{workdir}: run the score and fine-tune stages first")
   table = comparison_table(
@@ -123,6 +149,15 @@ def nc_comparison(
   path = workdir / "nc_comparison.md"
   path.write_text(markdown(table))
   return path
+
+
+def report(workdir, tables) -> report_lib.Part:
+  """`nc_comparison.md` / `.csv` of this project's NC study (configs/audio_nc.py)."""
+  s = tables.store
+  md = write_comparison(
+    workdir, s["scores"], s["finetune"], auroc_targets=AUROC_TARGETS, embedding=EMBEDDING
+  )
+  return report_lib.Part("neural_collapse", files=(md, md.with_suffix(".csv")))
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -1,14 +1,16 @@
 """The thesis' CNN study: its published numbers (sections 3.1.2, 3.3) beside ours where the
 setup matches, and which of its findings a run's data can decide.
 
-The report shows this study's parts through `findings(a)` (lines of its power section) and
-`section(doc, a)` (the "Published numbers" section); `a` is an `analysis.Analysis`.
+`report(workdir, tables)` gives the standard report this study's part: `findings(a)` (lines of
+its answer and power sections) and `section(doc, a)` (the "Published numbers" section), where
+`a` is the standard analysis (`analysis.Analysis`).
 """
 
 import numpy as np
 import pandas as pd
 
 from jtransfer.analysis import power
+from jtransfer.analysis import report as report_lib
 from jtransfer.analysis.truth import NON_SOURCES
 
 THESIS = {
@@ -208,3 +210,11 @@ def section(d, a) -> None:
   d.table(compare(a))
   d.p("Differences in setup that explain gaps:")
   d.ul(differences(a))
+
+
+def report(workdir, tables) -> report_lib.Part:
+  """This study's part of the standard report (which it needs: an evaluate section)."""
+  a = tables.analysis
+  if a is None:
+    raise ValueError("study 'thesis' adds to the standard report: the config needs `evaluate`")
+  return report_lib.Part("thesis", findings=tuple(findings(a)), section=lambda d: section(d, a))

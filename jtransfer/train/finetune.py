@@ -1,58 +1,18 @@
 """Fine-tuning: the ground-truth transfer curve of every (checkpoint, target, mode, ft_seed).
 
-  run(FinetuneConfig(target="fashion_mnist", modes=("full", "head"), ft_seeds=(0,),
-                     duration={"epochs": 100}), "/tmp/zoo")
+  run(FinetuneConfig(target="fashion_mnist", modes=("full", "head"), ft_seeds=(0,)), rt)
 
-One top-down loop (big_vision `train.py`): config -> data -> plan (units, groups) -> for every
-group: transferred initial state -> step fn -> loop with evaluations -> write the curves. Three
-modules share the job:
-- `finetune_plan`: the typed config (`FinetuneConfig`), the seed streams, the units and their
-  done keys, the groups (which checkpoints `zoo.select` gives, which units are done);
-- `transfer`: a checkpoint's backbone + the new head shared per `ft_seed` (`initial_state`),
-  the frozen layers' optimiser and batch statistics;
-- this module: the target data, the group's train loop (`train_group`), the curves' rows and
-  `run`, inside one `job.Context` (log file, store shard, process share, devices).
+`finetune_plan` types the config and cuts the units into groups, `transfer` gives each member
+its checkpoint's backbone and the new head shared per `ft_seed`; this module holds the target
+data, a group's train loop (`train_group`), the curves' rows and `run`. Members of one group
+(one architecture, `ft_seed` and freezing) share batches and dropout masks, so a member trained
+in a group equals the member trained alone; `seed_parallel` says how they share the devices.
 
-Modes (`freezing`): "full", "head", "last_block", "frozen=<l>" / "frozen=all". Rows store `mode`
-and `frozen_layers` (the number of frozen leading layers: 0 for "full"). Two modes that freeze
-the same layers (e.g. "full" and "frozen=0", or "head" and "frozen=2" for the CNN) are trained
-once and written under both names. Baselines (`baselines=True`): sources "scratch" and
-"random_init" (see `finetune_plan`), with `seed = ft_seed`, `step = 0`.
-
-Evaluation: test accuracy and loss (and, with `eval_train_examples`, on a fixed train subset)
-at `schedule.log_checkpoint_steps` of the fine-tune run (0, 1, 3, 10, 30, 100, 300 batches,
-1, 3, 10, 30, 100 epochs, truncated to the run's length; plus the final step when
-`eval_final`). A binary target's rows also carry `test_auroc` / `train_auroc`: the ROC area of
-the logit margin z1 - z0 (class 1 = positive; `jtransfer.metrics.auroc`), from the same eval
-pass (the NC paper's metric for its COVID-19 target).
-
-Validation (`val_fraction`, off by default). A class-stratified fraction of the target's train
-split (`train.validation.split`, a fixed seed: the same examples for every model and ft_seed) is
-held out: the models train on the rest and every evaluation also reports `val_acc`, `val_loss`
-(and `val_auroc` for a binary target), so a checkpoint can be selected on validation data as the
-NC paper does (`analysis.auroc.selected_rows`). Rows of runs without it store NULL there. The
-done key does not include it: use a fresh workdir when switching it on.
-
-Batching. The units of one architecture, one `ft_seed` and one freezing are trained in groups
-of up to `group_size` in ONE jitted step (params stacked on a leading member axis; the
-training engine's step builder and device placement shared with pre-training,
-`engine.build_fns`), through `engine.run_members`: `seed_parallel="sequential"` (what "auto"
-runs on CPU) trains a group's members one after another, each a one-member stack with its batch
-split over the devices; the group's curves are written together as in the other modes.
-Every member of a group sees the same batches (data order from `data_seed(ft_seed)`) and the
-same dropout masks (every member's dropout seed is `dropout_seed(ft_seed)`), so a member
-trained in a group equals the member trained alone.
-
-Input (`input_pipeline`, as in pre-training): "memory" puts the target's train split on the
-devices and steps send indices; "stream" reads each step's rows from the target's random-access
-source through `jtransfer.data.pipeline` (`augment=True`: the target's declared augmentation).
-The same rows either way, so the same curves.
-
-Resume. A unit (checkpoint, target, mode, frozen_layers, ft_seed) is written with its done
-marker (`finetune`, `(source, arch, seed, step, target, mode, frozen_layers, ft_seed)`) in one
-transaction once its whole curve is evaluated; the units of a group are written together at the
-group's end. A rerun skips done units; a group killed mid-way is redone from its start (no
-fine-tune train state is saved, so a crash loses at most the running group's work).
+Evaluations at the log-spaced steps of the run give test (and optionally train and validation,
+`val_fraction`) accuracy and loss, plus the AUROC of the logit margin on binary targets. Modes
+that freeze the same layers are trained once and written under each name; baselines are
+"scratch" and "random_init". A unit's curve and its done marker are written in one transaction
+at the end of its group, so a rerun skips done units and redoes at most the running group.
 """
 
 from __future__ import annotations
@@ -622,6 +582,7 @@ class _Loop:
       workdir=self.ctx.workdir,
       num_classes=target.num_classes,
       model_kwargs=info.model_kwargs,
+      checkpoints=self.plan.checkpoints,
     )
     new_trainer = info.arch not in self.trainers
     if new_trainer:

@@ -316,15 +316,51 @@ def arch_model_kwargs(workdir, arch: str, ckpts, explicit, target_spec) -> dict:
   return zoo.shared_model_kwargs(entries, arch, fit=fit) or fit({})
 
 
-def verified(store, workdir, ckpts, todo, target: str):
+class Restored:
+  """What fine-tuning reads of each checkpoint (its backbone and the backbone's batch-norm
+  statistics), read and content-checked once per job: `read` when the job checks its pending
+  checkpoints, `take` once per member that starts from it; dropped after the last (`expect`)."""
+
+  def __init__(self, workdir):
+    self.workdir = pathlib.Path(workdir)
+    self._trees: dict[str, dict[str, Any]] = {}
+    self._uses: dict[str, int] = {}
+
+  def read(self, path: str) -> None:
+    """Restores (and checks) the checkpoint at `path`; CorruptCheckpointError if it is not."""
+    tree = checkpointing.restore(self.workdir / path)
+    rest = tree.get(checkpointing.REST) or {}
+    self._trees[path] = {"backbone": tree["backbone"], "rest": rest.get("backbone", {})}
+
+  def expect(self, members: Iterable[Member]) -> None:
+    """How many members will `take` each checkpoint; the others are dropped now."""
+    self._uses = {}
+    for m in members:
+      if m.path is not None:
+        self._uses[m.path] = self._uses.get(m.path, 0) + 1
+    self._trees = {k: v for k, v in self._trees.items() if k in self._uses}
+
+  def take(self, path: str) -> dict[str, Any]:
+    """{"backbone", "rest"} of the checkpoint (read now if it was not), for one member."""
+    if path not in self._trees:
+      self.read(path)
+    tree = self._trees[path]
+    self._uses[path] = self._uses.get(path, 1) - 1
+    if self._uses[path] <= 0:
+      del self._trees[path], self._uses[path]
+    return tree
+
+
+def verified(store, workdir, ckpts, todo, target: str, restored: Restored | None = None):
   """(checkpoints whose data match their content hash, failures recorded in the store); only
-  checkpoints with work left are read. A corrupt one is never fine-tuned."""
+  checkpoints with work left are read, into `restored`. A corrupt one is never fine-tuned."""
   wanted = {m.path for m in todo if m.path is not None}
+  restored = Restored(workdir) if restored is None else restored
   good, failed = [], []
   for c in ckpts:
     if c.path in wanted:
       try:
-        checkpointing.verify(pathlib.Path(workdir) / c.path)
+        restored.read(c.path)
       except checkpointing.CorruptCheckpointError as e:
         log.error("finetune on %s: skipping checkpoint %s: %s", target, c.path, e)
         store.record_failure(JOB, c.key, target=target, path=c.path, error=str(e))
@@ -380,6 +416,7 @@ class Plan:
   groups: list[list[Member]]
   failed: list[zoo.Entry]
   copies: dict[Member, list[Member]] = dataclasses.field(default_factory=dict)
+  checkpoints: Restored | None = None  # the pending checkpoints, read once
 
 
 def make_plan(
@@ -415,7 +452,8 @@ def make_plan(
   # depends on what another process has finished by the time this one looks.
   todo = [m for group in share(group_members(members, c.group_size)) for m in group]
   todo = units_left(todo, done, name)
-  _, failed = verified(store, workdir, ckpts, todo, name)
+  restored = Restored(workdir)
+  _, failed = verified(store, workdir, ckpts, todo, name, restored)
   failed_paths = {f.path for f in failed}
   todo = [m for m in todo if m.path is None or m.path not in failed_paths]
   todo, copies = shared_starts(workdir, todo)
@@ -426,4 +464,5 @@ def make_plan(
       name,
       sum(len(v) for v in copies.values()),
     )
-  return Plan(infos, group_members(todo, c.group_size), failed, copies)
+  restored.expect(todo)
+  return Plan(infos, group_members(todo, c.group_size), failed, copies, restored)

@@ -1,50 +1,18 @@
 """Pre-training: a zoo of `num_seeds` models of one architecture on one source task.
 
-  run(PretrainConfig(source="mnist", arch="cnn", num_seeds=10, batch_size=64,
-                     duration={"epochs": 100}), "/tmp/zoo")
+  run(PretrainConfig(source="mnist", arch="cnn", num_seeds=10, duration={"epochs": 100}), rt)
 
-`run(config, runtime)` takes the checked, frozen `PretrainConfig` (what to train) and a
-`job.Runtime` (where: workdir, data dir, devices) and works inside a `jtransfer.job` context
-(log file, store shard, this process's share of the seeds, devices, config record). Then,
-top-down (big_vision `train.py`): planning (`_plan`: data sizes -> schedule -> seeds still to
-train) -> placement (`_place`: mesh -> data on the devices -> model and optimizer -> restore or
-init -> step fns) -> the loop (`_loop`), which saves at the checkpoint steps (`_save_checkpoint`).
+`run(config, runtime)` plans (data sizes -> schedule -> seeds still to train), places (mesh,
+data, model, optimizer, restore or init, step fns) and loops, saving at the checkpoint steps.
+Every seed has its own init, data order and dropout keys as functions of (seed, step), so a
+seed trained stacked with others, alone, or resumed gives the same checkpoints; how the seeds
+share the devices is `seed_parallel` (`jtransfer.stacking`, `engine.run_members`).
 
-Seeds. All seeds train in ONE jitted step: params, optimizer state and `rest` are stacked on a
-leading seed axis. Seed `s` gets its own init (`jax.random.key(s)`), its own data order
-(`batches.epoch_permutation(s, epoch)`) and its own dropout keys (folded from `s` and the
-step: `s` is its dropout seed), so a seed trained in a batch equals the seed trained alone.
-
-Input (`input_pipeline`). "memory": the normalised training set is put on every device once
-and a step sends the [seeds, batch] indices (`engine.build_fns(inputs="indices")`). "stream":
-a step's rows are read from the dataset's random-access source by `jtransfer.data.pipeline`
-(grain, reading threads, device prefetch) and the step is fed them
-(`engine.build_fns(inputs="batch")`); the rows are the same, so the checkpoints are too
-(tests/pretrain_stream_test.py), and only `augment=True` (the source's declared crop / flip)
-makes them differ.
-
-How the seeds share the hardware (`seed_parallel`: "auto", "vmap", "loop", "devices",
-"sequential"): see `jtransfer.stacking` and `jtransfer.train.engine`, which holds the mesh, the
-step builders and the eval sets this loop shares with fine-tuning. `engine.run_members` cuts
-the seeds into the layout's stacks ("sequential": one seed each, trained as "vmap" with its
-batch split over the devices) and the phases below run once per stack: the same steps,
-checkpoints, train-state saves and metrics per seed as in one stack, so the same zoo up to
-float summation order. "auto" is "sequential" on CPU and "vmap" on GPU/TPU.
-
-Checkpoints. At `schedule.log_checkpoint_steps` (plus the final step) each seed's params go to
-`<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` with their zoo record (`jtransfer.zoo.Entry`:
-number of classes, model_kwargs, schedule index, metrics), train and test accuracy/loss are
-evaluated and one `checkpoints` row per seed is written together with its done marker
-(`pretrain`, `(source, arch, seed, step)`) in one transaction. A run first indexes
-the zoo checkpoints of its seeds that the store does not know (the zoo on disk is the truth: a
-lost `results.sqlite` is rebuilt, and seeds whose final checkpoint is on disk are not trained).
-
-Resume. The full train state (params, rest, optimizer state) of every seed is saved at each
-checkpoint step (and every `save_every_steps`) under
-`<workdir>/train_state/<source>/<arch>/seed_<k>/` (only the latest is kept). A rerun restores
-the latest step all seeds have, and the data order and dropout keys are functions of (seed,
-step), so a resumed run equals an uninterrupted one.
-Seeds whose final checkpoint is done are not trained again.
+Checkpoints go to `<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` at
+`schedule.log_checkpoint_steps` with their zoo record; each is written with its `checkpoints`
+row and done marker `(source, arch, seed, step)` in one transaction. The zoo on disk is the
+truth: checkpoints the store does not know are indexed first, so a lost store is rebuilt. The
+latest full train state per seed (`<workdir>/train_state/...`) is what a rerun resumes from.
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@
                         layers=model.layers)
   keeper = FrozenStats.make(rest, frozen_layers=2, layers=model.layers, sharding=...)
 
-Transfer (thesis 2.3.3). Each checkpoint's backbone is read with a partial restore
-(`checkpointing.restore_backbone`) and gets a NEW head. The head's initialisation depends only on
-`ft_seed` (it is the head of `functional.init(arch, num_classes=<target classes>,
-seed=head_seed(ft_seed))`), so every checkpoint of a run starts from the same head and the
-curves differ only by what was transferred. A backbone's batch-norm statistics travel with its
-weights when the checkpoint holds them; the head's (and a backbone saved without them) start
-fresh.
+Transfer (thesis 2.3.3). Each checkpoint is read once per job (`finetune_plan.Restored`: the
+content check and every member's start share the read) and its backbone gets a NEW head. The
+head's initialisation depends only on `ft_seed` (it is the head of `functional.init(arch,
+num_classes=<target classes>, seed=head_seed(ft_seed))`), so every checkpoint of a run starts
+from the same head and the curves differ only by what was transferred. A backbone's batch-norm
+statistics travel with its weights; the head's start fresh (a batch-norm backbone saved without
+them is an error).
 
 Frozen layers (`freezing`): the optimiser is the registered "freeze" optimiser wrapping the
 configured one (`optax.multi_transform` + `optax.set_to_zero()`), and the running statistics of
@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from jtransfer import checkpointing
 from jtransfer.models import functional
 from jtransfer.train import freezing
 from jtransfer.train.finetune_plan import (
   RANDOM_INIT,
   SCRATCH,
   Member,
+  Restored,
   head_seed,
   random_backbone_seed,
   scratch_seed,
@@ -57,13 +56,12 @@ def _check_like(tree, template, what: str) -> None:
     )
 
 
-def _from_checkpoint(workdir, member: Member, head_params, head_rest):
+def _from_checkpoint(checkpoints: Restored, member: Member, head_params, head_rest):
   """(params, rest) of a checkpoint member: its restored backbone + the shared head."""
-  path = pathlib.Path(workdir) / member.path
-  backbone = checkpointing.restore_backbone(path)
+  tree = checkpoints.take(member.path)
+  backbone, backbone_rest = tree["backbone"], tree["rest"]
   _check_like(backbone, head_params["backbone"], f"the backbone of checkpoint {member.path}")
   params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
-  backbone_rest = checkpointing.restore_backbone_rest(path)
   if backbone_rest:
     rest = {**head_rest, "backbone": backbone_rest}
   elif jax.tree.leaves(head_rest.get("backbone", {})):
@@ -81,6 +79,7 @@ def initial_state(
   workdir,
   num_classes: int,
   model_kwargs: Mapping[str, Any] | None = None,
+  checkpoints: Restored | None = None,
 ):
   """(graphdef, params, rest) of a group, stacked on a leading member axis (NumPy leaves).
 
@@ -95,6 +94,7 @@ def initial_state(
   if any(m.arch != arch for m in members):
     raise ValueError("a group holds one architecture")
   host = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
+  checkpoints = Restored(workdir) if checkpoints is None else checkpoints  # the job's reads
   cache: dict[int, tuple] = {}
 
   def model_at(seed):  # each seed's model is built once per group
@@ -114,7 +114,7 @@ def initial_state(
       backbone = model_at(random_backbone_seed(m.ft_seed))[1]["backbone"]
       params, rest = {"backbone": backbone, "head": head_params["head"]}, head_rest
     else:
-      params, rest = _from_checkpoint(workdir, m, head_params, head_rest)
+      params, rest = _from_checkpoint(checkpoints, m, head_params, head_rest)
     params_list.append(params)
     rest_list.append(rest)
   stack = lambda trees: jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)  # noqa: E731
