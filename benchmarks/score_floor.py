@@ -36,6 +36,9 @@ _N_LARGE = flags.DEFINE_integer("n_large", 4000, "The table's large probe (0: sk
 _MAX_N = flags.DEFINE_integer("max_n", 32000, "Largest N of the growth table.")
 _MAX_SECONDS = flags.DEFINE_float("max_seconds", 60.0, "Stop a growth series past this.")
 _PARC_MAX_N = flags.DEFINE_integer("parc_max_n", 8000, "PARC left out of growth cells above.")
+_ACCURACY_ROUTES = flags.DEFINE_list(
+  "accuracy_routes", ["covariance", "randomized"], "Routes the accuracy part checks."
+)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -158,6 +161,13 @@ def _kernels(x, y, c, route, names=FEATURES):
 
 
 def accuracy(_):
+  if "covariance" in _ACCURACY_ROUTES.value:
+    _accuracy_covariance()
+  if "randomized" in _ACCURACY_ROUTES.value:
+    _accuracy_randomized()
+
+
+def _accuracy_covariance():
   print("\n[accuracy] covariance route, float32, vs the Gram route in float64 (same input)")
   rows = {}
   cases = [(2500, 128), (4096, 512), (4096, 64)]
@@ -173,6 +183,9 @@ def accuracy(_):
   print("|---|" + "---|" * len(cases))
   for k in FEATURES:
     print(f"| {k} | " + " | ".join(f"{rows[c][k]:.1e}" for c in cases) + " |")
+
+
+def _accuracy_randomized():
   print("\n[accuracy] randomized route, float32, vs the Gram route in float64 (same input)")
   n = d = 4096
   x, y, _ = peers._probe(np.random.default_rng(5), n, d, 10)
