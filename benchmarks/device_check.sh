@@ -4,8 +4,9 @@
 #   1. zoo training img/s, 10 seeds vmapped vs one seed (goal >= 5x the one-seed rate, summed)
 #   2. the score job vs its floor at the thesis scale (goal <= 2x)
 #   3. the quick thesis CNN study's stage times
-#   4. the score core (issue 27): the Gram and covariance routes' tests, all feature scores ÷
-#      the floor at N = 1000 and 4000, and the cost growth with N on both routes
+#   4. the score core (issue 27): the Gram, covariance and randomized routes' tests, all feature
+#      scores ÷ the floor at N = 1000 and 4000, the cost growth with N on both exact routes, and
+#      the randomized route against the exact floor
 #
 #   bash benchmarks/device_check.sh [OUT_DIR]        # OUT_DIR default: $OUT or /tmp/device_check
 #   DRY_RUN_CPU=1 bash benchmarks/device_check.sh    # no install, JAX on CPU, tiny sizes: checks
@@ -72,9 +73,10 @@ rm -rf "$out/study"
 timeout $((165 * tm)) $py launch/sweep.py --config configs/thesis_cnn.py:$study --workdir "$out/study" \
   2>&1 | tee "$out/study.log" | grep -E "^\[sweep\].*done in"
 
-step "4. score core: Gram and covariance routes, the floor, cost growth (issue 27)"
-timeout $((60 * tm)) $py -m pytest -q -x -p no:cacheprovider tests/scores_routes_test.py 2>&1 \
+step "4. score core: Gram, covariance and randomized routes, the floor, cost growth (issue 27)"
+timeout $((60 * tm)) $py -m pytest -q -x -p no:cacheprovider tests/scores_routes_test.py \
+  tests/scores_randomized_test.py tests/scores_sfda_saturation_test.py 2>&1 \
   | tee "$out/score_routes_tests.log" | tail -n 3
-timeout $((120 * tm)) $py benchmarks/score_floor.py --what table,growth $floor_args 2>&1 \
+timeout $((120 * tm)) $py benchmarks/score_floor.py --what table,growth,randomized $floor_args 2>&1 \
   | tee "$out/score_floor.log" | tail -n 30
 step "done"

@@ -3,6 +3,7 @@ r"""The score core against its floor, its cost growth with N, and its large-N ac
   PYTHONPATH=$PWD .venv/bin/python benchmarks/score_floor.py --what table   # the issue table
   PYTHONPATH=$PWD .venv/bin/python benchmarks/score_floor.py --what growth --max_seconds 60
   PYTHONPATH=$PWD .venv/bin/python benchmarks/score_floor.py --what accuracy
+  PYTHONPATH=$PWD .venv/bin/python benchmarks/score_floor.py --what randomized
 
 table: every default feature score in one `scores.compute` ÷ the floor (one jitted, warmed-up
   N×D×N Gram matmul + N×N eigh; the faster of BLAS as is / one thread), timed alternately
@@ -13,7 +14,11 @@ growth: the same pass for N = 500 … --max_n at D = 512 and 4096, with the rout
   and that route's floor (Gram + N×N eigh, or Zᵀ Z + D×D eigh); a D's series stops once a cell
   takes longer than --max_seconds. PARC (N² pairs, N² memory) is left out above --parc_max_n.
 accuracy: float32 on the covariance route against float64 on the Gram route (the exact route),
-  same rounded input, relative error per score.
+  same rounded input, relative error per score; then the same for the randomized route (the
+  scores it serves) at N = D = 4096.
+randomized: the scores the randomized route serves in one `scores.compute` at N = D = 4096 …
+  --max_n (route printed), against the exact route's floor (Gram + N×N eigh) where that takes
+  under --max_seconds.
 Prints `uptime` before and after; every ratio is from one process.
 """
 
@@ -31,6 +36,9 @@ _N_LARGE = flags.DEFINE_integer("n_large", 4000, "The table's large probe (0: sk
 _MAX_N = flags.DEFINE_integer("max_n", 32000, "Largest N of the growth table.")
 _MAX_SECONDS = flags.DEFINE_float("max_seconds", 60.0, "Stop a growth series past this.")
 _PARC_MAX_N = flags.DEFINE_integer("parc_max_n", 8000, "PARC left out of growth cells above.")
+_ACCURACY_ROUTES = flags.DEFINE_list(
+  "accuracy_routes", ["covariance", "randomized"], "Routes the accuracy part checks."
+)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -45,6 +53,7 @@ from jtransfer.scores import registry  # noqa: E402
 from jtransfer.scores.shared import Shared  # noqa: E402
 
 FEATURES = [n for n in registry.names(labels=True) if registry.REGISTRY[n].needs_features]
+SERVED = [n for n in FEATURES if getattr(registry.REGISTRY[n], "randomized", False)]
 PEER_SIX = ["two_nn", "sum_of_squares", "rsa", "nc_score", "logme", "leep"]
 HIGHEST = jax.lax.Precision.HIGHEST
 # The table part also runs against an older checkout (PYTHONPATH=<it>) for before/after ratios.
@@ -144,14 +153,21 @@ def growth(_):
         break
 
 
-def _kernels(x, y, c, route):
+def _kernels(x, y, c, route, names=FEATURES):
   fn = lambda f, labels: {
-    k: registry.REGISTRY[k].kernel(Shared(f, labels, c, route)) for k in FEATURES
+    k: registry.REGISTRY[k].kernel(Shared(f, labels, c, route)) for k in names
   }  # fmt: skip
   return {k: float(v) for k, v in jax.jit(fn)(jnp.asarray(x), jnp.asarray(y)).items()}
 
 
 def accuracy(_):
+  if "covariance" in _ACCURACY_ROUTES.value:
+    _accuracy_covariance()
+  if "randomized" in _ACCURACY_ROUTES.value:
+    _accuracy_randomized()
+
+
+def _accuracy_covariance():
   print("\n[accuracy] covariance route, float32, vs the Gram route in float64 (same input)")
   rows = {}
   cases = [(2500, 128), (4096, 512), (4096, 64)]
@@ -169,11 +185,52 @@ def accuracy(_):
     print(f"| {k} | " + " | ".join(f"{rows[c][k]:.1e}" for c in cases) + " |")
 
 
+def _accuracy_randomized():
+  print("\n[accuracy] randomized route, float32, vs the Gram route in float64 (same input)")
+  n = d = 4096
+  x, y, _ = peers._probe(np.random.default_rng(5), n, d, 10)
+  got = _kernels(x, y, 10, "randomized", SERVED)
+  jax.config.update("jax_enable_x64", True)
+  want = _kernels(x.astype(np.float64), y, 10, "gram", SERVED)
+  jax.config.update("jax_enable_x64", False)
+  print(f"| score | N={n}, D={d} |\n|---|---|")
+  for k in SERVED:
+    print(f"| {k} | {abs(got[k] - want[k]) / max(abs(want[k]), 1e-30):.1e} |")
+
+
+def randomized(_):
+  print("\n[randomized] the scores the randomized route serves, one compute, float32, C = 10")
+  print(f"  scores: {', '.join(SERVED)}")
+  print("| N = D | route | exact floor (s) | compute (s) | ÷ exact floor |")
+  print("|---|---|---|---|---|")
+  n = 4096
+  while n <= _MAX_N.value:
+    x, y, _ = peers._probe(np.random.default_rng(0), n, n, 10)
+    fn = lambda x=x, y=y: scores.compute(x, y, num_classes=10, names=SERVED)
+    jax.block_until_ready(fn())
+    t = _time(fn)
+    if n <= 4096:
+      floor = _floor(x, "gram")
+    elif n <= 8192:  # one timed run after a warm-up (each takes minutes)
+      with threadpool_limits(limits=1, user_api="blas"):
+        xj = jnp.asarray(x)
+        jax.block_until_ready(_gram_floor(xj))
+        floor = _time(lambda xj=xj: _gram_floor(xj))
+    else:
+      floor = float("nan")
+    print(f"| {n} | {scores.route(n, n, SERVED)} | {floor:.2f} | {t:.2f} | {t / floor:.2f}x |",
+          flush=True)  # fmt: skip
+    if t > _MAX_SECONDS.value or floor > _MAX_SECONDS.value:
+      break
+    n *= 2
+
+
 def main(_):
   print("uptime before:", _uptime())
   print(f"jax {jax.__version__}, {jax.default_backend()}, cpu count {os.cpu_count()}")
   for part in _WHAT.value:
-    {"table": table, "growth": growth, "accuracy": accuracy}[part](_REPS.value)
+    parts = {"table": table, "growth": growth, "accuracy": accuracy, "randomized": randomized}
+    parts[part](_REPS.value)
   print("uptime after:", _uptime())
 
 

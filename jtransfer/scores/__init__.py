@@ -3,7 +3,8 @@
 Public API: one function per score (`two_nn(features)`, `<name>(features, labels, *,
 num_classes, **options)`, `leep` / `nce(source_probs, labels, *, num_classes)`), the `REGISTRY`
 of score specs, `compute` / `compute_batched` for many scores (and many models) in one pass, and
-`route(n, d)`: which factorisation (N×N Gram or D×D covariance) a probe's shape takes.
+`route(n, d, names)`: which factorisation a probe's shape takes for those scores (N×N Gram,
+D×D covariance, or the randomized top of the spectrum for the scores it serves).
 
 Several modules share their function's name (`two_nn`, `logme`, ...): the explicit imports
 below bind the package attribute to the function, after the submodule itself was imported.

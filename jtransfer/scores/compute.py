@@ -95,7 +95,11 @@ def _kernels(names: tuple[str, ...], options, num_classes):
   """The pure function computing all `names` from one Shared: (features, labels, probs) → dict."""
 
   def fn(features, labels, source_probs):
-    shared = Shared(features, labels, num_classes) if features is not None else None
+    shared = None
+    if features is not None:
+      by_name = {name: dict(opts) for name, opts in zip(names, options, strict=True)}
+      route = shared_route(*features.shape, names, by_name)
+      shared = Shared(features, labels, num_classes, route)
     dtype = (features if features is not None else source_probs).dtype
     out = {}
     for name, opts in zip(names, options, strict=True):
@@ -184,7 +188,7 @@ def default_chunk_size(
   """
   if platform == "cpu":
     return 1
-  m = d if shared_route(n, d) == "covariance" else n  # the side of the one eigh
+  m = d if shared_route(n, d) == "covariance" else n  # the side of the one eigh (at most)
   per_model = itemsize * (6 * m * m + 3 * n * d)
   return max(1, budget_bytes // per_model)
 

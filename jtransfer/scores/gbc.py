@@ -41,10 +41,9 @@ VARIANCE_FLOOR = 1e-4
 def pca_coordinates(shared: Shared, pca_dim: int) -> jax.Array:
   """[N, k] centred PCA coordinates, k = min(pca_dim, N, D). Could move into `Shared`."""
   k = min(pca_dim, shared.n, shared.d)
-  sigma, u = shared.centered_gram_eigh
-  # eigh is ascending: the top k are last; × scale back to the features' units (the variance
-  # floor is absolute)
-  return u[:, -k:] * (jnp.sqrt(sigma[-k:]) * shared.scale)
+  sigma, u = shared.top_eigh(k)
+  # × scale back to the features' units (the variance floor is absolute)
+  return u * (jnp.sqrt(sigma) * shared.scale)
 
 
 def gbc_kernel(shared: Shared, *, gaussian: str = "diagonal", pca_dim: int = 64) -> jax.Array:

@@ -89,8 +89,7 @@ def pca_coordinates(shared: Shared, pca_dim: int) -> jax.Array:
   components at round-off level set to 0."""
   n, d = shared.n, shared.d
   k = min(pca_dim, n, d)
-  sigma, u = shared.centered_gram_eigh
-  sigma, u = sigma[-k:], u[:, -k:]
+  sigma, u = shared.top_eigh(k)
   kept = sigma > max(n, d) * jnp.finfo(sigma.dtype).eps * sigma[-1]
   return u * jnp.where(kept, jnp.sqrt(jnp.where(kept, sigma, 0)), 0)
 

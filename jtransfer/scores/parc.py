@@ -80,8 +80,7 @@ def standardized_components(shared: Shared, pca_dim: int) -> tuple[jax.Array, ja
   k = min(pca_dim, N, D); `kept` marks the components above round-off."""
   n, d = shared.n, shared.d
   k = min(pca_dim, n, d)
-  sigma, u = shared.centered_gram_eigh
-  sigma, u = sigma[-k:], u[:, -k:]
+  sigma, u = shared.top_eigh(k)
   kept = sigma > max(n, d) * jnp.finfo(sigma.dtype).eps * sigma[-1]
   big = jnp.argmax(jnp.abs(u), axis=0)
   sign = jnp.where(u[big, jnp.arange(k)] < 0, -1, 1).astype(u.dtype)

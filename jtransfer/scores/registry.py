@@ -37,6 +37,11 @@ class ScoreSpec:
   # Computed when no names are given; False for a score that costs far more than the fused
   # pass (N-LEEP's 100-round EM per model): asked for by name.
   by_default: bool = True
+  # Served on the randomized route (`shared.route`): reads at most the top eigenpairs of the
+  # centred Gram (`Shared.top_eigh`), or no eigendecomposition at all.
+  randomized: bool = False
+  # (option, value) pairs with which the score is not served there (they need the full spectrum).
+  randomized_refuses: tuple[tuple[str, Any], ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
@@ -139,6 +144,19 @@ _SPECS = (
             description="leave-one-out kNN accuracy (baseline)"),
   ScoreSpec("leep", True, _SL, "source_probs", description="LEEP (source softmax)"),
   ScoreSpec("nce", True, _SL, "source_probs", description="NCE (source argmax)"),
+)  # fmt: skip
+
+# Served on the randomized route: no eigendecomposition, or only its top (PCA to pca_dim).
+_RANDOMIZED = (
+  "two_nn", "sum_of_squares", "rsa", "nc_score", "nc_score_eq2", "gbc", "parc", "ncti_seli",
+  "ncti_ncc", "ncti_vc", "etran_energy", "etran_lda", "knn_accuracy", "leep", "nce",
+)  # fmt: skip
+_SPECS = tuple(
+  dataclasses.replace(
+    s, randomized=s.name in _RANDOMIZED,
+    randomized_refuses=(("covariance", "shrunk"),) if s.name == "etran_lda" else (),
+  )
+  for s in _SPECS
 )  # fmt: skip
 
 REGISTRY: Mapping[str, ScoreSpec] = MappingProxyType({s.name: s for s in _SPECS})

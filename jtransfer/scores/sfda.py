@@ -23,6 +23,11 @@ coordinates S_W = RᵀR/N (R the within-class residuals) is eigendecomposed (k×
 eigenvalues ≤ k·eps·their maximum are round-off and set to 0, so the floor λ m is exact there),
 and the distances are ‖(f_i − μ_c) E / √ℓ‖² with ℓ = (1 − λ) ω + λ m, formed from differences
 (no ‖a‖² + ‖b‖² − 2ab cancellation), one class at a time (N·k memory).
+When N − 1 < D the kernel first tries a certificate that the posterior is saturated (below):
+from the shared eigenbasis alone (O(N·k·C), no k×k matrix) it bounds every other class's
+distance from below and the true class's from above; where that proves p(y_i | x_i) = 1 to far
+below round-off for every sample, ConfMix changes nothing (q is constant) and the score is 1,
+so both k×k eigendecompositions are skipped (`lax.cond`; a select under vmap).
 
 Pitfalls of the public code, and what jtransfer does:
 - The reference writes the mixed features of step 3 into the caller's array (`X[indices] = ...`
@@ -92,17 +97,58 @@ def coordinates(shared: Shared) -> jax.Array:
   return u * jnp.where(keep, jnp.sqrt(jnp.where(keep, sigma, 0)), 0)
 
 
+def _class_stats(x, shared: Shared):
+  """Class means [C, k], within-class residuals [N, k] (formed directly: no E[x²] − E[x]²
+  cancellation) and tr(S_W)."""
+  counts = jnp.maximum(shared.counts, 1)[:, None]
+  means = _dot(shared.onehot.T, x) / counts
+  resid = x - means[shared.labels]
+  return means, resid, jnp.sum(resid * resid) / shared.n
+
+
 def _scatter(x, shared: Shared):
   """Class means [C, k] and the eigendecomposition (ω ascending, E) of S_W = RᵀR/N (k×k), with
   round-off eigenvalues set to 0, and tr(S_W) (from the residuals directly)."""
-  counts = jnp.maximum(shared.counts, 1)[:, None]
-  means = _dot(shared.onehot.T, x) / counts
-  resid = x - means[shared.labels]  # formed directly: no E[x²] − E[x]² cancellation
+  means, resid, trace = _class_stats(x, shared)
   scatter = _dot(resid.T, resid) / shared.n
   omega, e = jnp.linalg.eigh(scatter)
   tol = scatter.shape[0] * jnp.finfo(omega.dtype).eps * omega[-1]
   omega = jnp.where(omega > tol, omega, 0)
-  return means, omega, e, jnp.sum(resid * resid) / shared.n
+  return means, omega, e, trace
+
+
+def _saturated(x, means, resid, trace, shrinkage_max, shared: Shared) -> jax.Array:
+  """Whether the first pass's posterior p(y_i | x_i) is 1 to far below round-off for every
+  sample (then q is constant, the ConfMix pass scales x − μ̄_{−y} and B alike, its distances
+  equal the first pass's, and the score is exactly 1), certified from bounds without S_W's
+  eigendecomposition; for every λ ≤ `shrinkage_max`.
+
+  Only for the PCA coordinates x = U_k √σ_k (N − 1 < D), where S_W's null directions are
+  known: w_a = Uᵀ ô_a / √σ (ô_a the normalised indicator of class a) has x w_a constant within
+  classes, so R w_a = 0. For any w, Cauchy–Schwarz in B's inner product gives
+  gᵀB⁻¹g ≥ (wᵀg)² / wᵀBw with wᵀBw ≤ ‖R w‖²/N + λ m ‖w‖² (formed from sums of squares, so
+  round-off only weakens the bound); the true class's distance is rᵢᵀB⁻¹rᵢ ≤ N h_ii / (1 − λ)
+  ≤ N / (1 − λ) (B ≥ (1 − λ) RᵀR/N, h_ii a leverage). Saturated when every other class is
+  e^-45 / C less likely than the true one under these bounds (far below float64 round-off).
+  """
+  n, d = shared.n, shared.d
+  k = x.shape[1]
+  sigma, u = shared.centered_gram_eigh
+  sigma, u = sigma[-k:], u[:, -k:]
+  keep = sigma > max(n, d) * jnp.finfo(sigma.dtype).eps * sigma[-1]
+  counts = jnp.maximum(shared.counts, 1)
+  proj = _dot(u.T, shared.onehot) / jnp.sqrt(counts)  # [k, C]
+  w = jnp.where(keep[:, None], proj / jnp.sqrt(jnp.where(keep, sigma, 1))[:, None], 0)
+  xw, mw, rw = _dot(x, w), _dot(means, w), _dot(resid, w)  # [N, C], [C, C], [N, C]
+  wbw = jnp.sum(rw * rw, axis=0) / n + shrinkage_max * (trace / d) * jnp.sum(w * w, axis=0)
+  wbw = jnp.where(wbw > 0, wbw, jnp.inf)
+  proj_g = xw[:, None, :] - mw[None, :, :]  # [N, C (class c), C (direction a)]
+  lower = jnp.max(proj_g**2 / wbw, axis=2)  # [N, C] ≤ d_ic
+  upper = n / (1 - shrinkage_max)  # ≥ d_iy
+  log_prior = jnp.log(counts / n)
+  margin = 0.5 * (lower - upper) - (log_prior[None, :] - log_prior[shared.labels][:, None])
+  other = shared.onehot == 0
+  return jnp.all(jnp.where(other, margin, jnp.inf) > jnp.log(shared.num_classes) + 45.0)
 
 
 def _posterior(x, means, omega, e, trace, shrinkage, shared: Shared) -> jax.Array:
@@ -142,13 +188,29 @@ def sfda_kernel(shared: Shared, *, largest_eigenvalue: str = "exact") -> jax.Arr
       f"unknown SFDA largest_eigenvalue {largest_eigenvalue!r}; valid: {LARGEST_EIGENVALUE}"
     )
   x = coordinates(shared)
-  labels = shared.labels
-  means, omega, e, trace = _scatter(x, shared)
+  means, resid, trace = _class_stats(x, shared)
   # Within-class scatter at round-off level is zero scatter (B = 0: not finite, reported).
   floor = (shared.n * jnp.finfo(x.dtype).eps) ** 2 * jnp.sum(x * x) / shared.n
   trace = jnp.where(trace > floor, trace, jnp.nan)
-  top = omega[-1] if largest_eigenvalue == "exact" else _power_estimate(shared)
-  shrinkage = jnp.maximum(jnp.exp(-SHRINKAGE_RATE * top * shared.scale**2), MIN_SHRINKAGE)
+  power = _power_estimate(shared) if largest_eigenvalue == "power" else None
+  shrink = lambda top: jnp.maximum(jnp.exp(-SHRINKAGE_RATE * top * shared.scale**2), MIN_SHRINKAGE)
+
+  def full(_):
+    means, omega, e, _ = _scatter(x, shared)
+    shrinkage = shrink(omega[-1] if power is None else power)
+    return _two_passes(x, means, omega, e, trace, shrinkage, shared)
+
+  if shared.n - 1 >= shared.d:
+    return full(None)
+  # λ is decreasing in σ_max, and S_W's largest diagonal entry is ≤ σ_max: an upper bound on λ.
+  top = jnp.max(jnp.sum(resid * resid, axis=0)) / shared.n if power is None else power
+  saturated = _saturated(x, means, resid, trace, shrink(top), shared)
+  return jax.lax.cond(saturated, lambda _: jnp.ones((), x.dtype), full, None)
+
+
+def _two_passes(x, means, omega, e, trace, shrinkage, shared: Shared) -> jax.Array:
+  """The posterior pass, the ConfMix mix, the posterior pass on the mixed points: the score."""
+  labels = shared.labels
   probs = _posterior(x, means, omega, e, trace, shrinkage, shared)
   # ConfMix: q = softmax of the probabilities (the reference's "soften") at the true class
   q = _true_class(jax.nn.softmax(probs, axis=1), labels)[:, None]

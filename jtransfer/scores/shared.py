@@ -19,6 +19,11 @@ Conventions (all kernels rely on them):
   N < D), and for many samples and fewer features "covariance", D×D forms (no N×N matrix: the
   spectrum from one D×D eigh). `centered_gram_eigh` has r = N eigenpairs on the first route and
   r = D on the second (the N − D others are exactly 0 there); kernels read r from its shape.
+  A third, "randomized", for many samples AND many features (neither side small): a randomized
+  range finder gives only the top RANDOMIZED_RANK eigenpairs (`top_eigh`); it is taken only
+  when every requested score reads no more than that (`served_on_randomized`), and
+  `centered_gram_eigh` refuses on it (scores needing the full spectrum never get a truncated
+  one).
 """
 
 from __future__ import annotations
@@ -34,7 +39,16 @@ HIGHEST = jax.lax.Precision.HIGHEST
 # below, N×N forms are as cheap and keep the scores' values of the Gram route.
 COVARIANCE_MIN_N = 2048
 COVARIANCE_RATIO = 2
-ROUTES = ("gram", "covariance")
+ROUTES = ("gram", "covariance", "randomized")
+
+# The randomized route: from this many samples on, when the covariance route does not apply and
+# every requested score is served by the top RANDOMIZED_RANK eigenpairs (a Gaussian sketch of
+# RANDOMIZED_RANK + RANDOMIZED_OVERSAMPLE columns, RANDOMIZED_POWER power iterations with
+# re-orthonormalisation, Rayleigh–Ritz; fixed seed, so the values are deterministic).
+RANDOMIZED_MIN_N = 4096
+RANDOMIZED_RANK = 64
+RANDOMIZED_OVERSAMPLE = 64
+RANDOMIZED_POWER = 8
 
 # Above this many samples the nearest-neighbour search never holds an N×N matrix: it streams
 # row blocks of F Fᵀ (unless a kernel already built the full Gram, e.g. for an eigh).
@@ -58,16 +72,42 @@ def _pow2_above(x: jax.Array) -> jax.Array:
   return jnp.where(x > 0, jnp.ldexp(jnp.ones_like(x), exp), jnp.ones_like(x))
 
 
-def route(n: int, d: int) -> str:
-  """The route a probe of N samples × D features takes: "covariance" (one D×D eigh, no N×N
-  matrix) when N ≥ COVARIANCE_MIN_N and D ≤ N / COVARIANCE_RATIO, else "gram" (N×N forms).
+def route(n: int, d: int, names=None, options=None) -> str:
+  """The route a probe of N samples × D features takes for the scores `names` (None: every
+  default score): "covariance" (one D×D eigh, no N×N matrix) when N ≥ COVARIANCE_MIN_N and
+  D ≤ N / COVARIANCE_RATIO; else "randomized" (the top RANDOMIZED_RANK eigenpairs of a
+  randomized range finder, no N×N matrix) when N ≥ RANDOMIZED_MIN_N and every requested score
+  is served by it (`served_on_randomized`); else "gram" (N×N forms). `options`: {name: {option:
+  value}} as `compute` takes them (a `pca_dim` above RANDOMIZED_RANK is not served).
 
-  Both are exact; they differ by round-off. On the covariance route the neighbour search
+  "gram" and "covariance" are exact and differ by round-off; "randomized" is approximate for
+  the PCA-based scores (GBC, PARC, NCTI; tolerances in BENCHMARKS.md and the tests) and exact
+  for every other score it serves. On the covariance and randomized routes the neighbour search
   (TWO-NN, kNN) streams row blocks of Z Zᵀ (exact, N²·D work, never N×N memory).
   """
   if n >= COVARIANCE_MIN_N and d * COVARIANCE_RATIO <= n:
     return "covariance"
+  if n >= RANDOMIZED_MIN_N and names is not None and served_on_randomized(names, options):
+    return "randomized"
   return "gram"
+
+
+def served_on_randomized(names, options=None) -> bool:
+  """Whether every score in `names` is computed by the randomized route: its spec says it reads
+  at most the top eigenpairs (`ScoreSpec.randomized`), with `pca_dim` ≤ RANDOMIZED_RANK."""
+  from jtransfer.scores import registry  # registry imports no kernel module: no cycle
+
+  options = dict(options or {})
+  for name in names:
+    spec = registry.get(name)
+    if not spec.needs_features:
+      continue
+    opts = dict(spec.options, **dict(options.get(name) or {}))
+    if not spec.randomized or opts.get("pca_dim", 0) > RANDOMIZED_RANK:
+      return False
+    if any(opts.get(k) == v for k, v in spec.randomized_refuses):
+      return False
+  return True
 
 
 class Shared:
@@ -165,12 +205,19 @@ class Shared:
   @functools.cached_property
   def centered_gram_eigh(self) -> tuple[jax.Array, jax.Array]:
     """The nonzero part of Z Zᵀ's eigendecomposition (σ [r] ascending, clipped ≥ 0; U [N, r]).
-    PCA, H-scores, TransRate, LogME, GBC, PARC, NCTI, PACTran, SFDA read it.
+    H-scores, TransRate, LogME, PACTran, SFDA, N-LEEP read it whole; GBC, PARC, NCTI read its
+    top (`top_eigh`).
 
     Gram route: eigh of the N×N Z Zᵀ, r = N. Covariance route: eigh of the D×D Zᵀ Z = V Σ Vᵀ,
     r = D, U = Z V / √σ (the left singular vectors; columns of round-off σ ≤ D·eps·σ_max set
     to 0, which every kernel masks). σ are in the normalised units: × `scale`² for F − μ.
+    The randomized route refuses: it has only the top of the spectrum.
     """
+    if self.route == "randomized":
+      raise ValueError(
+        "this score needs the full spectrum of the centred Gram, which the randomized route "
+        "does not compute; use the gram or covariance route (scores.route picks them)"
+      )
     if self.route == "covariance":
       w, v = jnp.linalg.eigh(self.centered_cov)
       w = jnp.maximum(w, 0)
@@ -179,6 +226,35 @@ class Shared:
       return jnp.where(ok, w, 0), jnp.where(ok, u, 0)
     w, u = jnp.linalg.eigh(self.centered_gram)
     return jnp.maximum(w, 0), u
+
+  def top_eigh(self, k: int) -> tuple[jax.Array, jax.Array]:
+    """The top k eigenpairs of Z Zᵀ (σ [k] ascending, U [N, k]): the last k of
+    `centered_gram_eigh` on the exact routes, the randomized range finder's on "randomized"."""
+    if self.route != "randomized":
+      sigma, u = self.centered_gram_eigh
+      return sigma[-k:], u[:, -k:]
+    if k > RANDOMIZED_RANK:
+      raise ValueError(f"the randomized route has {RANDOMIZED_RANK} eigenpairs, {k} asked for")
+    sigma, u = self._randomized_eigh
+    return sigma[-k:], u[:, -k:]
+
+  @functools.cached_property
+  def _randomized_eigh(self) -> tuple[jax.Array, jax.Array]:
+    """Top min(RANDOMIZED_RANK, N, D) eigenpairs of Z Zᵀ without forming it: Q = orth(Z Ω) for
+    a fixed Gaussian Ω [D, RANDOMIZED_RANK + RANDOMIZED_OVERSAMPLE], RANDOMIZED_POWER rounds
+    Q ← orth(Z (Zᵀ Q)), then the eigh of Qᵀ Z Zᵀ Q (Rayleigh–Ritz). O(N·D·l) per round."""
+    z = self.normalized
+    n, d = z.shape
+    width = min(RANDOMIZED_RANK + RANDOMIZED_OVERSAMPLE, n, d)
+    rank = min(RANDOMIZED_RANK, width)
+    omega = jax.random.normal(jax.random.key(0), (d, width), z.dtype)
+    q, _ = jnp.linalg.qr(_dot(z, omega))
+    for _ in range(RANDOMIZED_POWER):
+      p, _ = jnp.linalg.qr(_dot(z.T, q))
+      q, _ = jnp.linalg.qr(_dot(z, p))
+    b = _dot(z.T, q)  # [D, l]: (Qᵀ Z)ᵀ
+    w, v = jnp.linalg.eigh(_dot(b.T, b))  # Qᵀ Z Zᵀ Q, ascending
+    return jnp.maximum(w[-rank:], 0), _dot(q, v[:, -rank:])
 
   # -- within-class residuals (SS, NC) -------------------------------------------------------
   @functools.cached_property
