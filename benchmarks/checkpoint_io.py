@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from jtransfer import checkpointing as ckpt
+from jtransfer.store import checkpointing as ckpt
 
 
 def thesis_cnn_params(seed: int) -> dict:

@@ -30,10 +30,11 @@ LAYOUTS = ((1, 16, "loop"), (4, 16, "devices"), (4, 1, "vmap"))
 
 def _one(args):
   """Child: one fine-tune run in the given layout; prints its wall time as JSON."""
-  from jtransfer import devices, job  # noqa: PLC0415
+  from jtransfer.jobs import context as job  # noqa: PLC0415
+  from jtransfer.runtime import devices  # noqa: PLC0415
 
   devices.request_cpu_devices(args.devices)  # before JAX starts its CPU backend
-  from jtransfer.train import finetune  # noqa: PLC0415
+  from jtransfer.jobs import finetune  # noqa: PLC0415
 
   t = time.perf_counter()
   config = finetune.FinetuneConfig(

@@ -59,9 +59,11 @@ def main():
   a = p.parse_args()
   from safetensors.numpy import save_file
 
-  from jtransfer import data, job, score_job
+  from jtransfer import data
   from jtransfer.data import image_folder as folders
   from jtransfer.importers import torch_weights
+  from jtransfer.jobs import context as job
+  from jtransfer.jobs import score as score_job
 
   rng = np.random.default_rng(0)
   a.workdir.mkdir(parents=True, exist_ok=True)

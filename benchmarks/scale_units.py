@@ -15,8 +15,8 @@ import time
 import jax
 import numpy as np
 
-from jtransfer import checkpointing, results
 from jtransfer.models import functional
+from jtransfer.store import checkpointing, results
 
 # 2 probes x (6 taps x 11 feature scores + 4 per-checkpoint rows) = 140 rows, the tiny sweep's
 # count per checkpoint and target (configs/thesis_cnn.py, heldout_probe=True).

@@ -16,7 +16,7 @@ training); orbax I/O is measured separately. Measured side by side in one run:
    (jit + lax.map over the group), on the same activations. Extraction is not in the floor.
 3. loop: a Python loop over checkpoints, one at a time: `extract.extract_one` + one
    `scores.compute` per layer (+ LEEP/NCE), after one warm-up checkpoint.
-4. I/O: orbax save and restore of a few checkpoints (`jtransfer.checkpointing`).
+4. I/O: orbax save and restore of a few checkpoints (`jtransfer.store.checkpointing`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtransfer import checkpointing, extract, score_job, scores
+from jtransfer import scores
+from jtransfer.jobs import score as score_job
 from jtransfer.models import functional
+from jtransfer.runtime import extract
+from jtransfer.store import checkpointing
 
 TAPS = ("conv1", "pool1", "conv2", "pool2", "fc1", "logits")
 FEATURE = [n for n, s in scores.REGISTRY.items() if s.needs_features]

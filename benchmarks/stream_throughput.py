@@ -15,7 +15,7 @@ number of timed steps (after a warm-up that compiles) both ways:
 Both see the same batches (checked on the first step). Repeats alternate memory / stream so
 machine load drifts hit both; the medians and their ratio are printed (goal: stream >= 0.9x).
 `--cpu_devices` splits the CPU into that many JAX devices (`jax_num_cpu_devices`, what main's
-`jtransfer.devices.request_cpu_devices` sets; an XLA_FLAGS device count already set wins).
+`jtransfer.runtime.devices.request_cpu_devices` sets; an XLA_FLAGS device count already set wins).
 """
 
 import argparse

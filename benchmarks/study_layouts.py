@@ -8,7 +8,7 @@ Runs `launch/sweep.py` once per layout and repeat, interleaved (A B A B ...) so 
 the machine's load hits both, each in a fresh workdir and a fresh process (compilation included,
 as a user's run has it). Layout "default" is the config as written (on CPU: `seed_parallel`
 "auto" = "sequential", each seed / fine-tune member trained alone in turn with its batch split
-over the devices, `jtransfer.stacking`); "before" is the CPU default before that change:
+over the devices, `jtransfer.runtime.stacking`); "before" is the CPU default before that change:
 `--config.cpu_devices=4` and `seed_parallel=devices` for pre-training and fine-tuning (members
 stacked and spread over 4 fake devices). Prints each stage's seconds per run (the sweep's own
 "[sweep] <stage> done in N s" lines) and the median per layout, then one line of JSON. Other

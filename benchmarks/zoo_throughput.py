@@ -17,8 +17,8 @@ Ways of training S seeds (each a separate model with its own init and data order
 
 Only the optimiser steps are timed (after a warm-up that compiles), not evaluation or
 checkpointing; the training set stays on the device and each step gathers its batch there.
-The script asks for `--cpu_devices` fake host devices itself (`jtransfer.devices`) before JAX
-starts.
+The script asks for `--cpu_devices` fake host devices itself (`jtransfer.runtime.devices`) before
+JAX starts.
 """
 
 import argparse
@@ -47,7 +47,7 @@ _parser.add_argument(
 )
 ARGS = _parser.parse_args()
 
-from jtransfer import devices  # noqa: E402
+from jtransfer.runtime import devices  # noqa: E402
 
 devices.request_cpu_devices(ARGS.cpu_devices)  # before JAX starts its CPU backend
 

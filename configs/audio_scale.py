@@ -39,7 +39,7 @@ import pathlib
 
 import ml_collections
 
-from jtransfer import config_cli
+from jtransfer.cli import overrides as config_cli
 from jtransfer.data import audio_tasks
 from jtransfer.studies.audio_scale import LADDER, ONTOLOGY
 

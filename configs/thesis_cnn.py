@@ -92,7 +92,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
   if arg not in ("full", "thesis", "quick", "tiny"):
     raise ValueError(f"unknown variant {arg!r}; valid: full, thesis, quick, tiny")
   c = ml_collections.ConfigDict()
-  # >0: on a CPU-only host, split the CPU into this many XLA devices (`jtransfer.devices`; a
+  # >0: on a CPU-only host, split the CPU into this many XLA devices (`jtransfer.runtime.devices`; a
   # GPU/TPU keeps its own): each training step's batch and the scoring's checkpoints are spread
   # over them. The quick and thesis variants use 2, one per core of the 2-core machine they were
   # sized on: faster than 4 or 1 for training and scoring alike (BENCHMARKS.md).

@@ -1,7 +1,7 @@
-"""`python -m jtransfer ...`: see `jtransfer.cli`."""
+"""`python -m jtransfer ...`: see `jtransfer.cli.main`."""
 
 import sys
 
-from jtransfer import cli
+from jtransfer.cli import main as cli
 
 sys.exit(cli.main())

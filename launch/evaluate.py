@@ -10,7 +10,8 @@ is empty (`analysis.EvaluateConfig`'s defaults); every field of it can be set as
 `--config.evaluate.<name>`, e.g. `keep_seeds=true`, `with_figures=false`, `focus_layer=fc1`.
 """
 
-from jtransfer import config_checks, launcher
+from jtransfer.cli import checks as config_checks
+from jtransfer.cli import launcher
 
 if __name__ == "__main__":
   launcher.main(stages=("evaluate",), default_config=config_checks.minimal_study)

@@ -7,7 +7,7 @@ Rerunning with the same workdir skips every finished (checkpoint, target, mode, 
 curve. Takes every flag of `launch/sweep.py`, e.g. `--config.finetune.modes=full,head`.
 """
 
-from jtransfer import launcher
+from jtransfer.cli import launcher
 
 if __name__ == "__main__":
   launcher.main(stages=("finetune",))

@@ -10,7 +10,7 @@
       --source my_data --num_classes 10 --weights ckpts/ --all_steps
 
 Then `launch/score.py`, `launch/finetune.py`, `launch/evaluate.py` on the same workdir: each
-imported checkpoint carries its zoo record (`jtransfer.zoo.read_entry(path)`: num_classes,
+imported checkpoint carries its zoo record (`jtransfer.store.zoo.read_entry(path)`: num_classes,
 model_kwargs, origin "imported", `imported_from` = file, file_sha256, original_keys), from which
 those jobs rebuild the model. Importing the same weights again is a no-op; different weights
 under one (source, arch, seed, step) fail.

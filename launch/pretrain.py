@@ -8,7 +8,7 @@ seeds. Takes every flag of `launch/sweep.py` (config overrides such as
 share of the seeds and writes its own results shard).
 """
 
-from jtransfer import launcher
+from jtransfer.cli import launcher
 
 if __name__ == "__main__":
   launcher.main(stages=("pretrain",))

@@ -9,7 +9,7 @@ layers it needs, e.g. `--config.score.targets=my_images --config.score.layers=po
 Takes every flag of `launch/sweep.py`.
 """
 
-from jtransfer import launcher
+from jtransfer.cli import launcher
 
 if __name__ == "__main__":
   launcher.main(stages=("score",))

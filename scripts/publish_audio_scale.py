@@ -32,8 +32,8 @@ SMALLEST_SIMILAR = "fsdd_digit_spk0123_n10"  # the target's task on 100 clips
 
 
 def export(workdir: pathlib.Path, out: pathlib.Path) -> None:
-  from jtransfer import results  # noqa: PLC0415
   from jtransfer.analysis import truth  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
   from jtransfer.studies import audio_scale  # noqa: PLC0415
 
   (out / "figures").mkdir(parents=True, exist_ok=True)

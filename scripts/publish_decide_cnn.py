@@ -36,7 +36,7 @@ NOISE = ("mnist_noise", "mnist_noise_struct", "mnist_gauss_noise", "mnist_label_
 
 def _write_scores(workdir: pathlib.Path, layers: tuple[str, ...], path: pathlib.Path) -> None:
   """The workdir's score rows at `layers`, the columns that define a value, as a CSV."""
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   scores = results.load(workdir, "scores")
   cols = ["source", "arch", "seed", "step", "target", "probe", "layer", "score", "value"]
@@ -72,7 +72,7 @@ def probe_size(d: pathlib.Path = OUT) -> pd.DataFrame:
   own probe size (pool2, every scored checkpoint, per target)."""
   from scipy import stats  # noqa: PLC0415
 
-  from jtransfer import config_cli  # noqa: PLC0415
+  from jtransfer.cli import overrides as config_cli  # noqa: PLC0415
 
   decide_cnn = config_cli.load_module(OUT.parents[2] / "configs" / "decide_cnn.py")
 

@@ -32,8 +32,8 @@ NO_DROP = -0.01  # "insignificant drop": the interval stays above one point of a
 
 def export(workdir: pathlib.Path, out: pathlib.Path) -> None:
   sys.path.insert(0, str(ROOT))
-  from jtransfer import results  # noqa: PLC0415
   from jtransfer.analysis import truth  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
   from jtransfer.studies import gradual  # noqa: PLC0415
 
   (out / "figures").mkdir(parents=True, exist_ok=True)

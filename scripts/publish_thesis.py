@@ -35,7 +35,7 @@ N_BOOT = 2_000
 
 def export(workdir: pathlib.Path) -> None:
   sys.path.insert(0, str(ROOT))
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   (OUT / "figures").mkdir(parents=True, exist_ok=True)
   for name in ("report.md", "report.html"):

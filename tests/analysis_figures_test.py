@@ -75,7 +75,7 @@ def synthetic_frames(rng):
 
 
 def write_store(workdir):
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   ck, sc, ft = synthetic_frames(np.random.default_rng(0))
   with results.Store(workdir) as s:
@@ -169,7 +169,7 @@ def test_labels_names_and_directions():
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
   """analyse + every figure on the synthetic store; each figure checked just before saving."""
-  pytest.importorskip("jtransfer.results")
+  pytest.importorskip("jtransfer.store.results")
   workdir = write_store(tmp_path_factory.mktemp("figs"))
   tables = analysis.load_tables(workdir)
   a = analysis.analyse(tables["scores"], tables["finetune"], tables["checkpoints"], n_boot=0)

@@ -53,7 +53,7 @@ def _synthetic(rng):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-  results = pytest.importorskip("jtransfer.results")
+  results = pytest.importorskip("jtransfer.store.results")
   workdir = tmp_path_factory.mktemp("eval")
   ck, sc, ft = _synthetic(np.random.default_rng(0))
   with results.Store(workdir) as s:
@@ -156,7 +156,7 @@ def test_the_evaluate_settings_have_their_defaults_in_one_place(store):
   import dataclasses  # noqa: PLC0415
   import inspect  # noqa: PLC0415
 
-  from jtransfer import config_checks  # noqa: PLC0415
+  from jtransfer.cli import checks as config_checks  # noqa: PLC0415
 
   fields = {f.name for f in dataclasses.fields(analysis.EvaluateConfig)}
   assert not fields & set(inspect.signature(analysis.analyse).parameters)

@@ -17,8 +17,12 @@ import pytest
 from references import pairwise_auroc
 from stage_calls import run_job
 
-from jtransfer import checkpointing, config_cli, metrics, results, score_job, studies, sweep
+from jtransfer import metrics, studies
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import score as score_job
+from jtransfer.jobs import sweep
 from jtransfer.models import functional
+from jtransfer.store import checkpointing, results
 from jtransfer.studies import audio_scale as scale_study
 from jtransfer.studies import neural_collapse
 
@@ -148,7 +152,7 @@ def test_scale_report_matches_the_tables(tiny_run):
 
 def test_binary_target_auroc_and_nc_comparison(tiny_run, data_dir):
   """The fine-tune job stores a binary target's AUROC; the NC comparison reads it."""
-  from jtransfer.train import finetune
+  from jtransfer.jobs import finetune
 
   workdir, c, _, _ = tiny_run
   target = neural_collapse.AUROC_TARGETS[0]

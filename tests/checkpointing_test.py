@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from two_processes import run_two
 
-from jtransfer import checkpointing as ckpt
+from jtransfer.store import checkpointing as ckpt
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -148,7 +148,7 @@ def test_interrupted_save_leaves_no_checkpoint_and_is_cleaned_up(tmp_path):
 _SAVER = textwrap.dedent(
   """
   import sys, numpy as np
-  from jtransfer import checkpointing as ckpt
+  from jtransfer.store import checkpointing as ckpt
   root = sys.argv[1]
   for step in range(1000):
     rng = np.random.default_rng(step)
@@ -213,7 +213,8 @@ _MULTI = textwrap.dedent(
   """
   import sys
   import numpy as np
-  from jtransfer import checkpointing as ckpt, sharding
+  from jtransfer.store import checkpointing as ckpt
+  from jtransfer.runtime import sharding
   pid, port, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
   assert sharding.maybe_initialize_distributed(f"localhost:{port}", 2, pid)
   # each process restores on its own

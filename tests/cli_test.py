@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import cli, data, models, results, scores
+from jtransfer import data, models, scores
+from jtransfer.cli import main as cli
+from jtransfer.store import results
 
 
 def test_scores_names_is_the_registry_in_order():

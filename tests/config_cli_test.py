@@ -6,8 +6,12 @@ import sys
 
 import pytest
 
-from jtransfer import analysis, config_checks, config_cli, score_job, sweep
-from jtransfer.train import finetune_plan, pretrain
+from jtransfer import analysis
+from jtransfer.cli import checks as config_checks
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import pretrain, sweep
+from jtransfer.jobs import score as score_job
+from jtransfer.train import finetune_plan
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 THESIS = str(REPO / "configs" / "thesis_cnn.py")

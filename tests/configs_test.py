@@ -7,7 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from jtransfer import config_checks, config_cli, data, models, score_job, scores, sweep
+from jtransfer import data, models, scores
+from jtransfer.cli import checks as config_checks
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import score as score_job
+from jtransfer.jobs import sweep
 from jtransfer.train import freezing
 
 # Every config file (a module with get_config); study report modules beside them are not configs.

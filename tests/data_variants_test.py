@@ -5,7 +5,7 @@ import pytest
 
 from jtransfer import data
 from jtransfer.data import variants
-from jtransfer.train import pretrain
+from jtransfer.jobs import pretrain
 
 
 def test_single_split_copies_are_split_stratified_and_disjoint(data_dir):

@@ -14,8 +14,11 @@ import pandas as pd
 import pytest
 from two_processes import logs, start_two
 
-from jtransfer import analysis, checkpointing, config_cli, results, sweep
+from jtransfer import analysis
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import sweep
 from jtransfer.scores import registry
+from jtransfer.store import checkpointing, results
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 thesis_cnn = config_cli.load_module(_CONFIGS / "thesis_cnn.py")
@@ -37,9 +40,10 @@ _RANK_QUANTISED = {"parc": 0.04}
 _SCRIPT = textwrap.dedent(
   """
   import os, sys
-  from jtransfer import config_cli
+  from jtransfer.cli import overrides as config_cli
   thesis_cnn = config_cli.load_module(THESIS_CNN)
-  from jtransfer import sharding, sweep
+  from jtransfer.runtime import sharding
+  from jtransfer.jobs import sweep
   pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
   assert sharding.maybe_initialize_distributed(f"127.0.0.1:{port}", 2, pid)
   c = thesis_cnn.get_config("tiny").to_dict()

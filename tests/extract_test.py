@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from jtransfer import extract
 from jtransfer.models import functional
+from jtransfer.runtime import extract
 
 TAPS = ("conv1", "pool1", "conv2", "pool2", "fc1", "logits")
 
@@ -45,8 +45,9 @@ def test_stacked_equals_one_by_one(zoo, parallel):
 
 
 def test_one_model_vmap_is_the_loop_forward_pass(zoo):
-  # "auto" stacks one model with "vmap" and several with "loop" on CPU (`jtransfer.stacking`);
-  # one model vmapped runs the very convolutions the loop runs, so the values are identical.
+  # "auto" stacks one model with "vmap" and several with "loop" on CPU
+  # (`jtransfer.runtime.stacking`); one model vmapped runs the very convolutions the loop runs, so
+  # the values are identical.
   graphdef, params, rest, x = zoo
   one = jax.tree.map(lambda a: a[1:2], params)
   assert extract.resolve_parallel("auto", "cpu", members=1) == "vmap"

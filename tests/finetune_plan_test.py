@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from stage_calls import run_job
 
-from jtransfer import job, results
-from jtransfer.train import finetune
+from jtransfer.jobs import context as job
+from jtransfer.jobs import finetune
+from jtransfer.store import results
 from jtransfer.train import finetune_plan as plan
 
 
@@ -112,10 +113,10 @@ def test_groups_share_arch_ft_seed_and_freezing_and_keep_their_order():
 
 def test_fine_tune_does_not_import_pre_training():
   code = (
-    "import sys, jtransfer.train.finetune; "
+    "import sys, jtransfer.jobs.finetune; "
     "print(sorted(m for m in sys.modules if m.startswith('jtransfer.train.')))"
   )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   loaded = out.stdout.strip()
   assert "jtransfer.train.finetune_plan" in loaded and "jtransfer.train.transfer" in loaded
-  assert "jtransfer.train.pretrain" not in loaded
+  assert "jtransfer.jobs.pretrain" not in loaded

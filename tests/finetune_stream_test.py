@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from stage_calls import run_job
 
-from jtransfer import results
-from jtransfer import zoo as zoo_lib
+from jtransfer.jobs import finetune
 from jtransfer.models import functional
-from jtransfer.train import finetune
+from jtransfer.store import results
+from jtransfer.store import zoo as zoo_lib
 
 ARCH = "cnn_tiny"
 # 320 training images, 10% held out for validation: 288 at batch 32 = 9 steps per epoch, so

@@ -15,11 +15,12 @@ from flax import nnx
 from references import pairwise_auroc
 from stage_calls import run_job
 
-from jtransfer import checkpointing, results, tracking
-from jtransfer import zoo as zoo_lib
+from jtransfer.jobs import finetune
 from jtransfer.models import base, functional
-from jtransfer.train import finetune, transfer
+from jtransfer.store import checkpointing, results, tracking
+from jtransfer.store import zoo as zoo_lib
 from jtransfer.train import finetune_plan as plan
+from jtransfer.train import transfer
 
 ARCH = "cnn_tiny"
 # 320 training images at batch 32: 10 steps per epoch; 30 steps = 3 epochs.
@@ -483,8 +484,8 @@ def test_rerun_skips_finished_units(grouped, data_dir):
 
 _CHILD = """
 import json, sys
-from jtransfer import job
-from jtransfer.train import finetune
+from jtransfer.jobs import context as job
+from jtransfer.jobs import finetune
 finetune.run(*job.build(finetune.FinetuneConfig, json.loads(sys.argv[1])))
 """
 

@@ -6,12 +6,13 @@ import pytest
 from stage_calls import run_job
 
 from jtransfer import data as datasets
-from jtransfer import migrate, results
 from jtransfer.analysis import auroc
+from jtransfer.jobs import finetune, migrate
 from jtransfer.models import functional
+from jtransfer.store import results
 from jtransfer.studies import neural_collapse
-from jtransfer.train import finetune, validation
 from jtransfer.train import finetune_plan as plan
+from jtransfer.train import validation
 
 
 def _reference_split(labels, fraction, seed):

@@ -55,7 +55,7 @@ def test_faithful_variant_transfers_every_layer_but_the_output():
 
   from flax import nnx
 
-  from jtransfer import config_cli
+  from jtransfer.cli import overrides as config_cli
   from jtransfer.models import base
 
   path = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import config_cli, results, sweep
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import finetune, sweep
+from jtransfer.store import results
 from jtransfer.studies import gradual as gradual_report
-from jtransfer.train import finetune
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 gradual_transfer = config_cli.load_module(CONFIGS / "gradual_transfer.py")

@@ -13,9 +13,9 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from jtransfer import checkpointing, results, zoo
 from jtransfer.importers import flax_orbax
 from jtransfer.models import functional, user_modules
+from jtransfer.store import checkpointing, results, zoo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ USER_MODULE = textwrap.dedent('''
 
 
 FINETUNE_CONFIG = textwrap.dedent("""
-  from jtransfer import config_cli
+  from jtransfer.cli import overrides as config_cli
 
   thesis_cnn = config_cli.load_module(THESIS_CNN)
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from jtransfer import checkpointing, migrate, results, zoo
 from jtransfer.importers import torch_weights
+from jtransfer.jobs import migrate
 from jtransfer.models import functional
+from jtransfer.store import checkpointing, results, zoo
 
 VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 VGG19 = ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)

@@ -1,4 +1,5 @@
-"""jtransfer.job: the job context's share of work, shard name, config record and log file."""
+"""jtransfer.jobs.context: the job context's share of work, shard name, config record and log
+file."""
 
 import dataclasses
 import json
@@ -8,7 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from jtransfer import job
+from jtransfer.jobs import context as job
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +86,10 @@ def test_runtime_and_config_come_from_one_flat_mapping():
 
 
 def test_every_job_keys_its_units_by_one_tuple_shape():
-  from jtransfer import results, score_job  # noqa: PLC0415
-  from jtransfer.train import finetune_plan, pretrain  # noqa: PLC0415
+  from jtransfer.jobs import pretrain  # noqa: PLC0415
+  from jtransfer.jobs import score as score_job  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
+  from jtransfer.train import finetune_plan  # noqa: PLC0415
 
   ckpt = type("Entry", (), {"key": ("mnist", "cnn", 1, 30)})()
   keys = [
@@ -104,7 +107,7 @@ def test_every_job_keys_its_units_by_one_tuple_shape():
 
 
 def test_done_reads_the_job_markers_of_every_store_file(tmp_path):
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   ctx = job.Context(tmp_path, "score", None, 0, 1, (), None)
   assert ctx.done() == {}  # no store yet

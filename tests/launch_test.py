@@ -1,5 +1,5 @@
 """The launchers' shared pieces: the multi-process flags (one definition), the CPU-device helper,
-and the single-stage launchers running one stage of a study config (`jtransfer.launcher`)."""
+and the single-stage launchers running one stage of a study config (`jtransfer.cli.launcher`)."""
 
 import os
 import pathlib
@@ -10,7 +10,7 @@ import jax
 import pytest
 from absl import flags
 
-from jtransfer import devices, distributed
+from jtransfer.runtime import devices, distributed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_request_cpu_devices_after_start_up_is_an_error(monkeypatch):
 
 def _device_count(n, xla_flags):
   code = (
-    "import sys; from jtransfer import devices; import jax\n"
+    "import sys; from jtransfer.runtime import devices; import jax\n"
     f"set_ = devices.request_cpu_devices({n})\n"
     "print(set_, jax.device_count(), jax.devices()[0].platform)"
   )
@@ -127,7 +127,9 @@ def test_request_cpu_devices_in_a_fresh_process():
 
 
 def test_run_study_runs_the_plan_of_the_config_sections_and_the_stages(monkeypatch, tmp_path):
-  from jtransfer import config_cli, job, sweep  # noqa: PLC0415
+  from jtransfer.cli import overrides as config_cli  # noqa: PLC0415
+  from jtransfer.jobs import context as job  # noqa: PLC0415
+  from jtransfer.jobs import sweep
 
   seen, built = [], []
   monkeypatch.setattr(sweep, "run", seen.append)
@@ -156,7 +158,9 @@ def test_run_study_runs_the_plan_of_the_config_sections_and_the_stages(monkeypat
 def test_the_start_up_check_returns_the_plan_the_launcher_runs(tmp_path):
   """The launcher runs the plan its start-up check built (each stage config built once): the
   plan of the stages to run, in the workdir and data dir of the flags."""
-  from jtransfer import config_checks, config_cli, sweep  # noqa: PLC0415
+  from jtransfer.cli import checks as config_checks  # noqa: PLC0415
+  from jtransfer.cli import overrides as config_cli
+  from jtransfer.jobs import sweep  # noqa: PLC0415
 
   thesis = config_cli.load(f"{REPO / 'configs' / 'thesis_cnn.py'}:tiny")
   checked = config_checks.check_study(thesis, stages=("score",), workdir=tmp_path, data_dir="d")
@@ -173,7 +177,7 @@ def test_single_stage_launchers_run_one_stage_each_and_match_the_sweep(tmp_path,
   the study config, and together they write the tables the tiny sweep wrote before issue 12."""
   import sweep_test  # noqa: PLC0415  (the stored tables and their comparison)
 
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   wd = tmp_path / "run"
 

@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import analysis, checkpointing, cli, migrate, results, zoo
-from jtransfer import workdir as workdir_files
+from jtransfer import analysis
+from jtransfer.cli import main as cli
+from jtransfer.jobs import migrate
 from jtransfer.models import functional
+from jtransfer.store import checkpointing, results, zoo
+from jtransfer.store import workdir as workdir_files
 
 ARCH = "cnn_tiny"
 MIGRATE = "python -m jtransfer migrate"
@@ -193,7 +196,7 @@ def test_migrate_rewrites_string_done_markers_as_key_tuples(tmp_path):
   """The format-1 fixture's pre-training markers are strings ("mnist/cnn_tiny/seed_0/step_3");
   after migrate every marker of every job is the canonical key of its tuple, as the jobs read
   them, and the store rows they carry are kept."""
-  from jtransfer.train import pretrain  # noqa: PLC0415
+  from jtransfer.jobs import pretrain  # noqa: PLC0415
 
   workdir = tmp_path / "wd"
   shutil.copytree(FIXTURE, workdir)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from stage_calls import run_job
 
-from jtransfer import checkpointing, results
 from jtransfer.data import pipeline
-from jtransfer.train import pretrain
+from jtransfer.jobs import pretrain
+from jtransfer.store import checkpointing, results
 
 # 320 training images at batch 32: 10 steps per epoch; 14 steps cross the epoch boundary and
 # checkpoint at 0, 1, 3, 10 (the boundary) and 14.

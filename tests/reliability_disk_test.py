@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import checkpointing, results
-from jtransfer import workdir as workdir_files
+from jtransfer.store import checkpointing, results
+from jtransfer.store import workdir as workdir_files
 
 
 def _rows(unit, k, width=1):
@@ -166,7 +166,7 @@ def test_replaced_whole_keeps_the_old_file_when_the_write_fails(tmp_path):
 def test_a_full_disk_at_the_command_line_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
   """`python -m jtransfer export` on a full disk: one line naming the file and what to do (was
   an OSError traceback); the traceback with --verbose."""
-  from jtransfer import cli
+  from jtransfer.cli import main as cli
 
   with results.Store(tmp_path) as store:
     store.mark_done("score", "u0", {"scores": _rows(0, 50)})

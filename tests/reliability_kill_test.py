@@ -24,8 +24,8 @@ import pytest
 from importers_torch_test import resnet_state_dict
 from safetensors.numpy import save_file
 
-from jtransfer import checkpointing, results, zoo
 from jtransfer.importers import torch_weights
+from jtransfer.store import checkpointing, results, zoo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ _RUNNER = textwrap.dedent(
       die()
     async_path.rename = rename
   elif where == "store_write":  # the checkpoint is committed, its store row not yet written
-    from jtransfer import results
+    from jtransfer.store import results
     results.Store.mark_done = lambda *a, **k: die()
   elif where.startswith("csv_write_"):  # half of the n-th table written, then killed
     import pandas as pd
@@ -156,7 +156,7 @@ def test_evaluate_killed_mid_table_then_rerun_equals_an_uninterrupted_evaluate(t
 
 @pytest.mark.slow  # two `python -m jtransfer` runs in subprocesses
 def test_export_killed_mid_table_then_rerun_equals_an_uninterrupted_export(tmp_path):
-  from jtransfer import cli
+  from jtransfer.cli import main as cli
 
   _analysis_store(tmp_path / "wd")
   cli.export(str(tmp_path / "wd"), "csv", str(tmp_path / "one"))

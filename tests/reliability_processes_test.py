@@ -2,7 +2,8 @@
 started with different flags or config, one failing or killed, one finishing long after the
 other. Each ends with a message within a bounded time, never a hang or a silent divergence.
 
-Measured before (`jtransfer.distributed` without same_run / stop_together / finish_together):
+Measured before (`jtransfer.runtime.distributed` without same_run / stop_together /
+finish_together):
 - different config overrides or --num_processes between the processes: not noticed (each
   process split the work by its own config; --num_processes=3 beside 2 ran as 2 processes);
 - process 1 killed while process 0 waits in a barrier: process 0's collective failed at once
@@ -31,7 +32,9 @@ _SCRIPT = textwrap.dedent(
   import os, signal, sys, time
   pid, port, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
   import jax
-  from jtransfer import distributed, errors, sharding, sweep
+  from jtransfer.runtime import distributed, sharding
+  from jtransfer import errors
+  from jtransfer.jobs import sweep
   assert sharding.maybe_initialize_distributed(f"127.0.0.1:{port}", 2, pid, timeout_s=5)
   sweep._barrier("started")
   print(pid, "started", flush=True)

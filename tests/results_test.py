@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import results
+from jtransfer.store import results
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -165,7 +165,7 @@ def _has_pyarrow() -> bool:
 _JOB = textwrap.dedent(
   """
   import sys, time
-  from jtransfer import results
+  from jtransfer.store import results
 
   workdir, units, k, hang_at, shard = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
       int(sys.argv[4]), (sys.argv[5] or None)

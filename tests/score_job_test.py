@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 from stage_calls import run_job
 
-from jtransfer import checkpointing, data, extract, results, score_job, scores, zoo
+from jtransfer import data, scores
 from jtransfer.analysis import tables
+from jtransfer.jobs import score as score_job
 from jtransfer.models import functional
+from jtransfer.runtime import extract
 from jtransfer.scores import regimes
+from jtransfer.store import checkpointing, results, zoo
 from jtransfer.train import schedule
 
 SYNTH = "score_job_test_synth"  # 3 classes, 28x28x1, 20 per class per split
@@ -210,7 +213,8 @@ _CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
 import score_job_test as t
-from jtransfer import results, score_job
+from jtransfer.store import results
+from jtransfer.jobs import score as score_job
 from stage_calls import run_job
 t.register_synth()
 orig, count = results.Store.add_rows, [0]

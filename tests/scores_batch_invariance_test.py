@@ -7,7 +7,9 @@ import pytest
 import score_job_test as sjt
 from stage_calls import run_job
 
-from jtransfer import checkpointing, results, score_job, scores
+from jtransfer import scores
+from jtransfer.jobs import score as score_job
+from jtransfer.store import checkpointing, results
 
 FEATURE_SCORES = [n for n, s in scores.REGISTRY.items() if s.needs_features]
 

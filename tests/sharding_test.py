@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jtransfer import progress, sharding
+from jtransfer.runtime import progress, sharding
 
 
 def test_mesh_shapes():
@@ -73,7 +73,7 @@ def test_distributed_only_when_configured():
 def test_progress_logs_instead_of_drawing_when_quiet(monkeypatch, caplog):
   monkeypatch.setenv("JTRANSFER_QUIET", "1")
   assert progress.quiet()
-  with caplog.at_level(logging.INFO, logger="jtransfer.progress"):
+  with caplog.at_level(logging.INFO, logger="jtransfer.runtime.progress"):
     items = list(progress.progress(range(7), desc="pretrain", log_every_s=0.0))
   assert items == list(range(7))
   lines = [r.getMessage() for r in caplog.records]
@@ -82,7 +82,7 @@ def test_progress_logs_instead_of_drawing_when_quiet(monkeypatch, caplog):
   assert lines[0].startswith("pretrain: 1/7 it") and lines[-1].startswith("pretrain: 7/7 it")
   assert lines[-1].endswith("done")
   caplog.clear()
-  with caplog.at_level(logging.INFO, logger="jtransfer.progress"):
+  with caplog.at_level(logging.INFO, logger="jtransfer.runtime.progress"):
     bar = progress.progress(total=100, desc="score", log_every_s=3600.0)
     bar.set_postfix(loss=0.12345678)
     bar.update(40)

@@ -1,8 +1,9 @@
-"""jtransfer.stacking: one vocabulary for how stacked models share devices, used by every job."""
+"""jtransfer.runtime.stacking: one vocabulary for how stacked models share devices, used by every
+job."""
 
 import pytest
 
-from jtransfer import extract, stacking
+from jtransfer.runtime import extract, stacking
 from jtransfer.train import engine
 
 

@@ -1,8 +1,10 @@
 """A stage job called from one flat set of keyword arguments: its config's fields and the
 runtime's (`job.build` splits them), e.g. `run_job(pretrain, workdir=w, source="mnist")`."""
 
-from jtransfer import job, score_job
-from jtransfer.train import finetune, finetune_plan, pretrain
+from jtransfer.jobs import context as job
+from jtransfer.jobs import finetune, pretrain
+from jtransfer.jobs import score as score_job
+from jtransfer.train import finetune_plan
 
 _CONFIG = {
   pretrain: pretrain.PretrainConfig,

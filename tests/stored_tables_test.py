@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jtransfer import config_cli, results, sweep
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import sweep
+from jtransfer.store import results
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 thesis_cnn = config_cli.load_module(CONFIGS / "thesis_cnn.py")

@@ -11,9 +11,14 @@ import pytest
 from analysis_conclusions_test import _study
 from flax import nnx
 
-from jtransfer import cli, config_checks, config_cli, models, results, studies, sweep
+from jtransfer import models, studies
 from jtransfer.analysis import figures, pipeline, report, signs, taps
+from jtransfer.cli import checks as config_checks
+from jtransfer.cli import main as cli
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import sweep
 from jtransfer.scores import registry
+from jtransfer.store import results
 from jtransfer.studies import neural_collapse, thesis
 
 # -- signs ------------------------------------------------------------------------------------

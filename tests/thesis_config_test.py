@@ -2,7 +2,7 @@
 
 import pathlib
 
-from jtransfer import config_cli
+from jtransfer.cli import overrides as config_cli
 from jtransfer.data import batches
 from jtransfer.train import schedule
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from jtransfer import config_cli, results
+from jtransfer.cli import overrides as config_cli
+from jtransfer.store import results
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 thesis_vgg = config_cli.load_module(REPO / "configs" / "thesis_vgg.py")

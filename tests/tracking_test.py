@@ -8,10 +8,12 @@ import pytest
 from flax import nnx
 from stage_calls import run_job
 
-from jtransfer import data, progress, results, tracking
+from jtransfer import data
 from jtransfer.data import batches
+from jtransfer.jobs import finetune, pretrain
 from jtransfer.models import base
-from jtransfer.train import finetune, pretrain
+from jtransfer.runtime import progress
+from jtransfer.store import results, tracking
 
 
 def test_record_steps_are_log_spaced_plus_every_k_and_the_last():
@@ -138,7 +140,7 @@ def test_finetune_records_train_and_eval_curves(zoo, data_dir):
 
 def test_progress_lines_have_eta_and_notes(monkeypatch, caplog):
   monkeypatch.setenv("JTRANSFER_QUIET", "1")
-  with caplog.at_level(logging.INFO, logger="jtransfer.progress"):
+  with caplog.at_level(logging.INFO, logger="jtransfer.runtime.progress"):
     bar = progress.progress(total=10, desc="pretrain", log_every_s=0.0)
     with tracking.compile_note(bar, "train step", first=True):
       pass
@@ -159,7 +161,7 @@ def test_progress_rate_and_eta_skip_the_first_update(monkeypatch, caplog):
   monkeypatch.setenv("JTRANSFER_QUIET", "1")
   now = [0.0]
   monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
-  with caplog.at_level(logging.INFO, logger="jtransfer.progress"):
+  with caplog.at_level(logging.INFO, logger="jtransfer.runtime.progress"):
     bar = progress.progress(total=12, desc="pretrain", log_every_s=0.0)
     now[0] = 50.0
     bar.update(1)  # the first step (a compile) took 50 s

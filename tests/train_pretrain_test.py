@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from stage_calls import run_job
 
-from jtransfer import checkpointing, results
 from jtransfer import data as datasets
+from jtransfer.jobs import pretrain
 from jtransfer.models import functional
-from jtransfer.train import pretrain
+from jtransfer.store import checkpointing, results
 
 # 320 training images at batch 32: 10 steps per epoch.
 KW = dict(
@@ -227,8 +227,8 @@ def test_sequential_seeds_equal_stacked_seeds(zoo, tmp_path, data_dir):
 
 _CHILD = """
 import json, sys
-from jtransfer import job
-from jtransfer.train import pretrain
+from jtransfer.jobs import context as job
+from jtransfer.jobs import pretrain
 pretrain.run(*job.build(pretrain.PretrainConfig, json.loads(sys.argv[1])))
 """
 

@@ -16,8 +16,8 @@ import pytest
 from stage_calls import run_job
 from two_processes import run_two
 
-from jtransfer import score_job
-from jtransfer import workdir as workdir_files
+from jtransfer.jobs import score as score_job
+from jtransfer.store import workdir as workdir_files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_holds_lock_needs_the_workdir_keyword(tmp_path):
 _HOLDER = textwrap.dedent(
   """
   import sys, time
-  from jtransfer import workdir
+  from jtransfer.store import workdir
   with workdir.locked(sys.argv[1], "pretrain"):
     print("LOCKED", flush=True)
     time.sleep(300)
@@ -119,7 +119,8 @@ def test_lock_of_a_killed_job_does_not_block_the_next(tmp_path):
 _MULTI = textwrap.dedent(
   """
   import sys
-  from jtransfer import sharding, workdir
+  from jtransfer.runtime import sharding
+  from jtransfer.store import workdir
   pid, port, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
   assert sharding.maybe_initialize_distributed(f"localhost:{port}", 2, pid)
   try:

@@ -12,9 +12,10 @@ from checkpointing_test import flip_bytes
 from score_job_test import PER_CLASS, SYNTH, register_synth
 from stage_calls import run_job
 
-from jtransfer import checkpointing, results, score_job, zoo
 from jtransfer.analysis import report
+from jtransfer.jobs import score as score_job
 from jtransfer.models import functional
+from jtransfer.store import checkpointing, results, zoo
 
 ARCH = "cnn_tiny"
 
@@ -151,7 +152,7 @@ def test_score_job_records_a_corrupt_checkpoint_and_scores_the_rest(tmp_path):
 
 
 def test_finetune_records_a_corrupt_checkpoint_and_trains_the_rest(tmp_path, data_dir):
-  from jtransfer.train import finetune
+  from jtransfer.jobs import finetune
 
   _write_zoo(tmp_path, [("mnist", 0, 0), ("mnist", 0, 3)])
   bad = checkpointing.checkpoint_path(tmp_path, "mnist", ARCH, 0, 3).absolute()
@@ -175,7 +176,8 @@ def test_finetune_records_a_corrupt_checkpoint_and_trains_the_rest(tmp_path, dat
 @pytest.mark.slow
 def test_a_lost_store_is_rebuilt_from_the_zoo(tmp_path, data_dir):
   """The tiny sweep, its results.sqlite deleted, run again: every checkpoint is found."""
-  from jtransfer import config_cli, sweep
+  from jtransfer.cli import overrides as config_cli
+  from jtransfer.jobs import sweep
 
   thesis_cnn = config_cli.load_module(
     pathlib.Path(__file__).resolve().parents[1] / "configs" / "thesis_cnn.py"

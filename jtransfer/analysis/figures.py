@@ -22,11 +22,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from jtransfer import results  # noqa: E402
 from jtransfer.analysis import labels, signs  # noqa: E402
 from jtransfer.analysis.stats import null_band  # noqa: E402
 from jtransfer.scores import REGISTRY  # noqa: E402
 from jtransfer.scores.registry import CHECKPOINT_BASELINES  # noqa: E402
+from jtransfer.store import results  # noqa: E402
 
 DPI = 110
 LAYER_FREE = results.LAYERLESS

@@ -6,7 +6,6 @@ import sqlite3
 
 import pandas as pd
 
-from jtransfer import workdir as workdir_files
 from jtransfer.analysis import (
   breakdown,
   dependence,
@@ -23,6 +22,7 @@ from jtransfer.analysis import (
 )
 from jtransfer.analysis import pooled as pool_lib
 from jtransfer.analysis import transfer_matrix as tm
+from jtransfer.store import workdir as workdir_files
 
 TABLES = ("checkpoints", "scores", "finetune")
 
@@ -68,10 +68,10 @@ class Analysis:
 
 
 def load_tables(workdir) -> dict[str, pd.DataFrame]:
-  """The three tables through `jtransfer.results.load` (else straight from results.sqlite)."""
+  """The three tables through `jtransfer.store.results.load` (else straight from results.sqlite)."""
   workdir = pathlib.Path(workdir)
   try:
-    from jtransfer.results import load  # noqa: PLC0415 (built by the results-store module)
+    from jtransfer.store.results import load  # noqa: PLC0415 (built by the results-store module)
   except ImportError:
     load = None
   out = {}

@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from jtransfer import results
-from jtransfer import workdir as workdir_files
 from jtransfer.analysis import cluster_bootstrap, coverage, figures, power, signs, versus
 from jtransfer.analysis.doc import CSS, Doc, cell  # noqa: F401 (CSS, Doc: part of the report API)
+from jtransfer.store import results
+from jtransfer.store import workdir as workdir_files
 
 INTERVALS = (
   "Four intervals appear and mean different things: the **cluster bootstrap CI** (the default, "

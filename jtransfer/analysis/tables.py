@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from jtransfer import results
 from jtransfer.analysis import signs
 from jtransfer.analysis import truth as gt_lib
+from jtransfer.store import results
 
 
 def model_keys(keep_seeds: bool) -> list[str]:

@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from jtransfer import checkpointing, errors, zoo
+from jtransfer import errors
 from jtransfer.importers import zoo_entry
 from jtransfer.models import functional
+from jtransfer.store import checkpointing, zoo
 
 _WRAPPERS = ("params", "model", "state")
 

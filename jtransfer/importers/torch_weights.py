@@ -40,7 +40,7 @@ from jtransfer import errors
 from jtransfer.models import functional, vgg
 
 if TYPE_CHECKING:  # the zoo (and orbax) only load when a file is imported into one
-  from jtransfer import zoo
+  from jtransfer.store import zoo
 
 ARCHS = ("vgg16", "vgg16_bn", "vgg19", "resnet18")
 _DROP = ("num_batches_tracked",)

@@ -4,7 +4,7 @@
                          model_kwargs={...}, num_classes=1000, provenance={...}, seed=0)
 
 It writes what the pre-training job writes for each of its checkpoints, through the zoo
-contract (`jtransfer.zoo`):
+contract (`jtransfer.store.zoo`):
 - the checkpoint at `checkpointing.checkpoint_path(workdir, source, arch, seed, step)` (params,
   plus batch-norm statistics under `checkpointing.REST`) holding its `zoo.Entry` record:
   `num_classes`, `model_kwargs` (the score and fine-tune jobs rebuild the model from them),
@@ -27,9 +27,9 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from jtransfer import checkpointing, results, zoo
-from jtransfer import workdir as workdir_files
-from jtransfer.train import pretrain
+from jtransfer.jobs import pretrain
+from jtransfer.store import checkpointing, results, zoo
+from jtransfer.store import workdir as workdir_files
 
 JOB = pretrain.JOB  # imported entries stand where pre-trained ones stand
 

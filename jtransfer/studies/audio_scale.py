@@ -148,7 +148,7 @@ def run(
   setting: str = "full",
 ) -> tuple[pd.DataFrame, list[pathlib.Path]]:
   """Reads `<workdir>`'s store, writes `scale.csv` and `figures/scale_*.png`."""
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   workdir = pathlib.Path(workdir)
   return write_scale(

@@ -23,10 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jtransfer import results  # noqa: E402
 from jtransfer.analysis import report as report_lib  # noqa: E402
 from jtransfer.analysis import transfer_matrix as tm  # noqa: E402
 from jtransfer.analysis import truth  # noqa: E402
+from jtransfer.store import results  # noqa: E402
 
 VALUES = ("log_auc", "final_acc")
 LABELS = {"log_auc": "fine-tune log-AUC", "final_acc": "final test accuracy"}

@@ -115,7 +115,7 @@ def nc_comparison(
 ) -> pathlib.Path:
   """`<workdir>/nc_comparison.md` (+ .csv): score vs final accuracy for every target, and vs
   final AUROC for `auroc_targets` (default: every target whose fine-tune rows carry AUROC)."""
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   workdir = pathlib.Path(workdir)
   scores = results.load(workdir, "scores")

@@ -6,7 +6,7 @@ member axis and one jitted step trains every member. This module holds the piece
 that do not depend on which loop runs it: the mesh and the shardings, the step builders
 (`build_fns`), the source/target data and the padded eval sets.
 
-How stacked members share the devices (`seed_parallel`): the modes of `jtransfer.stacking`
+How stacked members share the devices (`seed_parallel`): the modes of `jtransfer.runtime.stacking`
 ("auto", "vmap", "loop", "devices", "sequential"), the vocabulary of every job. Both loops run
 their members through `run_members(layout, members, train)`, which cuts them into the stacks
 the layout trains: one stack for "vmap", "loop" (the members unrolled in the step) and
@@ -32,8 +32,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jtransfer import data as datasets
-from jtransfer import sharding, stacking
 from jtransfer.data import subsets
+from jtransfer.runtime import sharding, stacking
 from jtransfer.train import optim
 from jtransfer.train import step as step_lib
 

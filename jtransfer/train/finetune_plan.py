@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from jtransfer import checkpointing, results, stacking, zoo
 from jtransfer import data as datasets
 from jtransfer.data import pipeline
 from jtransfer.models import base
+from jtransfer.runtime import stacking
+from jtransfer.store import checkpointing, results, zoo
 from jtransfer.train import engine, freezing
 
 JOB = "finetune"
@@ -75,7 +76,7 @@ class FinetuneConfig:
   val_fraction: hold this stratified fraction of them out as a validation split, evaluated at
     every evaluation step (`val_acc`, `val_loss`, `val_auroc`); None: no validation split.
   group_size: members (checkpoints x one ft_seed x one freezing) per jitted step.
-  seed_parallel: how a group's members share the devices (`jtransfer.stacking`).
+  seed_parallel: how a group's members share the devices (`jtransfer.runtime.stacking`).
   tensorboard: also write each member's curves as TensorBoard scalars under
     `<workdir>/tensorboard/finetune`; they go to the store's `metrics` table either way.
   input_pipeline: "memory" (the target's train split on every device, steps send indices) or

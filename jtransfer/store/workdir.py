@@ -5,7 +5,7 @@ Format. `<workdir>/format.json` holds the version of the workdir's layout (`FORM
 before the first store or zoo write (`ensure_format`). A workdir without it that already holds a
 store or a zoo predates the versions (format 1); it and any other older one are refused (by the
 lock, the store and the zoo) with one line naming `python -m jtransfer migrate WORKDIR`, which
-upgrades it (`jtransfer.migrate`): the jobs read one format only.
+upgrades it (`jtransfer.jobs.migrate`): the jobs read one format only.
 
 Lock. `locked(workdir, job)` (or the `holds_lock(job)` decorator on a job's `run`) takes an
 exclusive `flock` on `<workdir>/.lock` and writes who holds it (host, pid, job, since when,

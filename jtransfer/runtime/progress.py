@@ -22,7 +22,7 @@ from typing import Any
 
 import tqdm
 
-_log = logging.getLogger("jtransfer.progress")
+_log = logging.getLogger("jtransfer.runtime.progress")
 
 
 def quiet() -> bool:

@@ -32,14 +32,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from jtransfer import checkpointing, extract, job, results, stacking, zoo
 from jtransfer import data as datasets
-from jtransfer import workdir as workdir_files
+from jtransfer.jobs import context as job
 from jtransfer.models import base as models_base
 from jtransfer.models import functional
-from jtransfer.progress import progress
+from jtransfer.runtime import extract, stacking
+from jtransfer.runtime.progress import progress
 from jtransfer.scores import regimes, registry
 from jtransfer.scores.compute import compute_isolated, default_chunk_size
+from jtransfer.store import checkpointing, results, zoo
+from jtransfer.store import workdir as workdir_files
 
 JOB = "score"
 NO_LAYER = results.NO_LAYER
@@ -47,7 +49,7 @@ HELDOUT = "heldout"
 BASELINES = tuple(registry.CHECKPOINT_BASELINES)  # computed here from the checkpoint record
 DEFAULT_MEMORY_BUDGET = 2 << 30
 
-log = logging.getLogger("jtransfer.score_job")
+log = logging.getLogger("jtransfer.jobs.score")
 
 
 # -- probe ----------------------------------------------------------------------------------
@@ -153,7 +155,7 @@ class ScoreConfig:
   model_kwargs: {arch: hyperparameters} of the checkpoints' models (default: their records).
   memory_budget_bytes: bound on one group's activations (and the score kernels' chunks).
   batch_size: probe samples per forward pass.
-  parallel: how stacked models share a device in extraction (`jtransfer.stacking`: "auto",
+  parallel: how stacked models share a device in extraction (`jtransfer.runtime.stacking`: "auto",
     "vmap" or "loop").
   score_options: per-score option overrides (stored in every row's `extra`).
   """

@@ -31,8 +31,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from jtransfer import checkpointing, results, zoo
-from jtransfer import workdir as workdir_files
+from jtransfer.store import checkpointing, results, zoo
+from jtransfer.store import workdir as workdir_files
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def legacy_entry(
   if missing:
     raise ValueError(
       f"checkpoint {path} has no zoo record and its metadata lacks {missing}: it was not "
-      "written by jtransfer's pre-training; describe it with jtransfer.zoo.write_entry"
+      "written by jtransfer's pre-training; describe it with jtransfer.store.zoo.write_entry"
     )
   source, arch, step = str(row["source"]), str(row["arch"]), int(row["step"])
   epoch = _finite_or_none(row.get("epoch"))

@@ -32,13 +32,13 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jtransfer import results
-from jtransfer import workdir as workdir_files
+from jtransfer.store import results
+from jtransfer.store import workdir as workdir_files
 
 TENSORBOARD_DIR = "tensorboard"
 MAX_OPEN_RUNS = 32
 _OPENED = itertools.count()
-_log = logging.getLogger("jtransfer.progress")
+_log = logging.getLogger("jtransfer.runtime.progress")
 
 
 def record_steps(total_steps: int, every: int | None = None) -> frozenset[int]:

@@ -6,7 +6,7 @@
 data, model, optimizer, restore or init, step fns) and loops, saving at the checkpoint steps.
 Every seed has its own init, data order and dropout keys as functions of (seed, step), so a
 seed trained stacked with others, alone, or resumed gives the same checkpoints; how the seeds
-share the devices is `seed_parallel` (`jtransfer.stacking`, `engine.run_members`).
+share the devices is `seed_parallel` (`jtransfer.runtime.stacking`, `engine.run_members`).
 
 Checkpoints go to `<workdir>/zoo/<source>/<arch>/seed_<k>/<step>/` at
 `schedule.log_checkpoint_steps` with their zoo record; each is written with its `checkpoints`
@@ -30,14 +30,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtransfer import checkpointing, job, results, stacking, tracking, zoo
 from jtransfer import data as datasets
-from jtransfer import workdir as workdir_files
 from jtransfer.data import augment as augment_lib
-from jtransfer.data import pipeline
+from jtransfer.data import batches, pipeline
+from jtransfer.jobs import context as job
 from jtransfer.models import base, functional
-from jtransfer.progress import progress
-from jtransfer.train import batches, engine, optim, schedule
+from jtransfer.runtime import stacking
+from jtransfer.runtime.progress import progress
+from jtransfer.store import checkpointing, results, tracking, zoo
+from jtransfer.store import workdir as workdir_files
+from jtransfer.train import engine, optim, schedule
 from jtransfer.train import step as step_lib
 
 JOB = "pretrain"
@@ -135,7 +137,7 @@ class PretrainConfig:
   optimizer_kwargs: for `optim.make_optimizer` (learning_rate, momentum, decay_every_epochs...).
   eval_*_examples: the fixed train subset / test prefix evaluated at checkpoints (None = all).
   train_examples: keep only the first n training examples (quick runs and tests).
-  seed_parallel: how the seeds share the devices (`jtransfer.stacking`).
+  seed_parallel: how the seeds share the devices (`jtransfer.runtime.stacking`).
   save_every_steps: also save the train state this often, to bound work lost to a crash.
   log_every_steps: the batch loss and accuracy of every seed are recorded at these steps and at
     log-spaced ones (`tracking.record_steps`): store table `metrics`, and TensorBoard under

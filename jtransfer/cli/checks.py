@@ -48,7 +48,9 @@ def abstract_model(arch: str, dataset: str, model_kwargs: Mapping[str, Any] | No
 def study_schema() -> dict[str, dict[str, Any]]:
   """Section -> {key: type}: the fields of the stage's config dataclass (less what the sweep
   sets), the runtime fields a section may set (`job.STAGE_RUNTIME`) and `targets`."""
-  from jtransfer import config_cli, job, sweep  # noqa: PLC0415
+  from jtransfer.cli import overrides as config_cli  # noqa: PLC0415
+  from jtransfer.jobs import context as job  # noqa: PLC0415
+  from jtransfer.jobs import sweep
 
   runtime = config_cli.schema_fields(job.Runtime)
   out = {}
@@ -77,7 +79,7 @@ def study_models(config) -> list[tuple[str, str, dict]]:
 
 
 def _plan(c: Mapping[str, Any], stages: Sequence[str] = ("pretrain",), **where):
-  from jtransfer import sweep  # noqa: PLC0415
+  from jtransfer.jobs import sweep  # noqa: PLC0415
 
   return sweep.plan_study(c, workdir=where.pop("workdir", "."), stages=stages, **where)
 
@@ -112,8 +114,9 @@ def check_study(
   stages: the stages about to run (default: the config's `stages`, else all); the sources must
   be non-empty only for pre-training, and the targets only for the stages that use them.
   """
-  from jtransfer import data, models, score_job, scores  # noqa: PLC0415
+  from jtransfer import data, models, scores  # noqa: PLC0415
   from jtransfer.data import image_folder  # noqa: PLC0415
+  from jtransfer.jobs import score as score_job  # noqa: PLC0415
   from jtransfer.models import user_modules  # noqa: PLC0415
   from jtransfer.train import freezing  # noqa: PLC0415
 

@@ -19,7 +19,8 @@ at least file, file_sha256 and original_keys), the metrics measured at save time
 when read, `path` (where it lies) and `content_hash` (`checkpointing.content_hash`).
 
 Every checkpoint carries its record: one without (saved before the record existed) is an error
-naming `python -m jtransfer migrate WORKDIR`, which derives and writes it (`jtransfer.migrate`).
+naming `python -m jtransfer migrate WORKDIR`, which derives and writes it
+(`jtransfer.jobs.migrate`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import pathlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from jtransfer import checkpointing
-from jtransfer import workdir as workdir_files
+from jtransfer.store import checkpointing
+from jtransfer.store import workdir as workdir_files
 
 RECORD_KEY = "zoo"  # key of the record in a checkpoint's saved `extra`
 TRAINED, IMPORTED = "trained", "imported"
@@ -162,7 +163,7 @@ def read_entry(path: str | os.PathLike) -> Entry:
     raise ValueError(
       f"checkpoint {path} has no zoo record: it predates the record (run `python -m jtransfer "
       "migrate WORKDIR` on its workdir) or was not written by jtransfer (describe it with "
-      "jtransfer.zoo.write_entry)"
+      "jtransfer.store.zoo.write_entry)"
     )
   return _entry(extra[RECORD_KEY], path, digest)
 
@@ -275,7 +276,7 @@ def select(
 def _store_rows(workdir: pathlib.Path, sources, archs) -> dict[tuple, dict[str, Any]]:
   """{key: row} of the store's `checkpoints` table (checkpoints outside the zoo tree are only
   found here), without empty cells."""
-  from jtransfer import results
+  from jtransfer.store import results
 
   if not results.shard_paths(workdir):
     return {}

@@ -7,7 +7,7 @@ One command per host: `--coordinator=host:port --num_processes=N --process_id=i`
 `--distributed_auto` where JAX detects the cluster (TPU pods, SLURM, Open MPI). Without them a
 launcher runs as one process. The jobs split their work by `jax.process_index()`.
 
-The processes of one job stay together (`jtransfer.launcher` does all three):
+The processes of one job stay together (`jtransfer.cli.launcher` does all three):
 - `same_run(record)` right after start-up: every process publishes its flags and config in
   jax.distributed's key-value store and compares them with the others'. Processes started
   differently would split the work differently (units done twice or never) or wait at
@@ -38,7 +38,8 @@ from typing import Any
 
 from absl import flags
 
-from jtransfer import errors, sharding
+from jtransfer import errors
+from jtransfer.runtime import sharding
 
 COORDINATOR, NUM_PROCESSES, PROCESS_ID, AUTO, TIMEOUT = (
   "coordinator",

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from jtransfer import workdir as workdir_files
+from jtransfer.store import workdir as workdir_files
 
 MAIN_FILE = "results.sqlite"
 # The layer of a score that depends on no tap (LEEP, NCE, the checkpoint baselines); stores
@@ -120,7 +120,7 @@ _SCHEMA: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {
     ),
     ("source", "arch", "seed", "step", "target", "mode", "frozen_layers", "ft_seed", "ft_step"),
   ),
-  # Training curves (`jtransfer.tracking`): one scalar per (job, unit, step, name), e.g. unit
+  # Training curves (`jtransfer.store.tracking`): one scalar per (job, unit, step, name), e.g. unit
   # "mnist/cnn/seed_0" of pretrain, name "train/loss" at step 30.
   "metrics": (
     (

@@ -19,8 +19,12 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from jtransfer import config_checks, config_cli, devices, distributed, errors, sweep
+from jtransfer import errors
+from jtransfer.cli import checks as config_checks
+from jtransfer.cli import overrides as config_cli
+from jtransfer.jobs import sweep
 from jtransfer.models import user_modules
+from jtransfer.runtime import devices, distributed
 
 
 def main(stages: Sequence[str] | None = None, *, default_config: Callable | None = None) -> None:

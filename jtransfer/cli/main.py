@@ -11,7 +11,7 @@ one-line description; `export` writes one file per results table (default `<WORK
 `report` re-renders the analysis tables, figures and report.md/.html from the store, with the
 studies and settings the workdir's evaluate stage recorded (the flags override them), through the
 evaluate stage's own function (`studies.write_report`), so it writes the same files; `migrate`
-upgrades a workdir of an older format (`jtransfer.migrate`). A bad
+upgrades a workdir of an older format (`jtransfer.jobs.migrate`). A bad
 argument ends in one line naming the problem (exit status 2), never a traceback.
 """
 
@@ -66,7 +66,7 @@ def list_lines(kind: str) -> list[str]:
 
 def _existing_workdir(path: str) -> pathlib.Path:
   workdir = pathlib.Path(path)
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   if not results.shard_paths(workdir):
     raise ValueError(f"{workdir} holds no results store ({results.MAIN_FILE})")
@@ -74,7 +74,7 @@ def _existing_workdir(path: str) -> pathlib.Path:
 
 
 def export(workdir: str, fmt: str, out: str | None) -> list[pathlib.Path]:
-  from jtransfer import results  # noqa: PLC0415
+  from jtransfer.store import results  # noqa: PLC0415
 
   root = _existing_workdir(workdir)
   tables = [t for t in results.TABLES if t != "done"]
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       for path in export(args.workdir, args.format, args.out):
         print(path)
     elif args.command == "migrate":
-      from jtransfer import migrate  # noqa: PLC0415
+      from jtransfer.jobs import migrate  # noqa: PLC0415
 
       print("\n".join(migrate.migrate(args.workdir)))
     else:

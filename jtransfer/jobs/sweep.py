@@ -102,9 +102,9 @@ class Plan:
 def stage_config(stage: str) -> type:
   """The frozen config dataclass of `stage` (its one schema)."""
   if stage == "pretrain":
-    from jtransfer.train.pretrain import PretrainConfig as config_type
+    from jtransfer.jobs.pretrain import PretrainConfig as config_type
   elif stage == "score":
-    from jtransfer.score_job import ScoreConfig as config_type
+    from jtransfer.jobs.score import ScoreConfig as config_type
   elif stage == "finetune":
     from jtransfer.train.finetune_plan import FinetuneConfig as config_type
   elif stage == "evaluate":
@@ -138,7 +138,7 @@ def plan(
     stage then runs the studies only).
   studies: the names of the study modules (`jtransfer.studies.STUDIES`) the evaluate stage runs.
   """
-  from jtransfer import job
+  from jtransfer.jobs import context as job
 
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
@@ -185,13 +185,14 @@ def run(plan: Plan) -> pathlib.Path | None:
   by_stage = {stage: plan.of(stage) for stage in STAGES}
 
   if "pretrain" in stages:
-    from jtransfer.train import pretrain as pretrain_job
+    from jtransfer.jobs import pretrain as pretrain_job
 
     for call in by_stage["pretrain"]:
       _timed(call.label, pretrain_job.run, call.config, call.runtime)
 
   if "score" in stages:
-    from jtransfer import score_job, tracking
+    from jtransfer.jobs import score as score_job
+    from jtransfer.store import tracking
 
     _barrier("pretrain done")  # every process's checkpoints are on disk
 
@@ -201,7 +202,7 @@ def run(plan: Plan) -> pathlib.Path | None:
         _timed(call.label, score_job.run, call.config, call.runtime)
 
   if "finetune" in stages:
-    from jtransfer.train import finetune as finetune_job
+    from jtransfer.jobs import finetune as finetune_job
 
     _barrier("score done")
     for call in by_stage["finetune"]:
@@ -212,7 +213,7 @@ def run(plan: Plan) -> pathlib.Path | None:
     _barrier("finetune done")
   if "evaluate" in stages and _process_index() == 0:
     from jtransfer import studies as studies_lib
-    from jtransfer import tracking
+    from jtransfer.store import tracking
 
     with tracking.stage_log(workdir, "evaluate"):
       # evaluate=None: a study with its own report only (no scores, e.g. gradual transfer).

@@ -25,8 +25,8 @@ from typing import Any
 
 import jax
 
-from jtransfer import results
-from jtransfer import workdir as workdir_files
+from jtransfer.store import results
+from jtransfer.store import workdir as workdir_files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ returns every requested tap at once (flattened to [N, D] per model, in the model
 every score is invariant to a fixed permutation of feature columns). The last mini-batch is
 padded to the batch size so the function compiles once per (graphdef, taps, batch shape).
 
-How the M models share the device (`parallel`, the modes of `jtransfer.stacking`):
+How the M models share the device (`parallel`, the modes of `jtransfer.runtime.stacking`):
 - "vmap": the model axis is vmapped (one batched forward pass). Fastest on GPU/TPU.
 - "loop" (old name "map", still accepted): the models run one after another inside the same
   jitted call (`jax.lax.map`), so every convolution stays un-batched. XLA:CPU lowers vmapped
@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtransfer import stacking
 from jtransfer.models import functional
+from jtransfer.runtime import stacking
 
 PARALLEL = ("auto", "vmap", "loop", "map")  # "map": the old name of "loop"
 _SUPPORTED = ("vmap", "loop")

@@ -29,13 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtransfer import data as datasets
-from jtransfer import job, tracking
 from jtransfer import metrics as metrics_lib
-from jtransfer import workdir as workdir_files
 from jtransfer.data import augment as augment_lib
-from jtransfer.data import pipeline
-from jtransfer.progress import progress
-from jtransfer.train import batches, engine, optim, schedule, transfer, validation
+from jtransfer.data import batches, pipeline
+from jtransfer.jobs import context as job
+from jtransfer.runtime.progress import progress
+from jtransfer.store import tracking
+from jtransfer.store import workdir as workdir_files
+from jtransfer.train import engine, optim, schedule, transfer, validation
 from jtransfer.train import step as step_lib
 from jtransfer.train.finetune_plan import (
   JOB,
