@@ -111,3 +111,81 @@ def test_report_rerenders_the_same_tables(tmp_path, capsys):
   assert cli.main(["report", str(tmp_path), "--n_boot", "0", "--no-figures"]) == 0
   assert capsys.readouterr().out.strip() == str(direct) and direct.exists()
   pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "analysis_correlations.csv"), expected)
+
+
+def test_help_names_every_command_and_each_command_its_flags(capsys):
+  assert cli.main(["--help"]) == 0
+  out = capsys.readouterr().out.splitlines()
+  listed = [line.split()[0] for line in out[out.index("commands:") + 1 :] if line.startswith("  ")]
+  assert listed == ["list", "export", "report", "migrate"]
+  expected = {
+    "list": ["--[no]verbose"],
+    "export": ["--format", "--out", "--[no]verbose"],
+    "report": ["--[no]figures", "--n_boot", "--seeds", "--studies", "--[no]verbose"],
+    "migrate": ["--[no]verbose"],
+  }
+  for command, names in expected.items():
+    assert cli.main([command, "--help"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"usage: python -m jtransfer {command} ")
+    flag_lines = out[out.index("flags:") + 1 :]
+    assert [line.split(":")[0].strip() for line in flag_lines if line.startswith("  --")] == names
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    ([], "python -m jtransfer: error: name a command: list, export, report, migrate"),
+    (["frobnicate"], "python -m jtransfer: error: unknown command 'frobnicate'; valid: list,"),
+    (["list"], "python -m jtransfer list: error: takes KIND, got 0 argument(s) []"),
+    (["list", "scores", "x"], "python -m jtransfer list: error: takes KIND, got 2 argument(s)"),
+    (["list", "foo"], "python -m jtransfer list: error: unknown kind 'foo'; valid: datasets,"),
+    (["export", "w", "--format", "xlsx"], "python -m jtransfer export: error: flag --format=xlsx"),
+    (["report", "w", "--n_boot=-1"], "python -m jtransfer report: error: flag --n_boot=-1: -1 is"),
+    (["export", "w", "--bogus"], "python -m jtransfer export: error: Unknown command line flag"),
+  ],
+)
+def test_a_bad_command_line_is_one_line_and_status_2(argv, message, capsys):
+  assert cli.main(argv) == 2
+  captured = capsys.readouterr()
+  assert captured.out == ""
+  assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message)
+
+
+def test_flags_go_anywhere_and_bools_take_the_absl_and_dashed_negations(tmp_path, capsys):
+  ck, _ = _store(tmp_path)
+  out = tmp_path / "elsewhere"
+  assert cli.main(["--verbose", "export", "--out", str(out), str(tmp_path), "--format=csv"]) == 0
+  printed = capsys.readouterr().out.split()
+  assert sorted(printed) == sorted(str(out / f"{t}.csv") for t in results.TABLES if t != "done")
+  np.testing.assert_allclose(
+    pd.read_csv(out / "checkpoints.csv").sort_values(["seed", "step"])["test_acc"],
+    ck.sort_values(["seed", "step"])["test_acc"],
+  )
+
+
+NOT_GIVEN = dict(seeds=None, n_boot=None, figures=None, studies=None)  # the recorded ones
+
+
+@pytest.mark.parametrize(
+  "flags_, expected",
+  [
+    ([], NOT_GIVEN),
+    (
+      ["--seeds=keep", "--n_boot", "7", "--figures"],
+      dict(NOT_GIVEN, seeds="keep", n_boot=7, figures=True),
+    ),
+    (["--nofigures"], dict(NOT_GIVEN, figures=False)),
+    (["--no-figures"], dict(NOT_GIVEN, figures=False)),
+    (
+      ["--figures=false", "--studies=thesis,gradual"],
+      dict(NOT_GIVEN, figures=False, studies=["thesis", "gradual"]),
+    ),
+    (["--studies="], dict(NOT_GIVEN, studies=[])),
+  ],
+)
+def test_report_flags_reach_the_report(flags_, expected, monkeypatch, capsys):
+  calls = []
+  monkeypatch.setattr(cli, "report", lambda workdir, **kw: calls.append((workdir, kw)) or ["r.md"])
+  assert cli.main(["report", *flags_, "runs/x"]) == 0
+  assert calls == [("runs/x", expected)] and capsys.readouterr().out == "r.md\n"

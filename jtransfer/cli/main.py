@@ -5,25 +5,31 @@
   python -m jtransfer report WORKDIR [--seeds average|keep] [--n_boot N] [--no-figures]
                              [--studies NAME,...]
   python -m jtransfer migrate WORKDIR
+  python -m jtransfer [COMMAND] --help
 
 `list scores` shows each score's direction (↑ higher is better, ↓ lower is better) and a
 one-line description; `export` writes one file per results table (default `<WORKDIR>/export`);
 `report` re-renders the analysis tables, figures and report.md/.html from the store, with the
 studies and settings the workdir's evaluate stage recorded (the flags override them), through the
 evaluate stage's own function (`studies.write_report`), so it writes the same files; `migrate`
-upgrades a workdir of an older format (`jtransfer.jobs.migrate`). A bad
-argument ends in one line naming the problem (exit status 2), never a traceback.
+upgrades a workdir of an older format (`jtransfer.jobs.migrate`). The first word names the
+command; the rest are its positional arguments and absl flags, as the launchers' (`--verbose`:
+tracebacks too). A bad argument ends in one line naming the problem (exit status 2), never a
+traceback.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from absl import flags
 
 from jtransfer import errors
 
+PROG = "python -m jtransfer"
 KINDS = ("datasets", "models", "scores")
 
 
@@ -107,56 +113,125 @@ def report(
   return studies_lib.write_report(root, studies_lib.ReportConfig(evaluate, tuple(names)))
 
 
-def _names(text: str) -> tuple[str, ...]:
-  return tuple(n for n in text.split(",") if n.strip())
+@dataclasses.dataclass(frozen=True)
+class Command:
+  summary: str
+  args: tuple[str, ...]  # positional arguments, by name
+  define: Callable[[flags.FlagValues], None] = lambda fv: None  # the command's own flags
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m jtransfer", description=__doc__.splitlines()[0])
-  p.add_argument("--verbose", action="store_true", help="tracebacks for errors too")
-  sub = p.add_subparsers(dest="command", required=True)
-  ls = sub.add_parser("list", help="list registered datasets, models or scores")
-  ls.add_argument("kind", choices=KINDS)
-  ex = sub.add_parser("export", help="write a workdir's results tables as parquet or csv")
-  ex.add_argument("workdir")
-  ex.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-  ex.add_argument("--out", default=None, help="output folder (default WORKDIR/export)")
-  rp = sub.add_parser("report", help="re-render a workdir's analysis tables, figures, report")
-  rp.add_argument("workdir")
-  rp.add_argument("--seeds", choices=("average", "keep"), default=None)
-  rp.add_argument("--n_boot", type=int, default=None)
-  rp.add_argument("--no-figures", dest="figures", action="store_const", const=False)
-  rp.add_argument(
-    "--studies", type=_names, default=None, help="comma-separated study modules (default: the "
-    "workdir's recorded ones; '' for none)",
+def _export_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_enum("format", "parquet", ["parquet", "csv"], "Table file format.", flag_values=fv)
+  flags.DEFINE_string("out", None, "Output folder (default WORKDIR/export).", flag_values=fv)
+
+
+def _report_flags(fv: flags.FlagValues) -> None:
+  # No defaults: a flag not given keeps what the workdir's evaluate stage recorded.
+  flags.DEFINE_enum(
+    "seeds", None, ["average", "keep"], "Average each run's seeds or keep them.", flag_values=fv
+  )
+  flags.DEFINE_integer(
+    "n_boot", None, "Bootstrap resamples (0: none).", lower_bound=0, flag_values=fv
+  )
+  flags.DEFINE_bool(
+    "figures", None, "Draw the figures (--nofigures or --no-figures: tables only).", flag_values=fv
+  )
+  flags.DEFINE_list(
+    "studies", None, "Study modules (default: the workdir's recorded ones; '' for none).",
+    flag_values=fv,
   )  # fmt: skip
-  mg = sub.add_parser("migrate", help="upgrade a workdir of an older format to this one")
-  mg.add_argument("workdir")
-  return p
+
+
+COMMANDS = {
+  "list": Command(f"list registered {', '.join(KINDS[:-1])} or {KINDS[-1]}", ("kind",)),
+  "export": Command(
+    "write a workdir's results tables as parquet or csv", ("workdir",), _export_flags
+  ),
+  "report": Command(
+    "re-render a workdir's analysis tables, figures, report", ("workdir",), _report_flags
+  ),
+  "migrate": Command("upgrade a workdir of an older format to this one", ("workdir",)),
+}
+
+
+def flag_values(command: str) -> flags.FlagValues:
+  """The absl flags of `command`: its own and `--verbose`, in a FlagValues of their own."""
+  fv = flags.FlagValues()
+  flags.DEFINE_bool("verbose", False, "Tracebacks for errors too.", flag_values=fv)
+  COMMANDS[command].define(fv)
+  return fv
+
+
+def usage(command: str | None = None) -> str:
+  """The `--help` text: of the program (the commands), or of one command (its flags)."""
+  if command is None:
+    lines = [f"usage: {PROG} COMMAND ARGS [--flags]", "", __doc__.splitlines()[0], "", "commands:"]
+    lines += [f"  {name:<8} {c.summary}" for name, c in COMMANDS.items()]
+    lines += ["", f"{PROG} COMMAND --help: the command's arguments and flags."]
+    return "\n".join(lines)
+  c = COMMANDS[command]
+  args = " ".join(a.upper() for a in c.args)
+  flag_help = flag_values(command).get_help(include_special_flags=False).splitlines()
+  lines = [f"usage: {PROG} {command} {args} [--flags]", "", c.summary]
+  if command == "list":
+    lines += ["", f"KIND: one of {', '.join(KINDS)}"]
+  lines += ["", "flags:", *(line for line in flag_help if line.startswith(" "))]
+  return "\n".join(lines)
+
+
+def _fail(where: str, message: str) -> int:
+  print(f"{where}: error: {message}", file=sys.stderr)
+  return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = _parser()
-  args = parser.parse_args(argv)
+  """Runs one command, `argv` (default `sys.argv[1:]`): the first word names it, absl flags and
+  its positional arguments follow. Returns the exit status: 0, or 2 after a one-line error."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  words = [i for i, a in enumerate(argv) if not a.startswith("-")]
+  if any(a in ("-h", "--help", "--helpfull") for a in argv[: words[0] if words else None]):
+    print(usage())
+    return 0
+  if not words:
+    return _fail(PROG, f"name a command: {', '.join(COMMANDS)} (--help: what each does)")
+  command = argv.pop(words[0])
+  if command not in COMMANDS:
+    return _fail(PROG, f"unknown command {command!r}; valid: {', '.join(COMMANDS)}")
+  where = f"{PROG} {command}"
+  if any(a in ("-h", "--help", "--helpfull") for a in argv):
+    print(usage(command))
+    return 0
+  fv = flag_values(command)
+  is_bool = lambda name: name in fv and fv[name].boolean  # noqa: E731
+  argv = [f"--no{a[5:]}" if a.startswith("--no-") and is_bool(a[5:]) else a for a in argv]
   try:
-    if args.command == "list":
-      print("\n".join(list_lines(args.kind)))
-    elif args.command == "export":
-      for path in export(args.workdir, args.format, args.out):
+    args = fv([PROG, *argv])[1:]
+  except flags.Error as e:
+    return _fail(where, errors.one_line(e))
+  expected = COMMANDS[command].args
+  if len(args) != len(expected):
+    names = " ".join(a.upper() for a in expected)
+    return _fail(where, f"takes {names}, got {len(args)} argument(s) {args} (--help: usage)")
+  args = dict(zip(expected, args, strict=True))
+  try:
+    if command == "list":
+      print("\n".join(list_lines(args["kind"])))
+    elif command == "export":
+      for path in export(args["workdir"], fv.format, fv.out):
         print(path)
-    elif args.command == "migrate":
+    elif command == "migrate":
       from jtransfer.jobs import migrate  # noqa: PLC0415
 
-      print("\n".join(migrate.migrate(args.workdir)))
+      print("\n".join(migrate.migrate(args["workdir"])))
     else:
-      kwargs = dict(seeds=args.seeds, n_boot=args.n_boot, figures=args.figures)
-      for path in report(args.workdir, studies=args.studies, **kwargs):
+      kwargs = dict(seeds=fv.seeds, n_boot=fv.n_boot, figures=fv.figures, studies=fv.studies)
+      for path in report(args["workdir"], **kwargs):
         print(path)
   except Exception as e:
     message = errors.user_message(e, (ValueError, ImportError, FileNotFoundError))
-    if message is None or errors.verbose(args.verbose):
+    if message is None or errors.verbose(fv.verbose):
       raise
-    parser.exit(2, f"{parser.prog} {args.command}: error: {message}\n")
+    return _fail(where, message)
   return 0
 
 
