@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from stage_calls import run_job
 
-from jtransfer.jobs import context as job
 from jtransfer.jobs import finetune
 from jtransfer.store import results
+from jtransfer.store import workdir as workdir_files
 from jtransfer.train import finetune_plan as plan
 
 
@@ -23,7 +23,7 @@ def test_config_fills_the_defaults_and_normalises_sequences():
   with pytest.raises(AttributeError):
     c.target = "cifar10"  # frozen
   # The record the job context writes to config.json: JSON-ready, nothing of the runtime.
-  record = json.loads(json.dumps(job.config_record(c)))
+  record = json.loads(json.dumps(workdir_files.config_record(c)))
   assert record["modes"] == ["head"] and record["ft_seeds"] == [2, 0] and "workdir" not in record
   assert "data_dir" not in record and "show_progress" not in record
 

@@ -141,19 +141,12 @@ class Context:
   def record_config(self) -> None:
     """Appends the config to `<workdir>/config.json`, from process 0 only."""
     if self.process_index == 0:
-      workdir_files.append_config(self.workdir, self.job, config_record(self.config))
+      workdir_files.append_config(self.workdir, self.job, workdir_files.config_record(self.config))
 
   def close(self) -> None:
     if self._store is not None:
       self._store.close()
       self._store = None
-
-
-def config_record(config: Any) -> dict[str, Any]:
-  """A JSON-ready dict of a config dataclass (paths as strings; a workdir left out)."""
-  record = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-  record.pop("workdir", None)
-  return {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in record.items()}
 
 
 def default_shard(store_shard: str | None, process_index: int, process_count: int) -> str | None:

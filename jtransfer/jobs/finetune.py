@@ -539,7 +539,7 @@ def _train_groups(ctx: job.Context, plan: Plan, target: Target) -> tuple[int, fl
     ctx.workdir, JOB, ctx.store, tensorboard=c.tensorboard, process_index=ctx.process_index
   )
   if ctx.process_index == 0:
-    writer.config(job.config_record(c))
+    writer.config(workdir_files.config_record(c))
   try:
     bar = None
     if ctx.show_progress:

@@ -499,7 +499,7 @@ def _train_stack(config: PretrainConfig, ctx: job.Context, plan: _Plan, mode: st
     ctx.workdir, JOB, ctx.store, tensorboard=config.tensorboard, process_index=ctx.process_index
   )
   if ctx.process_index == 0:
-    writer.config(job.config_record(config))
+    writer.config(workdir_files.config_record(config))
   try:
     seconds = _loop(config, ctx, plan, setup, writer)
   finally:

@@ -24,6 +24,7 @@ to every process, so all of them go on together or all stop with the error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import functools
@@ -225,6 +226,14 @@ def replaced_whole(path: str | os.PathLike) -> Iterator[pathlib.Path]:
   except BaseException:
     tmp.unlink(missing_ok=True)
     raise
+
+
+def config_record(config: Any) -> dict[str, Any]:
+  """A JSON-ready dict of a config dataclass (paths as strings; a workdir left out):
+  what `append_config` records of a job's config."""
+  record = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+  record.pop("workdir", None)
+  return {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in record.items()}
 
 
 def append_config(workdir: str | os.PathLike, job: str, config: Mapping[str, Any]) -> None:
