@@ -146,7 +146,9 @@ def test_help_names_every_command_and_each_command_its_flags(capsys):
   ],
 )
 def test_a_bad_command_line_is_one_line_and_status_2(argv, message, capsys):
-  assert cli.main(argv) == 2
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(argv)
+  assert exit_info.value.code == 2
   captured = capsys.readouterr()
   assert captured.out == ""
   assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message)

@@ -24,6 +24,7 @@ import dataclasses
 import pathlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from absl import flags
 
@@ -179,24 +180,26 @@ def usage(command: str | None = None) -> str:
   return "\n".join(lines)
 
 
-def _fail(where: str, message: str) -> int:
+def _fail(where: str, message: str) -> NoReturn:
+  """One line on stderr, then exit status 2 (`SystemExit`, as argparse and absl's app do)."""
   print(f"{where}: error: {message}", file=sys.stderr)
-  return 2
+  raise SystemExit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs one command, `argv` (default `sys.argv[1:]`): the first word names it, absl flags and
-  its positional arguments follow. Returns the exit status: 0, or 2 after a one-line error."""
+  its positional arguments follow. Returns 0; a bad argument raises SystemExit(2) after one line
+  on stderr."""
   argv = list(sys.argv[1:] if argv is None else argv)
   words = [i for i, a in enumerate(argv) if not a.startswith("-")]
   if any(a in ("-h", "--help", "--helpfull") for a in argv[: words[0] if words else None]):
     print(usage())
     return 0
   if not words:
-    return _fail(PROG, f"name a command: {', '.join(COMMANDS)} (--help: what each does)")
+    _fail(PROG, f"name a command: {', '.join(COMMANDS)} (--help: what each does)")
   command = argv.pop(words[0])
   if command not in COMMANDS:
-    return _fail(PROG, f"unknown command {command!r}; valid: {', '.join(COMMANDS)}")
+    _fail(PROG, f"unknown command {command!r}; valid: {', '.join(COMMANDS)}")
   where = f"{PROG} {command}"
   if any(a in ("-h", "--help", "--helpfull") for a in argv):
     print(usage(command))
@@ -207,11 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     args = fv([PROG, *argv])[1:]
   except flags.Error as e:
-    return _fail(where, errors.one_line(e))
+    _fail(where, errors.one_line(e))
   expected = COMMANDS[command].args
   if len(args) != len(expected):
     names = " ".join(a.upper() for a in expected)
-    return _fail(where, f"takes {names}, got {len(args)} argument(s) {args} (--help: usage)")
+    _fail(where, f"takes {names}, got {len(args)} argument(s) {args} (--help: usage)")
   args = dict(zip(expected, args, strict=True))
   try:
     if command == "list":
@@ -231,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     message = errors.user_message(e, (ValueError, ImportError, FileNotFoundError))
     if message is None or errors.verbose(fv.verbose):
       raise
-    return _fail(where, message)
+    _fail(where, message)
   return 0
 
 
