@@ -74,10 +74,9 @@ def resolve(names: Sequence[str] | str) -> tuple:
 
 def record(workdir: str | pathlib.Path, config: ReportConfig) -> None:
   """Appends `config` to `<workdir>/config.json` (what `recorded` reads back)."""
-  from jtransfer.jobs import context as job  # noqa: PLC0415
   from jtransfer.store import workdir as workdir_files  # noqa: PLC0415
 
-  workdir_files.append_config(workdir, RECORD_JOB, job.config_record(config))
+  workdir_files.append_config(workdir, RECORD_JOB, workdir_files.config_record(config))
 
 
 def recorded(workdir: str | pathlib.Path) -> ReportConfig | None:
