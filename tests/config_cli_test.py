@@ -165,7 +165,7 @@ def test_launcher_rejects_before_any_work(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
     "error: --config.foo: unknown key 'foo'; valid top-level keys: "
-    "cpu_devices, evaluate, finetune, pretrain, score, sources"
+    "cpu_devices, evaluate, finetune, pretrain, score, sources, studies"
   ]
   proc = _sweep(tmp_path, "--config.evaluate.focus_layer=pool9")
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
