@@ -196,6 +196,8 @@ def test_two_process_sweep_killed_and_rerun_equals_one_process_run(tmp_path, dat
   tied, reordered = _reordered_scores(results.load(one, "scores"), results.load(two, "scores"))
   assert reordered <= set(_RANK_QUANTISED), reordered  # only PARC's rank quanta swap values
   tied |= reordered
+  compared = set(results.load(one, "scores")["score"]) - tied
+  assert len(compared) >= 8 and {"rsa", "leep", "h_score"} <= compared, sorted(compared)
   for csv in csvs:
     _assert_same_csv(two / csv, one / csv, tied)
 
@@ -210,6 +212,13 @@ def _reordered_scores(one, two) -> tuple[set[str], set[str]]:
   for (*_, score), g in merged.groupby(["target", "probe", "layer", "score"]):
     a, b = g["value_one"].to_numpy(float), g["value_two"].to_numpy(float)
     i, j = np.triu_indices(len(a), 1)
+    # Two checkpoints closer than the run-to-run rounding (twice the largest |one − two|): their
+    # order, and the seed means built on it, is rounding's choice, so the rank statistics are
+    # too (seen with NCTI's VC term: 3e-5 apart over a seed's checkpoints, rounding 1e-6).
+    noise = 2 * np.nanmax(np.abs(a - b), initial=0)
+    near = (np.abs(a[i] - a[j]) <= noise) | (np.abs(b[i] - b[j]) <= noise)
+    if noise > 0 and (near & ~((a[i] == a[j]) & (b[i] == b[j]))).any():
+      tied.add(score)
     swapped = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]) < 0
     if not swapped.any():
       continue
