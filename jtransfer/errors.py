@@ -47,6 +47,10 @@ _NOT_ALLOWED = (errno.EROFS, errno.EACCES, errno.EPERM)
 _RERUN = "then rerun: finished units are kept and nothing half-written is read back"
 
 
+def _no_space(what: str) -> str:
+  return f"no space left {what}: free space or use another workdir, {_RERUN}"
+
+
 def storage_message(error: BaseException) -> str | None:
   """One line for a disk that is full or may not be written, found anywhere in `error`'s chain
   of causes; None for anything else."""
@@ -55,14 +59,12 @@ def storage_message(error: BaseException) -> str | None:
   while e is not None and id(e) not in seen:
     seen.add(id(e))
     if isinstance(e, OSError) and e.errno in _NO_SPACE:
-      where = f" writing {e.filename}" if e.filename else ""
-      return f"no space left on the device{where}: free space or use another workdir, {_RERUN}"
+      return _no_space(f"on the device writing {e.filename}" if e.filename else "on the device")
     if "os_error_code='28'" in str(e):  # tensorstore (orbax's array writer): ENOSPC in words
-      where = re.search(r'local file "([^"]+)"', str(e))
-      where = f" writing {where[1]}" if where else ""
-      return f"no space left on the device{where}: free space or use another workdir, {_RERUN}"
+      path = re.search(r'local file "([^"]+)"', str(e))
+      return _no_space(f"on the device writing {path[1]}" if path else "on the device")
     if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
-      return f"no space left for the results database: free space or use another workdir, {_RERUN}"
+      return _no_space("for the results database")
     if isinstance(e, OSError) and e.errno in _NOT_ALLOWED and e.filename:
       return f"cannot write {e.filename} ({os.strerror(e.errno)}): choose a writable workdir"
     e = e.__cause__ or e.__context__
