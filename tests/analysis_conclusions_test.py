@@ -289,6 +289,34 @@ def test_within_position_rho_and_its_permutation_test_on_a_hand_built_zoo():
   assert b["p_within"] > 0.05 and abs(b["partial_rho"]) < 0.4
 
 
+def test_permutation_hits_equal_the_per_permutation_scipy_loop_with_ties_and_a_constant_position():
+  # Reference: the loop the vectorised count replaced (scipy's ρ per position, one permutation
+  # at a time), on the same seed. Ties (rounded values), a constant position (ρ undefined) and
+  # positions of different sizes.
+  rng = np.random.default_rng(7)
+  sizes = (5, 8, 4, 6)
+  x = np.round(rng.normal(size=sum(sizes)), 1)
+  y = x + rng.normal(scale=1.5, size=x.size)
+  bounds = np.cumsum((0,) + sizes)
+  strata = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+  x[strata[2]] = 3.0  # constant score in one position
+  observed = versus._pooled_within(x, y, strata)
+
+  def loop_hits(seed):
+    r, hits = np.random.default_rng(seed), 0
+    for _ in range(500):
+      xp = x.copy()
+      for i in strata:
+        xp[i] = x[r.permutation(i)]
+      hits += versus._pooled_within(xp, y, strata) >= observed - 1e-12
+    return hits
+
+  for seed in (0, 1):
+    got = versus._permutation_hits(x, y, strata, observed, 500, np.random.default_rng(seed))
+    assert got == loop_hits(seed)
+  assert 0 < got < 500
+
+
 def test_partial_spearman_equals_the_residual_correlation_formula():
   rng = np.random.default_rng(2)
   z = rng.normal(size=30)

@@ -19,11 +19,26 @@ _VALUE_COLS = ("oriented", "log_auc", "final_acc", "best_acc", "test_acc")
 _ROW_KEYS = ("target", "setting", "probe", "layer", "score", "ft_step")
 
 
-def _fingerprint(rows: pd.DataFrame) -> tuple[tuple, np.ndarray]:
-  keys = [c for c in _ROW_KEYS if c in rows]
-  vals = [c for c in _VALUE_COLS if c in rows]
-  rows = rows.sort_values(keys, kind="stable")
-  return tuple(map(tuple, rows[keys].astype(str).to_numpy())), rows[vals].to_numpy(dtype=float)
+def _row_prints(start: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+  """Per row of `start`: its key as one string (the row keys, NUL-joined) and its values.
+
+  Made once per merge: converting each source's few rows to strings on their own cost a
+  pandas round trip per (group, source), most of the evaluate stage's merging time."""
+  keys = [c for c in _ROW_KEYS if c in start]
+  text = start[keys].astype(str)
+  joined = text[keys[0]].str.cat([text[k] for k in keys[1:]], sep="\0") if keys else None
+  key = joined.to_numpy(dtype=object) if keys else np.full(len(start), "", dtype=object)
+  return key, start[[c for c in _VALUE_COLS if c in start]].to_numpy(dtype=float)
+
+
+def _fingerprint(
+  pos: np.ndarray, prints: tuple[np.ndarray, np.ndarray]
+) -> tuple[tuple, np.ndarray]:
+  # One source's rows in the order of their keys: two sources agree when their key sets and
+  # the values in that order do.
+  key, vals = prints
+  order = pos[np.argsort(key[pos], kind="stable")]
+  return tuple(key[order]), vals[order]
 
 
 def _same(a, b) -> bool:
@@ -52,8 +67,12 @@ def merge_shared_init(
   contexts = ("target", "setting", "probe") + (("layer", "score") if per_score else ())
   group_keys += [c for c in contexts if c in start]
   drop, relabel = [], {}
+  row_prints = _row_prints(start)
+  start = start.assign(_pos=np.arange(len(start)))
   for _, grp in start.groupby(group_keys, dropna=False) if group_keys else [(None, start)]:
-    prints = {src: _fingerprint(rows) for src, rows in grp.groupby("source")}
+    prints = {
+      src: _fingerprint(rows["_pos"].to_numpy(), row_prints) for src, rows in grp.groupby("source")
+    }
     classes: list[list] = []
     for src, fp in prints.items():
       home = next((c for c in classes if _same(prints[c[0]], fp)), None)
