@@ -4,9 +4,9 @@
   python benchmarks/score_job.py --num_checkpoints 720     # the full study (long on a CPU)
 
 Setup (thesis CNN study): the thesis CNN, probe of 500 samples (50 per class, 10 classes), all 6
-taps (conv1 21,632 ... logits 10 features), every feature score of the registry plus LEEP and
-NCE. Checkpoints are random-init CNN params held in memory (a score's cost does not depend on
-training); orbax I/O is measured separately. Measured side by side in one run:
+taps (conv1 21,632 ... logits 10 features), the job's default scores (every default feature
+score, LEEP and NCE). Checkpoints are random-init CNN params held in memory (a score's cost does
+not depend on training); orbax I/O is measured separately. Measured side by side in one run:
 
 1. job: `score_job.score_stacked` (the job's compute path: one jitted forward pass over the
    group's stacked models for all taps, then `compute_batched` per layer) on groups of the size
@@ -37,8 +37,8 @@ from jtransfer.runtime import extract
 from jtransfer.store import checkpointing
 
 TAPS = ("conv1", "pool1", "conv2", "pool2", "fc1", "logits")
-FEATURE = [n for n, s in scores.REGISTRY.items() if s.needs_features]
-PROBS = ["leep", "nce"]
+# The job's default set (N-LEEP, a by-name-only score, is not in it).
+FEATURE, PROBS, _ = score_job.select_scores(None)
 
 
 @jax.jit
