@@ -10,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 from flax import nnx
 from references import pairwise_auroc
@@ -595,6 +596,41 @@ def test_checkpoints_with_one_backbone_are_trained_once_and_equal_training_each(
   assert {u.split("/")[1] for u in units} == {"mnist", "fashion_mnist", "kmnist"}
   # A rerun finds every unit done.
   assert run_job(finetune, workdir=shared, data_dir=data_dir, **kw)["members"] == 0
+
+
+def test_backbones_past_the_hold_budget_are_read_again_and_give_the_same_curves(
+  tmp_path, data_dir, monkeypatch
+):
+  """With no room to hold backbones, every pending checkpoint is read once for the content
+  check and once per member (two here: two freezings), the curves are bit-identical to a run
+  that held them all, and nothing is held once the job ends."""
+  from jtransfer.train import finetune_plan
+
+  kw = {**KW, "duration": {"steps": 3}, "train_examples": 64, "eval_examples": 32,
+        "modes": ("full", "frozen=1"), "ft_seeds": [0], "baselines": False}  # fmt: skip
+  held, tight = tmp_path / "held", tmp_path / "tight"
+  for w in (held, tight):
+    _make_zoo(w)
+  run_job(finetune, workdir=held, data_dir=data_dir, **kw)
+  reads, made = [], []
+  restore, init = checkpointing.restore, finetune_plan.Restored.__init__
+  monkeypatch.setattr(
+    checkpointing, "restore", lambda path, **k: reads.append(path) or restore(path, **k)
+  )
+  monkeypatch.setattr(finetune_plan, "HOLD_BYTES", 0)
+  monkeypatch.setattr(
+    finetune_plan.Restored,
+    "__init__",
+    lambda self, *a, **k: made.append(self) or init(self, *a, **k),
+  )
+  run_job(finetune, workdir=tight, data_dir=data_dir, **kw)
+  paths = sorted(str(tight / e.path) for e in zoo_lib.select(tight))
+  assert sorted(map(str, reads)) == sorted(paths * 3)
+  assert [r.held_bytes for r in made] == [0] and made[0]._trees == {}
+  cols = ["source", "seed", "step", "mode", "ft_step", "test_acc", "test_loss"]
+  a, b = (results.load(w, "finetune")[cols].sort_values(cols[:5], ignore_index=True)
+          for w in (held, tight))  # fmt: skip
+  pd.testing.assert_frame_equal(a, b)
 
 
 def test_each_pending_checkpoint_is_read_once_per_job(tmp_path, data_dir, monkeypatch):

@@ -32,6 +32,7 @@ import pathlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -317,21 +318,46 @@ def arch_model_kwargs(workdir, arch: str, ckpts, explicit, target_spec) -> dict:
   return zoo.shared_model_kwargs(entries, arch, fit=fit) or fit({})
 
 
+# What `Restored` may hold between the content check and the members that start from it: the
+# CNN zoos' backbones are well inside it, a large VGG zoo's are not (those are read again).
+HOLD_BYTES = 2 << 30
+
+
+def _nbytes(tree) -> int:
+  return sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(tree))
+
+
 class Restored:
   """What fine-tuning reads of each checkpoint (its backbone and the backbone's batch-norm
   statistics), read and content-checked once per job: `read` when the job checks its pending
-  checkpoints, `take` once per member that starts from it; dropped after the last (`expect`)."""
+  checkpoints, `take` once per member that starts from it; dropped after the last (`expect`).
 
-  def __init__(self, workdir):
+  At most `hold_bytes` of backbones are held: a checkpoint read past that is checked and let
+  go, and read again by each member that takes it."""
+
+  def __init__(self, workdir, hold_bytes: int | None = None):
     self.workdir = pathlib.Path(workdir)
+    self.hold_bytes = HOLD_BYTES if hold_bytes is None else int(hold_bytes)
     self._trees: dict[str, dict[str, Any]] = {}
     self._uses: dict[str, int] = {}
+    self.held_bytes = 0
 
-  def read(self, path: str) -> None:
-    """Restores (and checks) the checkpoint at `path`; CorruptCheckpointError if it is not."""
+  def _hold(self, path: str, tree) -> None:
+    self._trees[path] = tree
+    self.held_bytes += _nbytes(tree)
+
+  def _drop(self, path: str) -> None:
+    self.held_bytes -= _nbytes(self._trees.pop(path))
+
+  def read(self, path: str, *, hold: bool = True) -> dict[str, Any]:
+    """Restores (and checks) the checkpoint at `path`; CorruptCheckpointError if it is not.
+    Held for `take` when `hold` and it fits the budget."""
     tree = checkpointing.restore(self.workdir / path)
     rest = tree.get(checkpointing.REST) or {}
-    self._trees[path] = {"backbone": tree["backbone"], "rest": rest.get("backbone", {})}
+    tree = {"backbone": tree["backbone"], "rest": rest.get("backbone", {})}
+    if hold and self.held_bytes + _nbytes(tree) <= self.hold_bytes:
+      self._hold(path, tree)
+    return tree
 
   def expect(self, members: Iterable[Member]) -> None:
     """How many members will `take` each checkpoint; the others are dropped now."""
@@ -339,16 +365,19 @@ class Restored:
     for m in members:
       if m.path is not None:
         self._uses[m.path] = self._uses.get(m.path, 0) + 1
-    self._trees = {k: v for k, v in self._trees.items() if k in self._uses}
+    for path in [k for k in self._trees if k not in self._uses]:
+      self._drop(path)
 
   def take(self, path: str) -> dict[str, Any]:
-    """{"backbone", "rest"} of the checkpoint (read now if it was not), for one member."""
-    if path not in self._trees:
-      self.read(path)
-    tree = self._trees[path]
+    """{"backbone", "rest"} of the checkpoint (read now if it is not held), for one member."""
+    tree = self._trees.get(path)
+    if tree is None:
+      tree = self.read(path)  # held again for its other members if the budget allows
     self._uses[path] = self._uses.get(path, 1) - 1
     if self._uses[path] <= 0:
-      del self._trees[path], self._uses[path]
+      if path in self._trees:
+        self._drop(path)
+      del self._uses[path]
     return tree
 
 
