@@ -34,6 +34,8 @@ _WHAT = flags.DEFINE_list("what", ["table"], "table, growth, accuracy.")
 _REPS = flags.DEFINE_integer("reps", 5, "Timed repeats (table).")
 _N_LARGE = flags.DEFINE_integer("n_large", 4000, "The table's large probe (0: skip).")
 _MAX_N = flags.DEFINE_integer("max_n", 32000, "Largest N of the growth table.")
+_MIN_N = flags.DEFINE_integer("min_n", 500, "Smallest N of the growth table.")
+_GROWTH_D = flags.DEFINE_list("growth_d", ["512", "4096"], "The growth table's feature sizes.")
 _MAX_SECONDS = flags.DEFINE_float("max_seconds", 60.0, "Stop a growth series past this.")
 _PARC_MAX_N = flags.DEFINE_integer("parc_max_n", 8000, "PARC left out of growth cells above.")
 _ACCURACY_ROUTES = flags.DEFINE_list(
@@ -136,8 +138,8 @@ def growth(_):
   print("| D | N | route | floor (s) | compute (s) | ÷ floor | scores |")
   print("|---|---|---|---|---|---|---|")
   sizes = [500, 1000, 2000, 4000, 8000, 16000, 32000]
-  for d in (512, 4096):
-    for n in (s for s in sizes if s <= _MAX_N.value):
+  for d in map(int, _GROWTH_D.value):
+    for n in (s for s in sizes if _MIN_N.value <= s <= _MAX_N.value):
       names = [s for s in FEATURES if s != "parc" or n <= _PARC_MAX_N.value]
       x, y, _ = peers._probe(np.random.default_rng(0), n, d, 10)
       route = _route(n, d)
