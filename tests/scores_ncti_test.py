@@ -12,6 +12,7 @@ import scipy.special
 
 import jtransfer.scores as scores
 from jtransfer.scores import ncti as ncti_module
+from jtransfer.scores.shared import Shared
 
 TERMS = ("ncti_seli", "ncti_ncc", "ncti_vc")
 SWITCH = 10 * np.log(10)  # the reference fits the unshrunk LDA iff Σ top-32 variances ≥ this
@@ -217,3 +218,16 @@ def test_bad_inputs_raise_one_line_errors():
 def test_documented_constants():
   assert (ncti_module.PCA_DIM, ncti_module.LDA_TOL) == (64, 1e-4)
   assert ncti_module.POOL_SIGNS == {"ncti_seli": 1.0, "ncti_ncc": 1.0, "ncti_vc": -1.0}
+
+
+def test_vc_never_holds_an_n_by_n_matrix_per_class():
+  # XLA:CPU's vmapped SVD of the [N, C] class posteriors allocated N×N per class (N = 32,000:
+  # 41 GB, an OOM); through the C×C R factor the program's scratch stays O(N·C + N·D).
+  n, d, c = 4000, 64, 10
+  rng = np.random.default_rng(0)
+  y = np.arange(n) % c
+  x = (rng.normal(size=(n, d)) + rng.normal(size=(c, d))[y]).astype(np.float32)
+  fn = jax.jit(lambda f, lab: ncti_module.ncti_vc_kernel(Shared(f, lab, c)))
+  temp = fn.lower(x, y.astype(np.int32)).compile().memory_analysis().temp_size_in_bytes
+  assert temp < n * n * 4, temp  # below one N×N float32 matrix (the old program: 10 of them)
+  # The values are held to the float64 reference by the tests above.
