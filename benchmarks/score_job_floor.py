@@ -70,8 +70,8 @@ def _timed(fn, *args, **kw):
   return out, time.perf_counter() - t
 
 
-def _floor(paths, probe, config, devices, repeats: int) -> float:
-  """Seconds for the restores + the warmed jitted forward pass + fused score programs."""
+def _floor(paths, probe, config, devices, repeats: int) -> tuple[float, float]:
+  """(restores + the warmed jitted forward pass + fused score programs, restores), seconds."""
   feature, probs, _ = config.score_names()
   taps = score_job._taps(TAPS, bool(probs))
   t0 = time.perf_counter()
@@ -93,15 +93,18 @@ def _floor(paths, probe, config, devices, repeats: int) -> float:
   popts = score_compute._resolve_options(pspecs, None)
   prob_fn = score_compute._jitted_batched(tuple(probs), popts, 10, 1, tuple(devices))
 
+  m = len(paths)
+  pad = -m % width  # the job pads its last chunk with copies of model 0; so does the floor
+
+  def chunks(a):
+    a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+    return [a[i : i + width] for i in range(0, m + pad, width)]
+
   def once():
     acts = forward(dev_params, dev_rest, x)
-    out = []
-    m = len(paths)
-    for layer in TAPS:
-      f = acts[layer]
-      out += [fused({"features": f[i : i + width]}, labels) for i in range(0, m - m % width, width)]
-    p = jax.nn.softmax(acts["logits"], axis=-1)
-    out += [prob_fn({"source_probs": p[i : i + width]}, labels) for i in range(0, m, width)]
+    out = [fused({"features": f}, labels) for layer in TAPS for f in chunks(acts[layer])]
+    probs_all = jax.nn.softmax(acts["logits"], axis=-1)
+    out += [prob_fn({"source_probs": p}, labels) for p in chunks(probs_all)]
     return out
 
   _timed(once)  # compile

@@ -25,9 +25,10 @@ def _row_prints(start: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
   Made once per merge: converting each source's few rows to strings on their own cost a
   pandas round trip per (group, source), most of the evaluate stage's merging time."""
   keys = [c for c in _ROW_KEYS if c in start]
-  text = start[keys].astype(str)
-  joined = text[keys[0]].str.cat([text[k] for k in keys[1:]], sep="\0") if keys else None
-  key = joined.to_numpy(dtype=object) if keys else np.full(len(start), "", dtype=object)
+  key = np.full(len(start), "", dtype=object)
+  if keys:
+    text = start[keys].astype(str)
+    key = text[keys[0]].str.cat([text[k] for k in keys[1:]], sep="\0").to_numpy(dtype=object)
   return key, start[[c for c in _VALUE_COLS if c in start]].to_numpy(dtype=float)
 
 

@@ -107,21 +107,21 @@ def _permutation_hits(x, y, strata, observed, n_perm, rng) -> int:
   are taken once and every permutation is one gather and one dot product. The permutations
   are drawn in the order of the per-permutation loop this replaces (permutation, then
   position), so a seed gives the same p-value."""
-  terms = []  # (centred ranks of x, centred ranks of y, norm product, weight) per position
-  for i in strata:
+  terms = []  # (position number, centred ranks of x, centred ranks of y, norm product, weight)
+  for j, i in enumerate(strata):
     if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
       continue  # ρ undefined there, for every permutation alike
     rx, ry = _ranks(x[i]), _ranks(y[i])
     rx, ry = rx - rx.mean(), ry - ry.mean()
-    terms.append((i, rx, ry, np.sqrt((rx * rx).sum() * (ry * ry).sum()), i.size))
+    terms.append((j, rx, ry, np.sqrt((rx * rx).sum() * (ry * ry).sum()), i.size))
   if not terms:
     return 0
   # One draw per permutation for every position of size >= 4, as the loop drew them.
-  perms = {id(i): np.empty((n_perm, i.size), dtype=np.intp) for i in strata}
+  perms = [np.empty((n_perm, i.size), dtype=np.intp) for i in strata]
   for k in range(n_perm):
-    for i in strata:
-      perms[id(i)][k] = rng.permutation(i.size)
-  pooled = sum(w * ((rx[perms[id(i)]] @ ry) / den) for i, rx, ry, den, w in terms)
+    for drawn, i in zip(perms, strata, strict=True):
+      drawn[k] = rng.permutation(i.size)
+  pooled = sum(w * ((rx[perms[j]] @ ry) / den) for j, rx, ry, den, w in terms)
   pooled = pooled / sum(t[-1] for t in terms)
   return int(np.count_nonzero(pooled >= observed - 1e-12))
 
