@@ -27,45 +27,54 @@ import jax
 import jax.numpy as jnp
 
 from jtransfer.scores.compute import score_one
-from jtransfer.scores.shared import Shared, _dot
+from jtransfer.scores.shared import Shared, _dot, map_row_blocks
 
 MIN_PER_CLASS = 2
 
 
 def _deviations(shared: Shared) -> jax.Array:
-  """[N, D] z_i − a/‖a‖: the standardised rows minus the standardised common pattern."""
-  x = shared.features / shared.scale  # power of two: exact; keeps squares in range
+  """[N, D] z_i − a/‖a‖: the standardised rows minus the standardised common pattern, a block of
+  rows at a time (each [N, D] temporary of a whole-array form is a pass over memory)."""
   a = shared.mean / shared.scale
   a = a - a.mean()  # the common pattern, row-centred
-  centred = x - x.mean(axis=1, keepdims=True)
-  b = centred - a  # each row-centred sample minus the pattern
-  b = b - b.mean(axis=1, keepdims=True)  # round-off only: keep every row exactly centred
   na2 = jnp.sum(a * a)
-  ab = _dot(b, a)
-  bb = jnp.sum(b * b, axis=1)
-  # ‖a + b_i‖ directly: na2 + 2ab + bb cancels when a sample is tiny next to the pattern.
-  norm = jnp.sqrt(jnp.sum(centred * centred, axis=1))
   na = jnp.sqrt(na2)
-  # z_i − â two ways; each row takes the one with the smaller round-off bound (units of eps).
-  # Near the pattern, the split form with 1/‖a + b_i‖ − 1/‖a‖ written without cancellation as
-  # −(2 a·b_i + ‖b_i‖²) / (‖a + b_i‖ ‖a‖ (‖a + b_i‖ + ‖a‖)): bound |‖a‖/n_i − 1| + ‖b_i‖/n_i,
-  # n_i = ‖a + b_i‖. Where a sample is tiny next to the pattern or far from it, the direct
-  # difference (bound ~1).
-  dw = jnp.where(na > 0, -(2 * ab + bb) / (norm * na * (norm + na)), 1 / norm)
-  near = a[None, :] * dw[:, None] + b / norm[:, None]
   unit = jnp.where(na > 0, a / jnp.where(na > 0, na, 1), 0)
-  far = centred / norm[:, None] - unit[None, :]
-  near_bound = jnp.abs(na / norm - 1) + jnp.sqrt(bb) / norm
-  return jnp.where((near_bound < 1)[:, None], near, far)
+  features, scale = shared.features, shared.scale
+
+  def rows(r):
+    x = features[r] / scale  # power of two: exact; keeps squares in range
+    centred = x - x.mean(axis=1, keepdims=True)
+    b = centred - a  # each row-centred sample minus the pattern
+    b = b - b.mean(axis=1, keepdims=True)  # round-off only: keep every row exactly centred
+    ab = _dot(b, a)
+    bb = jnp.sum(b * b, axis=1)
+    # ‖a + b_i‖ directly: na2 + 2ab + bb cancels when a sample is tiny next to the pattern.
+    norm = jnp.sqrt(jnp.sum(centred * centred, axis=1))
+    # z_i − â two ways; each row takes the one with the smaller round-off bound (units of eps).
+    # Near the pattern, the split form with 1/‖a + b_i‖ − 1/‖a‖ written without cancellation as
+    # −(2 a·b_i + ‖b_i‖²) / (‖a + b_i‖ ‖a‖ (‖a + b_i‖ + ‖a‖)): bound |‖a‖/n_i − 1| + ‖b_i‖/n_i,
+    # n_i = ‖a + b_i‖. Where a sample is tiny next to the pattern or far from it, the direct
+    # difference (bound ~1).
+    dw = jnp.where(na > 0, -(2 * ab + bb) / (norm * na * (norm + na)), 1 / norm)
+    near = a[None, :] * dw[:, None] + b / norm[:, None]
+    far = centred / norm[:, None] - unit[None, :]
+    near_bound = jnp.abs(na / norm - 1) + jnp.sqrt(bb) / norm
+    return jnp.where((near_bound < 1)[:, None], near, far)
+
+  return map_row_blocks(rows, shared.n, shared.d)
 
 
 def rsa_kernel(shared: Shared) -> jax.Array:
   v = _deviations(shared)
-  counts = jnp.maximum(shared.counts, 1)
-  means = _dot(shared.onehot.T, v) / counts[:, None]  # [C, D]
-  within = jnp.sum((v - means[shared.labels]) ** 2, axis=1)  # ‖z_i − z̄_{y_i}‖²
-  total = jnp.sum((v - v.mean(axis=0)) ** 2)  # Σ_i ‖z_i − z̄‖²
   n, counts = shared.n, shared.counts
+  means = _dot(shared.onehot.T, v) / jnp.maximum(counts, 1)[:, None]  # [C, D]
+  within = map_row_blocks(
+    lambda r: jnp.sum((v[r] - means[shared.labels[r]]) ** 2, axis=1), n, shared.d
+  )  # ‖z_i − z̄_{y_i}‖²
+  # Σ_i ‖z_i − z̄‖² = within-class + between-class scatter: both sums of squares of differences
+  grand = _dot(counts, means) / n
+  total = jnp.sum(within) + jnp.sum(counts * jnp.sum((means - grand) ** 2, axis=1))
   same = jnp.sum(counts * _dot(shared.onehot.T, within))  # ½ Σ_{same class} ‖z_i − z_j‖²
   same_pairs = jnp.sum(counts * (counts - 1))
   diff_pairs = n * n - jnp.sum(counts**2)

@@ -60,6 +60,9 @@ BLOCK_ELEMENTS = 1 << 24
 NEIGHBOUR_MARGIN = 8
 # Gathered feature elements ([B, K, D]) per step of the neighbours' exact re-measurement.
 EXACT_BLOCK_ELEMENTS = 1 << 21
+# Elements of the row blocks of the per-row passes (`map_row_blocks`): a block's temporaries
+# stay in cache (256 KiB of float32).
+ROW_BLOCK_ELEMENTS = 1 << 16
 
 
 def _dot(a, b):
@@ -144,18 +147,17 @@ class Shared:
   # -- centred, scale-normalised features ----------------------------------------------------
   @functools.cached_property
   def _centering(self) -> tuple[jax.Array, jax.Array]:
-    """(μ [D], F − μ [N, D]) by two passes in the features' dtype: the first mean is off by
-    ≈ eps·|offset|, which would inflate every sum of squares about it; F − μ₁ is exact-ish
-    (nearby numbers), so its own mean corrects μ₁ to the spread's precision."""
+    """(μ₁, δ) [D] with μ = μ₁ + δ, by two passes in the features' dtype: the first mean μ₁ is
+    off by ≈ eps·|offset|, which would inflate every sum of squares about it; F − μ₁ is
+    exact-ish (nearby numbers), so its own mean δ corrects μ₁ to the spread's precision."""
     first = self.features.mean(axis=0)
-    resid = self.features - first
-    fix = resid.mean(axis=0)
-    return first + fix, resid - fix
+    return first, (self.features - first).mean(axis=0)
 
   @property
   def mean(self) -> jax.Array:
     """[D] global mean, in the features' dtype (two-pass)."""
-    return self._centering[0]
+    first, fix = self._centering
+    return first + fix
 
   @functools.cached_property
   def scale(self) -> jax.Array:
@@ -163,8 +165,13 @@ class Shared:
 
     Dividing by a power of two is exact, so scale-invariant scores are bit-identical under
     power-of-two rescaling, and no Gram form over- or underflows whatever the features' units.
+    Read off the column extremes: rounding is monotone, so max_i ((f_ij − μ₁) − δ) is
+    ((max_i f_ij − μ₁) − δ) exactly, and no [N, D] array of centred values is formed for it.
     """
-    return _pow2_above(jnp.max(jnp.abs(self._centering[1])))
+    first, fix = self._centering
+    high = (jnp.max(self.features, axis=0) - first) - fix
+    low = (jnp.min(self.features, axis=0) - first) - fix
+    return _pow2_above(jnp.maximum(jnp.max(jnp.abs(high)), jnp.max(jnp.abs(low))))
 
   @functools.cached_property
   def normalized(self) -> jax.Array:
@@ -173,7 +180,8 @@ class Shared:
     In float32 ‖a‖² + ‖b‖² − 2a·b and FᵀF lose everything to a large common offset (post-ReLU
     channels, raw pixels, large embeddings); every shift-invariant score reads Z instead of F.
     """
-    return self._centering[1] / self.scale
+    first, fix = self._centering
+    return ((self.features - first) - fix) / self.scale
 
   # -- class statistics (of Z) ----------------------------------------------------------------
   @functools.cached_property
@@ -263,9 +271,16 @@ class Shared:
     return self.normalized - self.class_means[self.labels]
 
   @functools.cached_property
+  def residual_sq_norms(self) -> jax.Array:
+    """[N] ‖z_i − μ_{y_i}‖² from the differences, a block of rows at a time (no [N, D] array
+    of residuals: each one is a full pass over memory on the CPU)."""
+    z, means, labels = self.normalized, self.class_means, self.labels
+    return map_row_blocks(lambda r: jnp.sum((z[r] - means[labels[r]]) ** 2, axis=1), self.n, self.d)
+
+  @functools.cached_property
   def residual_norms(self) -> jax.Array:
-    """[N] ‖f_i − μ_{y_i}‖."""
-    return jnp.sqrt(jnp.sum(self.residuals**2, axis=1))
+    """[N] ‖z_i − μ_{y_i}‖."""
+    return jnp.sqrt(self.residual_sq_norms)
 
   @functools.cached_property
   def present(self) -> jax.Array:
@@ -319,6 +334,19 @@ class Shared:
     dist = _exact_distances(feats, cand)
     # sorted by (distance, index): ties resolve to the lower index
     return jax.lax.sort((dist, cand), dimension=1, num_keys=2)
+
+
+def map_row_blocks(fn, n: int, per_row: int, budget: int | None = None):
+  """`fn` over blocks of row indices [B] (B·per_row ≈ `budget` elements, the last block padded
+  with repeats of row N − 1), its outputs' leading [B] axes joined and cut to N rows: the
+  temporaries of one block stay in cache instead of going through memory as [N, D] arrays."""
+  budget = ROW_BLOCK_ELEMENTS if budget is None else budget
+  size = max(1, min(n, budget // max(1, per_row)))
+  blocks = -(-n // size)
+  pad = blocks * size - n
+  rows = jnp.concatenate([jnp.arange(n), jnp.full((pad,), n - 1)]) if pad else jnp.arange(n)
+  out = jax.lax.map(fn, rows.reshape(blocks, size))
+  return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:n], out)
 
 
 def _exact_distances(feats: jax.Array, cand: jax.Array) -> jax.Array:

@@ -20,7 +20,7 @@ MIN_PER_CLASS = 2
 
 
 def sum_of_squares_kernel(shared: Shared) -> jax.Array:
-  ssw = jnp.sum(shared.residuals**2)
+  ssw = jnp.sum(shared.residual_sq_norms)
   tss = jnp.sum(shared.normalized**2)
   return jnp.where(tss > 0, ssw / jnp.where(tss > 0, tss, 1), 0)
 
