@@ -102,6 +102,51 @@ def test_blocked_exact_neighbours_equal_brute_force(x64, monkeypatch):
   assert float(dist[5, 0]) == 0.0 and float(dist[2, 0]) == 0.0
 
 
+def _numpy_rsa_ss_nc(x, y):
+  """RSA (mean 1 − Pearson between samples, different − same class pairs), SS and NC score by
+  their definitions in float64 NumPy, N×N."""
+  r = np.corrcoef(x)
+  off = ~np.eye(len(y), dtype=bool)
+  same = (y[:, None] == y[None, :]) & off
+  diff = y[:, None] != y[None, :]
+  rsa = (1 - r)[diff].mean() - (1 - r)[same].mean()
+  classes = np.unique(y)
+  means = np.stack([x[y == c].mean(0) for c in classes])
+  resid = np.linalg.norm(x - means[np.searchsorted(classes, y)], axis=1)
+  ss = (resid**2).sum() / ((x - x.mean(0)) ** 2).sum()
+  between = cdist(means, means)[~np.eye(len(classes), dtype=bool)].mean()
+  return {"rsa": rsa, "sum_of_squares": ss, "nc_score": resid.mean() / between}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_blocks_of_a_few_rows_give_the_same_scores(dtype, x64, monkeypatch):
+  """The per-row passes (RSA's deviations, the within-class residuals) in blocks of 7 rows, the
+  last one padded (N = 150), equal one block and the float64 NumPy definitions; float32 with a
+  large common offset too."""
+  x, y = _probe(150, 40, 5, seed=7)
+  x = (x + 300.0).astype(dtype)
+  one_block = _all_kernels(x, y, 5, "gram")
+  monkeypatch.setattr(shared_lib, "ROW_BLOCK_ELEMENTS", 7 * 40)
+  blocks = _all_kernels(x, y, 5, "gram")
+  rtol = 1e-12 if dtype == np.float64 else 1e-6
+  for name in FEATURE_SCORES:
+    np.testing.assert_allclose(blocks[name], one_block[name], rtol=rtol, err_msg=name)
+  want = _numpy_rsa_ss_nc(x.astype(np.float64), y)
+  for name, value in want.items():
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(blocks[name], value, rtol=tol, err_msg=name)
+
+
+def test_parc_pairs_cover_every_pair_once():
+  """The iota-built pair rectangle holds every i < j exactly once, for even and odd N."""
+  from jtransfer.scores.parc import pairs
+
+  for n in (2, 3, 4, 9, 10):
+    i, j = map(np.asarray, pairs(n))
+    got = sorted(zip(i.ravel().tolist(), j.ravel().tolist(), strict=True))
+    assert got == [(int(a), int(b)) for a, b in zip(*np.triu_indices(n, 1), strict=True)], n
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rank_biserial_near_zero_correlation_equals_scipy(dtype):
   """A correlation near 0 (its numerator cancels) over 2·10⁵ values with ties: the exact

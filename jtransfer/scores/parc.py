@@ -18,9 +18,10 @@ reads U_k from the shared centred Gram eigendecomposition (no new decomposition;
 a Pearson). As RDM_Y takes two values, the Spearman correlation is the Pearson correlation of
 RDM_F's average ranks with the "different classes" indicator (a rank-biserial correlation):
 one sort of the N(N − 1)/2 pairs (of integer keys with the values' order: XLA:CPU sorts those
-far faster than floats), ties found on the sorted keys, each pair's tie group by binary search,
-the centred ranks formed as exact integers (2·(rank − mean rank) = first + last position − M of
-the tie group).
+far faster than floats) that carries each pair's flag along, ties found on the sorted keys, the
+centred ranks formed as exact integers (2·(rank − mean rank) = first + last position − M of the
+tie group) and summed over the flagged pairs where they lie. The pairs are enumerated from
+iotas (`pairs`), so the program holds no N²-sized index constants.
 
 Pitfalls of the public code, and what jtransfer does:
 - The SFDA copy's subsampling is dead code: for N > 15000 `PARC_Score` draws a subset into
@@ -56,7 +57,8 @@ decomposition picks) move the RDM, so the value measures nothing (and float32 do
 reproduce it). pca_dim ≥ 3: a Pearson across 2 components is ±1.
 
 Invariant to a common shift and a global scale (it reads only U_k). Memory and work grow as N²
-(the N(N − 1)/2 pairs): cost in BENCHMARKS.md.
+(the N(N − 1)/2 pairs; about 14 bytes per pair in float32): cost in BENCHMARKS.md. Integer
+positions are int32 in float32, so N(N − 1)/2 < 2³¹ (N ≤ 65,536); larger probes are refused.
 Needs at least 2 classes and a class with 2 samples (else every pair is "different" and
 Spearman is undefined), and at least 2 components with non-constant coordinates per sample;
 otherwise the score is not finite and the public functions raise.
@@ -66,7 +68,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jtransfer.scores.compute import score_one
 from jtransfer.scores.shared import HIGHEST, Shared
@@ -96,20 +97,19 @@ def _sort_keys(values: jax.Array) -> jax.Array:
   return jnp.where(bits < 0, bits ^ jnp.iinfo(int_type).max, bits)
 
 
-def _centred_ranks(values: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(2·(average rank − mean rank) of every value [M], of every position of the sorted values
-  [M]) as exact integers: one integer sort, each value's tie group found by binary search."""
+def _sorted_centred_ranks(values: jax.Array, flags: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(2·(average rank − mean rank) [M] as exact integers, the flags [M]), both in the values'
+  sorted order: one integer sort carrying the flags along (tied values share one average rank,
+  so which of them carries which flag does not matter), tie groups found on the sorted keys."""
   m = values.shape[0]
-  keys = _sort_keys(values)
-  v = jax.lax.sort(keys)
+  v, f = jax.lax.sort((_sort_keys(values), flags.astype(jnp.int8)), num_keys=1)
   pos = jnp.arange(m)
   new = jnp.concatenate([jnp.ones((1,), bool), v[1:] != v[:-1]])  # a tie group starts here
   last = jnp.concatenate([v[1:] != v[:-1], jnp.ones((1,), bool)])  # a tie group ends here
   first = jax.lax.cummax(jnp.where(new, pos, 0))
   end = jax.lax.cummin(jnp.where(last, pos, m - 1), reverse=True)
   # 1-based average rank (first + end)/2 + 1, mean rank (M + 1)/2: twice their difference
-  sorted_ranks = first + end + 1 - m
-  return sorted_ranks[jnp.searchsorted(v, keys, side="left")], sorted_ranks
+  return first + end + 1 - m, f > 0
 
 
 def _integer_sum(ints: jax.Array, dtype) -> jax.Array:
@@ -132,26 +132,47 @@ def rank_biserial(values: jax.Array, flags: jax.Array) -> jax.Array:
   integer sum; Σ (f − f̄)² = M₁ M₀ / M.
   """
   m = values.shape[0]
-  ranks, sorted_ranks = _centred_ranks(values)
-  a = sorted_ranks.astype(values.dtype)
+  ranks, flags = _sorted_centred_ranks(values, flags)
+  a = ranks.astype(values.dtype)
   numerator = _integer_sum(jnp.where(flags, ranks, 0), values.dtype)
   m1 = jnp.sum(flags).astype(values.dtype)
   spread = m1 * (m - m1) / m
   return numerator / jnp.sqrt(jnp.sum(a * a) * spread)
 
 
+def pairs(n: int) -> tuple[jax.Array, jax.Array]:
+  """Every unordered pair i < j of N samples once, as two [N // 2, N − 1 + N % 2] index arrays
+  made from iotas (no N²-sized constants in the program): row r holds the pairs of row r of the
+  upper triangle and those of row N − 1 − r (N even) or N − 2 − r (N odd), whose lengths add
+  up to the width. The order differs from the triangle's; the Spearman does not depend on it."""
+  half, width = n // 2, n - 1 + n % 2
+  r = jnp.arange(half)[:, None]
+  c = jnp.arange(width)[None, :]
+  head = n - 1 - r  # pairs (r, j > r)
+  partner = n - 1 - r - n % 2
+  i = jnp.where(c < head, r, partner)
+  j = jnp.where(c < head, r + 1 + c, partner + 1 + c - head)
+  return i, j
+
+
 def parc_kernel(shared: Shared, *, pca_dim: int = PCA_DIM) -> jax.Array:
   """PARC (pure, traceable, vmappable)."""
+  n = shared.n
+  if n * (n - 1) // 2 >= 2**31 and not jax.config.jax_enable_x64:
+    raise ValueError(
+      f"PARC of N = {n} samples has {n * (n - 1) // 2} pairs, past int32 positions (N ≤ 65,536): "
+      "score a class-balanced subsample, or leave parc out"
+    )
   q, kept = standardized_components(shared, pca_dim)
   # Pearson between samples across the kept components
   q = jnp.where(kept, q, 0)
   q = jnp.where(kept, q - jnp.sum(q, axis=1, keepdims=True) / jnp.sum(kept), 0)
   q = q / jnp.sqrt(jnp.sum(q * q, axis=1, keepdims=True))
   corr = jnp.matmul(q, q.T, precision=HIGHEST)
-  iu, ju = np.triu_indices(shared.n, 1)
+  i, j = pairs(shared.n)
   labels = shared.labels
-  rdm = 1 - corr[iu, ju]
-  value = 100 * rank_biserial(rdm, labels[iu] != labels[ju])
+  rdm = (1 - corr[i, j]).reshape(-1)
+  value = 100 * rank_biserial(rdm, (labels[i] != labels[j]).reshape(-1))
   # Fewer than 2 kept components (D = 1, or one direction dominating the rest below round-off)
   # or a sample constant across them: the Pearson is 0/0. A sort would rank those NaNs as
   # distinct values and return a finite number that measures nothing; make it NaN instead.
