@@ -175,3 +175,18 @@ def test_chunk_size_budgets_the_covariance_route_by_its_d_by_d_eigh():
   assert default_chunk_size(32000, 512, 4, budget_bytes=2 << 30) == (2 << 30) // per_model
   per_model = 4 * (6 * 1000**2 + 3 * 1000 * 4096)  # the Gram route's N×N forms
   assert default_chunk_size(1000, 4096, 4, budget_bytes=2 << 30) == (2 << 30) // per_model
+
+
+def test_parc_refuses_more_pairs_than_int32_positions_hold():
+  """N = 65,537 has 2^31 + 32,768 pairs: a one-line error naming N, before any work."""
+  from jtransfer.scores.parc import parc_kernel
+
+  n = 65_537
+  previous = jax.config.jax_enable_x64
+  jax.config.update("jax_enable_x64", False)  # int64 positions under x64 have room
+  try:
+    shared = Shared(jnp.zeros((n, 2), jnp.float32), jnp.zeros((n,), jnp.int32), 2)
+    with pytest.raises(ValueError, match="N = 65537"):
+      parc_kernel(shared)
+  finally:
+    jax.config.update("jax_enable_x64", previous)
