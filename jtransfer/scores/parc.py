@@ -158,9 +158,10 @@ def pairs(n: int) -> tuple[jax.Array, jax.Array]:
 def parc_kernel(shared: Shared, *, pca_dim: int = PCA_DIM) -> jax.Array:
   """PARC (pure, traceable, vmappable)."""
   n = shared.n
-  if n * (n - 1) // 2 >= 2**31 and not jax.config.jax_enable_x64:
+  count = n * (n - 1) // 2
+  if count >= 2**31 and not jax.config.jax_enable_x64:
     raise ValueError(
-      f"PARC of N = {n} samples has {n * (n - 1) // 2} pairs, past int32 positions (N ≤ 65,536): "
+      f"PARC of N = {n} samples has {count} pairs, past int32 positions (N ≤ 65,536): "
       "score a class-balanced subsample, or leave parc out"
     )
   q, kept = standardized_components(shared, pca_dim)

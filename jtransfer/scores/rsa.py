@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jtransfer.scores.compute import score_one
-from jtransfer.scores.shared import Shared, _dot, map_row_blocks
+from jtransfer.scores.shared import Shared, _dot, class_residual_sq_norms, map_row_blocks
 
 MIN_PER_CLASS = 2
 
@@ -69,9 +69,7 @@ def rsa_kernel(shared: Shared) -> jax.Array:
   v = _deviations(shared)
   n, counts = shared.n, shared.counts
   means = _dot(shared.onehot.T, v) / jnp.maximum(counts, 1)[:, None]  # [C, D]
-  within = map_row_blocks(
-    lambda r: jnp.sum((v[r] - means[shared.labels[r]]) ** 2, axis=1), n, shared.d
-  )  # ‖z_i − z̄_{y_i}‖²
+  within = class_residual_sq_norms(v, means, shared.labels)  # ‖z_i − z̄_{y_i}‖²
   # Σ_i ‖z_i − z̄‖² directly: the within + between split measured 1 ulp apart between a model
   # scored alone and in a vmapped chunk, and the score job's results must not depend on chunks
   total = jnp.sum((v - v.mean(axis=0)) ** 2)

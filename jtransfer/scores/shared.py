@@ -274,8 +274,7 @@ class Shared:
   def residual_sq_norms(self) -> jax.Array:
     """[N] ‖z_i − μ_{y_i}‖² from the differences, a block of rows at a time (no [N, D] array
     of residuals: each one is a full pass over memory on the CPU)."""
-    z, means, labels = self.normalized, self.class_means, self.labels
-    return map_row_blocks(lambda r: jnp.sum((z[r] - means[labels[r]]) ** 2, axis=1), self.n, self.d)
+    return class_residual_sq_norms(self.normalized, self.class_means, self.labels)
 
   @functools.cached_property
   def residual_norms(self) -> jax.Array:
@@ -349,23 +348,22 @@ def map_row_blocks(fn, n: int, per_row: int, budget: int | None = None):
   return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:n], out)
 
 
+def class_residual_sq_norms(x: jax.Array, means: jax.Array, labels: jax.Array) -> jax.Array:
+  """[N] ‖x_i − means_{labels_i}‖² from the differences, a block of rows at a time."""
+  rows = lambda r: jnp.sum((x[r] - means[labels[r]]) ** 2, axis=1)
+  return map_row_blocks(rows, x.shape[0], x.shape[1])
+
+
 def _exact_distances(feats: jax.Array, cand: jax.Array) -> jax.Array:
   """[N, K] ‖f_i − f_{cand_ik}‖ from feature differences, in row blocks of `EXACT_BLOCK_ELEMENTS`
   gathered elements: one [B, K, D] gather-and-reduce per step (a step per row pays XLA's loop
   overhead N times; the whole [N, K, D] at once is a large temporary)."""
   n, d = feats.shape
   num = cand.shape[1]
-  size = max(1, min(n, EXACT_BLOCK_ELEMENTS // (num * d)))
-  blocks = -(-n // size)
-  pad = blocks * size - n
-  rows = jnp.concatenate([jnp.arange(n), jnp.full((pad,), n - 1)]) if pad else jnp.arange(n)
-  cand = jnp.concatenate([cand, cand[-1:].repeat(pad, 0)]) if pad else cand
 
-  def block(args):
-    r, c = args  # [B], [B, K]
+  def block(r):  # [B] rows (the last block padded with row N − 1, its candidates too)
     f = feats.at[r].get(mode="promise_in_bounds")
-    g = feats.at[c].get(mode="promise_in_bounds")  # [B, K, D]
+    g = feats.at[cand[r]].get(mode="promise_in_bounds")  # [B, K, D]
     return jnp.sqrt(jnp.sum((g - f[:, None, :]) ** 2, axis=-1))
 
-  dist = jax.lax.map(block, (rows.reshape(blocks, size), cand.reshape(blocks, size, num)))
-  return dist.reshape(-1, num)[:n]
+  return map_row_blocks(block, n, num * d, EXACT_BLOCK_ELEMENTS)
